@@ -1,0 +1,48 @@
+"""mongo-job-scheduler: durable background jobs, retries, cron and interval schedules on MongoDB.
+
+The public API is re-exported here; everything else is an implementation detail.
+"""
+
+from ._errors import (
+    ConfigurationError,
+    InvalidJobState,
+    JobNotFound,
+    JobTimeout,
+    LeaseLost,
+    PoisonJob,
+    SchedulerError,
+    SchedulerNotRunning,
+    ValidationError,
+)
+from .events import EVENTS
+from .job import Job, JobStatus, StopReason
+from .repeat import Repeat, RunPlan
+from .retry import Retry
+from .scheduler import Scheduler
+from .stores import InMemoryJobStore, JobStore, MongoJobStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EVENTS",
+    "ConfigurationError",
+    "InMemoryJobStore",
+    "InvalidJobState",
+    "Job",
+    "JobNotFound",
+    "JobStatus",
+    "JobStore",
+    "JobTimeout",
+    "LeaseLost",
+    "MongoJobStore",
+    "PoisonJob",
+    "Repeat",
+    "Retry",
+    "RunPlan",
+    "Scheduler",
+    "SchedulerError",
+    "SchedulerNotRunning",
+    "StopReason",
+    "ValidationError",
+    "__version__",
+]

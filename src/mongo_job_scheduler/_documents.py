@@ -1,0 +1,395 @@
+"""Validation of user input and construction of stored documents (pure, shared by the async
+scheduler, the sync facade and both stores)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import bson
+from bson import ObjectId
+from bson.errors import InvalidDocument, InvalidId
+
+from ._durations import Duration, to_seconds, to_utc
+from ._errors import ValidationError
+from .job import JobStatus
+from .repeat import Repeat
+from .retry import Retry
+
+MAX_NAME_LENGTH = 200
+MAX_DEDUPE_KEY_LENGTH = 512
+MAX_BSON_SIZE = 16 * 1024 * 1024
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 100
+SORT_FIELDS = {"nextRunAt", "createdAt", "updatedAt", "lastRunAt", "priority", "name", "status"}
+DedupeScope = Literal["active", "forever"]
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+"""Marks an ``update_job`` argument that was not given."""
+
+
+def validate_name(name: Any, field_name: str = "name") -> str:
+    if not isinstance(name, str):
+        raise ValidationError(field_name, f"expected a string, got {type(name).__name__}")
+    if not name.strip():
+        raise ValidationError(field_name, "must not be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationError(field_name, f"at most {MAX_NAME_LENGTH} characters, got {len(name)}")
+    return name
+
+
+def validate_bson_value(field_name: str, value: Any) -> None:
+    """Check that ``value`` can be stored in MongoDB (encodable, no ``$``/dotted keys issues that
+    the server rejects, and under the 16 MB document limit)."""
+    try:
+        encoded = bson.encode({"v": value})
+    except (InvalidDocument, TypeError, OverflowError) as exc:
+        raise ValidationError(field_name, f"cannot be stored in MongoDB: {exc}") from None
+    if len(encoded) > MAX_BSON_SIZE - 64 * 1024:
+        raise ValidationError(
+            field_name, f"too large: {len(encoded)} bytes encoded, MongoDB allows 16 MB per job"
+        )
+    _check_keys(field_name, value)
+
+
+def _check_keys(field_name: str, value: Any, depth: int = 0) -> None:
+    if depth > 90:
+        raise ValidationError(field_name, "nested too deeply (MongoDB allows 100 levels)")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and key.startswith("$"):
+                raise ValidationError(field_name, f"keys must not start with '$' (got {key!r})")
+            _check_keys(field_name, item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_keys(field_name, item, depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(field_name, f"must not contain NaN or infinity (got {value!r})")
+
+
+def validate_priority(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
+        raise ValidationError("priority", f"must be an integer from 1 to 10, got {value!r}")
+    return value
+
+
+def validate_concurrency(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError("concurrency", f"must be a positive integer, got {value!r}")
+    return value
+
+
+def validate_dedupe_key(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValidationError("dedupe_key", "must be a non-empty string")
+    if len(value) > MAX_DEDUPE_KEY_LENGTH:
+        raise ValidationError("dedupe_key", f"at most {MAX_DEDUPE_KEY_LENGTH} characters")
+    return value
+
+
+def validate_dedupe_scope(value: Any) -> DedupeScope:
+    if value not in ("active", "forever"):
+        raise ValidationError("dedupe", f"must be 'active' or 'forever', got {value!r}")
+    return value  # type: ignore[no-any-return]
+
+
+def optional_duration_ms(field_name: str, value: Duration | None) -> int | None:
+    if value is None:
+        return None
+    seconds = to_seconds(field_name, value)
+    return max(1, int(round(seconds * 1000)))
+
+
+def parse_job_id(value: Any) -> ObjectId | str:
+    """Accept an ``ObjectId`` or its 24-hex string (other strings are ids of the memory store
+    or of the Node library's memory store)."""
+    if isinstance(value, ObjectId):
+        return value
+    if isinstance(value, str):
+        if len(value) == 24:
+            try:
+                return ObjectId(value)
+            except InvalidId:
+                pass
+        raise ValidationError("job_id", f"not a valid job id (24 hex characters): {value!r}")
+    raise ValidationError("job_id", f"expected an ObjectId or its hex string, got {type(value).__name__}")
+
+
+@dataclass
+class NewJob:
+    """A validated request to create one job: its document and how to dedupe it."""
+
+    document: dict[str, Any]
+    dedupe_key: str | None = None
+    dedupe_scope: DedupeScope = "active"
+
+    @property
+    def id(self) -> ObjectId:
+        return self.document["_id"]  # type: ignore[no-any-return]
+
+
+def build_new_job(
+    name: Any,
+    data: Any = None,
+    *,
+    now: datetime,
+    default_timezone: str | None = None,
+    run_at: Any = None,
+    delay: Any = None,
+    repeat: Any = None,
+    retry: Any = None,
+    dedupe_key: Any = None,
+    dedupe: Any = "active",
+    priority: Any = 5,
+    concurrency: Any = None,
+    max_execution: Any = None,
+    timeout: Any = None,
+) -> NewJob:
+    """Validate ``schedule()`` arguments and build the stored document. Raises
+    :class:`ValidationError` naming the first bad field; nothing is written by this function."""
+    validate_name(name)
+    validate_bson_value("data", data)
+    repeat_obj = None if repeat is None else Repeat.parse(repeat)
+    retry_obj = None if retry is None else Retry.parse(retry)
+    priority = validate_priority(priority)
+    concurrency = validate_concurrency(concurrency)
+    dedupe_key = validate_dedupe_key(dedupe_key)
+    scope = validate_dedupe_scope(dedupe)
+    max_execution_ms = optional_duration_ms("max_execution", max_execution)
+    timeout_ms = optional_duration_ms("timeout", timeout)
+    if run_at is not None and delay is not None:
+        raise ValidationError("run_at", "give run_at or delay, not both")
+    if run_at is not None:
+        due = to_utc("run_at", run_at)
+    elif delay is not None:
+        due = now + timedelta(seconds=to_seconds("delay", delay, allow_zero=True))
+    elif repeat_obj is not None:
+        due = repeat_obj.first_slot(now, default_timezone)
+    else:
+        due = now
+    doc: dict[str, Any] = {
+        "_id": ObjectId(),
+        "name": name,
+        "data": data,
+        "status": JobStatus.PENDING.value,
+        "attempts": 0,
+        "priority": priority,
+        "nextRunAt": due,
+        "lockVersion": 0,
+        "createdAt": now,
+        "updatedAt": now,
+    }
+    if repeat_obj is not None:
+        doc["repeat"] = repeat_obj.to_document()
+        doc["lastScheduledAt"] = due
+    if retry_obj is not None:
+        doc["retry"] = retry_obj.to_document()
+    if dedupe_key is not None:
+        doc["dedupeKey"] = dedupe_key
+        if scope != "active":
+            doc["dedupeScope"] = scope
+    if concurrency is not None:
+        doc["concurrency"] = concurrency
+    if max_execution_ms is not None:
+        doc["maxExecutionMs"] = max_execution_ms
+    if timeout_ms is not None:
+        doc["timeoutMs"] = timeout_ms
+    validate_bson_value("job", doc)
+    return NewJob(doc, dedupe_key, scope)
+
+
+_BULK_KEYS = {
+    "name", "data", "run_at", "delay", "repeat", "retry", "dedupe_key", "dedupe", "priority",
+    "concurrency", "max_execution", "timeout",
+}
+
+
+def build_bulk(
+    items: Any, *, now: datetime, default_timezone: str | None = None
+) -> list[NewJob]:
+    """Validate every item of ``schedule_bulk`` before anything is written."""
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
+        raise ValidationError("items", "expected a list of mappings")
+    out: list[NewJob] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise ValidationError(f"items[{index}]", "expected a mapping")
+        unknown = set(item) - _BULK_KEYS
+        if unknown:
+            raise ValidationError(f"items[{index}]", f"unknown key(s) {sorted(map(str, unknown))}")
+        if "name" not in item:
+            raise ValidationError(f"items[{index}].name", "is required")
+        try:
+            out.append(build_new_job(now=now, default_timezone=default_timezone, **item))
+        except ValidationError as exc:
+            raise ValidationError(f"items[{index}].{exc.field}", exc.reason) from None
+    return out
+
+
+@dataclass
+class JobQuery:
+    """A validated ``get_jobs`` query (values only: no operators can be injected)."""
+
+    name: str | None = None
+    statuses: list[str] | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    sort_field: str = "createdAt"
+    sort_direction: int = 1
+    limit: int = DEFAULT_LIMIT
+    skip: int = 0
+
+    def to_filter(self) -> dict[str, Any]:
+        """The MongoDB filter (equality and ``$in`` on plain values only)."""
+        flt: dict[str, Any] = {}
+        if self.name is not None:
+            flt["name"] = self.name
+        if self.statuses is not None:
+            flt["status"] = self.statuses[0] if len(self.statuses) == 1 else {"$in": self.statuses}
+        for key, value in self.data.items():
+            flt[f"data.{key}"] = value
+        return flt
+
+
+def build_query(
+    *,
+    name: Any = None,
+    status: Any = None,
+    data: Any = None,
+    sort: Any = None,
+    limit: Any = DEFAULT_LIMIT,
+    skip: Any = 0,
+) -> JobQuery:
+    """Validate ``get_jobs`` arguments. ``$``-prefixed keys and operator objects are rejected."""
+    query = JobQuery()
+    if name is not None:
+        query.name = validate_name(name)
+    if status is not None:
+        values = [status] if isinstance(status, (str, JobStatus)) else status
+        if not isinstance(values, (list, tuple, set, frozenset)) or not values:
+            raise ValidationError("status", "expected a status or a non-empty list of statuses")
+        statuses = []
+        for value in values:
+            try:
+                statuses.append(JobStatus(value).value)
+            except ValueError:
+                raise ValidationError(
+                    "status", f"unknown status {value!r}; one of {[s.value for s in JobStatus]}"
+                ) from None
+        query.statuses = sorted(set(statuses))
+    if data is not None:
+        if not isinstance(data, Mapping):
+            raise ValidationError("data", "expected a mapping of data keys to values")
+        for key, value in data.items():
+            if not isinstance(key, str) or not key or key.startswith("$") or "\x00" in key:
+                raise ValidationError("data", f"invalid data key {key!r}")
+            if any(not part for part in key.split(".")):
+                raise ValidationError("data", f"invalid data key {key!r}")
+            if isinstance(value, Mapping) and any(str(k).startswith("$") for k in value):
+                raise ValidationError("data", f"operators are not allowed (key {key!r})")
+            validate_bson_value(f"data.{key}", value)
+        query.data = dict(data)
+    if sort is not None:
+        if isinstance(sort, str):
+            sort = (sort, "asc")
+        if not isinstance(sort, (tuple, list)) or len(sort) != 2:
+            raise ValidationError("sort", "expected (field, 'asc' | 'desc')")
+        sort_field, direction = sort
+        if sort_field not in SORT_FIELDS:
+            raise ValidationError("sort", f"cannot sort on {sort_field!r}; one of {sorted(SORT_FIELDS)}")
+        if direction not in ("asc", "desc"):
+            raise ValidationError("sort", f"direction must be 'asc' or 'desc', got {direction!r}")
+        query.sort_field = sort_field
+        query.sort_direction = 1 if direction == "asc" else -1
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise ValidationError("limit", f"must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
+    if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+        raise ValidationError("skip", f"must be an integer >= 0, got {skip!r}")
+    query.limit = limit
+    query.skip = skip
+    return query
+
+
+@dataclass
+class JobChanges:
+    """A validated ``update_job`` request: fields to set and to unset."""
+
+    set: dict[str, Any] = field(default_factory=dict)
+    unset: list[str] = field(default_factory=list)
+    reschedules: bool = False
+    """``run_at`` was given: the job gets a new due time (and a finished job runs again)."""
+    repeat_first_slot: datetime | None = None
+    """The new schedule's first slot, applied to a pending job when ``run_at`` is not given."""
+
+
+def build_changes(
+    *,
+    now: datetime,
+    default_timezone: str | None,
+    data: Any = UNSET,
+    run_at: Any = UNSET,
+    repeat: Any = UNSET,
+    retry: Any = UNSET,
+    priority: Any = UNSET,
+    concurrency: Any = UNSET,
+    max_execution: Any = UNSET,
+    timeout: Any = UNSET,
+) -> JobChanges:
+    """Validate ``update_job`` arguments. ``None`` clears an optional field."""
+    changes = JobChanges()
+    if data is not UNSET:
+        validate_bson_value("data", data)
+        changes.set["data"] = data
+    if priority is not UNSET:
+        changes.set["priority"] = validate_priority(priority)
+    if concurrency is not UNSET:
+        if concurrency is None:
+            changes.unset.append("concurrency")
+        else:
+            changes.set["concurrency"] = validate_concurrency(concurrency)
+    if retry is not UNSET:
+        if retry is None:
+            changes.unset.append("retry")
+        else:
+            changes.set["retry"] = Retry.parse(retry).to_document()
+    for field_name, key, value in (
+        ("max_execution", "maxExecutionMs", max_execution),
+        ("timeout", "timeoutMs", timeout),
+    ):
+        if value is not UNSET:
+            if value is None:
+                changes.unset.append(key)
+            else:
+                changes.set[key] = optional_duration_ms(field_name, value)
+    repeat_obj: Repeat | None = None
+    if repeat is not UNSET:
+        if repeat is None:
+            changes.unset += ["repeat", "lastScheduledAt"]
+        else:
+            repeat_obj = Repeat.parse(repeat)
+            changes.set["repeat"] = repeat_obj.to_document()
+    if run_at is not UNSET:
+        if run_at is None:
+            raise ValidationError("run_at", "must be a datetime")
+        due = to_utc("run_at", run_at)
+        changes.set["nextRunAt"] = due
+        changes.reschedules = True
+        if repeat_obj is not None:
+            changes.set["lastScheduledAt"] = due
+    elif repeat_obj is not None:
+        changes.repeat_first_slot = repeat_obj.first_slot(now, default_timezone)
+    if not changes.set and not changes.unset:
+        raise ValidationError("update_job", "nothing to update")
+    return changes

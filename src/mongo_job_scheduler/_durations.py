@@ -1,0 +1,64 @@
+"""Parsing of durations and timestamps given by users (pure, no I/O)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ._errors import ValidationError
+
+Duration = timedelta | int | float
+"""A duration: a ``timedelta`` or a number of seconds."""
+
+
+def to_seconds(field: str, value: Any, *, allow_zero: bool = False) -> float:
+    """Return ``value`` (a ``timedelta`` or a number of seconds) as seconds, validated."""
+    if isinstance(value, bool) or not isinstance(value, (timedelta, int, float)):
+        raise ValidationError(
+            field, f"expected a timedelta or a number of seconds, got {type(value).__name__}"
+        )
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not math.isfinite(seconds):
+        raise ValidationError(field, f"must be finite, got {value!r}")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValidationError(field, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return seconds
+
+
+def to_millis(field: str, value: Any, *, allow_zero: bool = False) -> int:
+    """Validate a duration given as a number of milliseconds (the stored unit) and return it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(field, f"expected a number of milliseconds, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValidationError(field, f"must be finite, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValidationError(field, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return int(round(value))
+
+
+def to_utc(field: str, value: Any) -> datetime:
+    """Validate a timezone-aware ``datetime`` and return it in UTC, truncated to milliseconds.
+
+    Naive datetimes are rejected: their meaning depends on the machine, and MongoDB stores
+    instants. Use ``datetime.now(timezone.utc)`` or attach a ``ZoneInfo``.
+    """
+    if not isinstance(value, datetime):
+        raise ValidationError(field, f"expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(field, "naive datetime: attach a time zone (e.g. timezone.utc)")
+    out = value.astimezone(timezone.utc)
+    return out.replace(microsecond=(out.microsecond // 1000) * 1000)
+
+
+def as_aware_utc(value: datetime) -> datetime:
+    """Interpret a datetime read from the store (naive means UTC) as an aware UTC datetime."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    """The local clock in UTC, millisecond precision (what MongoDB stores)."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=(now.microsecond // 1000) * 1000)

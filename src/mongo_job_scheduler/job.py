@@ -1,0 +1,182 @@
+"""The job as users see it: a typed, read-only view of one stored document."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from bson import ObjectId
+
+from ._durations import as_aware_utc
+from .repeat import Repeat
+from .retry import Retry
+
+__all__ = ["Job", "JobStatus", "StopReason"]
+
+
+class JobStatus(str, Enum):
+    """A job's state, stored as the lower-case string (the Node library's values)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def finished(self) -> bool:
+        """Whether this is a terminal state (completed, failed or cancelled)."""
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+ACTIVE_STATUSES = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
+FINISHED_STATUSES = (JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+
+
+class StopReason(str, Enum):
+    """Why a running handler is asked to stop."""
+
+    CANCELLED = "cancelled"
+    LEASE_LOST = "lease_lost"
+    TIMEOUT = "timeout"
+    SHUTDOWN = "shutdown"
+
+
+class RunContext:
+    """What a running handler can observe about its own execution (one per attempt)."""
+
+    def __init__(self, token: int, owner: str) -> None:
+        self.token = token
+        self.owner = owner
+        self.stop_event = threading.Event()
+        self.stop_reason: StopReason | None = None
+        self._async_event: asyncio.Event | None = None
+
+    def request_stop(self, reason: StopReason) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.stop_event.set()
+        if self._async_event is not None:
+            self._async_event.set()
+
+
+def _dt(value: Any) -> datetime | None:
+    return as_aware_utc(value) if isinstance(value, datetime) else None
+
+
+def _ms(value: Any) -> timedelta | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return timedelta(milliseconds=value)
+    return None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A read-only view of a stored job. Datetimes are timezone-aware UTC.
+
+    Inside a handler, :attr:`token` is the fencing token of this execution (it grows with every
+    claim, so downstream systems can reject writes from an older owner), and
+    :attr:`stop_requested` / :attr:`stop_reason` tell whether the scheduler wants the handler to
+    stop (cancelled, lease lost, timed out, shutting down). Async handlers are also cancelled;
+    sync handlers should poll :attr:`stop_requested` or wait on :attr:`stop_event`.
+    """
+
+    id: ObjectId | str
+    name: str
+    data: Any
+    status: JobStatus
+    attempts: int
+    priority: int
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    last_scheduled_at: datetime | None
+    last_error: str | None
+    last_error_type: str | None
+    repeat: Repeat | None
+    retry: Retry | None
+    dedupe_key: str | None
+    concurrency: int | None
+    max_execution: timedelta | None
+    timeout: timedelta | None
+    locked_by: str | None
+    lock_until: datetime | None
+    lock_version: int
+    lease_expiries: int
+    created_at: datetime | None
+    updated_at: datetime | None
+    document: Mapping[str, Any] = field(repr=False, compare=False)
+    _run: RunContext | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any], run: RunContext | None = None) -> Job:
+        """Build the view of a stored document (tolerant of documents written by Node)."""
+        status = doc.get("status", "pending")
+        try:
+            status_value = JobStatus(status)
+        except ValueError:
+            status_value = JobStatus.PENDING
+        error = doc.get("lastError")
+        return cls(
+            id=doc["_id"],
+            name=doc.get("name", ""),
+            data=doc.get("data"),
+            status=status_value,
+            attempts=int(doc.get("attempts") or 0),
+            priority=int(doc.get("priority") or 5),
+            next_run_at=_dt(doc.get("nextRunAt")),
+            last_run_at=_dt(doc.get("lastRunAt")),
+            last_scheduled_at=_dt(doc.get("lastScheduledAt")),
+            last_error=error if isinstance(error, str) else None,
+            last_error_type=doc.get("lastErrorType"),
+            repeat=Repeat.from_document(doc.get("repeat")),
+            retry=Retry.from_document(doc.get("retry")),
+            dedupe_key=doc.get("dedupeKey"),
+            concurrency=doc.get("concurrency"),
+            max_execution=_ms(doc.get("maxExecutionMs")),
+            timeout=_ms(doc.get("timeoutMs")),
+            locked_by=doc.get("lockedBy"),
+            lock_until=_dt(doc.get("lockUntil")),
+            lock_version=int(doc.get("lockVersion") or 0),
+            lease_expiries=int(doc.get("leaseExpiries") or 0),
+            created_at=_dt(doc.get("createdAt")),
+            updated_at=_dt(doc.get("updatedAt")),
+            document=dict(doc),
+            _run=run,
+        )
+
+    # -- inside a handler -------------------------------------------------------------------
+
+    @property
+    def token(self) -> int:
+        """The fencing token of this execution (the ``lockVersion`` written by the claim)."""
+        return self._run.token if self._run is not None else self.lock_version
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether the scheduler asked this execution to stop."""
+        return self._run is not None and self._run.stop_event.is_set()
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        """Why the scheduler asked this execution to stop, or ``None``."""
+        return self._run.stop_reason if self._run is not None else None
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """An event set when the scheduler asks this execution to stop (for sync handlers)."""
+        if self._run is None:
+            return threading.Event()
+        return self._run.stop_event
+
+    @property
+    def is_repeating(self) -> bool:
+        """Whether the job has a cron or interval schedule."""
+        return self.repeat is not None

@@ -1,0 +1,411 @@
+"""``Scheduler``: the public, asyncio API — produce jobs, administer them, and run workers."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ._documents import (
+    UNSET,
+    DedupeScope,
+    build_bulk,
+    build_changes,
+    build_new_job,
+    build_query,
+    parse_job_id,
+)
+from ._durations import Duration, to_seconds
+from ._errors import ConfigurationError, InvalidJobState, JobNotFound, ValidationError
+from .events import EventEmitter, Listener
+from .job import Job, JobStatus, StopReason
+from .repeat import Repeat, _zone
+from .retry import Retry
+from .stores.base import JobStore
+from .worker import BackoffFn, Handler, TaskSpec, Worker, WorkerConfig
+
+__all__ = ["Scheduler"]
+
+logger = logging.getLogger("mongo_job_scheduler")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _positive_int(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(field, f"must be a positive integer, got {value!r}")
+    return value
+
+
+def _seconds(field: str, value: Any) -> float:
+    try:
+        return to_seconds(field, value)
+    except ValidationError as exc:
+        raise ConfigurationError(field, exc.reason) from None
+
+
+class Scheduler:
+    """A MongoDB-backed job scheduler (asyncio).
+
+    ``store`` holds the jobs (:class:`MongoJobStore` or :class:`InMemoryJobStore`); ``handler``
+    runs jobs whose name has no handler registered with :meth:`task`. ``workers`` is how many
+    jobs this process runs at once. Durations are ``timedelta`` or seconds: ``poll_interval``
+    (idle polling), ``lock_timeout`` (lease length, renewed while a handler runs),
+    ``max_execution`` (stop renewing and emit ``job:stalled`` after this long),
+    ``heartbeat_interval`` (default: a third of the lease, at most 5 s). ``max_lease_expiries``
+    is how often a job's lease may expire before it is failed as a poison job. ``id`` names this
+    instance in ``lockedBy`` (a unique suffix is added per start, so equal ids never collide).
+
+    Use ``async with Scheduler(...) as scheduler:`` or :meth:`start` / :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        store: JobStore | None = None,
+        handler: Handler | None = None,
+        *,
+        workers: int = 1,
+        poll_interval: Duration = 0.5,
+        lock_timeout: Duration = 600,
+        default_timezone: str = "UTC",
+        max_execution: Duration | None = None,
+        id: str | None = None,
+        heartbeat_interval: Duration | None = None,
+        max_lease_expiries: int = 3,
+    ) -> None:
+        if store is not None and not isinstance(store, JobStore):
+            raise ConfigurationError(
+                "store",
+                f"expected a JobStore (MongoJobStore or InMemoryJobStore), got {type(store).__name__}",
+            )
+        if handler is not None and not callable(handler):
+            raise ConfigurationError("handler", "must be callable")
+        self.store = store
+        self.handler = handler
+        self.workers = _positive_int("workers", workers)
+        self.poll_interval = _seconds("poll_interval", poll_interval)
+        self.lock_timeout = _seconds("lock_timeout", lock_timeout)
+        try:
+            _zone(default_timezone, "default_timezone")
+        except ValidationError as exc:
+            raise ConfigurationError(exc.field, exc.reason) from None
+        self.default_timezone = default_timezone
+        self.max_execution = (
+            None if max_execution is None else timedelta(seconds=_seconds("max_execution", max_execution))
+        )
+        if heartbeat_interval is None:
+            self.heartbeat_interval = min(self.lock_timeout / 3, 5.0)
+        else:
+            self.heartbeat_interval = _seconds("heartbeat_interval", heartbeat_interval)
+            if self.heartbeat_interval >= self.lock_timeout:
+                raise ConfigurationError("heartbeat_interval", "must be shorter than lock_timeout")
+        self.max_lease_expiries = _positive_int("max_lease_expiries", max_lease_expiries)
+        if id is not None and (not isinstance(id, str) or not id or id.startswith("$")):
+            raise ConfigurationError("id", f"must be a non-empty string, got {id!r}")
+        self.id = id or f"scheduler-{uuid.uuid4().hex[:8]}"
+        self.events = EventEmitter()
+        self._tasks: dict[str, TaskSpec] = {}
+        self._worker: Worker | None = None
+        self._running = False
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def task(
+        self,
+        name: str,
+        *,
+        retry: int | Mapping[str, Any] | Retry | None = None,
+        timeout: Duration | None = None,
+        backoff: BackoffFn | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the handler of jobs named ``name``.
+
+        ``retry`` and ``timeout`` override the job's own; ``backoff(attempt) -> seconds |
+        timedelta`` computes retry delays in code (attempt is 1 after the first failure).
+        Async functions run on the event loop; plain functions run in a thread pool.
+        """
+        from ._documents import validate_name
+
+        validate_name(name)
+        retry_obj = None if retry is None else Retry.parse(retry)
+        timeout_td = None if timeout is None else timedelta(seconds=to_seconds("timeout", timeout))
+        if backoff is not None and not callable(backoff):
+            raise ValidationError("backoff", "must be callable")
+
+        def register(fn: F) -> F:
+            if not callable(fn):
+                raise ValidationError("handler", "must be callable")
+            self._tasks[name] = TaskSpec(fn, retry_obj, timeout_td, backoff)
+            return fn
+
+        return register
+
+    def on(self, event: str, listener: Listener) -> None:
+        """Call ``listener`` on ``event`` (see :data:`~mongo_job_scheduler.events.EVENTS`).
+        ``job:fail`` listeners receive ``(job, error)``; ``worker:*`` ones the worker id;
+        ``scheduler:error`` the exception; job events the :class:`Job`."""
+        self.events.on(event, listener)
+
+    def off(self, event: str, listener: Listener) -> None:
+        """Remove a listener added with :meth:`on`."""
+        self.events.off(event, listener)
+
+    def _resolve(self, name: str) -> TaskSpec | None:
+        spec = self._tasks.get(name)
+        if spec is None and self.handler is not None:
+            spec = TaskSpec(self.handler)
+        return spec
+
+    def _need_store(self) -> JobStore:
+        if self.store is None:
+            raise ConfigurationError("store", "this Scheduler has no store configured")
+        return self.store
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        """Whether :meth:`start` ran and :meth:`stop` has not."""
+        return self._running
+
+    async def start(self) -> None:
+        """Create indexes and start the workers (a no-op if already started). Without a store
+        the scheduler starts in lifecycle-only mode (events only)."""
+        if self._running:
+            return
+        if self.store is not None:
+            await self.store.setup()
+        self._running = True
+        self.events.emit("scheduler:start")
+        if self.store is not None:
+            owner = f"{self.id}-{uuid.uuid4().hex[:12]}"
+            config = WorkerConfig(
+                owner=owner,
+                workers=self.workers,
+                poll_interval=self.poll_interval,
+                lease=timedelta(seconds=self.lock_timeout),
+                heartbeat_interval=self.heartbeat_interval,
+                max_execution=self.max_execution,
+                max_lease_expiries=self.max_lease_expiries,
+                default_timezone=self.default_timezone,
+            )
+            self._worker = Worker(self.store, config, self._resolve, self.events)
+            self._worker.start()
+
+    async def stop(self, graceful: bool = True, timeout: Duration = 30) -> None:
+        """Stop claiming. If ``graceful``, let running jobs finish for up to ``timeout``
+        seconds; then stop the remaining handlers and give their jobs back so other workers
+        take them at once. ``graceful=False`` does that immediately."""
+        if not self._running:
+            return
+        wait = to_seconds("timeout", timeout, allow_zero=True)
+        self._running = False
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.stop(graceful, wait if graceful else 0.0)
+        self.events.emit("scheduler:stop")
+
+    async def __aenter__(self) -> Scheduler:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop(graceful=True)
+
+    # -- producing --------------------------------------------------------------------------
+
+    async def schedule(
+        self,
+        name: str,
+        data: Any = None,
+        *,
+        run_at: Any = None,
+        delay: Duration | None = None,
+        repeat: Mapping[str, Any] | Repeat | None = None,
+        retry: int | Mapping[str, Any] | Retry | None = None,
+        dedupe_key: str | None = None,
+        dedupe: DedupeScope = "active",
+        priority: int = 5,
+        concurrency: int | None = None,
+        max_execution: Duration | None = None,
+        timeout: Duration | None = None,
+        session: Any = None,
+    ) -> Job:
+        """Store a new job and return it.
+
+        ``run_at`` (aware datetime) or ``delay`` sets the first run; without them a one-off job
+        is due now and a repeating job at its first slot after now. With ``dedupe_key``, an
+        active job with that key is returned instead of creating a second one (``dedupe=
+        "forever"``: any job with that key). ``priority`` runs 1 (first) to 10 (last).
+        ``concurrency`` caps how many jobs of this name run at once across all workers.
+        ``timeout`` cancels a run that takes longer (the attempt fails); ``max_execution`` stops
+        renewing its lease instead (``job:stalled``). Invalid input raises
+        :class:`ValidationError` and writes nothing.
+        """
+        store = self._need_store()
+        new = build_new_job(
+            name,
+            data,
+            now=await store.now(),
+            default_timezone=self.default_timezone,
+            run_at=run_at,
+            delay=delay,
+            repeat=repeat,
+            retry=retry,
+            dedupe_key=dedupe_key,
+            dedupe=dedupe,
+            priority=priority,
+            concurrency=concurrency,
+            max_execution=max_execution,
+            timeout=timeout,
+        )
+        [(doc, created)] = await store.insert([new], session=session)
+        job = Job.from_document(doc)
+        if created:
+            self.events.emit("job:created", job)
+            self._wake_if_due(job)
+        return job
+
+    async def schedule_bulk(
+        self, items: Sequence[Mapping[str, Any]], *, session: Any = None
+    ) -> list[Job]:
+        """Store many jobs in few round trips. Each item takes :meth:`schedule`'s arguments as
+        keys (``name`` required). Every item is validated before anything is written; dedupe
+        keys dedupe as in :meth:`schedule` (also between items of the same call)."""
+        store = self._need_store()
+        news = build_bulk(items, now=await store.now(), default_timezone=self.default_timezone)
+        stored = await store.insert(news, session=session)
+        jobs = []
+        for doc, created in stored:
+            job = Job.from_document(doc)
+            jobs.append(job)
+            if created:
+                self.events.emit("job:created", job)
+        if jobs:
+            self._wake_if_due(min(jobs, key=lambda j: j.next_run_at or _far_future()))
+        return jobs
+
+    def _wake_if_due(self, job: Job) -> None:
+        if self._worker is not None and job.status is JobStatus.PENDING:
+            self._worker.wake()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def get_job(self, job_id: Any) -> Job | None:
+        """The job with this id (an ``ObjectId`` or its 24-hex string), or ``None``."""
+        doc = await self._need_store().get(parse_job_id(job_id))
+        return None if doc is None else Job.from_document(doc)
+
+    async def get_jobs(
+        self,
+        *,
+        name: str | None = None,
+        status: str | JobStatus | Sequence[str | JobStatus] | None = None,
+        data: Mapping[str, Any] | None = None,
+        sort: tuple[str, str] | None = None,
+        limit: int = 100,
+        skip: int = 0,
+    ) -> list[Job]:
+        """Jobs matching every given filter: exact ``name``, one or several ``status`` values,
+        and ``data`` keys equal to values (dotted keys reach nested fields). ``sort`` is
+        ``(field, "asc" | "desc")``; ``limit`` defaults to 100 (at most 10,000)."""
+        query = build_query(name=name, status=status, data=data, sort=sort, limit=limit, skip=skip)
+        return [Job.from_document(doc) for doc in await self._need_store().find(query)]
+
+    # -- administering ----------------------------------------------------------------------
+
+    async def update_job(
+        self,
+        job_id: Any,
+        *,
+        data: Any = UNSET,
+        run_at: Any = UNSET,
+        repeat: Any = UNSET,
+        retry: Any = UNSET,
+        priority: Any = UNSET,
+        concurrency: Any = UNSET,
+        max_execution: Any = UNSET,
+        timeout: Any = UNSET,
+    ) -> Job:
+        """Change a job and return it. Only the given fields change (``None`` clears an optional
+        one). ``run_at`` reschedules a pending job, or runs a completed or failed job again; a
+        running job keeps running undisturbed (``run_at`` is refused for it) and a new ``repeat``
+        applies from its next occurrence. Cancelled jobs stay cancelled."""
+        store = self._need_store()
+        oid = parse_job_id(job_id)
+        changes = build_changes(
+            now=await store.now(),
+            default_timezone=self.default_timezone,
+            data=data,
+            run_at=run_at,
+            repeat=repeat,
+            retry=retry,
+            priority=priority,
+            concurrency=concurrency,
+            max_execution=max_execution,
+            timeout=timeout,
+        )
+        for _ in range(5):
+            current = await store.get(oid)
+            if current is None:
+                raise JobNotFound(job_id)
+            status = current.get("status")
+            fields = dict(changes.set)
+            unset = list(changes.unset)
+            if status == "cancelled":
+                raise InvalidJobState(f"job {job_id} is cancelled; cancelled jobs never run again")
+            if status == "running" and changes.reschedules:
+                raise InvalidJobState(
+                    f"job {job_id} is running; wait for it to finish before changing run_at"
+                )
+            if status == "pending" and changes.repeat_first_slot is not None:
+                fields["nextRunAt"] = changes.repeat_first_slot
+                fields["lastScheduledAt"] = changes.repeat_first_slot
+            if status in ("completed", "failed") and changes.reschedules:
+                key = current.get("dedupeKey")
+                if key is not None and not await store.reserve_dedupe_key(key, oid):
+                    raise InvalidJobState(
+                        f"job {job_id} cannot run again: another active job holds its dedupe key"
+                    )
+                fields.update(status="pending", attempts=0, leaseExpiries=0)
+            doc = await store.update(oid, expect_status=[status], set=fields, unset=unset)
+            if doc is not None:
+                job = Job.from_document(doc)
+                if job.status is JobStatus.PENDING:
+                    self._wake_if_due(job)
+                return job
+        raise InvalidJobState(f"job {job_id} kept changing state; update not applied")
+
+    async def cancel(self, job_id: Any) -> bool:
+        """Cancel a pending or running job; a running handler is asked to stop and the job ends
+        ``cancelled``. Returns ``False`` (and changes nothing) if the job had already finished.
+        Raises :class:`JobNotFound` if there is no such job."""
+        store = self._need_store()
+        oid = parse_job_id(job_id)
+        doc, changed = await store.cancel(oid)
+        if doc is None:
+            raise JobNotFound(job_id)
+        if not changed:
+            logger.info(
+                "job %s already %s; cancel changed nothing", job_id, doc.get("status"),
+                extra={"job_id": str(oid)},
+            )
+            return False
+        if self._worker is not None:
+            self._worker.request_stop(oid, StopReason.CANCELLED)
+        self.events.emit("job:cancel", Job.from_document(doc))
+        return True
+
+
+def _far_future() -> Any:
+    from datetime import datetime, timezone
+
+    return datetime.max.replace(tzinfo=timezone.utc)
+

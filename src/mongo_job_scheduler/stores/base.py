@@ -1,0 +1,167 @@
+"""The seam between the scheduling logic and a database: the ``JobStore`` contract.
+
+A store keeps job documents (SPEC §4) and performs the few operations that must be atomic:
+creating with dedupe, claiming due jobs under a lease, renewing leases, and fenced writes that
+only the current owner may make. Scheduling maths, retries and the worker loop live elsewhere and
+call these methods; ``MongoJobStore`` and ``InMemoryJobStore`` pass the same contract suite.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from .._documents import JobQuery, NewJob
+from ..job import ACTIVE_STATUSES
+
+__all__ = ["Claimed", "DedupeDecision", "Fence", "JobStore", "decide_dedupe"]
+
+DEDUPE_GRACE = timedelta(seconds=10)
+"""How long a dedupe registration may point at a job that does not exist yet before another
+producer treats its creator as crashed and takes the key over."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job this worker now owns. ``poisoned`` means its lease expired too many times: the
+    worker must fail it without running the handler."""
+
+    document: dict[str, Any]
+    poisoned: bool = False
+
+    @property
+    def token(self) -> int:
+        return int(self.document.get("lockVersion") or 0)
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Who may write a claimed job: the owner id and the claim's token (``lockVersion``)."""
+
+    job_id: Any
+    owner: str
+    token: int
+    slot_name: str | None = None
+    """The concurrency-limited name whose slot this execution holds, if any."""
+
+
+@dataclass
+class Finish:
+    """A fenced write that ends an execution: the fields to set and unset, and side effects."""
+
+    set: dict[str, Any]
+    unset: list[str] = field(default_factory=list)
+    expect: Mapping[str, Any] | None = None
+    """Extra equality conditions (e.g. the ``repeat`` the worker computed from)."""
+    release_dedupe_key: str | None = None
+    """Free this dedupe key (the job reached a terminal state and its scope is "active")."""
+
+
+class DedupeDecision(Enum):
+    """What ``schedule`` does when a dedupe key is already registered."""
+
+    RETURN_EXISTING = "return"
+    WAIT = "wait"
+    TAKE_OVER = "take_over"
+
+
+def decide_dedupe(
+    holder: Mapping[str, Any] | None,
+    registered_at: datetime | None,
+    now: datetime,
+    scope: str,
+) -> DedupeDecision:
+    """Decide for a dedupe key already registered to ``holder`` (``None`` if that job does not
+    exist). Active holders always win; finished ones win only under the "forever" scope; a
+    missing holder is waited for during :data:`DEDUPE_GRACE` (its creator may be between its
+    two inserts), then taken over."""
+    if holder is not None:
+        if holder.get("status") in ACTIVE_STATUSES:
+            return DedupeDecision.RETURN_EXISTING
+        if scope == "forever" or holder.get("dedupeScope") == "forever":
+            return DedupeDecision.RETURN_EXISTING
+        return DedupeDecision.TAKE_OVER
+    if registered_at is not None and now - registered_at < DEDUPE_GRACE:
+        return DedupeDecision.WAIT
+    return DedupeDecision.TAKE_OVER
+
+
+class JobStore(ABC):
+    """Where jobs live. All methods are coroutines; documents use the stored field names."""
+
+    @abstractmethod
+    async def setup(self) -> None:
+        """Create indexes and side collections (idempotent)."""
+
+    @abstractmethod
+    async def now(self) -> datetime:
+        """The store's clock (the database server's, for MongoDB)."""
+
+    @abstractmethod
+    async def insert(self, jobs: Sequence[NewJob], *, session: Any = None) -> list[tuple[dict[str, Any], bool]]:
+        """Store new jobs, deduping by key; returns ``(document, created)`` per job, in order.
+        A deduped job returns the existing holder's document and ``created=False``."""
+
+    @abstractmethod
+    async def get(self, job_id: Any) -> dict[str, Any] | None:
+        """The document with this id, or ``None``."""
+
+    @abstractmethod
+    async def find(self, query: JobQuery) -> list[dict[str, Any]]:
+        """Documents matching a validated query."""
+
+    @abstractmethod
+    async def claim(
+        self, owner: str, limit: int, lease: timedelta, max_lease_expiries: int
+    ) -> list[Claimed]:
+        """Atomically take up to ``limit`` due jobs for ``owner`` in the global order (priority,
+        then due time, then insertion): pending jobs whose ``nextRunAt`` has passed, and running
+        jobs whose lease expired (counting the expiry in ``leaseExpiries``). Each claim bumps
+        ``lockVersion`` (the fencing token) and sets ``lockUntil`` to now + ``lease`` on the
+        store's clock. Jobs with a ``concurrency`` limit are claimed only with a free slot."""
+
+    @abstractmethod
+    async def renew(self, fences: Sequence[Fence], lease: timedelta) -> set[Any]:
+        """Extend the leases (and concurrency slots) of these executions to now + ``lease`` in
+        one write where possible; return the ids whose lease this owner no longer holds."""
+
+    @abstractmethod
+    async def finish(self, fence: Fence, finish: Finish) -> bool:
+        """End an execution: apply ``finish`` and clear the lock, only if ``fence`` still owns
+        the job (and ``finish.expect`` holds). Frees the execution's concurrency slot either way.
+        Returns whether the write was applied."""
+
+    @abstractmethod
+    async def free_slot(self, fence: Fence) -> None:
+        """Free the execution's concurrency slot without touching the job (used when the job is
+        no longer this worker's: cancelled, or its lease lost)."""
+
+    @abstractmethod
+    async def release(self, fence: Fence) -> bool:
+        """Give a claimed job back without counting an attempt: pending, due now, unlocked."""
+
+    @abstractmethod
+    async def cancel(self, job_id: Any) -> tuple[dict[str, Any] | None, bool]:
+        """Cancel a pending or running job. Returns ``(document after, changed)``; the
+        document is ``None`` if the job does not exist."""
+
+    @abstractmethod
+    async def update(
+        self,
+        job_id: Any,
+        *,
+        expect_status: Sequence[str],
+        set: Mapping[str, Any],
+        unset: Sequence[str] = (),
+    ) -> dict[str, Any] | None:
+        """Apply a user's change if the job's status is one of ``expect_status``; returns the
+        document after, or ``None`` if it did not match."""
+
+    @abstractmethod
+    async def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
+        """Register ``key`` for ``job_id`` (reviving a finished job); False if another job
+        holds it."""

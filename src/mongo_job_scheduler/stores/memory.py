@@ -1,0 +1,252 @@
+"""``InMemoryJobStore``: the whole contract in one process's memory, for tests and demos.
+
+Every operation runs without awaiting in between, so on one event loop each is atomic, which
+gives the same semantics as the MongoDB store (one contract suite checks both).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+
+from .._documents import JobQuery, NewJob
+from .._durations import utcnow
+from ..job import ACTIVE_STATUSES
+from .base import Claimed, DedupeDecision, Fence, Finish, JobStore, decide_dedupe
+
+__all__ = ["InMemoryJobStore"]
+
+_LOCK_FIELDS = ("lockedBy", "lockedAt", "lockUntil")
+
+
+def _sort_key(doc: Mapping[str, Any]) -> tuple[int, datetime, ObjectId]:
+    return (int(doc.get("priority") or 5), doc["nextRunAt"], doc["_id"])
+
+
+class InMemoryJobStore(JobStore):
+    """A job store held in a dict. Not shared between processes; lost when the process ends."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[ObjectId, dict[str, Any]] = {}
+        self._dedupe: dict[str, tuple[ObjectId, datetime]] = {}
+        self._slots: dict[str, dict[tuple[Any, str], datetime]] = {}
+
+    async def setup(self) -> None:
+        return None
+
+    async def now(self) -> datetime:
+        return utcnow()
+
+    # -- producers --------------------------------------------------------------------------
+
+    async def insert(
+        self, jobs: Sequence[NewJob], *, session: Any = None
+    ) -> list[tuple[dict[str, Any], bool]]:
+        if session is not None:
+            raise TypeError("InMemoryJobStore does not support sessions")
+        now = utcnow()
+        out: list[tuple[dict[str, Any], bool]] = []
+        for new in jobs:
+            key = new.dedupe_key
+            if key is not None and key in self._dedupe:
+                holder_id, registered = self._dedupe[key]
+                holder = self._jobs.get(holder_id)
+                decision = decide_dedupe(holder, registered, now, new.dedupe_scope)
+                if decision is DedupeDecision.RETURN_EXISTING and holder is not None:
+                    out.append((copy.deepcopy(holder), False))
+                    continue
+            doc = copy.deepcopy(new.document)
+            if key is not None:
+                self._dedupe[key] = (doc["_id"], now)
+            self._jobs[doc["_id"]] = doc
+            out.append((copy.deepcopy(doc), True))
+        return out
+
+    async def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
+        entry = self._dedupe.get(key)
+        if entry is not None and entry[0] != job_id:
+            holder = self._jobs.get(entry[0])
+            if decide_dedupe(holder, entry[1], utcnow(), "active") is not DedupeDecision.TAKE_OVER:
+                return False
+        self._dedupe[key] = (job_id, utcnow())
+        return True
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def get(self, job_id: Any) -> dict[str, Any] | None:
+        doc = self._jobs.get(job_id)
+        return copy.deepcopy(doc) if doc is not None else None
+
+    async def find(self, query: JobQuery) -> list[dict[str, Any]]:
+        def matches(doc: Mapping[str, Any]) -> bool:
+            if query.name is not None and doc.get("name") != query.name:
+                return False
+            if query.statuses is not None and doc.get("status") not in query.statuses:
+                return False
+            for key, value in query.data.items():
+                current: Any = doc.get("data")
+                for part in key.split("."):
+                    current = current.get(part) if isinstance(current, Mapping) else None
+                if current != value:
+                    return False
+            return True
+
+        found = [d for d in self._jobs.values() if matches(d)]
+        missing_last = query.sort_direction == 1
+
+        def key(doc: Mapping[str, Any]) -> tuple[int, Any, ObjectId]:
+            value = doc.get(query.sort_field)
+            if value is None:
+                return (1 if missing_last else -1, 0, doc["_id"])
+            return (0, value, doc["_id"])
+
+        found.sort(key=key, reverse=query.sort_direction == -1)
+        page = found[query.skip : query.skip + query.limit]
+        return [copy.deepcopy(d) for d in page]
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _take_slot(self, doc: Mapping[str, Any], owner: str, until: datetime, now: datetime) -> bool:
+        limit = doc.get("concurrency")
+        if not isinstance(limit, int) or limit < 1:
+            return True
+        holders = self._slots.setdefault(doc["name"], {})
+        for holder, expiry in list(holders.items()):
+            if expiry <= now or holder[0] == doc["_id"]:
+                del holders[holder]
+        if len(holders) >= limit:
+            return False
+        holders[(doc["_id"], owner)] = until
+        return True
+
+    async def claim(
+        self, owner: str, limit: int, lease: timedelta, max_lease_expiries: int
+    ) -> list[Claimed]:
+        now = utcnow()
+        due = [
+            d
+            for d in self._jobs.values()
+            if (d["status"] == "pending" and d["nextRunAt"] <= now)
+            or (d["status"] == "running" and d.get("lockUntil") is not None and d["lockUntil"] < now)
+        ]
+        due.sort(key=_sort_key)
+        claimed: list[Claimed] = []
+        until = now + lease
+        for doc in due:
+            if len(claimed) >= limit:
+                break
+            if not self._take_slot(doc, owner, until, now):
+                continue
+            if doc["status"] == "running":
+                doc["leaseExpiries"] = int(doc.get("leaseExpiries") or 0) + 1
+            doc.update(
+                status="running",
+                lockedBy=owner,
+                lockedAt=now,
+                lockUntil=until,
+                lockVersion=int(doc.get("lockVersion") or 0) + 1,
+                lastRunAt=now,
+                updatedAt=now,
+            )
+            poisoned = int(doc.get("leaseExpiries") or 0) >= max_lease_expiries
+            claimed.append(Claimed(copy.deepcopy(doc), poisoned))
+        return claimed
+
+    def _owned(self, fence: Fence) -> dict[str, Any] | None:
+        doc = self._jobs.get(fence.job_id)
+        if (
+            doc is None
+            or doc.get("status") != "running"
+            or doc.get("lockedBy") != fence.owner
+            or int(doc.get("lockVersion") or 0) != fence.token
+        ):
+            return None
+        return doc
+
+    async def renew(self, fences: Sequence[Fence], lease: timedelta) -> set[Any]:
+        now = utcnow()
+        lost: set[Any] = set()
+        for fence in fences:
+            doc = self._owned(fence)
+            if doc is None:
+                lost.add(fence.job_id)
+                continue
+            doc["lockUntil"] = now + lease
+            if fence.slot_name is not None:
+                holders = self._slots.get(fence.slot_name, {})
+                if (fence.job_id, fence.owner) in holders:
+                    holders[(fence.job_id, fence.owner)] = now + lease
+        return lost
+
+    async def free_slot(self, fence: Fence) -> None:
+        self._free_slot(fence)
+
+    def _free_slot(self, fence: Fence) -> None:
+        if fence.slot_name is not None:
+            self._slots.get(fence.slot_name, {}).pop((fence.job_id, fence.owner), None)
+
+    async def finish(self, fence: Fence, finish: Finish) -> bool:
+        doc = self._owned(fence)
+        self._free_slot(fence)
+        if doc is None:
+            return False
+        if finish.expect and any(doc.get(k) != v for k, v in finish.expect.items()):
+            return False
+        for key in (*_LOCK_FIELDS, *finish.unset):
+            doc.pop(key, None)
+        doc.update(copy.deepcopy(finish.set))
+        doc["updatedAt"] = utcnow()
+        key = finish.release_dedupe_key
+        if key is not None and self._dedupe.get(key, (None,))[0] == fence.job_id:
+            del self._dedupe[key]
+        return True
+
+    async def release(self, fence: Fence) -> bool:
+        doc = self._owned(fence)
+        self._free_slot(fence)
+        if doc is None:
+            return False
+        for key in _LOCK_FIELDS:
+            doc.pop(key, None)
+        now = utcnow()
+        doc.update(status="pending", nextRunAt=min(doc["nextRunAt"], now), updatedAt=now)
+        return True
+
+    # -- admin ------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: Any) -> tuple[dict[str, Any] | None, bool]:
+        doc = self._jobs.get(job_id)
+        if doc is None:
+            return None, False
+        if doc["status"] not in ACTIVE_STATUSES:
+            return copy.deepcopy(doc), False
+        for key in _LOCK_FIELDS:
+            doc.pop(key, None)
+        doc.update(status="cancelled", updatedAt=utcnow())
+        key = doc.get("dedupeKey")
+        if key is not None and doc.get("dedupeScope") != "forever":
+            if self._dedupe.get(key, (None,))[0] == job_id:
+                del self._dedupe[key]
+        return copy.deepcopy(doc), True
+
+    async def update(
+        self,
+        job_id: Any,
+        *,
+        expect_status: Sequence[str],
+        set: Mapping[str, Any],
+        unset: Sequence[str] = (),
+    ) -> dict[str, Any] | None:
+        doc = self._jobs.get(job_id)
+        if doc is None or doc["status"] not in expect_status:
+            return None
+        for key in unset:
+            doc.pop(key, None)
+        doc.update(copy.deepcopy(dict(set)))
+        doc["updatedAt"] = utcnow()
+        return copy.deepcopy(doc)
+

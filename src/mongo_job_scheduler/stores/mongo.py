@@ -1,0 +1,296 @@
+"""``MongoJobStore``: the job store on MongoDB, with PyMongo's native asyncio API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from .._clock import ServerClock
+from .._documents import JobQuery, NewJob
+from .._durations import utcnow
+from .._errors import ConfigurationError
+from ..job import ACTIVE_STATUSES
+from . import _mongo_common as q
+from .base import Claimed, DedupeDecision, Fence, Finish, JobStore, decide_dedupe
+
+__all__ = ["MongoJobStore"]
+
+Doc = dict[str, Any]
+
+
+class MongoJobStore(JobStore):
+    """Jobs in one MongoDB collection (default ``scheduler_jobs``) of an ``AsyncDatabase``.
+
+    Two small side collections sit beside it: ``<collection>_dedupe`` (one document per taken
+    dedupe key, ``_id`` = the key) and ``<collection>_slots`` (one per concurrency-limited name).
+    Indexes are created by :meth:`setup`, which ``Scheduler.start()`` and the first
+    ``schedule()`` call run.
+    """
+
+    def __init__(self, database: AsyncDatabase[Any], collection: str = q.DEFAULT_COLLECTION) -> None:
+        if not isinstance(database, AsyncDatabase):
+            raise ConfigurationError(
+                "database",
+                "MongoJobStore needs a pymongo AsyncDatabase (AsyncMongoClient(...)['name']); "
+                "for a sync pymongo Database use mongo_job_scheduler.sync.MongoJobStore",
+            )
+        if not isinstance(collection, str) or not collection or "$" in collection:
+            raise ConfigurationError("collection", f"invalid collection name {collection!r}")
+        self.database = database
+        self.collection_name = collection
+        options = q.CODEC_OPTIONS
+        self.jobs: AsyncCollection[Doc] = database.get_collection(collection, codec_options=options)
+        dedupe, slots = q.side_collection_names(collection)
+        self.dedupe: AsyncCollection[Doc] = database.get_collection(dedupe, codec_options=options)
+        self.slots: AsyncCollection[Doc] = database.get_collection(slots, codec_options=options)
+        self._clock = ServerClock()
+        self._ready = False
+        self._setup_lock = asyncio.Lock()
+
+    async def setup(self) -> None:
+        if self._ready:
+            return
+        async with self._setup_lock:
+            if not self._ready:
+                await self.jobs.create_indexes(q.JOB_INDEXES)
+                await self._refresh_clock()
+                self._ready = True
+
+    async def _refresh_clock(self) -> None:
+        sent = utcnow()
+        hello = await self.database.client.admin.command("hello")
+        self._clock.record(sent, hello, utcnow())
+
+    async def now(self) -> datetime:
+        if self._clock.stale:
+            await self._refresh_clock()
+        return self._clock.now()
+
+    # -- producers --------------------------------------------------------------------------
+
+    async def insert(self, jobs: Sequence[NewJob], *, session: Any = None) -> list[tuple[Doc, bool]]:
+        await self.setup()
+        out: list[tuple[Doc, bool] | None] = [None] * len(jobs)
+        plain = [i for i, job in enumerate(jobs) if job.dedupe_key is None]
+        if plain:
+            await self.jobs.insert_many([jobs[i].document for i in plain], ordered=True, session=session)
+            for i in plain:
+                out[i] = (jobs[i].document, True)
+        for i, job in enumerate(jobs):
+            if job.dedupe_key is not None:
+                out[i] = await self._insert_deduped(job, session)
+        return [item for item in out if item is not None]
+
+    async def _insert_deduped(self, job: NewJob, session: Any) -> tuple[Doc, bool]:
+        key = job.dedupe_key
+        while True:
+            now = await self.now()
+            try:
+                await self.dedupe.insert_one(
+                    {"_id": key, "jobId": job.id, "registeredAt": now}, session=session
+                )
+                break
+            except DuplicateKeyError:
+                pass
+            entry = await self.dedupe.find_one({"_id": key}, session=session)
+            if entry is None:
+                continue  # released meanwhile: try again
+            holder = await self.jobs.find_one({"_id": entry["jobId"]}, session=session)
+            decision = decide_dedupe(holder, entry.get("registeredAt"), now, job.dedupe_scope)
+            if decision is DedupeDecision.RETURN_EXISTING and holder is not None:
+                return holder, False
+            if decision is DedupeDecision.WAIT:
+                await asyncio.sleep(0.05)
+                continue
+            taken = await self.dedupe.update_one(
+                {"_id": key, "jobId": entry["jobId"]},
+                {"$set": {"jobId": job.id, "registeredAt": now}},
+                session=session,
+            )
+            if taken.matched_count:
+                break
+        await self.jobs.insert_one(job.document, session=session)
+        return job.document, True
+
+    async def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
+        now = await self.now()
+        try:
+            await self.dedupe.insert_one({"_id": key, "jobId": job_id, "registeredAt": now})
+            return True
+        except DuplicateKeyError:
+            pass
+        entry = await self.dedupe.find_one({"_id": key})
+        if entry is None:
+            return await self.reserve_dedupe_key(key, job_id)
+        if entry["jobId"] == job_id:
+            return True
+        holder = await self.jobs.find_one({"_id": entry["jobId"]})
+        if decide_dedupe(holder, entry.get("registeredAt"), now, "active") is not DedupeDecision.TAKE_OVER:
+            return False
+        taken = await self.dedupe.update_one(
+            {"_id": key, "jobId": entry["jobId"]}, {"$set": {"jobId": job_id, "registeredAt": now}}
+        )
+        return bool(taken.matched_count)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def get(self, job_id: Any) -> Doc | None:
+        return await self.jobs.find_one({"_id": job_id})
+
+    async def find(self, query: JobQuery) -> list[Doc]:
+        cursor = (
+            self.jobs.find(query.to_filter())
+            .sort([(query.sort_field, query.sort_direction), ("_id", query.sort_direction)])
+            .skip(query.skip)
+            .limit(query.limit)
+        )
+        return await cursor.to_list()
+
+    # -- workers ----------------------------------------------------------------------------
+
+    async def claim(
+        self, owner: str, limit: int, lease: timedelta, max_lease_expiries: int
+    ) -> list[Claimed]:
+        await self.setup()
+        now = await self.now()
+        claimed: list[Claimed] = []
+        saturated: list[str] = []
+        for _round in range(3):
+            want = limit - len(claimed)
+            candidates = await (
+                self.jobs.find(q.due_filter(now, saturated), q.CANDIDATE_PROJECTION)
+                .sort(q.CLAIM_SORT)
+                .limit(want + 4)
+                .to_list()
+            )
+            if len(candidates) < want + 4:
+                candidates += await (
+                    self.jobs.find(q.expired_filter(now), q.CANDIDATE_PROJECTION)
+                    .sort("lockUntil", 1)
+                    .limit(want)
+                    .to_list()
+                )
+            blocked = False
+            for candidate in candidates:
+                if len(claimed) >= limit:
+                    break
+                if candidate["name"] in saturated:
+                    continue
+                result = await self._claim_one(candidate, owner, lease, max_lease_expiries)
+                if result is None and candidate.get("concurrency"):
+                    blocked = True
+                    saturated.append(candidate["name"])
+                elif result is not None:
+                    claimed.append(result)
+            if len(claimed) >= limit or not blocked:
+                break
+        return claimed
+
+    async def _claim_one(
+        self, candidate: Doc, owner: str, lease: timedelta, max_lease_expiries: int
+    ) -> Claimed | None:
+        job_id = candidate["_id"]
+        limit = candidate.get("concurrency")
+        slot = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
+        if slot:
+            slots_doc = await self.slots.find_one_and_update(
+                {"_id": candidate["name"]},
+                q.slot_acquire_update(job_id, owner, int(limit), lease),
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+            holders = (slots_doc or {}).get("holders", [])
+            if not any(h.get("job") == job_id and h.get("owner") == owner for h in holders):
+                return None
+        doc = await self.jobs.find_one_and_update(
+            q.claim_filter(job_id),
+            q.claim_update(owner, lease),
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            if slot:
+                await self.free_slot(Fence(job_id, owner, 0, candidate["name"]))
+            return None
+        return Claimed(doc, int(doc.get("leaseExpiries") or 0) >= max_lease_expiries)
+
+    async def renew(self, fences: Sequence[Fence], lease: timedelta) -> set[Any]:
+        if not fences:
+            return set()
+        result = await self.jobs.update_many(q.renew_filter(fences), q.renew_update(lease))
+        lost: set[Any] = set()
+        if result.matched_count < len(fences):
+            owned = await self.jobs.find(
+                {"_id": {"$in": [f.job_id for f in fences]}, "status": "running", "lockedBy": fences[0].owner},
+                {"lockVersion": 1},
+            ).to_list()
+            tokens = {d["_id"]: d.get("lockVersion") for d in owned}
+            lost = {f.job_id for f in fences if tokens.get(f.job_id) != f.token}
+        by_name: dict[str, list[Fence]] = {}
+        for fence in fences:
+            if fence.slot_name is not None and fence.job_id not in lost:
+                by_name.setdefault(fence.slot_name, []).append(fence)
+        for name, group in by_name.items():
+            await self.slots.update_one({"_id": name}, q.slot_renew_update(group, lease))
+        return lost
+
+    async def free_slot(self, fence: Fence) -> None:
+        if fence.slot_name is not None:
+            await self.slots.update_one(
+                {"_id": fence.slot_name},
+                {"$pull": {"holders": {"job": fence.job_id, "owner": fence.owner}}},
+            )
+
+    async def finish(self, fence: Fence, finish: Finish) -> bool:
+        result = await self.jobs.update_one(
+            q.fence_filter(fence, finish.expect), q.finish_update(finish.set, finish.unset)
+        )
+        await self.free_slot(fence)
+        if result.matched_count and finish.release_dedupe_key is not None:
+            await self.dedupe.delete_one({"_id": finish.release_dedupe_key, "jobId": fence.job_id})
+        return bool(result.matched_count)
+
+    async def release(self, fence: Fence) -> bool:
+        result = await self.jobs.update_one(q.fence_filter(fence), q.release_update())
+        await self.free_slot(fence)
+        return bool(result.matched_count)
+
+    # -- admin ------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: Any) -> tuple[Doc | None, bool]:
+        doc = await self.jobs.find_one_and_update(
+            {"_id": job_id, "status": {"$in": list(ACTIVE_STATUSES)}},
+            q.cancel_update(),
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            return await self.get(job_id), False
+        key = doc.get("dedupeKey")
+        if key is not None and doc.get("dedupeScope") != "forever":
+            await self.dedupe.delete_one({"_id": key, "jobId": job_id})
+        return doc, True
+
+    async def update(
+        self,
+        job_id: Any,
+        *,
+        expect_status: Sequence[str],
+        set: Mapping[str, Any],
+        unset: Sequence[str] = (),
+    ) -> Doc | None:
+        update: dict[str, Any] = {"$currentDate": {"updatedAt": True}}
+        if set:
+            update["$set"] = dict(set)
+        if unset:
+            update["$unset"] = {key: "" for key in unset}
+        return await self.jobs.find_one_and_update(
+            {"_id": job_id, "status": {"$in": list(expect_status)}},
+            update,
+            return_document=ReturnDocument.AFTER,
+        )

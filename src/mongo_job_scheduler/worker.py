@@ -1,0 +1,606 @@
+"""The worker: claims due jobs, runs their handlers, renews leases, and records outcomes.
+
+The worker only talks to a :class:`~mongo_job_scheduler.stores.base.JobStore`; what a run's
+outcome means for the job (retry, next slot, failure) is decided here with the pure functions
+of :mod:`.retry` and :mod:`.repeat`, then written with one fenced store call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo.errors import PyMongoError
+
+from ._errors import JobTimeout, LeaseLost, PoisonJob
+from .events import EventEmitter
+from .job import Job, RunContext, StopReason
+from .repeat import Repeat
+from .retry import Retry
+from .stores.base import Claimed, Fence, Finish, JobStore
+
+__all__ = ["TaskSpec", "Worker", "WorkerConfig"]
+
+logger = logging.getLogger("mongo_job_scheduler")
+
+Handler = Callable[[Job], Any]
+BackoffFn = Callable[[int], "timedelta | float"]
+
+MAX_ERROR_LENGTH = 4_000
+MAX_TRACE_LENGTH = 16_000
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How to run jobs of one name: the handler and per-task overrides."""
+
+    handler: Handler
+    retry: Retry | None = None
+    timeout: timedelta | None = None
+    backoff: BackoffFn | None = None
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler) or inspect.iscoroutinefunction(
+            getattr(self.handler, "__call__", None)  # noqa: B004
+        )
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """The scheduler options the worker needs."""
+
+    owner: str
+    workers: int
+    poll_interval: float
+    lease: timedelta
+    heartbeat_interval: float
+    max_execution: timedelta | None
+    max_lease_expiries: int
+    default_timezone: str
+
+
+@dataclass
+class _Execution:
+    fence: Fence
+    claimed: Claimed
+    context: RunContext
+    job: Job
+    started: float = field(default_factory=time.monotonic)
+    lease_deadline: float = 0.0
+    stalled: bool = False
+    task: asyncio.Task[None] | None = None
+    handler_task: asyncio.Future[Any] | None = None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, PyMongoError)
+
+
+def _describe(exc: BaseException) -> tuple[str, str, str]:
+    message = str(exc) or type(exc).__name__
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return message[:MAX_ERROR_LENGTH], type(exc).__name__, trace[-MAX_TRACE_LENGTH:]
+
+
+class Worker:
+    """Runs up to ``config.workers`` jobs at once for one scheduler instance."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        config: WorkerConfig,
+        resolve: Callable[[str], TaskSpec | None],
+        events: EventEmitter,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.resolve = resolve
+        self.events = events
+        self.executions: dict[Any, _Execution] = {}
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._claim_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._threads = ThreadPoolExecutor(
+            max_workers=max(2, config.workers * 2), thread_name_prefix="mjs-handler"
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._claim_task = asyncio.create_task(self._claim_loop(), name="mjs-claim")
+        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="mjs-heartbeat")
+        self.events.emit("worker:start", self.config.owner)
+
+    def wake(self) -> None:
+        """A job may have become due now: poll at once."""
+        self._wake.set()
+
+    async def stop(self, graceful: bool, timeout: float) -> None:
+        """Stop claiming; let running jobs finish for ``timeout`` seconds if ``graceful``, then
+        stop their handlers and give their jobs back so other workers take them at once."""
+        self._stopping = True
+        self._wake.set()
+        self._slot_freed.set()
+        if self._claim_task is not None:
+            await asyncio.gather(self._claim_task, return_exceptions=True)
+        tasks = [e.task for e in self.executions.values() if e.task is not None]
+        if graceful and tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        for execution in list(self.executions.values()):
+            self._request_stop(execution, StopReason.SHUTDOWN)
+        tasks = [e.task for e in self.executions.values() if e.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=30)
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        self.events.emit("worker:stop", self.config.owner)
+
+    def request_stop(self, job_id: Any, reason: StopReason) -> bool:
+        """Ask the local execution of ``job_id`` (if any) to stop."""
+        execution = self.executions.get(job_id)
+        if execution is None:
+            return False
+        self._request_stop(execution, reason)
+        return True
+
+    def _request_stop(self, execution: _Execution, reason: StopReason) -> None:
+        execution.context.request_stop(reason)
+        if execution.handler_task is not None and isinstance(execution.handler_task, asyncio.Task):
+            execution.handler_task.cancel()
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    async def _sleep(self, seconds: float, event: asyncio.Event) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=seconds)
+
+    async def _claim_loop(self) -> None:
+        backoff = 0.1
+        while not self._stopping:
+            free = self.config.workers - len(self.executions)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            self._wake.clear()
+            try:
+                claimed = await self.store.claim(
+                    self.config.owner,
+                    free,
+                    self.config.lease,
+                    self.config.max_lease_expiries,
+                )
+            except Exception as exc:
+                self._worker_error(exc, "claim failed; retrying")
+                await self._sleep(backoff, self._wake if not self._stopping else asyncio.Event())
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            for item in claimed:
+                if self._stopping:  # stopped while claiming: give the job straight back
+                    await self._give_back(item)
+                else:
+                    self._launch(item)
+            if len(claimed) < free and not self._stopping:
+                await self._sleep(self.config.poll_interval, self._wake)
+
+    async def _give_back(self, claimed: Claimed) -> None:
+        doc = claimed.document
+        fence = Fence(doc["_id"], self.config.owner, claimed.token, self._slot_name(doc))
+        try:
+            await self.store.release(fence)
+        except Exception as exc:
+            self._worker_error(exc, "could not release a job claimed during stop")
+
+    @staticmethod
+    def _slot_name(doc: dict[str, Any]) -> str | None:
+        limit = doc.get("concurrency")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1:
+            return str(doc["name"])
+        return None
+
+    def _launch(self, claimed: Claimed) -> None:
+        doc = claimed.document
+        fence = Fence(doc["_id"], self.config.owner, claimed.token, self._slot_name(doc))
+        context = RunContext(claimed.token, self.config.owner)
+        execution = _Execution(fence, claimed, context, Job.from_document(doc, context))
+        execution.lease_deadline = execution.started + self.config.lease.total_seconds()
+        self.executions[fence.job_id] = execution
+        execution.task = asyncio.create_task(self._execute(execution), name=f"mjs-job-{fence.job_id}")
+
+    def _worker_error(self, exc: BaseException, message: str) -> None:
+        logger.warning("%s: %s", message, exc, extra={"owner": self.config.owner})
+        self.events.emit("worker:error", exc)
+
+    # -- heartbeats -------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            await self._heartbeat()
+
+    async def _heartbeat(self) -> None:
+        now = time.monotonic()
+        fences: list[Fence] = []
+        for execution in list(self.executions.values()):
+            if execution.context.stop_reason is not None:
+                continue
+            limit = execution.job.max_execution or self.config.max_execution
+            if limit is not None and now - execution.started > limit.total_seconds():
+                if not execution.stalled:
+                    execution.stalled = True
+                    logger.warning(
+                        "job %s exceeded max_execution; no longer renewing its lease",
+                        execution.fence.job_id,
+                        extra={"job_id": str(execution.fence.job_id), "job_name": execution.job.name},
+                    )
+                    self.events.emit("job:stalled", execution.job)
+                continue
+            if now > execution.lease_deadline:
+                self._request_stop(execution, StopReason.LEASE_LOST)
+                continue
+            fences.append(execution.fence)
+        if not fences:
+            return
+        try:
+            lost = await self.store.renew(fences, self.config.lease)
+        except Exception as exc:
+            self._worker_error(exc, "lease renewal failed; retrying at the next heartbeat")
+            return
+        renewed_until = now + self.config.lease.total_seconds()
+        for fence in fences:
+            execution = self.executions.get(fence.job_id)
+            if execution is None:
+                continue
+            if fence.job_id in lost:
+                await self._lost(execution)
+            else:
+                execution.lease_deadline = renewed_until
+
+    async def _lost(self, execution: _Execution) -> None:
+        reason = StopReason.LEASE_LOST
+        with contextlib.suppress(Exception):
+            current = await self.store.get(execution.fence.job_id)
+            if current is not None and current.get("status") == "cancelled":
+                reason = StopReason.CANCELLED
+        self._request_stop(execution, reason)
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def _execute(self, execution: _Execution) -> None:
+        try:
+            await self._execute_inner(execution)
+        except Exception as exc:  # never let one job kill the worker
+            self._worker_error(exc, f"unexpected error while running job {execution.fence.job_id}")
+        finally:
+            self.executions.pop(execution.fence.job_id, None)
+            self._slot_freed.set()
+
+    async def _execute_inner(self, execution: _Execution) -> None:
+        doc = execution.claimed.document
+        job = execution.job
+        if execution.claimed.poisoned:
+            error = PoisonJob(
+                f"lease expired {doc.get('leaseExpiries')} times without the job finishing "
+                f"(limit {self.config.max_lease_expiries}); its handler probably crashes or "
+                "hangs its worker"
+            )
+            await self._record_failure(execution, error, final=True)
+            return
+        repeat = Repeat.from_document(doc.get("repeat")) if doc.get("repeat") else None
+        if doc.get("repeat") and repeat is None:
+            await self._record_failure(
+                execution, ValueError(f"invalid repeat {doc.get('repeat')!r}"), final=True, drop_repeat=True
+            )
+            return
+        slot: datetime | None = None
+        caught_up = False
+        if repeat is not None:
+            slot = doc.get("lastScheduledAt") or doc.get("nextRunAt")
+            if int(doc.get("attempts") or 0) == 0 and slot is not None:
+                plan = repeat.plan(
+                    slot,
+                    await self.store.now(),
+                    caught_up_in_a_row=int(doc.get("missedRuns") or 0),
+                    default_timezone=self.config.default_timezone,
+                )
+                if not plan.run:
+                    await self._write(
+                        execution,
+                        Finish(
+                            set={
+                                "status": "pending",
+                                "nextRunAt": plan.slot,
+                                "lastScheduledAt": plan.slot,
+                                "missedRuns": 0,
+                            }
+                        ),
+                    )
+                    return
+                slot, caught_up = plan.slot, plan.caught_up
+        spec = self.resolve(job.name)
+        if spec is None:
+            await self._record_failure(
+                execution, LookupError(f"no handler registered for job name {job.name!r}")
+            )
+            return
+        self.events.emit("job:start", job)
+        timeout = spec.timeout or job.timeout
+        try:
+            result = await self._run_handler(execution, spec, timeout)
+        except _Stopped as stopped:
+            await self._stopped(execution, stopped.reason)
+            return
+        except Exception as exc:
+            await self._record_failure(execution, exc, spec=spec, repeat=repeat, slot=slot)
+            return
+        await self._record_success(execution, result, repeat, slot, caught_up)
+
+    async def _run_handler(
+        self, execution: _Execution, spec: TaskSpec, timeout: timedelta | None
+    ) -> Any:
+        context = execution.context
+        stop_event = asyncio.Event()
+        context._async_event = stop_event
+        if spec.is_async:
+            handler_future: asyncio.Future[Any] = asyncio.ensure_future(
+                _call_async(spec.handler, execution.job)
+            )
+        else:
+            loop = asyncio.get_running_loop()
+            handler_future = loop.run_in_executor(self._threads, spec.handler, execution.job)
+        execution.handler_task = handler_future
+        if context.stop_reason is not None:  # stop requested before the handler started
+            stop_event.set()
+            handler_future.cancel()
+        stop_waiter = asyncio.ensure_future(stop_event.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {handler_future, stop_waiter},
+                timeout=None if timeout is None else timeout.total_seconds(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stop_waiter.cancel()
+        if handler_future in done and context.stop_reason is None:
+            if handler_future.cancelled():
+                raise asyncio.CancelledError("handler was cancelled")
+            return handler_future.result()
+        if context.stop_reason is None:  # timed out
+            context.request_stop(StopReason.TIMEOUT)
+            handler_future.cancel()
+            await _settle(handler_future)
+            seconds = timeout.total_seconds() if timeout is not None else 0
+            raise JobTimeout(f"handler exceeded its timeout of {seconds:g}s")
+        handler_future.cancel()
+        await _settle(handler_future)
+        raise _Stopped(context.stop_reason)
+
+    async def _stopped(self, execution: _Execution, reason: StopReason) -> None:
+        if reason is StopReason.SHUTDOWN:
+            try:
+                await self._retrying(lambda: self.store.release(execution.fence), execution)
+            except Exception as exc:
+                self._worker_error(exc, "could not release a job at shutdown")
+            return
+        # Cancelled or lease lost: the job is no longer ours; write nothing but free the slot.
+        with contextlib.suppress(Exception):
+            await self.store.free_slot(execution.fence)
+        if reason is StopReason.LEASE_LOST:
+            self._worker_error(
+                LeaseLost(f"lost the lease of job {execution.fence.job_id}; its handler was stopped"),
+                "lease lost",
+            )
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    async def _record_success(
+        self,
+        execution: _Execution,
+        result: Any,
+        repeat: Repeat | None,
+        slot: datetime | None,
+        caught_up: bool,
+    ) -> None:
+        doc = execution.claimed.document
+        if repeat is not None and slot is not None:
+            finish = self._next_occurrence(doc, repeat, slot, caught_up=caught_up)
+            after = await self._write_repeating(execution, finish, slot, caught_up)
+            if after is not None:
+                self.events.emit("job:complete", after)
+            return
+        key = doc.get("dedupeKey")
+        finish = Finish(
+            set={"status": "completed", "leaseExpiries": 0},
+            release_dedupe_key=key if key is not None and doc.get("dedupeScope") != "forever" else None,
+        )
+        after = await self._write(execution, finish)
+        if after is not None:
+            self.events.emit("job:success", after)
+            self.events.emit("job:complete", after)
+
+    def _next_occurrence(
+        self,
+        doc: dict[str, Any],
+        repeat: Repeat,
+        slot: datetime,
+        *,
+        caught_up: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> Finish:
+        following = repeat.next_after(slot, self.config.default_timezone)
+        fields = {
+            "status": "pending",
+            "nextRunAt": following,
+            "lastScheduledAt": following,
+            "attempts": 0,
+            "leaseExpiries": 0,
+            "missedRuns": int(doc.get("missedRuns") or 0) + 1 if caught_up else 0,
+        }
+        fields.update(extra or {})
+        return Finish(set=fields, expect={"repeat": doc.get("repeat")})
+
+    async def _write_repeating(
+        self, execution: _Execution, finish: Finish, slot: datetime, caught_up: bool
+    ) -> Job | None:
+        """Write the next occurrence; if ``update_job`` changed the schedule meanwhile, compute
+        it again from the new schedule (the change applies from the next occurrence)."""
+        for _ in range(5):
+            after = await self._write(execution, finish, quiet=True)
+            if after is not None:
+                return after
+            current = await self.store.get(execution.fence.job_id)
+            if (
+                current is None
+                or current.get("status") != "running"
+                or current.get("lockedBy") != execution.fence.owner
+                or current.get("lockVersion") != execution.fence.token
+            ):
+                break
+            repeat = Repeat.from_document(current.get("repeat"))
+            extra = {k: v for k, v in finish.set.items() if k in ("lastError", "lastErrorType", "lastErrorTrace")}
+            if repeat is None:  # the schedule was removed: this run was the last one
+                finish = Finish(set={"status": "completed", **extra}, expect={"repeat": None})
+            else:
+                finish = self._next_occurrence(current, repeat, slot, caught_up=caught_up, extra=extra)
+        self._worker_error(
+            LeaseLost(f"job {execution.fence.job_id} changed owner before its outcome was written"),
+            "outcome not written",
+        )
+        return None
+
+    async def _record_failure(
+        self,
+        execution: _Execution,
+        exc: BaseException,
+        *,
+        spec: TaskSpec | None = None,
+        repeat: Repeat | None = None,
+        slot: datetime | None = None,
+        final: bool = False,
+        drop_repeat: bool = False,
+    ) -> None:
+        doc = execution.claimed.document
+        message, kind, trace = _describe(exc)
+        attempts = int(doc.get("attempts") or 0) + 1
+        error_fields = {"lastError": message, "lastErrorType": kind, "lastErrorTrace": trace}
+        retry = (spec.retry if spec is not None and spec.retry is not None else None) or Retry.from_document(
+            doc.get("retry")
+        )
+        now = await self.store.now()
+        if not final and retry is not None and retry.allows_another(attempts):
+            if spec is not None and spec.backoff is not None:
+                wait = spec.backoff(attempts)
+                delay = wait if isinstance(wait, timedelta) else timedelta(seconds=float(wait))
+            else:
+                delay = retry.delay_for(attempts)
+            due = now + max(delay, timedelta(0))
+            if repeat is not None and slot is not None:
+                due = min(due, repeat.next_after(slot, self.config.default_timezone))
+            fields: dict[str, Any] = {"status": "pending", "nextRunAt": due, "attempts": attempts, **error_fields}
+            if slot is not None:
+                fields["lastScheduledAt"] = slot
+            after = await self._write(execution, Finish(set=fields))
+            if after is not None:
+                self.events.emit("job:retry", after)
+            return
+        if repeat is None and not drop_repeat:
+            repeat = Repeat.from_document(doc.get("repeat"))
+            slot = slot or doc.get("lastScheduledAt") or doc.get("nextRunAt")
+        if repeat is not None and slot is not None and not drop_repeat:
+            finish = self._next_occurrence(doc, repeat, slot, extra=error_fields)
+            after = await self._write_repeating(execution, finish, slot, False)
+        else:
+            key = doc.get("dedupeKey")
+            finish = Finish(
+                set={"status": "failed", "attempts": attempts, **error_fields},
+                release_dedupe_key=key if key is not None and doc.get("dedupeScope") != "forever" else None,
+            )
+            after = await self._write(execution, finish)
+        if after is not None:
+            logger.warning(
+                "job %s (%s) failed: %s",
+                execution.fence.job_id,
+                doc.get("name"),
+                message,
+                extra={"job_id": str(execution.fence.job_id), "job_name": doc.get("name")},
+            )
+            self.events.emit("job:fail", after, exc)
+
+    async def _write(self, execution: _Execution, finish: Finish, *, quiet: bool = False) -> Job | None:
+        """Apply a fenced outcome write, retrying transient database errors; returns the job as
+        written, or ``None`` if this worker no longer owned it (nothing was written)."""
+        if execution.context.stop_reason in (StopReason.CANCELLED, StopReason.LEASE_LOST):
+            await self._stopped(execution, execution.context.stop_reason)
+            return None
+        applied = await self._retrying(lambda: self.store.finish(execution.fence, finish), execution)
+        if not applied:
+            if not quiet:
+                self._worker_error(
+                    LeaseLost(
+                        f"job {execution.fence.job_id} is no longer owned by this worker "
+                        "(cancelled, or its lease expired); its outcome was not written"
+                    ),
+                    "outcome not written",
+                )
+            return None
+        doc = {k: v for k, v in execution.claimed.document.items() if k not in ("lockedBy", "lockedAt", "lockUntil")}
+        for key in finish.unset:
+            doc.pop(key, None)
+        doc.update(finish.set)
+        return Job.from_document(doc)
+
+    async def _retrying(self, write: Callable[[], Awaitable[bool]], execution: _Execution) -> bool:
+        delay = 0.05
+        failed_once = False
+        while True:
+            try:
+                applied = await write()
+            except Exception as exc:
+                if not _is_transient(exc) or time.monotonic() > execution.lease_deadline:
+                    raise
+                failed_once = True
+                self._worker_error(exc, "write failed; retrying")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if applied or not failed_once:
+                return applied
+            # An earlier try may have been applied before its reply was lost.
+            current = await self.store.get(execution.fence.job_id)
+            return bool(
+                current is not None
+                and current.get("lockVersion") == execution.fence.token
+                and current.get("lockedBy") is None
+            )
+
+
+class _Stopped(Exception):
+    def __init__(self, reason: StopReason) -> None:
+        self.reason = reason
+        super().__init__(reason.value)
+
+
+async def _call_async(handler: Handler, job: Job) -> Any:
+    return await handler(job)
+
+
+async def _settle(future: asyncio.Future[Any]) -> None:
+    """Wait briefly for a cancelled handler to unwind; never raise its error."""
+    if isinstance(future, asyncio.Task):
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(future), timeout=5)
