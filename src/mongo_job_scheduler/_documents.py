@@ -110,7 +110,7 @@ def optional_duration_ms(field_name: str, value: Duration | None) -> int | None:
     if value is None:
         return None
     seconds = to_seconds(field_name, value)
-    return max(1, int(round(seconds * 1000)))
+    return max(1, round(seconds * 1000))
 
 
 def parse_job_id(value: Any) -> ObjectId | str:
@@ -125,7 +125,9 @@ def parse_job_id(value: Any) -> ObjectId | str:
             except InvalidId:
                 pass
         raise ValidationError("job_id", f"not a valid job id (24 hex characters): {value!r}")
-    raise ValidationError("job_id", f"expected an ObjectId or its hex string, got {type(value).__name__}")
+    raise ValidationError(
+        "job_id", f"expected an ObjectId or its hex string, got {type(value).__name__}"
+    )
 
 
 @dataclass
@@ -212,14 +214,22 @@ def build_new_job(
 
 
 _BULK_KEYS = {
-    "name", "data", "run_at", "delay", "repeat", "retry", "dedupe_key", "dedupe", "priority",
-    "concurrency", "max_execution", "timeout",
+    "name",
+    "data",
+    "run_at",
+    "delay",
+    "repeat",
+    "retry",
+    "dedupe_key",
+    "dedupe",
+    "priority",
+    "concurrency",
+    "max_execution",
+    "timeout",
 }
 
 
-def build_bulk(
-    items: Any, *, now: datetime, default_timezone: str | None = None
-) -> list[NewJob]:
+def build_bulk(items: Any, *, now: datetime, default_timezone: str | None = None) -> list[NewJob]:
     """Validate every item of ``schedule_bulk`` before anything is written."""
     if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
         raise ValidationError("items", "expected a list of mappings")
@@ -308,7 +318,9 @@ def build_query(
             raise ValidationError("sort", "expected (field, 'asc' | 'desc')")
         sort_field, direction = sort
         if sort_field not in SORT_FIELDS:
-            raise ValidationError("sort", f"cannot sort on {sort_field!r}; one of {sorted(SORT_FIELDS)}")
+            raise ValidationError(
+                "sort", f"cannot sort on {sort_field!r}; one of {sorted(SORT_FIELDS)}"
+            )
         if direction not in ("asc", "desc"):
             raise ValidationError("sort", f"direction must be 'asc' or 'desc', got {direction!r}")
         query.sort_field = sort_field

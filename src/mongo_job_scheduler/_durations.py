@@ -29,12 +29,14 @@ def to_seconds(field: str, value: Any, *, allow_zero: bool = False) -> float:
 def to_millis(field: str, value: Any, *, allow_zero: bool = False) -> int:
     """Validate a duration given as a number of milliseconds (the stored unit) and return it."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(field, f"expected a number of milliseconds, got {type(value).__name__}")
+        raise ValidationError(
+            field, f"expected a number of milliseconds, got {type(value).__name__}"
+        )
     if not math.isfinite(value):
         raise ValidationError(field, f"must be finite, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValidationError(field, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return int(round(value))
+    return round(value)
 
 
 def to_utc(field: str, value: Any) -> datetime:

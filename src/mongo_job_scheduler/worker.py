@@ -220,7 +220,9 @@ class Worker:
         execution = _Execution(fence, claimed, context, Job.from_document(doc, context))
         execution.lease_deadline = execution.started + self.config.lease.total_seconds()
         self.executions[fence.job_id] = execution
-        execution.task = asyncio.create_task(self._execute(execution), name=f"mjs-job-{fence.job_id}")
+        execution.task = asyncio.create_task(
+            self._execute(execution), name=f"mjs-job-{fence.job_id}"
+        )
 
     def _worker_error(self, exc: BaseException, message: str) -> None:
         logger.warning("%s: %s", message, exc, extra={"owner": self.config.owner})
@@ -246,7 +248,10 @@ class Worker:
                     logger.warning(
                         "job %s exceeded max_execution; no longer renewing its lease",
                         execution.fence.job_id,
-                        extra={"job_id": str(execution.fence.job_id), "job_name": execution.job.name},
+                        extra={
+                            "job_id": str(execution.fence.job_id),
+                            "job_name": execution.job.name,
+                        },
                     )
                     self.events.emit("job:stalled", execution.job)
                 continue
@@ -263,13 +268,13 @@ class Worker:
             return
         renewed_until = now + self.config.lease.total_seconds()
         for fence in fences:
-            execution = self.executions.get(fence.job_id)
-            if execution is None:
+            running = self.executions.get(fence.job_id)
+            if running is None:
                 continue
             if fence.job_id in lost:
-                await self._lost(execution)
+                await self._lost(running)
             else:
-                execution.lease_deadline = renewed_until
+                running.lease_deadline = renewed_until
 
     async def _lost(self, execution: _Execution) -> None:
         reason = StopReason.LEASE_LOST
@@ -304,7 +309,10 @@ class Worker:
         repeat = Repeat.from_document(doc.get("repeat")) if doc.get("repeat") else None
         if doc.get("repeat") and repeat is None:
             await self._record_failure(
-                execution, ValueError(f"invalid repeat {doc.get('repeat')!r}"), final=True, drop_repeat=True
+                execution,
+                ValueError(f"invalid repeat {doc.get('repeat')!r}"),
+                final=True,
+                drop_repeat=True,
             )
             return
         slot: datetime | None = None
@@ -402,7 +410,9 @@ class Worker:
             await self.store.free_slot(execution.fence)
         if reason is StopReason.LEASE_LOST:
             self._worker_error(
-                LeaseLost(f"lost the lease of job {execution.fence.job_id}; its handler was stopped"),
+                LeaseLost(
+                    f"lost the lease of job {execution.fence.job_id}; its handler was stopped"
+                ),
                 "lease lost",
             )
 
@@ -426,7 +436,9 @@ class Worker:
         key = doc.get("dedupeKey")
         finish = Finish(
             set={"status": "completed", "leaseExpiries": 0},
-            release_dedupe_key=key if key is not None and doc.get("dedupeScope") != "forever" else None,
+            release_dedupe_key=key
+            if key is not None and doc.get("dedupeScope") != "forever"
+            else None,
         )
         after = await self._write(execution, finish)
         if after is not None:
@@ -472,11 +484,17 @@ class Worker:
             ):
                 break
             repeat = Repeat.from_document(current.get("repeat"))
-            extra = {k: v for k, v in finish.set.items() if k in ("lastError", "lastErrorType", "lastErrorTrace")}
+            extra = {
+                k: v
+                for k, v in finish.set.items()
+                if k in ("lastError", "lastErrorType", "lastErrorTrace")
+            }
             if repeat is None:  # the schedule was removed: this run was the last one
                 finish = Finish(set={"status": "completed", **extra}, expect={"repeat": None})
             else:
-                finish = self._next_occurrence(current, repeat, slot, caught_up=caught_up, extra=extra)
+                finish = self._next_occurrence(
+                    current, repeat, slot, caught_up=caught_up, extra=extra
+                )
         self._worker_error(
             LeaseLost(f"job {execution.fence.job_id} changed owner before its outcome was written"),
             "outcome not written",
@@ -498,9 +516,9 @@ class Worker:
         message, kind, trace = _describe(exc)
         attempts = int(doc.get("attempts") or 0) + 1
         error_fields = {"lastError": message, "lastErrorType": kind, "lastErrorTrace": trace}
-        retry = (spec.retry if spec is not None and spec.retry is not None else None) or Retry.from_document(
-            doc.get("retry")
-        )
+        retry = (
+            spec.retry if spec is not None and spec.retry is not None else None
+        ) or Retry.from_document(doc.get("retry"))
         now = await self.store.now()
         if not final and retry is not None and retry.allows_another(attempts):
             if spec is not None and spec.backoff is not None:
@@ -511,7 +529,12 @@ class Worker:
             due = now + max(delay, timedelta(0))
             if repeat is not None and slot is not None:
                 due = min(due, repeat.next_after(slot, self.config.default_timezone))
-            fields: dict[str, Any] = {"status": "pending", "nextRunAt": due, "attempts": attempts, **error_fields}
+            fields: dict[str, Any] = {
+                "status": "pending",
+                "nextRunAt": due,
+                "attempts": attempts,
+                **error_fields,
+            }
             if slot is not None:
                 fields["lastScheduledAt"] = slot
             after = await self._write(execution, Finish(set=fields))
@@ -528,7 +551,9 @@ class Worker:
             key = doc.get("dedupeKey")
             finish = Finish(
                 set={"status": "failed", "attempts": attempts, **error_fields},
-                release_dedupe_key=key if key is not None and doc.get("dedupeScope") != "forever" else None,
+                release_dedupe_key=key
+                if key is not None and doc.get("dedupeScope") != "forever"
+                else None,
             )
             after = await self._write(execution, finish)
         if after is not None:
@@ -541,13 +566,17 @@ class Worker:
             )
             self.events.emit("job:fail", after, exc)
 
-    async def _write(self, execution: _Execution, finish: Finish, *, quiet: bool = False) -> Job | None:
+    async def _write(
+        self, execution: _Execution, finish: Finish, *, quiet: bool = False
+    ) -> Job | None:
         """Apply a fenced outcome write, retrying transient database errors; returns the job as
         written, or ``None`` if this worker no longer owned it (nothing was written)."""
         if execution.context.stop_reason in (StopReason.CANCELLED, StopReason.LEASE_LOST):
             await self._stopped(execution, execution.context.stop_reason)
             return None
-        applied = await self._retrying(lambda: self.store.finish(execution.fence, finish), execution)
+        applied = await self._retrying(
+            lambda: self.store.finish(execution.fence, finish), execution
+        )
         if not applied:
             if not quiet:
                 self._worker_error(
@@ -558,7 +587,11 @@ class Worker:
                     "outcome not written",
                 )
             return None
-        doc = {k: v for k, v in execution.claimed.document.items() if k not in ("lockedBy", "lockedAt", "lockUntil")}
+        doc = {
+            k: v
+            for k, v in execution.claimed.document.items()
+            if k not in ("lockedBy", "lockedAt", "lockUntil")
+        }
         for key in finish.unset:
             doc.pop(key, None)
         doc.update(finish.set)

@@ -28,13 +28,20 @@ CLAIM_SORT = [("priority", ASCENDING), ("nextRunAt", ASCENDING), ("_id", ASCENDI
 JOB_INDEXES = [
     # Claim: equality on status, then the global order; nextRunAt bounds skip future jobs.
     IndexModel(
-        [("status", ASCENDING), ("priority", ASCENDING), ("nextRunAt", ASCENDING), ("_id", ASCENDING)],
+        [
+            ("status", ASCENDING),
+            ("priority", ASCENDING),
+            ("nextRunAt", ASCENDING),
+            ("_id", ASCENDING),
+        ],
         name="claim_order",
     ),
     # Recovery of expired leases: running jobs by lease deadline.
     IndexModel([("status", ASCENDING), ("lockUntil", ASCENDING)], name="lease_expiry"),
     # Listing by name (dashboard, CLI, get_jobs(name=...)).
-    IndexModel([("name", ASCENDING), ("status", ASCENDING), ("createdAt", ASCENDING)], name="by_name"),
+    IndexModel(
+        [("name", ASCENDING), ("status", ASCENDING), ("createdAt", ASCENDING)], name="by_name"
+    ),
     # Dedupe lookups and interop with the Node library's queries (not unique: see SPEC §5.8).
     IndexModel([("dedupeKey", ASCENDING)], name="dedupe_key", sparse=True),
 ]
@@ -121,7 +128,9 @@ def renew_update(lease: timedelta) -> list[dict[str, Any]]:
     return [{"$set": {"lockUntil": {"$add": ["$$NOW", int(lease.total_seconds() * 1000)]}}}]
 
 
-def slot_acquire_update(job_id: Any, owner: str, limit: int, lease: timedelta) -> list[dict[str, Any]]:
+def slot_acquire_update(
+    job_id: Any, owner: str, limit: int, lease: timedelta
+) -> list[dict[str, Any]]:
     """Add this execution to the name's holders if fewer than ``limit`` live holders remain
     (expired holders, whose owners died, are dropped first)."""
     live = {
@@ -133,7 +142,8 @@ def slot_acquire_update(job_id: Any, owner: str, limit: int, lease: timedelta) -
     entry = {
         "job": job_id,
         "owner": {"$literal": owner},
-        "until": {"$add": ["$$NOW", int(lease.total_seconds() * 1000)]}}
+        "until": {"$add": ["$$NOW", int(lease.total_seconds() * 1000)]},
+    }
     return [
         {
             "$set": {
@@ -166,7 +176,12 @@ def slot_renew_update(fences: Sequence[Fence], lease: timedelta) -> list[dict[st
                         "input": {"$ifNull": ["$holders", []]},
                         "in": {
                             "$cond": [
-                                {"$and": [{"$in": ["$$this.job", ids]}, {"$eq": ["$$this.owner", {"$literal": owner}]}]},
+                                {
+                                    "$and": [
+                                        {"$in": ["$$this.job", ids]},
+                                        {"$eq": ["$$this.owner", {"$literal": owner}]},
+                                    ]
+                                },
                                 {"$mergeObjects": ["$$this", {"until": until}]},
                                 "$$this",
                             ]

@@ -102,7 +102,9 @@ class JobStore(ABC):
         """The store's clock (the database server's, for MongoDB)."""
 
     @abstractmethod
-    async def insert(self, jobs: Sequence[NewJob], *, session: Any = None) -> list[tuple[dict[str, Any], bool]]:
+    async def insert(
+        self, jobs: Sequence[NewJob], *, session: Any = None
+    ) -> list[tuple[dict[str, Any], bool]]:
         """Store new jobs, deduping by key; returns ``(document, created)`` per job, in order.
         A deduped job returns the existing holder's document and ``created=False``."""
 

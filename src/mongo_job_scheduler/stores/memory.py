@@ -110,7 +110,9 @@ class InMemoryJobStore(JobStore):
 
     # -- workers ----------------------------------------------------------------------------
 
-    def _take_slot(self, doc: Mapping[str, Any], owner: str, until: datetime, now: datetime) -> bool:
+    def _take_slot(
+        self, doc: Mapping[str, Any], owner: str, until: datetime, now: datetime
+    ) -> bool:
         limit = doc.get("concurrency")
         if not isinstance(limit, int) or limit < 1:
             return True
@@ -131,7 +133,9 @@ class InMemoryJobStore(JobStore):
             d
             for d in self._jobs.values()
             if (d["status"] == "pending" and d["nextRunAt"] <= now)
-            or (d["status"] == "running" and d.get("lockUntil") is not None and d["lockUntil"] < now)
+            or (
+                d["status"] == "running" and d.get("lockUntil") is not None and d["lockUntil"] < now
+            )
         ]
         due.sort(key=_sort_key)
         claimed: list[Claimed] = []
@@ -200,9 +204,9 @@ class InMemoryJobStore(JobStore):
             doc.pop(key, None)
         doc.update(copy.deepcopy(finish.set))
         doc["updatedAt"] = utcnow()
-        key = finish.release_dedupe_key
-        if key is not None and self._dedupe.get(key, (None,))[0] == fence.job_id:
-            del self._dedupe[key]
+        released = finish.release_dedupe_key
+        if released is not None and self._dedupe.get(released, (None,))[0] == fence.job_id:
+            del self._dedupe[released]
         return True
 
     async def release(self, fence: Fence) -> bool:
@@ -227,10 +231,13 @@ class InMemoryJobStore(JobStore):
         for key in _LOCK_FIELDS:
             doc.pop(key, None)
         doc.update(status="cancelled", updatedAt=utcnow())
-        key = doc.get("dedupeKey")
-        if key is not None and doc.get("dedupeScope") != "forever":
-            if self._dedupe.get(key, (None,))[0] == job_id:
-                del self._dedupe[key]
+        dedupe_key = doc.get("dedupeKey")
+        if (
+            dedupe_key is not None
+            and doc.get("dedupeScope") != "forever"
+            and self._dedupe.get(dedupe_key, (None,))[0] == job_id
+        ):
+            del self._dedupe[dedupe_key]
         return copy.deepcopy(doc), True
 
     async def update(
@@ -249,4 +256,3 @@ class InMemoryJobStore(JobStore):
         doc.update(copy.deepcopy(dict(set)))
         doc["updatedAt"] = utcnow()
         return copy.deepcopy(doc)
-

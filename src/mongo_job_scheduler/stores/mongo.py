@@ -34,7 +34,9 @@ class MongoJobStore(JobStore):
     ``schedule()`` call run.
     """
 
-    def __init__(self, database: AsyncDatabase[Any], collection: str = q.DEFAULT_COLLECTION) -> None:
+    def __init__(
+        self, database: AsyncDatabase[Any], collection: str = q.DEFAULT_COLLECTION
+    ) -> None:
         if not isinstance(database, AsyncDatabase):
             raise ConfigurationError(
                 "database",
@@ -75,12 +77,16 @@ class MongoJobStore(JobStore):
 
     # -- producers --------------------------------------------------------------------------
 
-    async def insert(self, jobs: Sequence[NewJob], *, session: Any = None) -> list[tuple[Doc, bool]]:
+    async def insert(
+        self, jobs: Sequence[NewJob], *, session: Any = None
+    ) -> list[tuple[Doc, bool]]:
         await self.setup()
         out: list[tuple[Doc, bool] | None] = [None] * len(jobs)
         plain = [i for i, job in enumerate(jobs) if job.dedupe_key is None]
         if plain:
-            await self.jobs.insert_many([jobs[i].document for i in plain], ordered=True, session=session)
+            await self.jobs.insert_many(
+                [jobs[i].document for i in plain], ordered=True, session=session
+            )
             for i in plain:
                 out[i] = (jobs[i].document, True)
         for i, job in enumerate(jobs):
@@ -132,7 +138,10 @@ class MongoJobStore(JobStore):
         if entry["jobId"] == job_id:
             return True
         holder = await self.jobs.find_one({"_id": entry["jobId"]})
-        if decide_dedupe(holder, entry.get("registeredAt"), now, "active") is not DedupeDecision.TAKE_OVER:
+        if (
+            decide_dedupe(holder, entry.get("registeredAt"), now, "active")
+            is not DedupeDecision.TAKE_OVER
+        ):
             return False
         taken = await self.dedupe.update_one(
             {"_id": key, "jobId": entry["jobId"]}, {"$set": {"jobId": job_id, "registeredAt": now}}
@@ -151,7 +160,8 @@ class MongoJobStore(JobStore):
             .skip(query.skip)
             .limit(query.limit)
         )
-        return await cursor.to_list()
+        found: list[Doc] = await cursor.to_list()
+        return found
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -199,7 +209,7 @@ class MongoJobStore(JobStore):
         job_id = candidate["_id"]
         limit = candidate.get("concurrency")
         slot = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
-        if slot:
+        if slot and isinstance(limit, int):
             slots_doc = await self.slots.find_one_and_update(
                 {"_id": candidate["name"]},
                 q.slot_acquire_update(job_id, owner, int(limit), lease),
@@ -227,7 +237,11 @@ class MongoJobStore(JobStore):
         lost: set[Any] = set()
         if result.matched_count < len(fences):
             owned = await self.jobs.find(
-                {"_id": {"$in": [f.job_id for f in fences]}, "status": "running", "lockedBy": fences[0].owner},
+                {
+                    "_id": {"$in": [f.job_id for f in fences]},
+                    "status": "running",
+                    "lockedBy": fences[0].owner,
+                },
                 {"lockVersion": 1},
             ).to_list()
             tokens = {d["_id"]: d.get("lockVersion") for d in owned}
