@@ -17,6 +17,9 @@ from ._durations import as_aware_utc
 REFRESH_EVERY = 30.0
 """Seconds between two measurements of the offset."""
 
+_JITTER = timedelta(seconds=1)
+"""Backward steps smaller than this are measurement noise, not clock changes."""
+
 
 class ServerClock:
     """Local time corrected by the last measured offset to the server's clock."""
@@ -24,6 +27,7 @@ class ServerClock:
     def __init__(self) -> None:
         self.offset = timedelta(0)
         self.measured_at: float | None = None
+        self._last: datetime | None = None
 
     @property
     def stale(self) -> bool:
@@ -41,6 +45,12 @@ class ServerClock:
         self.measured_at = time.monotonic()
 
     def now(self) -> datetime:
-        """The estimated server time, aware UTC, millisecond precision."""
+        """The estimated server time, aware UTC, millisecond precision. It does not step
+        back by the jitter of a new offset measurement (under a second), so jobs scheduled
+        one after another are due in that order; a real clock step is followed."""
         now = datetime.now(timezone.utc) + self.offset
-        return now.replace(microsecond=(now.microsecond // 1000) * 1000)
+        now = now.replace(microsecond=(now.microsecond // 1000) * 1000)
+        if self._last is not None and self._last - _JITTER < now < self._last:
+            return self._last
+        self._last = now
+        return now

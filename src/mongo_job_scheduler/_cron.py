@@ -169,7 +169,7 @@ class CronExpression:
         return len(self.days_of_week) != 7
 
     def matches_local(self, local: datetime) -> bool:
-        """Whether the wall-clock time ``local`` (its tzinfo ignored) is one of the expression's times."""
+        """Whether wall-clock time ``local`` (tzinfo ignored) is one of the expression's times."""
         if local.microsecond or local.second not in self.seconds:
             return False
         if local.minute not in self.minutes or local.hour not in self.hours:
@@ -290,8 +290,8 @@ class CronExpression:
         """Earliest firing instant (naive UTC) strictly after naive-UTC ``after``."""
         wall = after.replace(tzinfo=_UTC).astimezone(tz).replace(tzinfo=None, fold=0)
         first, second = _instants(wall, tz)
-        # Wall-clock window [repeat_start, repeat_end) whose second occurrences may
-        # hold the answer (only when `after` is in or just before a repeated hour).
+        # Wall-clock window [start, end) whose second occurrences may hold the answer:
+        # set when `after` is inside, or less than a day before, a fall-back repetition.
         repeat: tuple[datetime, datetime] | None = None
         if first < second and after == second:
             # `after` is the second occurrence of a repeated wall-clock time.
@@ -494,9 +494,7 @@ def _parse(expr: str) -> CronExpression:
         text = macro
     parts = text.split()
     if len(parts) not in (5, 6):
-        raise CronError(
-            f"cron expression must have 5 or 6 fields, got {len(parts)} (in {expr!r})"
-        )
+        raise CronError(f"cron expression must have 5 or 6 fields, got {len(parts)} (in {expr!r})")
     has_seconds = len(parts) == 6
     seconds = _parse_field(parts[0], _SECOND_SPEC, expr).values if has_seconds else {0}
     minute, hour, dom, month, dow = parts[-5:]

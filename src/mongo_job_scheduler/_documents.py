@@ -3,6 +3,7 @@ scheduler, the sync facade and both stores)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,6 +131,14 @@ def parse_job_id(value: Any) -> ObjectId | str:
     )
 
 
+def with_zone(repeat: Repeat, default_timezone: str | None) -> Repeat:
+    """A cron schedule without a zone gets the producer's default zone, stored with the job, so
+    every worker computes the same slots whatever its own default."""
+    if repeat.cron is not None and repeat.timezone is None:
+        return dataclasses.replace(repeat, timezone=default_timezone or "UTC")
+    return repeat
+
+
 @dataclass
 class NewJob:
     """A validated request to create one job: its document and how to dedupe it."""
@@ -164,7 +173,7 @@ def build_new_job(
     :class:`ValidationError` naming the first bad field; nothing is written by this function."""
     validate_name(name)
     validate_bson_value("data", data)
-    repeat_obj = None if repeat is None else Repeat.parse(repeat)
+    repeat_obj = None if repeat is None else with_zone(Repeat.parse(repeat), default_timezone)
     retry_obj = None if retry is None else Retry.parse(retry)
     priority = validate_priority(priority)
     concurrency = validate_concurrency(concurrency)
@@ -305,7 +314,7 @@ def build_query(
         for key, value in data.items():
             if not isinstance(key, str) or not key or key.startswith("$") or "\x00" in key:
                 raise ValidationError("data", f"invalid data key {key!r}")
-            if any(not part for part in key.split(".")):
+            if any(not part or part.startswith("$") for part in key.split(".")):
                 raise ValidationError("data", f"invalid data key {key!r}")
             if isinstance(value, Mapping) and any(str(k).startswith("$") for k in value):
                 raise ValidationError("data", f"operators are not allowed (key {key!r})")
@@ -390,7 +399,7 @@ def build_changes(
         if repeat is None:
             changes.unset += ["repeat", "lastScheduledAt"]
         else:
-            repeat_obj = Repeat.parse(repeat)
+            repeat_obj = with_zone(Repeat.parse(repeat), default_timezone)
             changes.set["repeat"] = repeat_obj.to_document()
     if run_at is not UNSET:
         if run_at is None:

@@ -11,6 +11,9 @@ from ._errors import ValidationError
 Duration = timedelta | int | float
 """A duration: a ``timedelta`` or a number of seconds."""
 
+MAX_DURATION = timedelta(days=36_500)
+"""The longest accepted duration (100 years): longer ones overflow datetime arithmetic."""
+
 
 def to_seconds(field: str, value: Any, *, allow_zero: bool = False) -> float:
     """Return ``value`` (a ``timedelta`` or a number of seconds) as seconds, validated."""
@@ -23,6 +26,8 @@ def to_seconds(field: str, value: Any, *, allow_zero: bool = False) -> float:
         raise ValidationError(field, f"must be finite, got {value!r}")
     if seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValidationError(field, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValidationError(field, f"must be at most 100 years, got {value!r}")
     return seconds
 
 
@@ -36,6 +41,8 @@ def to_millis(field: str, value: Any, *, allow_zero: bool = False) -> int:
         raise ValidationError(field, f"must be finite, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValidationError(field, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    if value > MAX_DURATION.total_seconds() * 1000:
+        raise ValidationError(field, f"must be at most 100 years, got {value!r}")
     return round(value)
 
 

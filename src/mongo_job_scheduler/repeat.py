@@ -15,6 +15,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._cron import CronError, CronExpression
+from ._durations import MAX_DURATION
 from ._errors import ValidationError
 
 __all__ = ["MIN_INTERVAL", "Misfire", "Repeat", "RunPlan"]
@@ -102,6 +103,8 @@ class Repeat:
                 raise ValidationError("repeat.every", f"must be finite, got {every!r}")
             if seconds < MIN_INTERVAL.total_seconds():
                 raise ValidationError("repeat.every", f"must be at least 100 ms, got {every!r}")
+            if seconds > MAX_DURATION.total_seconds():
+                raise ValidationError("repeat.every", f"must be at most 100 years, got {every!r}")
             object.__setattr__(self, "every", timedelta(milliseconds=round(seconds * 1000)))
         if self.timezone is not None:
             _zone(self.timezone)
@@ -137,6 +140,10 @@ class Repeat:
             if not isinstance(every, timedelta):
                 if not math.isfinite(every):
                     raise ValidationError("repeat.every", f"must be finite, got {every!r}")
+                if every > MAX_DURATION.total_seconds() * 1000:
+                    raise ValidationError(
+                        "repeat.every", f"must be at most 100 years, got {every!r}"
+                    )
                 every = timedelta(milliseconds=every)
         return cls(
             cron=value.get("cron"),
@@ -162,7 +169,7 @@ class Repeat:
         if self.cron is not None:
             doc["cron"] = self.cron
         if self.every is not None:
-            doc["every"] = int(self.every.total_seconds() * 1000)
+            doc["every"] = round(self.every / timedelta(milliseconds=1))
         if self.timezone is not None:
             doc["timezone"] = self.timezone
         if self.misfire != "once":

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from ._durations import Duration, to_millis, to_seconds
+from ._durations import MAX_DURATION, Duration, to_millis, to_seconds
 from ._errors import ValidationError
 
 __all__ = ["Backoff", "Retry"]
@@ -129,12 +129,12 @@ class Retry:
         """The stored (Node-compatible) form, durations in milliseconds."""
         doc: dict[str, Any] = {
             "maxAttempts": self.max_attempts,
-            "delay": int(self.delay.total_seconds() * 1000),
+            "delay": round(self.delay / timedelta(milliseconds=1)),
         }
         if self.backoff != "fixed":
             doc["backoff"] = self.backoff
         if self.max_delay is not None:
-            doc["maxDelay"] = int(self.max_delay.total_seconds() * 1000)
+            doc["maxDelay"] = round(self.max_delay / timedelta(milliseconds=1))
         if self.jitter:
             doc["jitter"] = True
         return doc
@@ -152,6 +152,7 @@ class Retry:
             seconds = base
         if self.max_delay is not None:
             seconds = min(seconds, self.max_delay.total_seconds())
+        seconds = min(seconds, MAX_DURATION.total_seconds())  # uncapped exponentials overflow
         if self.jitter:
             seconds = (rng or random).uniform(0.0, seconds)
         return timedelta(seconds=seconds)

@@ -19,12 +19,12 @@ from ._documents import (
     parse_job_id,
 )
 from ._durations import Duration, to_seconds
-from ._errors import ConfigurationError, InvalidJobState, JobNotFound, ValidationError
+from ._errors import ConfigurationError, JobNotFound, ValidationError
 from .events import EventEmitter, Listener
 from .job import Job, JobStatus, StopReason
 from .repeat import Repeat, _zone
 from .retry import Retry
-from .stores.base import JobStore
+from .stores.base import UPDATE_ATTEMPTS, JobStore, plan_update, update_gave_up
 from .worker import BackoffFn, Handler, TaskSpec, Worker, WorkerConfig
 
 __all__ = ["Scheduler"]
@@ -161,6 +161,11 @@ class Scheduler:
             spec = TaskSpec(self.handler)
         return spec
 
+    def _claimable_names(self) -> list[str] | None:
+        """The job names this instance can run: any with a catch-all ``handler``, else only
+        the names registered with :meth:`task` (so a fleet can split names across processes)."""
+        return None if self.handler is not None else sorted(self._tasks)
+
     def _need_store(self) -> JobStore:
         if self.store is None:
             raise ConfigurationError("store", "this Scheduler has no store configured")
@@ -194,7 +199,9 @@ class Scheduler:
                 max_lease_expiries=self.max_lease_expiries,
                 default_timezone=self.default_timezone,
             )
-            self._worker = Worker(self.store, config, self._resolve, self.events)
+            self._worker = Worker(
+                self.store, config, self._resolve, self.events, self._claimable_names
+            )
             self._worker.start()
 
     async def stop(self, graceful: bool = True, timeout: Duration = 30) -> None:
@@ -355,36 +362,23 @@ class Scheduler:
             max_execution=max_execution,
             timeout=timeout,
         )
-        for _ in range(5):
+        for _ in range(UPDATE_ATTEMPTS):
             current = await store.get(oid)
             if current is None:
                 raise JobNotFound(job_id)
-            status = str(current.get("status"))
-            fields = dict(changes.set)
-            unset = list(changes.unset)
-            if status == "cancelled":
-                raise InvalidJobState(f"job {job_id} is cancelled; cancelled jobs never run again")
-            if status == "running" and changes.reschedules:
-                raise InvalidJobState(
-                    f"job {job_id} is running; wait for it to finish before changing run_at"
-                )
-            if status == "pending" and changes.repeat_first_slot is not None:
-                fields["nextRunAt"] = changes.repeat_first_slot
-                fields["lastScheduledAt"] = changes.repeat_first_slot
-            if status in ("completed", "failed") and changes.reschedules:
-                key = current.get("dedupeKey")
-                if key is not None and not await store.reserve_dedupe_key(key, oid):
-                    raise InvalidJobState(
-                        f"job {job_id} cannot run again: another active job holds its dedupe key"
-                    )
-                fields.update(status="pending", attempts=0, leaseExpiries=0)
-            doc = await store.update(oid, expect_status=[status], set=fields, unset=unset)
+            plan = plan_update(job_id, current, changes)
+            key = plan.reserve_dedupe_key
+            if key is not None and not await store.reserve_dedupe_key(key, oid):
+                raise plan.dedupe_conflict(job_id)
+            doc = await store.update(
+                oid, expect_status=[plan.expect_status], set=plan.set, unset=plan.unset
+            )
             if doc is not None:
                 job = Job.from_document(doc)
                 if job.status is JobStatus.PENDING:
                     self._wake_if_due(job)
                 return job
-        raise InvalidJobState(f"job {job_id} kept changing state; update not applied")
+        raise update_gave_up(job_id)
 
     async def cancel(self, job_id: Any) -> bool:
         """Cancel a pending or running job; a running handler is asked to stop and the job ends

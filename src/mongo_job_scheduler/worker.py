@@ -101,10 +101,12 @@ class Worker:
         config: WorkerConfig,
         resolve: Callable[[str], TaskSpec | None],
         events: EventEmitter,
+        claimable_names: Callable[[], list[str] | None] = lambda: None,
     ) -> None:
         self.store = store
         self.config = config
         self.resolve = resolve
+        self.claimable_names = claimable_names
         self.events = events
         self.executions: dict[Any, _Execution] = {}
         self._stopping = False
@@ -171,9 +173,9 @@ class Worker:
     async def _claim_loop(self) -> None:
         backoff = 0.1
         while not self._stopping:
+            self._slot_freed.clear()
             free = self.config.workers - len(self.executions)
             if free <= 0:
-                self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
             self._wake.clear()
@@ -183,6 +185,7 @@ class Worker:
                     free,
                     self.config.lease,
                     self.config.max_lease_expiries,
+                    self.claimable_names(),
                 )
             except Exception as exc:
                 self._worker_error(exc, "claim failed; retrying")
@@ -219,6 +222,11 @@ class Worker:
         context = RunContext(claimed.token, self.config.owner)
         execution = _Execution(fence, claimed, context, Job.from_document(doc, context))
         execution.lease_deadline = execution.started + self.config.lease.total_seconds()
+        previous = self.executions.get(fence.job_id)
+        if previous is not None:
+            # This worker took its own job over (an earlier run stalled and its lease expired):
+            # that run lost the lease, exactly as if another owner had taken the job.
+            self._request_stop(previous, StopReason.LEASE_LOST)
         self.executions[fence.job_id] = execution
         execution.task = asyncio.create_task(
             self._execute(execution), name=f"mjs-job-{fence.job_id}"
@@ -238,6 +246,7 @@ class Worker:
     async def _heartbeat(self) -> None:
         now = time.monotonic()
         fences: list[Fence] = []
+        stalled: list[_Execution] = []
         for execution in list(self.executions.values()):
             if execution.context.stop_reason is not None:
                 continue
@@ -254,11 +263,14 @@ class Worker:
                         },
                     )
                     self.events.emit("job:stalled", execution.job)
+                stalled.append(execution)
                 continue
             if now > execution.lease_deadline:
                 self._request_stop(execution, StopReason.LEASE_LOST)
                 continue
             fences.append(execution.fence)
+        for execution in stalled:
+            await self._check_owned(execution)
         if not fences:
             return
         try:
@@ -276,6 +288,25 @@ class Worker:
             else:
                 running.lease_deadline = renewed_until
 
+    async def _check_owned(self, execution: _Execution) -> None:
+        """A stalled execution is no longer renewed, but it still learns when another owner
+        took its job over (or it was cancelled), so there are never two live owners."""
+        fence = execution.fence
+        try:
+            current = await self.store.get(fence.job_id)
+        except Exception as exc:
+            self._worker_error(exc, "could not check a stalled job's lease")
+            return
+        if (
+            current is None
+            or current.get("status") != "running"
+            or current.get("lockedBy") != fence.owner
+            or current.get("lockVersion") != fence.token
+        ):
+            cancelled = current is not None and current.get("status") == "cancelled"
+            reason = StopReason.CANCELLED if cancelled else StopReason.LEASE_LOST
+            self._request_stop(execution, reason)
+
     async def _lost(self, execution: _Execution) -> None:
         reason = StopReason.LEASE_LOST
         with contextlib.suppress(Exception):
@@ -292,7 +323,8 @@ class Worker:
         except Exception as exc:  # never let one job kill the worker
             self._worker_error(exc, f"unexpected error while running job {execution.fence.job_id}")
         finally:
-            self.executions.pop(execution.fence.job_id, None)
+            if self.executions.get(execution.fence.job_id) is execution:
+                del self.executions[execution.fence.job_id]
             self._slot_freed.set()
 
     async def _execute_inner(self, execution: _Execution) -> None:
@@ -385,8 +417,8 @@ class Worker:
         finally:
             stop_waiter.cancel()
         if handler_future in done and context.stop_reason is None:
-            if handler_future.cancelled():
-                raise asyncio.CancelledError("handler was cancelled")
+            if handler_future.cancelled():  # the handler cancelled itself: a failed attempt
+                raise RuntimeError("handler was cancelled")
             return handler_future.result()
         if context.stop_reason is None:  # timed out
             context.request_stop(StopReason.TIMEOUT)
@@ -401,13 +433,18 @@ class Worker:
     async def _stopped(self, execution: _Execution, reason: StopReason) -> None:
         if reason is StopReason.SHUTDOWN:
             try:
-                await self._retrying(lambda: self.store.release(execution.fence), execution)
+                await self._retrying(
+                    lambda: self.store.release(execution.fence), execution, "pending"
+                )
             except Exception as exc:
                 self._worker_error(exc, "could not release a job at shutdown")
             return
-        # Cancelled or lease lost: the job is no longer ours; write nothing but free the slot.
-        with contextlib.suppress(Exception):
-            await self.store.free_slot(execution.fence)
+        # Cancelled or lease lost: the job is no longer ours; write nothing but free the slot
+        # (unless a newer run of the job on this worker holds it: same job, same owner).
+        newer = self.executions.get(execution.fence.job_id)
+        if newer is None or newer is execution:
+            with contextlib.suppress(Exception):
+                await self.store.free_slot(execution.fence)
         if reason is StopReason.LEASE_LOST:
             self._worker_error(
                 LeaseLost(
@@ -575,7 +612,7 @@ class Worker:
             await self._stopped(execution, execution.context.stop_reason)
             return None
         applied = await self._retrying(
-            lambda: self.store.finish(execution.fence, finish), execution
+            lambda: self.store.finish(execution.fence, finish), execution, finish.set.get("status")
         )
         if not applied:
             if not quiet:
@@ -597,7 +634,15 @@ class Worker:
         doc.update(finish.set)
         return Job.from_document(doc)
 
-    async def _retrying(self, write: Callable[[], Awaitable[bool]], execution: _Execution) -> bool:
+    async def _retrying(
+        self,
+        write: Callable[[], Awaitable[bool]],
+        execution: _Execution,
+        expected_status: str | None,
+    ) -> bool:
+        """Run a fenced write, retrying transient errors until the lease runs out. After a
+        retry, a refused write counts as applied if the document shows this write's outcome
+        (an earlier try may have been applied before its reply was lost)."""
         delay = 0.05
         failed_once = False
         while True:
@@ -613,12 +658,12 @@ class Worker:
                 continue
             if applied or not failed_once:
                 return applied
-            # An earlier try may have been applied before its reply was lost.
             current = await self.store.get(execution.fence.job_id)
             return bool(
                 current is not None
                 and current.get("lockVersion") == execution.fence.token
                 and current.get("lockedBy") is None
+                and current.get("status") == expected_status
             )
 
 

@@ -8,12 +8,13 @@ collections keyed by ``_id``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bson.codec_options import CodecOptions
 from pymongo import ASCENDING, IndexModel
 
+from .._documents import JobQuery
 from .base import Fence
 
 DEFAULT_COLLECTION = "scheduler_jobs"
@@ -52,18 +53,39 @@ def side_collection_names(collection: str) -> tuple[str, str]:
     return f"{collection}_dedupe", f"{collection}_slots"
 
 
-def due_filter(now: Any, exclude_names: Sequence[str] = ()) -> dict[str, Any]:
-    flt: dict[str, Any] = {"status": "pending", "nextRunAt": {"$lte": now}}
+def _names(
+    flt: dict[str, Any], names: Sequence[str] | None, exclude_names: Sequence[str]
+) -> dict[str, Any]:
+    condition: dict[str, Any] = {}
+    if names is not None:
+        condition["$in"] = list(names)
     if exclude_names:
-        flt["name"] = {"$nin": list(exclude_names)}
+        condition["$nin"] = list(exclude_names)
+    if condition:
+        flt["name"] = condition
     return flt
 
 
-def expired_filter(now: Any) -> dict[str, Any]:
-    return {"status": "running", "lockUntil": {"$lt": now}}
+def due_filter(
+    now: Any, exclude_names: Sequence[str] = (), names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Pending jobs due by ``now`` (optionally only ``names``, never ``exclude_names``)."""
+    return _names({"status": "pending", "nextRunAt": {"$lte": now}}, names, exclude_names)
 
 
-CANDIDATE_PROJECTION = {"_id": 1, "name": 1, "concurrency": 1}
+def expired_filter(
+    now: Any, exclude_names: Sequence[str] = (), names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Running jobs whose lease expired by ``now``."""
+    return _names({"status": "running", "lockUntil": {"$lt": now}}, names, exclude_names)
+
+
+CANDIDATE_PROJECTION = {"_id": 1, "name": 1, "concurrency": 1, "priority": 1, "nextRunAt": 1}
+
+
+def claim_order_key(doc: Mapping[str, Any]) -> tuple[int, Any, Any]:
+    """The global claim order: priority (1 first), then due time, then insertion (``_id``)."""
+    return (int(doc.get("priority") or 5), doc.get("nextRunAt"), doc["_id"])
 
 
 def claim_filter(job_id: Any) -> dict[str, Any]:
@@ -132,11 +154,16 @@ def slot_acquire_update(
     job_id: Any, owner: str, limit: int, lease: timedelta
 ) -> list[dict[str, Any]]:
     """Add this execution to the name's holders if fewer than ``limit`` live holders remain
-    (expired holders, whose owners died, are dropped first)."""
+    (expired holders, whose owners died, are dropped first; so is this owner's own earlier
+    entry for the job). Another owner's live entry for the same job is kept: that owner may be
+    running the job, having claimed it after this owner read it as a candidate."""
+    mine = {
+        "$and": [{"$eq": ["$$this.job", job_id]}, {"$eq": ["$$this.owner", {"$literal": owner}]}]
+    }
     live = {
         "$filter": {
             "input": {"$ifNull": ["$holders", []]},
-            "cond": {"$and": [{"$gt": ["$$this.until", "$$NOW"]}, {"$ne": ["$$this.job", job_id]}]},
+            "cond": {"$and": [{"$gt": ["$$this.until", "$$NOW"]}, {"$not": [mine]}]},
         }
     }
     entry = {
@@ -222,3 +249,39 @@ def release_update() -> list[dict[str, Any]]:
         },
         {"$unset": list(LOCK_FIELDS)},
     ]
+
+
+# -- producers and admin (shared by the async store and the sync facade) ---------------------
+
+
+def dedupe_entry(key: str, job_id: Any, now: datetime) -> dict[str, Any]:
+    """The registry document that gives dedupe ``key`` to ``job_id``."""
+    return {"_id": key, "jobId": job_id, "registeredAt": now}
+
+
+def dedupe_takeover(
+    key: str, holder_id: Any, job_id: Any, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Filter and update moving ``key`` from ``holder_id`` (finished, or never created) to
+    ``job_id``; the filter matches nothing if another producer took the key first."""
+    return {"_id": key, "jobId": holder_id}, {"$set": {"jobId": job_id, "registeredAt": now}}
+
+
+def status_filter(job_id: Any, statuses: Sequence[str]) -> dict[str, Any]:
+    """The job, if its status is one of ``statuses`` (``cancel`` and ``update_job``)."""
+    return {"_id": job_id, "status": {"$in": list(statuses)}}
+
+
+def user_update(set_fields: Mapping[str, Any], unset: Sequence[str]) -> dict[str, Any]:
+    """An ``update_job`` write: set and unset fields and stamp ``updatedAt``."""
+    update: dict[str, Any] = {"$currentDate": {"updatedAt": True}}
+    if set_fields:
+        update["$set"] = dict(set_fields)
+    if unset:
+        update["$unset"] = {key: "" for key in unset}
+    return update
+
+
+def find_sort(query: JobQuery) -> list[tuple[str, int]]:
+    """The ``get_jobs`` order: the requested field, then ``_id`` the same way (stable pages)."""
+    return [(query.sort_field, query.sort_direction), ("_id", query.sort_direction)]

@@ -15,10 +15,22 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from .._documents import JobQuery, NewJob
+from .._documents import JobChanges, JobQuery, NewJob
+from .._errors import InvalidJobState
 from ..job import ACTIVE_STATUSES
 
-__all__ = ["Claimed", "DedupeDecision", "Fence", "JobStore", "decide_dedupe"]
+__all__ = [
+    "UPDATE_ATTEMPTS",
+    "Claimed",
+    "DedupeDecision",
+    "Fence",
+    "JobStore",
+    "UpdatePlan",
+    "decide_dedupe",
+    "plan_update",
+    "released_on_cancel",
+    "update_gave_up",
+]
 
 DEDUPE_GRACE = timedelta(seconds=10)
 """How long a dedupe registration may point at a job that does not exist yet before another
@@ -90,6 +102,65 @@ def decide_dedupe(
     return DedupeDecision.TAKE_OVER
 
 
+def released_on_cancel(doc: Mapping[str, Any]) -> str | None:
+    """The dedupe key a just-cancelled job gives back (none under the "forever" scope)."""
+    key = doc.get("dedupeKey")
+    if key is None or doc.get("dedupeScope") == "forever":
+        return None
+    return str(key)
+
+
+UPDATE_ATTEMPTS = 5
+"""How often ``update_job`` re-reads a job whose status changed under it before giving up."""
+
+
+@dataclass(frozen=True)
+class UpdatePlan:
+    """How ``update_job`` changes a job seen in status ``expect_status``: the write to apply if
+    the status is still that one, and the dedupe key to take back first (reviving a job)."""
+
+    expect_status: str
+    set: dict[str, Any]
+    unset: list[str]
+    reserve_dedupe_key: str | None = None
+
+    def dedupe_conflict(self, job_id: Any) -> InvalidJobState:
+        """The error when :attr:`reserve_dedupe_key` is held by another active job."""
+        return InvalidJobState(
+            f"job {job_id} cannot run again: another active job holds its dedupe key"
+        )
+
+
+def plan_update(job_id: Any, current: Mapping[str, Any], changes: JobChanges) -> UpdatePlan:
+    """Decide how ``changes`` apply to the stored job ``current``: cancelled jobs refuse every
+    change, running ones refuse ``run_at``; a new ``repeat`` moves a pending job to its first
+    slot; ``run_at`` on a completed or failed job makes it pending again (fresh attempts)."""
+    status = str(current.get("status"))
+    fields = dict(changes.set)
+    if status == "cancelled":
+        raise InvalidJobState(f"job {job_id} is cancelled; cancelled jobs never run again")
+    if status == "running" and changes.reschedules:
+        raise InvalidJobState(
+            f"job {job_id} is running; wait for it to finish before changing run_at"
+        )
+    if changes.reschedules and (current.get("repeat") or "repeat" in fields):
+        fields["lastScheduledAt"] = fields["nextRunAt"]  # the new due time starts the grid
+    if status == "pending" and changes.repeat_first_slot is not None:
+        fields["nextRunAt"] = changes.repeat_first_slot
+        fields["lastScheduledAt"] = changes.repeat_first_slot
+    reserve = None
+    if status in ("completed", "failed") and changes.reschedules:
+        key = current.get("dedupeKey")
+        reserve = None if key is None else str(key)
+        fields.update(status="pending", attempts=0, leaseExpiries=0)
+    return UpdatePlan(status, fields, list(changes.unset), reserve)
+
+
+def update_gave_up(job_id: Any) -> InvalidJobState:
+    """The error when a job kept changing state for :data:`UPDATE_ATTEMPTS` tries."""
+    return InvalidJobState(f"job {job_id} kept changing state; update not applied")
+
+
 class JobStore(ABC):
     """Where jobs live. All methods are coroutines; documents use the stored field names."""
 
@@ -118,13 +189,19 @@ class JobStore(ABC):
 
     @abstractmethod
     async def claim(
-        self, owner: str, limit: int, lease: timedelta, max_lease_expiries: int
+        self,
+        owner: str,
+        limit: int,
+        lease: timedelta,
+        max_lease_expiries: int,
+        names: Sequence[str] | None = None,
     ) -> list[Claimed]:
         """Atomically take up to ``limit`` due jobs for ``owner`` in the global order (priority,
         then due time, then insertion): pending jobs whose ``nextRunAt`` has passed, and running
         jobs whose lease expired (counting the expiry in ``leaseExpiries``). Each claim bumps
         ``lockVersion`` (the fencing token) and sets ``lockUntil`` to now + ``lease`` on the
-        store's clock. Jobs with a ``concurrency`` limit are claimed only with a free slot."""
+        store's clock. Jobs with a ``concurrency`` limit are claimed only with a free slot.
+        ``names`` restricts the claim to those job names (``None``: any name)."""
 
     @abstractmethod
     async def renew(self, fences: Sequence[Fence], lease: timedelta) -> set[Any]:

@@ -7,7 +7,7 @@ gives the same semantics as the MongoDB store (one contract suite checks both).
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,45 @@ _LOCK_FIELDS = ("lockedBy", "lockedAt", "lockUntil")
 
 def _sort_key(doc: Mapping[str, Any]) -> tuple[int, datetime, ObjectId]:
     return (int(doc.get("priority") or 5), doc["nextRunAt"], doc["_id"])
+
+
+_MISSING = object()
+
+
+def _values_at(value: Any, parts: Sequence[str]) -> Iterator[Any]:
+    """The values a MongoDB dotted path reaches (through arrays of documents, or an index)."""
+    if not parts:
+        yield value
+    elif isinstance(value, Mapping):
+        yield from _values_at(value[parts[0]], parts[1:]) if parts[0] in value else [_MISSING]
+    elif isinstance(value, list):
+        if parts[0].isdigit() and int(parts[0]) < len(value):
+            yield from _values_at(value[int(parts[0])], parts[1:])
+        for item in value:
+            if isinstance(item, Mapping):
+                yield from _values_at(item, parts)
+    else:
+        yield _MISSING
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):  # BSON booleans never equal numbers
+        return type(a) is type(b) and a == b
+    return bool(a == b)
+
+
+def _data_matches(data: Any, key: str, value: Any) -> bool:
+    """``{"data.<key>": value}`` as MongoDB evaluates it: equality, an array containing the
+    value, and ``None`` matching a missing field."""
+    for found in _values_at(data, key.split(".")):
+        if found is _MISSING:
+            if value is None:
+                return True
+        elif _equal(found, value) or (
+            isinstance(found, list) and any(_equal(item, value) for item in found)
+        ):
+            return True
+    return False
 
 
 class InMemoryJobStore(JobStore):
@@ -87,13 +126,7 @@ class InMemoryJobStore(JobStore):
                 return False
             if query.statuses is not None and doc.get("status") not in query.statuses:
                 return False
-            for key, value in query.data.items():
-                current: Any = doc.get("data")
-                for part in key.split("."):
-                    current = current.get(part) if isinstance(current, Mapping) else None
-                if current != value:
-                    return False
-            return True
+            return all(_data_matches(doc.get("data"), k, v) for k, v in query.data.items())
 
         found = [d for d in self._jobs.values() if matches(d)]
         missing_last = query.sort_direction == 1
@@ -118,7 +151,7 @@ class InMemoryJobStore(JobStore):
             return True
         holders = self._slots.setdefault(doc["name"], {})
         for holder, expiry in list(holders.items()):
-            if expiry <= now or holder[0] == doc["_id"]:
+            if expiry <= now or holder == (doc["_id"], owner):
                 del holders[holder]
         if len(holders) >= limit:
             return False
@@ -126,15 +159,25 @@ class InMemoryJobStore(JobStore):
         return True
 
     async def claim(
-        self, owner: str, limit: int, lease: timedelta, max_lease_expiries: int
+        self,
+        owner: str,
+        limit: int,
+        lease: timedelta,
+        max_lease_expiries: int,
+        names: Sequence[str] | None = None,
     ) -> list[Claimed]:
         now = utcnow()
         due = [
             d
             for d in self._jobs.values()
-            if (d["status"] == "pending" and d["nextRunAt"] <= now)
-            or (
-                d["status"] == "running" and d.get("lockUntil") is not None and d["lockUntil"] < now
+            if (names is None or d.get("name") in names)
+            and (
+                (d["status"] == "pending" and d["nextRunAt"] <= now)
+                or (
+                    d["status"] == "running"
+                    and d.get("lockUntil") is not None
+                    and d["lockUntil"] < now
+                )
             )
         ]
         due.sort(key=_sort_key)

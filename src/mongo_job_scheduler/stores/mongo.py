@@ -18,7 +18,15 @@ from .._durations import utcnow
 from .._errors import ConfigurationError
 from ..job import ACTIVE_STATUSES
 from . import _mongo_common as q
-from .base import Claimed, DedupeDecision, Fence, Finish, JobStore, decide_dedupe
+from .base import (
+    Claimed,
+    DedupeDecision,
+    Fence,
+    Finish,
+    JobStore,
+    decide_dedupe,
+    released_on_cancel,
+)
 
 __all__ = ["MongoJobStore"]
 
@@ -96,12 +104,11 @@ class MongoJobStore(JobStore):
 
     async def _insert_deduped(self, job: NewJob, session: Any) -> tuple[Doc, bool]:
         key = job.dedupe_key
+        assert key is not None  # only jobs with a key are inserted here
         while True:
             now = await self.now()
             try:
-                await self.dedupe.insert_one(
-                    {"_id": key, "jobId": job.id, "registeredAt": now}, session=session
-                )
+                await self.dedupe.insert_one(q.dedupe_entry(key, job.id, now), session=session)
                 break
             except DuplicateKeyError:
                 pass
@@ -116,9 +123,7 @@ class MongoJobStore(JobStore):
                 await asyncio.sleep(0.05)
                 continue
             taken = await self.dedupe.update_one(
-                {"_id": key, "jobId": entry["jobId"]},
-                {"$set": {"jobId": job.id, "registeredAt": now}},
-                session=session,
+                *q.dedupe_takeover(key, entry["jobId"], job.id, now), session=session
             )
             if taken.matched_count:
                 break
@@ -128,7 +133,7 @@ class MongoJobStore(JobStore):
     async def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
         now = await self.now()
         try:
-            await self.dedupe.insert_one({"_id": key, "jobId": job_id, "registeredAt": now})
+            await self.dedupe.insert_one(q.dedupe_entry(key, job_id, now))
             return True
         except DuplicateKeyError:
             pass
@@ -143,9 +148,7 @@ class MongoJobStore(JobStore):
             is not DedupeDecision.TAKE_OVER
         ):
             return False
-        taken = await self.dedupe.update_one(
-            {"_id": key, "jobId": entry["jobId"]}, {"$set": {"jobId": job_id, "registeredAt": now}}
-        )
+        taken = await self.dedupe.update_one(*q.dedupe_takeover(key, entry["jobId"], job_id, now))
         return bool(taken.matched_count)
 
     # -- reads ------------------------------------------------------------------------------
@@ -156,7 +159,7 @@ class MongoJobStore(JobStore):
     async def find(self, query: JobQuery) -> list[Doc]:
         cursor = (
             self.jobs.find(query.to_filter())
-            .sort([(query.sort_field, query.sort_direction), ("_id", query.sort_direction)])
+            .sort(q.find_sort(query))
             .skip(query.skip)
             .limit(query.limit)
         )
@@ -166,27 +169,33 @@ class MongoJobStore(JobStore):
     # -- workers ----------------------------------------------------------------------------
 
     async def claim(
-        self, owner: str, limit: int, lease: timedelta, max_lease_expiries: int
+        self,
+        owner: str,
+        limit: int,
+        lease: timedelta,
+        max_lease_expiries: int,
+        names: Sequence[str] | None = None,
     ) -> list[Claimed]:
         await self.setup()
         now = await self.now()
         claimed: list[Claimed] = []
         saturated: list[str] = []
-        for _round in range(3):
+        while True:  # each blocked round saturates a new name, so this ends (B8: no cap)
             want = limit - len(claimed)
             candidates = await (
-                self.jobs.find(q.due_filter(now, saturated), q.CANDIDATE_PROJECTION)
+                self.jobs.find(q.due_filter(now, saturated, names), q.CANDIDATE_PROJECTION)
                 .sort(q.CLAIM_SORT)
                 .limit(want + 4)
                 .to_list()
             )
-            if len(candidates) < want + 4:
-                candidates += await (
-                    self.jobs.find(q.expired_filter(now), q.CANDIDATE_PROJECTION)
-                    .sort("lockUntil", 1)
-                    .limit(want)
-                    .to_list()
-                )
+            expired = await (
+                self.jobs.find(q.expired_filter(now, saturated, names), q.CANDIDATE_PROJECTION)
+                .sort("lockUntil", 1)
+                .limit(want)
+                .to_list()
+            )
+            if expired:
+                candidates = sorted(candidates + expired, key=q.claim_order_key)
             blocked = False
             for candidate in candidates:
                 if len(claimed) >= limit:
@@ -279,14 +288,14 @@ class MongoJobStore(JobStore):
 
     async def cancel(self, job_id: Any) -> tuple[Doc | None, bool]:
         doc = await self.jobs.find_one_and_update(
-            {"_id": job_id, "status": {"$in": list(ACTIVE_STATUSES)}},
+            q.status_filter(job_id, ACTIVE_STATUSES),
             q.cancel_update(),
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:
             return await self.get(job_id), False
-        key = doc.get("dedupeKey")
-        if key is not None and doc.get("dedupeScope") != "forever":
+        key = released_on_cancel(doc)
+        if key is not None:
             await self.dedupe.delete_one({"_id": key, "jobId": job_id})
         return doc, True
 
@@ -298,13 +307,8 @@ class MongoJobStore(JobStore):
         set: Mapping[str, Any],
         unset: Sequence[str] = (),
     ) -> Doc | None:
-        update: dict[str, Any] = {"$currentDate": {"updatedAt": True}}
-        if set:
-            update["$set"] = dict(set)
-        if unset:
-            update["$unset"] = {key: "" for key in unset}
         return await self.jobs.find_one_and_update(
-            {"_id": job_id, "status": {"$in": list(expect_status)}},
-            update,
+            q.status_filter(job_id, expect_status),
+            q.user_update(set, unset),
             return_document=ReturnDocument.AFTER,
         )

@@ -1,0 +1,201 @@
+"""The blocking job store behind :mod:`mongo_job_scheduler.sync`, on PyMongo's sync client.
+
+It reads and writes the same documents, side collections and indexes as the asyncio
+:class:`~mongo_job_scheduler.stores.mongo.MongoJobStore` (every filter and update comes from
+:mod:`._mongo_common`, every decision from :mod:`.base`), so jobs produced here are run by async
+workers and jobs produced there are administered here. Only the producer and admin operations
+exist: running jobs is the async scheduler's business.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from .._clock import ServerClock
+from .._documents import JobQuery, NewJob
+from .._durations import utcnow
+from .._errors import ConfigurationError
+from ..job import ACTIVE_STATUSES
+from . import _mongo_common as q
+from .base import DedupeDecision, decide_dedupe, released_on_cancel
+
+__all__ = ["MongoJobStore"]
+
+Doc = dict[str, Any]
+
+DEDUPE_WAIT = 0.05
+"""Seconds to wait before looking again at a dedupe key whose job is still being created."""
+
+
+class MongoJobStore:
+    """Jobs in one MongoDB collection (default ``scheduler_jobs``) of a sync pymongo
+    ``Database``, with the dedupe registry ``<collection>_dedupe`` beside it.
+
+    The layout is the asyncio ``MongoJobStore``'s: point both at the same database and
+    collection to produce jobs from blocking code and run them with async workers. Indexes are
+    created on the first write. Safe to share between threads.
+    """
+
+    def __init__(self, database: Database[Any], collection: str = q.DEFAULT_COLLECTION) -> None:
+        if not isinstance(database, Database):
+            raise ConfigurationError(
+                "database",
+                "mongo_job_scheduler.sync.MongoJobStore needs a pymongo Database "
+                "(MongoClient(...)['name']); for an AsyncDatabase use "
+                "mongo_job_scheduler.MongoJobStore",
+            )
+        if not isinstance(collection, str) or not collection or "$" in collection:
+            raise ConfigurationError("collection", f"invalid collection name {collection!r}")
+        self.database = database
+        self.collection_name = collection
+        options = q.CODEC_OPTIONS
+        self.jobs: Collection[Doc] = database.get_collection(collection, codec_options=options)
+        dedupe, _slots = q.side_collection_names(collection)
+        self.dedupe: Collection[Doc] = database.get_collection(dedupe, codec_options=options)
+        self._clock = ServerClock()
+        self._ready = False
+        self._setup_lock = threading.Lock()
+
+    def setup(self) -> None:
+        """Create the jobs collection's indexes (idempotent; the async store creates the same)."""
+        if self._ready:
+            return
+        with self._setup_lock:
+            if not self._ready:
+                self.jobs.create_indexes(q.JOB_INDEXES)
+                self._refresh_clock()
+                self._ready = True
+
+    def _refresh_clock(self) -> None:
+        sent = utcnow()
+        hello = self.database.client.admin.command("hello")
+        self._clock.record(sent, hello, utcnow())
+
+    def now(self) -> datetime:
+        """The database server's clock (estimated from a measured offset)."""
+        if self._clock.stale:
+            self._refresh_clock()
+        return self._clock.now()
+
+    # -- producers --------------------------------------------------------------------------
+
+    def insert(self, jobs: Sequence[NewJob], *, session: Any = None) -> list[tuple[Doc, bool]]:
+        """Store new jobs, deduping by key; ``(document, created)`` per job, in order."""
+        self.setup()
+        out: list[tuple[Doc, bool] | None] = [None] * len(jobs)
+        plain = [i for i, job in enumerate(jobs) if job.dedupe_key is None]
+        if plain:
+            self.jobs.insert_many([jobs[i].document for i in plain], ordered=True, session=session)
+            for i in plain:
+                out[i] = (jobs[i].document, True)
+        for i, job in enumerate(jobs):
+            if job.dedupe_key is not None:
+                out[i] = self._insert_deduped(job, job.dedupe_key, session)
+        return [item for item in out if item is not None]
+
+    def _insert_deduped(self, job: NewJob, key: str, session: Any) -> tuple[Doc, bool]:
+        """Register ``key`` for ``job`` then insert it, or return the job that holds the key."""
+        while True:
+            now = self.now()
+            try:
+                self.dedupe.insert_one(q.dedupe_entry(key, job.id, now), session=session)
+                break
+            except DuplicateKeyError:
+                pass
+            entry = self.dedupe.find_one({"_id": key}, session=session)
+            if entry is None:
+                continue  # released meanwhile: try again
+            holder = self.jobs.find_one({"_id": entry["jobId"]}, session=session)
+            decision = decide_dedupe(holder, entry.get("registeredAt"), now, job.dedupe_scope)
+            if decision is DedupeDecision.RETURN_EXISTING and holder is not None:
+                return holder, False
+            if decision is DedupeDecision.WAIT:
+                time.sleep(DEDUPE_WAIT)
+                continue
+            taken = self.dedupe.update_one(
+                *q.dedupe_takeover(key, entry["jobId"], job.id, now), session=session
+            )
+            if taken.matched_count:
+                break
+        self.jobs.insert_one(job.document, session=session)
+        return job.document, True
+
+    def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
+        """Register ``key`` for ``job_id`` (reviving a finished job); False if another job
+        holds it."""
+        while True:
+            now = self.now()
+            try:
+                self.dedupe.insert_one(q.dedupe_entry(key, job_id, now))
+                return True
+            except DuplicateKeyError:
+                pass
+            entry = self.dedupe.find_one({"_id": key})
+            if entry is not None:
+                break  # else released meanwhile: try again
+        if entry["jobId"] == job_id:
+            return True
+        holder = self.jobs.find_one({"_id": entry["jobId"]})
+        decision = decide_dedupe(holder, entry.get("registeredAt"), now, "active")
+        if decision is not DedupeDecision.TAKE_OVER:
+            return False
+        taken = self.dedupe.update_one(*q.dedupe_takeover(key, entry["jobId"], job_id, now))
+        return bool(taken.matched_count)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, job_id: Any) -> Doc | None:
+        """The document with this id, or ``None``."""
+        return self.jobs.find_one({"_id": job_id})
+
+    def find(self, query: JobQuery) -> list[Doc]:
+        """Documents matching a validated ``get_jobs`` query."""
+        cursor = (
+            self.jobs.find(query.to_filter())
+            .sort(q.find_sort(query))
+            .skip(query.skip)
+            .limit(query.limit)
+        )
+        return list(cursor)
+
+    # -- admin ------------------------------------------------------------------------------
+
+    def cancel(self, job_id: Any) -> tuple[Doc | None, bool]:
+        """Cancel a pending or running job: ``(document after, changed)``; the document is
+        ``None`` if the job does not exist."""
+        doc = self.jobs.find_one_and_update(
+            q.status_filter(job_id, ACTIVE_STATUSES),
+            q.cancel_update(),
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            return self.get(job_id), False
+        key = released_on_cancel(doc)
+        if key is not None:
+            self.dedupe.delete_one({"_id": key, "jobId": job_id})
+        return doc, True
+
+    def update(
+        self,
+        job_id: Any,
+        *,
+        expect_status: Sequence[str],
+        set: Mapping[str, Any],
+        unset: Sequence[str] = (),
+    ) -> Doc | None:
+        """Apply a user's change if the job's status is one of ``expect_status``; the document
+        after, or ``None`` if it did not match."""
+        return self.jobs.find_one_and_update(
+            q.status_filter(job_id, expect_status),
+            q.user_update(set, unset),
+            return_document=ReturnDocument.AFTER,
+        )

@@ -1,0 +1,245 @@
+"""The blocking twin of :class:`mongo_job_scheduler.Scheduler`, for code that is not async
+(Django views, Flask, scripts): the same producer and admin methods, without ``await``.
+
+.. code-block:: python
+
+    from pymongo import MongoClient
+    from mongo_job_scheduler.sync import MongoJobStore, Scheduler
+
+    scheduler = Scheduler(MongoJobStore(MongoClient(uri)["my-app"]))
+    job = scheduler.schedule("send-email", {"userId": 123}, dedupe_key="email:user:123")
+    scheduler.cancel(job.id)
+
+It is built on PyMongo's sync ``MongoClient`` (no event loop runs behind it) and writes exactly
+the documents the asyncio API writes: jobs scheduled here are run by the workers of an asyncio
+``Scheduler`` on the same database and collection, and jobs scheduled there can be read,
+updated and cancelled here. It runs no workers itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._documents import (
+    UNSET,
+    DedupeScope,
+    build_bulk,
+    build_changes,
+    build_new_job,
+    build_query,
+    parse_job_id,
+)
+from ._durations import Duration
+from ._errors import ConfigurationError, JobNotFound, ValidationError
+from .events import EventEmitter, Listener
+from .job import Job, JobStatus
+from .repeat import Repeat, _zone
+from .retry import Retry
+from .stores._mongo_sync import MongoJobStore
+from .stores.base import UPDATE_ATTEMPTS, plan_update, update_gave_up
+
+__all__ = ["MongoJobStore", "Scheduler"]
+
+logger = logging.getLogger("mongo_job_scheduler")
+
+SYNC_EVENTS = frozenset({"job:created", "job:cancel"})
+"""The events a blocking scheduler emits (it runs no workers, so no other event happens)."""
+
+
+class Scheduler:
+    """Schedule and administer jobs from blocking code, on a sync :class:`MongoJobStore`.
+
+    Methods mirror the asyncio :class:`mongo_job_scheduler.Scheduler`'s producer and admin
+    methods: same arguments, validation, stored documents and errors. ``default_timezone`` is
+    the zone of cron schedules that name none (use the workers' setting). Safe to share between
+    threads.
+    """
+
+    def __init__(self, store: MongoJobStore, *, default_timezone: str = "UTC") -> None:
+        if not isinstance(store, MongoJobStore):
+            raise ConfigurationError(
+                "store",
+                "expected a mongo_job_scheduler.sync.MongoJobStore (on a pymongo Database), got "
+                f"{type(store).__name__}",
+            )
+        try:
+            _zone(default_timezone, "default_timezone")
+        except ValidationError as exc:
+            raise ConfigurationError(exc.field, exc.reason) from None
+        self.store = store
+        self.default_timezone = default_timezone
+        self.events = EventEmitter()
+
+    def on(self, event: str, listener: Listener) -> None:
+        """Call ``listener(job)`` on ``"job:created"`` (a job was stored; not for a deduped
+        schedule) or ``"job:cancel"`` (a job was cancelled here). Listeners are plain
+        functions; one that raises is logged and never breaks the call that emitted it."""
+        if event not in SYNC_EVENTS:
+            raise ValidationError(
+                "event",
+                f"the blocking scheduler emits only {sorted(SYNC_EVENTS)}, not {event!r}; "
+                "worker and job-run events come from the asyncio Scheduler that runs the jobs",
+            )
+        if inspect.iscoroutinefunction(listener):
+            raise ValidationError("listener", "must be a plain function (nothing awaits it here)")
+        self.events.on(event, listener)
+
+    def off(self, event: str, listener: Listener) -> None:
+        """Remove a listener added with :meth:`on`."""
+        self.events.off(event, listener)
+
+    # -- producing --------------------------------------------------------------------------
+
+    def schedule(
+        self,
+        name: str,
+        data: Any = None,
+        *,
+        run_at: Any = None,
+        delay: Duration | None = None,
+        repeat: Mapping[str, Any] | Repeat | None = None,
+        retry: int | Mapping[str, Any] | Retry | None = None,
+        dedupe_key: str | None = None,
+        dedupe: DedupeScope = "active",
+        priority: int = 5,
+        concurrency: int | None = None,
+        max_execution: Duration | None = None,
+        timeout: Duration | None = None,
+        session: Any = None,
+    ) -> Job:
+        """Store a new job and return it (see :meth:`mongo_job_scheduler.Scheduler.schedule`).
+
+        With ``dedupe_key``, the active job holding that key is returned instead of a second
+        one (``dedupe="forever"``: any job with that key). ``session`` is a pymongo
+        ``ClientSession`` to enqueue inside the caller's transaction. Invalid input raises
+        :class:`~mongo_job_scheduler.ValidationError` and writes nothing.
+        """
+        new = build_new_job(
+            name,
+            data,
+            now=self.store.now(),
+            default_timezone=self.default_timezone,
+            run_at=run_at,
+            delay=delay,
+            repeat=repeat,
+            retry=retry,
+            dedupe_key=dedupe_key,
+            dedupe=dedupe,
+            priority=priority,
+            concurrency=concurrency,
+            max_execution=max_execution,
+            timeout=timeout,
+        )
+        [(doc, created)] = self.store.insert([new], session=session)
+        job = Job.from_document(doc)
+        if created:
+            self.events.emit("job:created", job)
+        return job
+
+    def schedule_bulk(
+        self, items: Sequence[Mapping[str, Any]], *, session: Any = None
+    ) -> list[Job]:
+        """Store many jobs in few round trips; each item takes :meth:`schedule`'s arguments as
+        keys (``name`` required). Every item is validated before anything is written; dedupe
+        keys dedupe as in :meth:`schedule` (also between items of the same call)."""
+        news = build_bulk(items, now=self.store.now(), default_timezone=self.default_timezone)
+        jobs = []
+        for doc, created in self.store.insert(news, session=session):
+            job = Job.from_document(doc)
+            jobs.append(job)
+            if created:
+                self.events.emit("job:created", job)
+        return jobs
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get_job(self, job_id: Any) -> Job | None:
+        """The job with this id (an ``ObjectId`` or its 24-hex string), or ``None``."""
+        doc = self.store.get(parse_job_id(job_id))
+        return None if doc is None else Job.from_document(doc)
+
+    def get_jobs(
+        self,
+        *,
+        name: str | None = None,
+        status: str | JobStatus | Sequence[str | JobStatus] | None = None,
+        data: Mapping[str, Any] | None = None,
+        sort: tuple[str, str] | None = None,
+        limit: int = 100,
+        skip: int = 0,
+    ) -> list[Job]:
+        """Jobs matching every given filter: exact ``name``, one or several ``status`` values,
+        and ``data`` keys equal to values (dotted keys reach nested fields). ``sort`` is
+        ``(field, "asc" | "desc")``; ``limit`` defaults to 100 (at most 10,000)."""
+        query = build_query(name=name, status=status, data=data, sort=sort, limit=limit, skip=skip)
+        return [Job.from_document(doc) for doc in self.store.find(query)]
+
+    # -- administering ----------------------------------------------------------------------
+
+    def update_job(
+        self,
+        job_id: Any,
+        *,
+        data: Any = UNSET,
+        run_at: Any = UNSET,
+        repeat: Any = UNSET,
+        retry: Any = UNSET,
+        priority: Any = UNSET,
+        concurrency: Any = UNSET,
+        max_execution: Any = UNSET,
+        timeout: Any = UNSET,
+    ) -> Job:
+        """Change a job and return it. Only the given fields change (``None`` clears an optional
+        one). ``run_at`` reschedules a pending job, or runs a completed or failed job again; a
+        running job keeps running undisturbed (``run_at`` is refused for it) and a new ``repeat``
+        applies from its next occurrence. Cancelled jobs stay cancelled."""
+        oid = parse_job_id(job_id)
+        changes = build_changes(
+            now=self.store.now(),
+            default_timezone=self.default_timezone,
+            data=data,
+            run_at=run_at,
+            repeat=repeat,
+            retry=retry,
+            priority=priority,
+            concurrency=concurrency,
+            max_execution=max_execution,
+            timeout=timeout,
+        )
+        for _ in range(UPDATE_ATTEMPTS):
+            current = self.store.get(oid)
+            if current is None:
+                raise JobNotFound(job_id)
+            plan = plan_update(job_id, current, changes)
+            key = plan.reserve_dedupe_key
+            if key is not None and not self.store.reserve_dedupe_key(key, oid):
+                raise plan.dedupe_conflict(job_id)
+            doc = self.store.update(
+                oid, expect_status=[plan.expect_status], set=plan.set, unset=plan.unset
+            )
+            if doc is not None:
+                return Job.from_document(doc)
+        raise update_gave_up(job_id)
+
+    def cancel(self, job_id: Any) -> bool:
+        """Cancel a pending or running job (a running one is stopped by its worker at its next
+        heartbeat and ends ``cancelled``). Returns ``False`` (and changes nothing) if the job
+        had already finished. Raises :class:`~mongo_job_scheduler.JobNotFound` if there is no
+        such job."""
+        oid = parse_job_id(job_id)
+        doc, changed = self.store.cancel(oid)
+        if doc is None:
+            raise JobNotFound(job_id)
+        if not changed:
+            logger.info(
+                "job %s already %s; cancel changed nothing",
+                job_id,
+                doc.get("status"),
+                extra={"job_id": str(oid)},
+            )
+            return False
+        self.events.emit("job:cancel", Job.from_document(doc))
+        return True

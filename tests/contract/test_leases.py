@@ -1,0 +1,359 @@
+"""Contract: leases while handlers run (SPEC §5.1, §5.2) — the lease-lost signal, heartbeats,
+``timeout`` and ``max_execution``, over both stores."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from mongo_job_scheduler import (
+    InMemoryJobStore,
+    Job,
+    JobStatus,
+    JobStore,
+    JobTimeout,
+    LeaseLost,
+    MongoJobStore,
+    Scheduler,
+    StopReason,
+)
+from tests.conftest import wait_for
+
+LONG_LEASE = timedelta(seconds=60)
+
+
+def _scheduler(store: JobStore, handler: Any = None, **options: Any) -> Scheduler:
+    options.setdefault("poll_interval", 0.02)
+    return Scheduler(store, handler, **options)
+
+
+def _sibling(store: JobStore) -> JobStore:
+    """Another store object on the same jobs (a second process's view, for MongoDB)."""
+    if isinstance(store, MongoJobStore):
+        return MongoJobStore(store.database, store.collection_name)
+    return store
+
+
+@contextlib.asynccontextmanager
+async def _running(*schedulers: Scheduler) -> AsyncIterator[None]:
+    for scheduler in schedulers:
+        await scheduler.start()
+    try:
+        yield
+    finally:
+        for scheduler in schedulers:
+            await scheduler.stop(graceful=False)
+
+
+async def _doc(store: JobStore, job_id: Any) -> dict[str, Any]:
+    doc = await store.get(job_id)
+    assert doc is not None
+    return doc
+
+
+async def _status(store: JobStore, job_id: Any) -> str:
+    return str((await _doc(store, job_id))["status"])
+
+
+async def _backdate_lease(store: JobStore, job_id: Any) -> None:
+    """Fault injection: make the job's current lease look expired (as if its owner had stopped
+    renewing), so that another owner can claim it."""
+    past = await store.now() - timedelta(seconds=5)
+    if isinstance(store, MongoJobStore):
+        await store.jobs.update_one({"_id": job_id}, {"$set": {"lockUntil": past}})
+    else:
+        assert isinstance(store, InMemoryJobStore)
+        store._jobs[job_id]["lockUntil"] = past
+
+
+async def _steal(store: JobStore, job_id: Any, thief: str) -> int:
+    """Take the running job over as ``thief`` through the store; returns the new token."""
+    other = _sibling(store)
+
+    async def attempt() -> Any:
+        await _backdate_lease(store, job_id)  # a heartbeat may renew it in between: retry
+        return await other.claim(thief, 1, LONG_LEASE, 10)
+
+    [claimed] = await wait_for(attempt, timeout=10)
+    assert claimed.document["_id"] == job_id
+    return claimed.token
+
+
+# -- 3. the lease-lost signal ---------------------------------------------------------------
+
+
+async def test_async_handler_is_cancelled_when_its_lease_is_taken_over(store: JobStore) -> None:
+    started = asyncio.Event()
+    seen: dict[str, Any] = {}
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    async def handler(job: Job) -> str:
+        seen["job"] = job
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen["cancelled"] = True
+            seen["stop_requested"] = job.stop_requested
+            seen["stop_reason"] = job.stop_reason
+            raise
+        return "finished"
+
+    # A long lease: only the heartbeat seeing the takeover can stop the handler in time.
+    scheduler = _scheduler(store, handler, lock_timeout=30, heartbeat_interval=0.1)
+    for event in ("job:success", "job:fail", "job:retry", "job:complete"):
+        scheduler.on(event, lambda *args, event=event: outcomes.append(event))
+    scheduler.on("worker:error", errors.append)
+    async with _running(scheduler):
+        job = await scheduler.schedule("stolen")
+        await asyncio.wait_for(started.wait(), timeout=10)
+        token = await _steal(store, job.id, "thief")
+        await wait_for(lambda: "cancelled" in seen, timeout=10)
+        await wait_for(lambda: any(isinstance(e, LeaseLost) for e in errors), timeout=10)
+
+    assert seen["stop_requested"] is True
+    assert seen["stop_reason"] is StopReason.LEASE_LOST
+    assert seen["job"].stop_event.is_set()
+    assert outcomes == []
+    doc = await _doc(store, job.id)
+    assert doc["status"] == "running"
+    assert doc["lockedBy"] == "thief"
+    assert doc["lockVersion"] == token == 2
+    assert doc.get("attempts", 0) == 0
+    assert "lastError" not in doc
+
+
+async def test_sync_handler_sees_the_stop_event_and_its_outcome_is_not_written(
+    store: JobStore,
+) -> None:
+    started = threading.Event()
+    seen: dict[str, Any] = {}
+    outcomes: list[str] = []
+
+    def handler(job: Job) -> str:
+        started.set()
+        seen["flag"] = job.stop_event.wait(timeout=20)
+        seen["stop_reason"] = job.stop_reason
+        return "finished anyway"  # a stale worker's result must not be written
+
+    # A long lease: only the heartbeat seeing the takeover can stop the handler in time.
+    scheduler = _scheduler(store, handler, lock_timeout=30, heartbeat_interval=0.1)
+    for event in ("job:success", "job:fail", "job:retry", "job:complete"):
+        scheduler.on(event, lambda *args, event=event: outcomes.append(event))
+    async with _running(scheduler):
+        job = await scheduler.schedule("stolen-sync")
+        await wait_for(started.is_set, timeout=10)
+        await _steal(store, job.id, "thief")
+        await wait_for(lambda: "flag" in seen, timeout=10)
+    # stop() has waited for the execution to end: any write it would make has happened.
+
+    assert seen["flag"] is True
+    assert seen["stop_reason"] is StopReason.LEASE_LOST
+    assert outcomes == []
+    doc = await _doc(store, job.id)
+    assert doc["status"] == "running"
+    assert doc["lockedBy"] == "thief"
+    assert "result" not in doc
+
+
+async def test_stalled_handler_is_stopped_once_another_owner_takes_the_job(
+    store: JobStore,
+) -> None:
+    """``max_execution`` stops renewals; when the expired lease is claimed elsewhere, the
+    stalled handler is told it lost the lease (never two live owners)."""
+    started = asyncio.Event()
+    seen: dict[str, Any] = {}
+    stalled: list[Job] = []
+
+    async def handler(job: Job) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen["stop_reason"] = job.stop_reason
+            raise
+
+    scheduler = _scheduler(
+        store, handler, lock_timeout=0.3, heartbeat_interval=0.1, max_execution=0.1
+    )
+    scheduler.on("job:stalled", stalled.append)
+    async with _running(scheduler):
+        job = await scheduler.schedule("stalls")
+        await asyncio.wait_for(started.wait(), timeout=10)
+        await wait_for(lambda: stalled, timeout=10)
+        thief = _sibling(store)
+
+        async def steal() -> Any:
+            return await thief.claim("thief", 1, LONG_LEASE, 10)
+
+        await wait_for(steal, timeout=10)  # the lease expires on its own: no renewals
+        await wait_for(lambda: "stop_reason" in seen, timeout=10)
+
+    assert seen["stop_reason"] is StopReason.LEASE_LOST
+    assert len(stalled) == 1
+    doc = await _doc(store, job.id)
+    assert doc["status"] == "running"
+    assert doc["lockedBy"] == "thief"
+
+
+# -- 7. heartbeats --------------------------------------------------------------------------
+
+
+async def test_heartbeats_keep_a_long_handler_leased(store: JobStore) -> None:
+    running = 0
+    most = 0
+    runs: list[str] = []
+
+    def make_handler(label: str) -> Any:
+        async def handler(job: Job) -> None:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            runs.append(label)
+            try:
+                await asyncio.sleep(1.5)  # three lease lengths of work
+            finally:
+                running -= 1
+
+        return handler
+
+    options = {"lock_timeout": 0.5, "heartbeat_interval": 0.1}
+    first = _scheduler(store, make_handler("first"), **options)
+    second = _scheduler(_sibling(store), make_handler("second"), **options)
+    async with _running(first, second):
+        job = await first.schedule("long")
+
+        async def leased() -> datetime | None:
+            doc = await _doc(store, job.id)
+            return doc.get("lockUntil") if doc["status"] == "running" else None
+
+        initial = await wait_for(leased, timeout=10)
+
+        async def renewed() -> bool:
+            until = await leased()
+            return until is not None and until > initial + timedelta(seconds=0.4)
+
+        await wait_for(renewed, timeout=10)
+
+        async def completed() -> bool:
+            return await _status(store, job.id) == "completed"
+
+        await wait_for(completed, timeout=15)
+
+    assert len(runs) == 1
+    assert most == 1
+    doc = await _doc(store, job.id)
+    assert doc["lockVersion"] == 1
+    assert doc.get("leaseExpiries", 0) == 0
+
+
+# -- 8. timeout and max_execution -----------------------------------------------------------
+
+
+async def test_job_timeout_cancels_the_handler_and_counts_as_a_failed_attempt(
+    store: JobStore,
+) -> None:
+    cancellations: list[StopReason | None] = []
+    retried: list[Job] = []
+    failed: list[tuple[Job, BaseException]] = []
+
+    async def handler(job: Job) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancellations.append(job.stop_reason)
+            raise
+
+    scheduler = _scheduler(store, handler)
+    scheduler.on("job:retry", retried.append)
+    scheduler.on("job:fail", lambda job, exc: failed.append((job, exc)))
+    async with _running(scheduler):
+        job = await scheduler.schedule("slow", timeout=0.2, retry={"maxAttempts": 2, "delay": 0})
+        await wait_for(lambda: failed, timeout=15)
+
+    assert cancellations == [StopReason.TIMEOUT, StopReason.TIMEOUT]
+    [retry] = retried
+    assert retry.last_error_type == "JobTimeout"
+    assert retry.attempts == 1
+    [(final, exc)] = failed
+    assert isinstance(exc, JobTimeout)
+    assert final.status is JobStatus.FAILED
+    doc = await _doc(store, job.id)
+    assert doc["status"] == "failed"
+    assert doc["attempts"] == 2
+    assert doc["lastErrorType"] == "JobTimeout"
+    assert "timeout" in doc["lastError"]
+
+
+async def test_task_timeout_overrides_the_job_and_quick_handlers_are_untouched(
+    store: JobStore,
+) -> None:
+    cancelled: list[Any] = []
+    scheduler = _scheduler(store)
+
+    @scheduler.task("slow-task", timeout=0.2)
+    async def slow(job: Job) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(job.id)
+            raise
+
+    @scheduler.task("quick-task", timeout=5)
+    async def quick(job: Job) -> str:
+        await asyncio.sleep(0.01)
+        return "ok"
+
+    async with _running(scheduler):
+        slow_job = await scheduler.schedule("slow-task", timeout=60)
+        quick_job = await scheduler.schedule("quick-task")
+
+        async def settled() -> bool:
+            return await _status(store, slow_job.id) == "failed" and (
+                await _status(store, quick_job.id) == "completed"
+            )
+
+        await wait_for(settled, timeout=15)
+
+    assert cancelled == [slow_job.id]
+    doc = await _doc(store, slow_job.id)
+    assert doc["attempts"] == 1
+    assert doc["lastErrorType"] == "JobTimeout"
+    assert "lastError" not in await _doc(store, quick_job.id)
+
+
+async def test_max_execution_emits_stalled_once_and_stops_renewing(store: JobStore) -> None:
+    release = asyncio.Event()
+    stalled: list[Job] = []
+
+    async def handler(job: Job) -> None:
+        await release.wait()
+
+    scheduler = _scheduler(store, handler, lock_timeout=0.4, heartbeat_interval=0.1)
+    scheduler.on("job:stalled", stalled.append)
+    async with _running(scheduler):
+        job = await scheduler.schedule("stuck", max_execution=0.15)
+        await wait_for(lambda: stalled, timeout=10)
+        until = (await _doc(store, job.id))["lockUntil"]
+
+        async def lease_over() -> bool:
+            return await store.now() > until + timedelta(seconds=0.3)
+
+        await wait_for(lease_over, timeout=10)
+        doc = await _doc(store, job.id)
+        assert doc["lockUntil"] == until  # no renewal after the stall
+        assert doc["status"] == "running"
+        release.set()
+
+        async def completed() -> bool:
+            return await _status(store, job.id) == "completed"
+
+        await wait_for(completed, timeout=10)
+
+    assert len(stalled) == 1
+    assert stalled[0].id == job.id

@@ -1,0 +1,434 @@
+"""Query plans of the hot paths (SPEC §6): every claim, heartbeat, completion and cancel query is
+answered from an index, without a collection scan or an in-memory sort, and the claim query's
+cost does not grow with the number of finished or future jobs in the collection.
+
+The collection holds ~5,000 finished jobs, ~5,000 future jobs, a handful of running jobs (some
+with expired leases) and 20 due jobs; each test asks the server to ``explain`` the exact filter
+the store builds (``stores/_mongo_common.py``) and walks the plan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo import AsyncMongoClient, MongoClient
+
+from mongo_job_scheduler import MongoJobStore, Scheduler
+from mongo_job_scheduler._documents import build_query
+from mongo_job_scheduler.stores import _mongo_common as q
+from mongo_job_scheduler.stores.base import Fence
+
+pytestmark = pytest.mark.mongo_only
+
+FINISHED = 5_000
+FUTURE = 5_000
+DUE = 20
+RUNNING_LIVE = 12
+RUNNING_EXPIRED = 6
+NAMES = ["email", "report", "cleanup", "sync", "billing"]
+OWNER = "plan-owner"
+
+# Stages that read an index (classic engine names; EXPRESS_* and IDHACK are the _id fast paths).
+INDEX_STAGES = {"IXSCAN", "IDHACK", "EXPRESS_IXSCAN", "EXPRESS_CLUSTERED_IXSCAN"}
+
+
+# -- plan walking -----------------------------------------------------------------------------
+
+
+def walk(node: Any) -> Iterator[Mapping[str, Any]]:
+    """Every stage (a mapping with a ``stage`` key) in an explain subtree, depth first, whatever
+    nests it (``inputStage``, ``inputStages``, ``queryPlan``, ``shards``, ...)."""
+    if isinstance(node, Mapping):
+        if "stage" in node:
+            yield node
+        for key, value in node.items():
+            if key in ("rejectedPlans", "allPlansExecution"):
+                continue
+            yield from walk(value)
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            yield from walk(item)
+
+
+def winning_stages(explained: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The stages of the winning plan (of every shard, on a sharded cluster)."""
+    planner = explained.get("queryPlanner", {})
+    stages = list(walk(planner.get("winningPlan", {})))
+    assert stages, f"no stages found in explain output: {explained}"
+    return stages
+
+
+def stage_names(stages: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [str(s["stage"]) for s in stages]
+
+
+def index_names(stages: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Names of the indexes the plan reads (``_id_`` for the _id fast paths)."""
+    names = set()
+    for stage in stages:
+        if stage["stage"] in ("IDHACK", "EXPRESS_IXSCAN") and "indexName" not in stage:
+            names.add("_id_")
+        elif stage["stage"] in INDEX_STAGES:
+            names.add(str(stage.get("indexName", "?")))
+    return names
+
+
+def assert_index_backed(
+    explained: Mapping[str, Any], *, index: str | set[str], allow_sort: bool = False
+) -> list[Mapping[str, Any]]:
+    """The winning plan reads ``index`` (one of, if a set), never scans the collection, and
+    (unless ``allow_sort``) sorts nothing in memory."""
+    stages = winning_stages(explained)
+    names = stage_names(stages)
+    plan = explained["queryPlanner"]["winningPlan"]
+    assert not any("COLLSCAN" in n for n in names), f"collection scan in plan {names}: {plan}"
+    assert any(n in INDEX_STAGES for n in names), f"no index stage in plan {names}: {plan}"
+    wanted = {index} if isinstance(index, str) else index
+    used = index_names(stages)
+    assert used & wanted, f"expected index {wanted}, plan reads {used}: {plan}"
+    if not allow_sort:
+        sorts = [n for n in names if n == "SORT" or n.startswith("SORT_")]
+        assert not sorts, f"in-memory sort in plan {names}: {plan}"
+    return stages
+
+
+def stats(explained: Mapping[str, Any]) -> Mapping[str, Any]:
+    return dict(explained["executionStats"])
+
+
+# -- fixture data -----------------------------------------------------------------------------
+
+
+class Collection:
+    """The populated collection (read through the sync client) and what the tests know of it."""
+
+    def __init__(self, db: Any, name: str, now: datetime) -> None:
+        self.db = db
+        self.name = name
+        self.now = now
+        self.due_ids: list[ObjectId] = []
+        self.live_ids: list[ObjectId] = []
+        self.expired_ids: list[ObjectId] = []
+        self.completed_ids: list[ObjectId] = []
+
+    def explain(self, command: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.db.command("explain", command, verbosity="executionStats"))
+
+    def explain_find(
+        self,
+        flt: Mapping[str, Any],
+        *,
+        sort: Sequence[tuple[str, int]] | None = None,
+        limit: int | None = None,
+        projection: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        command: dict[str, Any] = {"find": self.name, "filter": dict(flt)}
+        if sort:
+            command["sort"] = dict(sort)
+        if limit:
+            command["limit"] = limit
+        if projection:
+            command["projection"] = dict(projection)
+        return self.explain(command)
+
+
+async def _populate(uri: str, db_name: str) -> tuple[datetime, list[ObjectId]]:
+    """Create the indexes and the jobs through the public API; return the server time used and
+    the job ids in the order of the items."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+    try:
+        store = MongoJobStore(client[db_name])
+        scheduler = Scheduler(store)
+        await store.setup()
+        now = await store.now()
+        items: list[dict[str, Any]] = []
+        # Finished jobs: due long ago (nextRunAt in the past); completed or failed below.
+        for i in range(FINISHED):
+            items.append(
+                {
+                    "name": NAMES[i % len(NAMES)],
+                    "data": {"i": i},
+                    "run_at": now - timedelta(days=1, seconds=i),
+                    "priority": 1 + i % 10,
+                }
+            )
+        # Future jobs: every priority, due between one minute and a few days from now.
+        for i in range(FUTURE):
+            items.append(
+                {
+                    "name": NAMES[i % len(NAMES)],
+                    "data": {"i": i},
+                    "run_at": now + timedelta(minutes=1, seconds=37 * i),
+                    "priority": 1 + (i * 7) % 10,
+                }
+            )
+        # Due jobs (some become running below).
+        for i in range(RUNNING_LIVE + RUNNING_EXPIRED + DUE):
+            items.append(
+                {
+                    "name": NAMES[i % len(NAMES)],
+                    "data": {"i": i},
+                    "run_at": now - timedelta(seconds=30 + i),
+                    "priority": 1 + (i * 3) % 10,
+                }
+            )
+        ids: list[ObjectId] = []
+        for start in range(0, len(items), 2_000):
+            ids += [j.id for j in await scheduler.schedule_bulk(items[start : start + 2_000])]
+        return now, ids
+    finally:
+        await client.close()
+
+
+@pytest.fixture(scope="module")
+def populated(mongodb_uri: str) -> Iterator[Collection]:
+    db_name = f"mjs_plans_{uuid.uuid4().hex[:12]}"
+    now, ids = asyncio.run(_populate(mongodb_uri, db_name))
+    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri)
+    try:
+        coll = Collection(client[db_name], q.DEFAULT_COLLECTION, now)
+        jobs = coll.db[coll.name]
+        finished = ids[:FINISHED]
+        coll.completed_ids = finished[::2]
+        jobs.update_many(
+            {"_id": {"$in": coll.completed_ids}}, {"$set": {"status": "completed", "attempts": 1}}
+        )
+        jobs.update_many(
+            {"_id": {"$in": finished[1::2]}},
+            {"$set": {"status": "failed", "attempts": 1, "lastError": "boom"}},
+        )
+        running = RUNNING_LIVE + RUNNING_EXPIRED
+        rest = ids[FINISHED + FUTURE :]
+        coll.live_ids = rest[:RUNNING_LIVE]
+        coll.expired_ids = rest[RUNNING_LIVE:running]
+        coll.due_ids = rest[running:]
+        for group, lock_until, owner in (
+            (coll.live_ids, now + timedelta(minutes=10), "other-owner"),
+            (coll.expired_ids, now - timedelta(minutes=1), "dead-owner"),
+        ):
+            jobs.update_many(
+                {"_id": {"$in": group}},
+                {
+                    "$set": {
+                        "status": "running",
+                        "lockedBy": owner,
+                        "lockedAt": now - timedelta(minutes=2),
+                        "lockUntil": lock_until,
+                        "lockVersion": 1,
+                    }
+                },
+            )
+        # This worker owns four of the live jobs (the heartbeat and completion tests use them).
+        jobs.update_many(
+            {"_id": {"$in": coll.live_ids[:4]}}, {"$set": {"lockedBy": OWNER, "lockVersion": 3}}
+        )
+        assert jobs.count_documents({}) == FINISHED + FUTURE + running + DUE
+        yield coll
+    finally:
+        client.drop_database(db_name)
+        client.close()
+
+
+# -- claim ------------------------------------------------------------------------------------
+
+
+def test_due_query_uses_claim_order_without_sort_and_bounded_keys(
+    populated: Collection,
+) -> None:
+    limit = DUE + 4
+    explained = populated.explain_find(
+        q.due_filter(populated.now),
+        sort=q.CLAIM_SORT,
+        limit=limit,
+        projection=q.CANDIDATE_PROJECTION,
+    )
+    assert_index_backed(explained, index="claim_order")
+    st = stats(explained)
+    assert st["nReturned"] == DUE
+    # One key per due job, plus at most one boundary key per priority value (the scan seeks
+    # past the future part of each priority): nothing proportional to the 10,000 other jobs.
+    assert st["totalKeysExamined"] <= DUE + 10 + 2, st
+    assert st["totalDocsExamined"] <= DUE, st
+
+
+def test_due_query_with_small_limit_stops_early(populated: Collection) -> None:
+    explained = populated.explain_find(
+        q.due_filter(populated.now), sort=q.CLAIM_SORT, limit=5, projection=q.CANDIDATE_PROJECTION
+    )
+    assert_index_backed(explained, index="claim_order")
+    st = stats(explained)
+    assert st["nReturned"] == 5
+    assert st["totalKeysExamined"] <= 5 + 10 + 2, st
+
+
+def test_due_query_excluding_saturated_names_stays_on_claim_order(
+    populated: Collection,
+) -> None:
+    explained = populated.explain_find(
+        q.due_filter(populated.now, ["email", "report"]),
+        sort=q.CLAIM_SORT,
+        limit=DUE + 4,
+        projection=q.CANDIDATE_PROJECTION,
+    )
+    assert_index_backed(explained, index="claim_order")
+    st = stats(explained)
+    assert 0 < st["nReturned"] < DUE
+    assert st["totalKeysExamined"] <= DUE + 10 + 2, st
+
+
+def test_due_query_returns_the_global_order(populated: Collection) -> None:
+    """The plan's order is the claim order (priority, then due time, then insertion)."""
+    cursor = (
+        populated.db[populated.name]
+        .find(q.due_filter(populated.now), q.CANDIDATE_PROJECTION)
+        .sort(q.CLAIM_SORT)
+    )
+    got = [d["_id"] for d in cursor.to_list()]
+    docs = populated.db[populated.name].find({"_id": {"$in": populated.due_ids}}).to_list()
+    expected = [
+        d["_id"] for d in sorted(docs, key=lambda d: (d["priority"], d["nextRunAt"], d["_id"]))
+    ]
+    assert got == expected
+
+
+def test_expired_lease_query_uses_lease_expiry_without_sort(populated: Collection) -> None:
+    explained = populated.explain_find(
+        q.expired_filter(populated.now),
+        sort=[("lockUntil", 1)],
+        limit=8,
+        projection=q.CANDIDATE_PROJECTION,
+    )
+    assert_index_backed(explained, index="lease_expiry")
+    st = stats(explained)
+    assert st["nReturned"] == RUNNING_EXPIRED
+    # Only expired leases are read (plus one boundary key), not the live ones nor anything else.
+    assert st["totalKeysExamined"] <= RUNNING_EXPIRED + 1, st
+
+
+def test_claim_find_and_modify_targets_one_document_by_id(populated: Collection) -> None:
+    for job_id in (populated.due_ids[0], populated.expired_ids[0]):
+        explained = populated.explain(
+            {
+                "findAndModify": populated.name,
+                "query": q.claim_filter(job_id),
+                "update": q.claim_update("claimer", timedelta(seconds=30)),
+                "new": True,
+            }
+        )
+        assert_index_backed(explained, index="_id_")
+        st = stats(explained)
+        assert st["totalKeysExamined"] <= 1, st
+        assert st["totalDocsExamined"] <= 1, st
+    # explain did not write anything.
+    doc = populated.db[populated.name].find_one({"_id": populated.due_ids[0]})
+    assert doc is not None and doc["status"] == "pending"
+
+
+# -- heartbeat, completion, release, cancel ---------------------------------------------------
+
+
+def test_renew_update_reads_only_the_renewed_jobs(populated: Collection) -> None:
+    fences = [Fence(job_id, OWNER, 3) for job_id in populated.live_ids[:4]]
+    explained = populated.explain(
+        {
+            "update": populated.name,
+            "updates": [
+                {
+                    "q": q.renew_filter(fences),
+                    "u": q.renew_update(timedelta(seconds=30)),
+                    "multi": True,
+                }
+            ],
+        }
+    )
+    # One write renews every lease of the worker, reading one _id key per fence.
+    assert_index_backed(explained, index="_id_")
+    st = stats(explained)
+    assert st["totalKeysExamined"] <= len(fences), st
+    assert st["totalDocsExamined"] <= 2 * len(fences), st
+
+
+def test_renew_fallback_lookup_uses_id_index(populated: Collection) -> None:
+    ids = populated.live_ids[:4]
+    explained = populated.explain_find(
+        {"_id": {"$in": ids}, "status": "running", "lockedBy": OWNER}, projection={"lockVersion": 1}
+    )
+    assert_index_backed(explained, index="_id_")
+    assert stats(explained)["totalKeysExamined"] <= len(ids) + 1
+
+
+@pytest.mark.parametrize("expect", [None, {"repeat": None}])
+def test_fenced_finish_and_release_use_id_index(
+    populated: Collection, expect: dict[str, Any] | None
+) -> None:
+    fence = Fence(populated.live_ids[0], OWNER, 3)
+    for update in (q.finish_update({"status": "completed"}, []), q.release_update()):
+        explained = populated.explain(
+            {
+                "update": populated.name,
+                "updates": [{"q": q.fence_filter(fence, expect), "u": update}],
+            }
+        )
+        assert_index_backed(explained, index="_id_")
+        st = stats(explained)
+        assert st["totalKeysExamined"] <= 1, st
+        assert st["totalDocsExamined"] <= 1, st
+
+
+def test_cancel_and_update_job_use_id_index(populated: Collection) -> None:
+    job_id = populated.due_ids[-1]
+    for update in (
+        q.cancel_update(),
+        {"$set": {"data": {"x": 1}}, "$currentDate": {"updatedAt": True}},
+    ):
+        explained = populated.explain(
+            {
+                "findAndModify": populated.name,
+                "query": {"_id": job_id, "status": {"$in": ["pending", "running"]}},
+                "update": update,
+                "new": True,
+            }
+        )
+        assert_index_backed(explained, index="_id_")
+        assert stats(explained)["totalKeysExamined"] <= 1
+
+
+def test_get_job_uses_id_index(populated: Collection) -> None:
+    explained = populated.explain_find({"_id": populated.completed_ids[0]}, limit=1)
+    assert_index_backed(explained, index="_id_")
+    assert stats(explained)["totalDocsExamined"] == 1
+
+
+# -- listing ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [("report", None), ("report", "failed"), ("billing", ["pending", "running"])],
+)
+def test_get_jobs_by_name_uses_by_name_index(populated: Collection, name: str, status: Any) -> None:
+    query = build_query(name=name, status=status, limit=10)
+    explained = populated.explain_find(
+        query.to_filter(),
+        sort=[(query.sort_field, query.sort_direction), ("_id", query.sort_direction)],
+        limit=query.limit,
+    )
+    # Listing is an admin path: a bounded top-k sort after the index read is acceptable.
+    stages = assert_index_backed(explained, index="by_name", allow_sort=True)
+    scans = [s for s in stages if s.get("indexName") == "by_name"]
+    bounds = scans[0].get("indexBounds", {})
+    if bounds:
+        assert bounds["name"] == [f'["{name}", "{name}"]'], bounds
+    # Only jobs of that name are read (the other names' thousands of jobs are never touched).
+    st = stats(explained)
+    assert st["nReturned"] == 10
+    of_name = populated.db[populated.name].count_documents({"name": name})
+    assert of_name > 1_000
+    assert st["totalDocsExamined"] <= of_name, st
+    assert st["totalKeysExamined"] <= of_name + 1, st
