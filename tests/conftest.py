@@ -60,7 +60,9 @@ def sync_db(mongodb_uri: str, db_name: str) -> Iterator[Any]:
 
 
 @pytest.fixture(params=["memory", "mongo"])
-async def store(request: pytest.FixtureRequest, mongodb_uri: str, db_name: str) -> AsyncIterator[JobStore]:
+async def store(
+    request: pytest.FixtureRequest, mongodb_uri: str, db_name: str
+) -> AsyncIterator[JobStore]:
     """Each contract test runs once per store."""
     if request.param == "memory":
         if request.node.get_closest_marker("mongo_only"):

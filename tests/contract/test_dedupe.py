@@ -185,12 +185,14 @@ async def test_concurrent_schedules_with_one_key_make_one_job(store: JobStore) -
 
 
 async def test_concurrent_schedulers_with_one_key_make_one_job(store: JobStore) -> None:
-    stores = [store] + [
-        MongoJobStore(store.database, store.collection_name)
-        for _ in range(3)
-        if isinstance(store, MongoJobStore)
-    ]
-    schedulers = [make(s) for s in stores] if len(stores) > 1 else [make(store) for _ in range(4)]
+    """Four schedulers (with MongoDB: four store instances, as four processes would have)."""
+    if isinstance(store, MongoJobStore):
+        stores: list[JobStore] = [store] + [
+            MongoJobStore(store.database, store.collection_name) for _ in range(3)
+        ]
+    else:
+        stores = [store] * 4
+    schedulers = [make(s) for s in stores]
     jobs = await asyncio.gather(
         *(
             schedulers[i % len(schedulers)].schedule("race", {"i": i}, dedupe_key=f"race:{i % 3}")

@@ -963,9 +963,9 @@ async def test_node_094_stopped_scheduler_runs_nothing(store: JobStore) -> None:
 async def test_node_095_many_jobs_all_run(store: JobStore) -> None:
     rec = Recorder()
     async with running(store, rec.record, workers=4, poll_interval=0.001) as scheduler:
-        await scheduler.schedule_bulk([{"name": "many", "data": i} for i in range(200)])
-        await wait_for(_all_done(scheduler, 200), timeout=20)
-    assert sorted(j.data for j in rec.calls) == list(range(200))
+        await scheduler.schedule_bulk([{"name": "many", "data": i} for i in range(100)])
+        await wait_for(_all_done(scheduler, 100), timeout=20)
+    assert sorted(j.data for j in rec.calls) == list(range(100))
 
 
 async def test_node_096_event_order_for_a_successful_job(store: JobStore) -> None:
@@ -1081,7 +1081,7 @@ async def test_node_104_retry_survives_a_restart(store: JobStore) -> None:
     first = Scheduler(store, handler, poll_interval=FAST)
     first.on("job:retry", lambda job: retried.set())
     await first.start()
-    job = await first.schedule("r", retry={"maxAttempts": 2, "delay": 400})
+    job = await first.schedule("r", retry={"maxAttempts": 2, "delay": 300})
     await asyncio.wait_for(retried.wait(), 10)
     await first.stop()
     assert rec.count == 1
@@ -1101,7 +1101,7 @@ async def test_node_105_retry_shorthand_counts_total_executions(store: JobStore)
 async def test_node_106_attempts_persist_across_restarts(store: JobStore) -> None:
     rec = Recorder()
     handler = _failing(rec, 99)
-    retry = {"maxAttempts": 3, "delay": 300}
+    retry = {"maxAttempts": 3, "delay": 200}
     job = await Scheduler(store).schedule("r", retry=retry)
     for expected in (1, 2):
         retried = asyncio.Event()
@@ -1340,13 +1340,13 @@ async def test_node_124_interval_due_in_the_past_runs_then_keeps_its_grid(store:
     rec = Recorder()
     anchor = utcnow() - timedelta(seconds=5)
     async with running(store, rec.record) as scheduler:
-        job = await scheduler.schedule("tick", repeat={"every": 500}, run_at=anchor)
+        job = await scheduler.schedule("tick", repeat={"every": 300}, run_at=anchor)
         await wait_for(lambda: rec.count >= 2, timeout=10)
     second = rec.calls[1].last_scheduled_at
     assert second is not None and job.next_run_at is not None
     assert rec.calls[1].last_run_at is not None and rec.calls[1].last_run_at >= second
     assert second > utcnow() - timedelta(seconds=2)  # no backlog of missed slots
-    assert ((second - job.next_run_at) / timedelta(milliseconds=500)).is_integer()
+    assert ((second - job.next_run_at) / timedelta(milliseconds=300)).is_integer()
 
 
 async def test_node_125_repeating_job_without_run_at_waits_for_its_first_slot(
