@@ -235,7 +235,7 @@ class CronExpression:
         return None
 
     def _next_local(self, start: datetime) -> datetime | None:
-        """The first matching wall-clock time at or after naive ``start``, if any soon."""
+        """The first matching wall-clock time at or after naive ``start``, within 400 years."""
         if start.microsecond:
             start = start.replace(microsecond=0) + _ONE_SECOND
         year, month, day = start.year, start.month, start.day
@@ -291,7 +291,7 @@ class CronExpression:
         wall = after.replace(tzinfo=_UTC).astimezone(tz).replace(tzinfo=None, fold=0)
         first, second = _instants(wall, tz)
         # Wall-clock window [start, end) whose second occurrences may hold the answer:
-        # set when `after` is inside, or less than a day before, a fall-back repetition.
+        # set when `after` is inside, or about a day or less before, a fall-back repetition.
         repeat: tuple[datetime, datetime] | None = None
         if first < second and after == second:
             # `after` is the second occurrence of a repeated wall-clock time.
@@ -317,8 +317,10 @@ class CronExpression:
         return best
 
     def _first_occurrence(self, start: datetime, after: datetime, tz: ZoneInfo) -> datetime | None:
-        """Earliest firing after ``after`` counting each wall time's first occurrence
-        and spring-forward gaps, searching wall-clock times from ``start``."""
+        """Earliest firing after ``after`` among first occurrences and gap firings.
+
+        Only wall-clock times from ``start`` on are considered.
+        """
         granularity = _ONE_SECOND if self.has_seconds else _ONE_MINUTE
         best: datetime | None = None
         candidate = self._next_local(start)

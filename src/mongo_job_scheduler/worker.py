@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import inspect
 import logging
 import time
@@ -35,6 +36,9 @@ logger = logging.getLogger("mongo_job_scheduler")
 Handler = Callable[[Job], Any]
 BackoffFn = Callable[[int], "timedelta | float"]
 
+MAX_WAKE_AHEAD = 3600.0
+"""Jobs due further ahead than this (and than one poll) are left to polling."""
+MAX_WAKE_TIMES = 10_000
 MAX_ERROR_LENGTH = 4_000
 MAX_TRACE_LENGTH = 16_000
 
@@ -113,7 +117,11 @@ class Worker:
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._claim_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._wake_times: list[float] = []  # heap of loop times at which a job becomes due
+        self._wake_timer: asyncio.TimerHandle | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._acks = _Acks(self)
         self._threads = ThreadPoolExecutor(
             max_workers=max(2, config.workers * 2), thread_name_prefix="mjs-handler"
         )
@@ -123,11 +131,54 @@ class Worker:
     def start(self) -> None:
         self._claim_task = asyncio.create_task(self._claim_loop(), name="mjs-claim")
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="mjs-heartbeat")
+        self._watch_task = asyncio.create_task(self._watch(), name="mjs-watch")
         self.events.emit("worker:start", self.config.owner)
 
     def wake(self) -> None:
         """A job may have become due now: poll at once."""
         self._wake.set()
+
+    def wake_in(self, seconds: float) -> None:
+        """A job becomes due in ``seconds``: poll then (sooner than the next idle poll)."""
+        if seconds <= 0.001:
+            self.wake()
+            return
+        if seconds >= self.config.poll_interval and seconds > MAX_WAKE_AHEAD:
+            return  # polling finds it in time; keep the heap small
+        loop = asyncio.get_running_loop()
+        if len(self._wake_times) >= MAX_WAKE_TIMES:
+            return
+        heapq.heappush(self._wake_times, loop.time() + seconds)
+        self._arm_wake_timer()
+
+    def _arm_wake_timer(self) -> None:
+        if not self._wake_times or self._stopping:
+            return
+        loop = asyncio.get_running_loop()
+        first = self._wake_times[0]
+        if self._wake_timer is not None:
+            if self._wake_timer.when() <= first:
+                return
+            self._wake_timer.cancel()
+        self._wake_timer = loop.call_at(first, self._on_wake_timer)
+
+    def _on_wake_timer(self) -> None:
+        self._wake_timer = None
+        now = asyncio.get_running_loop().time()
+        while self._wake_times and self._wake_times[0] <= now + 0.001:
+            heapq.heappop(self._wake_times)
+        self.wake()
+        self._arm_wake_timer()
+
+    async def _watch(self) -> None:
+        """Follow the store's notifications of jobs becoming pending (change streams on
+        MongoDB replica sets); without them, workers rely on polling."""
+        try:
+            await self.store.watch(self.wake_in)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._worker_error(exc, "change notifications stopped; relying on polling")
 
     async def stop(self, graceful: bool, timeout: float) -> None:
         """Stop claiming; let running jobs finish for ``timeout`` seconds if ``graceful``, then
@@ -145,9 +196,12 @@ class Worker:
         tasks = [e.task for e in self.executions.values() if e.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=30)
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        for task in (self._heartbeat_task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self._wake_timer is not None:
+            self._wake_timer.cancel()
         self._threads.shutdown(wait=False, cancel_futures=True)
         self.events.emit("worker:stop", self.config.owner)
 
@@ -611,9 +665,7 @@ class Worker:
         if execution.context.stop_reason in (StopReason.CANCELLED, StopReason.LEASE_LOST):
             await self._stopped(execution, execution.context.stop_reason)
             return None
-        applied = await self._retrying(
-            lambda: self.store.finish(execution.fence, finish), execution, finish.set.get("status")
-        )
+        applied = await self._acks.submit(execution, finish)
         if not applied:
             if not quiet:
                 self._worker_error(
@@ -665,6 +717,63 @@ class Worker:
                 and current.get("lockedBy") is None
                 and current.get("status") == expected_status
             )
+
+
+class _Acks:
+    """Outcome writes, batched: those that arrive while a write is in flight (or in the same
+    turn of the event loop) go to the store together in one ``finish_many``. Each caller still
+    waits for its own result, so nothing is acknowledged before its handler finished."""
+
+    MAX_BATCH = 500
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.pending: list[tuple[_Execution, Finish, asyncio.Future[bool]]] = []
+        self.flusher: asyncio.Task[None] | None = None
+
+    async def submit(self, execution: _Execution, finish: Finish) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.pending.append((execution, finish, future))
+        if self.flusher is None:
+            self.flusher = asyncio.create_task(self._flush(), name="mjs-acks")
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let the completions of this loop turn join the batch
+            while self.pending:
+                batch = self.pending[: self.MAX_BATCH]
+                del self.pending[: self.MAX_BATCH]
+                try:
+                    results = await self._write(batch)
+                except Exception as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, _, future), applied in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(applied)
+        finally:
+            self.flusher = None
+
+    async def _write(
+        self, batch: list[tuple[_Execution, Finish, asyncio.Future[bool]]]
+    ) -> list[bool]:
+        """Retry transient errors until the earliest lease in the batch runs out (the store
+        counts items applied by an earlier try whose reply was lost as applied)."""
+        items = [(execution.fence, finish) for execution, finish, _ in batch]
+        deadline = min(execution.lease_deadline for execution, _, _ in batch)
+        delay = 0.05
+        while True:
+            try:
+                return await self.worker.store.finish_many(items)
+            except Exception as exc:
+                if not _is_transient(exc) or time.monotonic() > deadline:
+                    raise
+                self.worker._worker_error(exc, "write failed; retrying")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
 
 class _Stopped(Exception):

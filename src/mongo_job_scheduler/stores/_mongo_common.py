@@ -15,7 +15,7 @@ from bson.codec_options import CodecOptions
 from pymongo import ASCENDING, IndexModel
 
 from .._documents import JobQuery
-from .base import Fence
+from .base import Fence, Finish
 
 DEFAULT_COLLECTION = "scheduler_jobs"
 
@@ -90,8 +90,17 @@ def claim_order_key(doc: Mapping[str, Any]) -> tuple[int, Any, Any]:
 
 def claim_filter(job_id: Any) -> dict[str, Any]:
     """The job is still claimable, judged by the server's clock."""
+    return _claimable({"_id": job_id})
+
+
+def claim_many_filter(job_ids: Sequence[Any]) -> dict[str, Any]:
+    """Those of these jobs that are still claimable (a batch claim's ``update_many``)."""
+    return _claimable({"_id": {"$in": list(job_ids)}})
+
+
+def _claimable(ids: dict[str, Any]) -> dict[str, Any]:
     return {
-        "_id": job_id,
+        **ids,
         "status": {"$in": ["pending", "running"]},
         "$expr": {
             "$or": [
@@ -102,7 +111,9 @@ def claim_filter(job_id: Any) -> dict[str, Any]:
     }
 
 
-def claim_update(owner: str, lease: timedelta) -> list[dict[str, Any]]:
+def claim_update(owner: str, lease: timedelta, claim_id: Any = None) -> list[dict[str, Any]]:
+    """Take the job for ``owner`` until ``$$NOW + lease``, bumping the fencing token;
+    ``claim_id`` marks the documents of one batch claim so they can be read back."""
     lease_ms = int(lease.total_seconds() * 1000)
     return [
         {
@@ -120,6 +131,7 @@ def claim_update(owner: str, lease: timedelta) -> list[dict[str, Any]]:
                 "lockVersion": {"$add": [{"$ifNull": ["$lockVersion", 0]}, 1]},
                 "lastRunAt": "$$NOW",
                 "updatedAt": "$$NOW",
+                **({} if claim_id is None else {"claimId": claim_id}),
             }
         }
     ]
@@ -135,6 +147,67 @@ def fence_filter(fence: Fence, expect: Mapping[str, Any] | None = None) -> dict[
     if expect:
         flt.update(expect)
     return flt
+
+
+PENDING_CHANGES: list[dict[str, Any]] = [
+    {
+        "$match": {
+            "$or": [
+                {"operationType": "insert", "fullDocument.status": "pending"},
+                {
+                    "operationType": "update",
+                    "updateDescription.updatedFields.status": "pending",
+                },
+                {
+                    "operationType": "update",
+                    "updateDescription.updatedFields.nextRunAt": {"$exists": True},
+                },
+                {"operationType": "replace", "fullDocument.status": "pending"},
+            ]
+        }
+    },
+    {
+        "$project": {
+            "fullDocument.nextRunAt": 1,
+            "fullDocument.status": 1,
+            "updateDescription.updatedFields.nextRunAt": 1,
+            "updateDescription.updatedFields.status": 1,
+        }
+    },
+]
+"""The change stream that wakes idle workers: jobs created or set back to pending."""
+
+NO_CHANGE_STREAMS = {40573}
+"""Server error codes meaning change streams are unavailable (standalone server)."""
+
+RESUME_TOKEN_LOST = {260, 280, 286}
+"""Error codes after which a change stream cannot resume from its token."""
+
+
+def due_time_of_change(change: Mapping[str, Any]) -> datetime | None:
+    """The ``nextRunAt`` a change event carries, if any."""
+    for part in ("fullDocument", "updateDescription"):
+        section = change.get(part) or {}
+        if part == "updateDescription":
+            section = section.get("updatedFields") or {}
+        value = section.get("nextRunAt")
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return None
+
+
+OUTCOME_PROJECTION = {"lockVersion": 1, "lockedBy": 1, "status": 1}
+
+
+def shows_outcome(doc: Mapping[str, Any] | None, fence: Fence, finish: Finish) -> bool:
+    """Whether ``doc`` carries ``finish`` written under ``fence``: same token, lock cleared,
+    the finish's status (used when a write's reply was lost, or a batch was partly refused)."""
+    return (
+        doc is not None
+        and doc.get("lockVersion") == fence.token
+        and doc.get("lockedBy") is None
+        and doc.get("status") == finish.set.get("status")
+    )
 
 
 def renew_filter(fences: Sequence[Fence]) -> dict[str, Any]:

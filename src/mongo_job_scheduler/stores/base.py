@@ -9,7 +9,7 @@ call these methods; ``MongoJobStore`` and ``InMemoryJobStore`` pass the same con
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -213,6 +213,18 @@ class JobStore(ABC):
         """End an execution: apply ``finish`` and clear the lock, only if ``fence`` still owns
         the job (and ``finish.expect`` holds). Frees the execution's concurrency slot either way.
         Returns whether the write was applied."""
+
+    async def watch(self, notify: Callable[[float], None]) -> None:
+        """Call ``notify(seconds_until_due)`` whenever a job becomes pending (created,
+        retried, rescheduled or released), until cancelled. Stores without push notifications
+        return at once, and workers rely on polling."""
+        return None
+
+    async def finish_many(self, items: Sequence[tuple[Fence, Finish]]) -> list[bool]:
+        """:meth:`finish` for several executions, in as few round trips as the store allows;
+        returns, per item, whether its write was applied. If a previous try of the same batch
+        was applied before its reply was lost, those items count as applied."""
+        return [await self.finish(fence, finish) for fence, finish in items]
 
     @abstractmethod
     async def free_slot(self, fence: Fence) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
+from bson import ObjectId
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from .._clock import ServerClock
 from .._documents import JobQuery, NewJob
@@ -31,6 +34,10 @@ from .base import (
 __all__ = ["MongoJobStore"]
 
 Doc = dict[str, Any]
+logger = logging.getLogger("mongo_job_scheduler")
+
+EXPIRED_SCAN_EVERY = 1.0
+"""Seconds between two looks for expired leases while due jobs keep every worker busy."""
 
 
 class MongoJobStore(JobStore):
@@ -61,6 +68,7 @@ class MongoJobStore(JobStore):
         self.dedupe: AsyncCollection[Doc] = database.get_collection(dedupe, codec_options=options)
         self.slots: AsyncCollection[Doc] = database.get_collection(slots, codec_options=options)
         self._clock = ServerClock()
+        self._next_expired_scan = 0.0
         self._ready = False
         self._setup_lock = asyncio.Lock()
 
@@ -188,29 +196,62 @@ class MongoJobStore(JobStore):
                 .limit(want + 4)
                 .to_list()
             )
-            expired = await (
-                self.jobs.find(q.expired_filter(now, saturated, names), q.CANDIDATE_PROJECTION)
-                .sort("lockUntil", 1)
-                .limit(want)
-                .to_list()
-            )
-            if expired:
-                candidates = sorted(candidates + expired, key=q.claim_order_key)
+            # Expired leases are looked for when there is spare capacity, and at least every
+            # EXPIRED_SCAN_EVERY seconds under constant load.
+            if len(candidates) < want + 4 or time.monotonic() >= self._next_expired_scan:
+                self._next_expired_scan = time.monotonic() + EXPIRED_SCAN_EVERY
+                expired = await (
+                    self.jobs.find(q.expired_filter(now, saturated, names), q.CANDIDATE_PROJECTION)
+                    .sort("lockUntil", 1)
+                    .limit(want)
+                    .to_list()
+                )
+                if expired:
+                    candidates = sorted(candidates + expired, key=q.claim_order_key)
             blocked = False
+            batch: list[Any] = []  # jobs without a concurrency limit: claimed together
             for candidate in candidates:
-                if len(claimed) >= limit:
+                if len(claimed) + len(batch) >= limit:
                     break
                 if candidate["name"] in saturated:
                     continue
+                if not candidate.get("concurrency"):
+                    batch.append(candidate["_id"])
+                    continue
                 result = await self._claim_one(candidate, owner, lease, max_lease_expiries)
-                if result is None and candidate.get("concurrency"):
+                if result is None:
                     blocked = True
                     saturated.append(candidate["name"])
-                elif result is not None:
+                else:
                     claimed.append(result)
+            if batch:
+                claimed += await self._claim_batch(batch, owner, lease, max_lease_expiries)
             if len(claimed) >= limit or not blocked:
                 break
+        claimed.sort(key=lambda c: q.claim_order_key(c.document))
         return claimed
+
+    async def _claim_batch(
+        self, job_ids: list[Any], owner: str, lease: timedelta, max_lease_expiries: int
+    ) -> list[Claimed]:
+        """Claim several jobs in two round trips: one ``update_many`` that takes those still
+        claimable (each document atomically) and marks them with a fresh ``claimId``, then one
+        ``find`` that reads back the marked ones."""
+        if len(job_ids) == 1:
+            one = await self._claim_one({"_id": job_ids[0]}, owner, lease, max_lease_expiries)
+            return [] if one is None else [one]
+        claim_id = ObjectId()
+        result = await self.jobs.update_many(
+            q.claim_many_filter(job_ids), q.claim_update(owner, lease, claim_id)
+        )
+        if not result.modified_count:
+            return []
+        docs = await self.jobs.find(
+            {"_id": {"$in": job_ids}, "claimId": claim_id, "lockedBy": owner}
+        ).to_list()
+        return [
+            Claimed(doc, int(doc.get("leaseExpiries") or 0) >= max_lease_expiries) for doc in docs
+        ]
 
     async def _claim_one(
         self, candidate: Doc, owner: str, lease: timedelta, max_lease_expiries: int
@@ -278,6 +319,77 @@ class MongoJobStore(JobStore):
         if result.matched_count and finish.release_dedupe_key is not None:
             await self.dedupe.delete_one({"_id": finish.release_dedupe_key, "jobId": fence.job_id})
         return bool(result.matched_count)
+
+    async def finish_many(self, items: Sequence[tuple[Fence, Finish]]) -> list[bool]:
+        if len(items) == 1:
+            fence, finish = items[0]
+            if await self.finish(fence, finish):
+                return [True]
+            return [await self._shows_outcome(fence, finish)]
+        result = await self.jobs.bulk_write(
+            [
+                UpdateOne(q.fence_filter(f, fin.expect), q.finish_update(fin.set, fin.unset))
+                for f, fin in items
+            ],
+            ordered=False,
+        )
+        if result.matched_count == len(items):
+            applied = [True] * len(items)
+        else:  # some were refused (or applied by an earlier try): read back which
+            docs = await self.jobs.find(
+                {"_id": {"$in": [f.job_id for f, _ in items]}}, q.OUTCOME_PROJECTION
+            ).to_list()
+            by_id = {d["_id"]: d for d in docs}
+            applied = [q.shows_outcome(by_id.get(f.job_id), f, fin) for f, fin in items]
+        by_name: dict[str, list[Any]] = {}
+        for fence, _ in items:
+            if fence.slot_name is not None:
+                by_name.setdefault(fence.slot_name, []).append(fence.job_id)
+        owner = items[0][0].owner
+        for name, ids in by_name.items():
+            await self.slots.update_one(
+                {"_id": name}, {"$pull": {"holders": {"owner": owner, "job": {"$in": ids}}}}
+            )
+        released = [
+            {"_id": fin.release_dedupe_key, "jobId": f.job_id}
+            for (f, fin), ok in zip(items, applied, strict=True)
+            if ok and fin.release_dedupe_key is not None
+        ]
+        if released:
+            await self.dedupe.delete_many({"$or": released})
+        return applied
+
+    async def _shows_outcome(self, fence: Fence, finish: Finish) -> bool:
+        doc = await self.jobs.find_one({"_id": fence.job_id}, q.OUTCOME_PROJECTION)
+        return q.shows_outcome(doc, fence, finish)
+
+    async def watch(self, notify: Callable[[float], None]) -> None:
+        """Follow a change stream of jobs becoming pending (replica sets and sharded clusters);
+        resume after transient errors; return at once on a standalone server."""
+        resume_token: Any = None
+        backoff = 0.1
+        while True:
+            try:
+                async with await self.jobs.watch(
+                    q.PENDING_CHANGES, resume_after=resume_token
+                ) as stream:
+                    backoff = 0.1
+                    async for change in stream:
+                        resume_token = stream.resume_token
+                        due = q.due_time_of_change(change)
+                        delay = 0.0 if due is None else (due - self._clock.now()).total_seconds()
+                        notify(max(0.0, delay))
+            except OperationFailure as exc:
+                if exc.code in q.NO_CHANGE_STREAMS:
+                    logger.info("no change streams on this server; workers poll for due jobs")
+                    return
+                if exc.code in q.RESUME_TOKEN_LOST:
+                    resume_token = None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except PyMongoError:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     async def release(self, fence: Fence) -> bool:
         result = await self.jobs.update_one(q.fence_filter(fence), q.release_update())
