@@ -63,6 +63,10 @@ class EventEmitter:
         if listener in listeners:
             listeners.remove(listener)
 
+    def listening(self, event: str) -> bool:
+        """Whether anything listens to ``event`` (lets callers skip building payloads)."""
+        return bool(self._listeners.get(event))
+
     def emit(self, event: str, *args: Any) -> None:
         """Call every listener of ``event`` with ``args``; coroutine results are scheduled."""
         for listener in list(self._listeners.get(event, ())):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,14 +57,11 @@ class RunContext:
         self.owner = owner
         self.stop_event = threading.Event()
         self.stop_reason: StopReason | None = None
-        self._async_event: asyncio.Event | None = None
 
     def request_stop(self, reason: StopReason) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
         self.stop_event.set()
-        if self._async_event is not None:
-            self._async_event.set()
 
 
 def _dt(value: Any) -> datetime | None:

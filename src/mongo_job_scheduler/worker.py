@@ -51,12 +51,14 @@ class TaskSpec:
     retry: Retry | None = None
     timeout: timedelta | None = None
     backoff: BackoffFn | None = None
+    is_async: bool = field(init=False, default=False)
+    """Whether the handler is a coroutine function (run on the loop) or not (run in a thread)."""
 
-    @property
-    def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.handler) or inspect.iscoroutinefunction(
+    def __post_init__(self) -> None:
+        is_async = inspect.iscoroutinefunction(self.handler) or inspect.iscoroutinefunction(
             getattr(self.handler, "__call__", None)  # noqa: B004
         )
+        object.__setattr__(self, "is_async", is_async)
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,7 @@ class Worker:
 
     def _request_stop(self, execution: _Execution, reason: StopReason) -> None:
         execution.context.request_stop(reason)
-        if execution.handler_task is not None and isinstance(execution.handler_task, asyncio.Task):
+        if execution.handler_task is not None:
             execution.handler_task.cancel()
 
     # -- claiming ---------------------------------------------------------------------------
@@ -285,6 +287,11 @@ class Worker:
         execution.task = asyncio.create_task(
             self._execute(execution), name=f"mjs-job-{fence.job_id}"
         )
+
+    def _emit(self, event: str, written: _Written, *extra: Any) -> None:
+        """Emit a job event with the job as written (built only if someone listens)."""
+        if self.events.listening(event):
+            self.events.emit(event, written.job, *extra)
 
     def _worker_error(self, exc: BaseException, message: str) -> None:
         logger.warning("%s: %s", message, exc, extra={"owner": self.config.owner})
@@ -447,42 +454,46 @@ class Worker:
     async def _run_handler(
         self, execution: _Execution, spec: TaskSpec, timeout: timedelta | None
     ) -> Any:
+        """Run the handler; raise ``JobTimeout`` if it overran, ``_Stopped`` if the scheduler
+        stopped it (its future is cancelled: async handlers are cancelled, the wait for a sync
+        handler's thread ends and the thread's late result is ignored)."""
         context = execution.context
-        stop_event = asyncio.Event()
-        context._async_event = stop_event
+        loop = asyncio.get_running_loop()
+        handler_future: asyncio.Future[Any]
         if spec.is_async:
-            handler_future: asyncio.Future[Any] = asyncio.ensure_future(
-                _call_async(spec.handler, execution.job)
-            )
+            handler_future = loop.create_task(_call_async(spec.handler, execution.job))
         else:
-            loop = asyncio.get_running_loop()
             handler_future = loop.run_in_executor(self._threads, spec.handler, execution.job)
         execution.handler_task = handler_future
         if context.stop_reason is not None:  # stop requested before the handler started
-            stop_event.set()
             handler_future.cancel()
-        stop_waiter = asyncio.ensure_future(stop_event.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {handler_future, stop_waiter},
-                timeout=None if timeout is None else timeout.total_seconds(),
-                return_when=asyncio.FIRST_COMPLETED,
+        timer = None
+        if timeout is not None:
+            timer = loop.call_later(
+                timeout.total_seconds(), self._request_stop, execution, StopReason.TIMEOUT
             )
+        cancelled = False
+        try:
+            result = await handler_future
+        except asyncio.CancelledError:
+            if context.stop_reason is None:  # the handler cancelled itself: a failed attempt
+                raise RuntimeError("handler was cancelled") from None
+            cancelled, result = True, None
+        except Exception as exc:
+            if context.stop_reason is None:
+                raise
+            if context.stop_reason is StopReason.TIMEOUT:
+                raise _timeout_error(timeout) from exc
+            raise _Stopped(context.stop_reason) from None
         finally:
-            stop_waiter.cancel()
-        if handler_future in done and context.stop_reason is None:
-            if handler_future.cancelled():  # the handler cancelled itself: a failed attempt
-                raise RuntimeError("handler was cancelled")
-            return handler_future.result()
-        if context.stop_reason is None:  # timed out
-            context.request_stop(StopReason.TIMEOUT)
-            handler_future.cancel()
-            await _settle(handler_future)
-            seconds = timeout.total_seconds() if timeout is not None else 0
-            raise JobTimeout(f"handler exceeded its timeout of {seconds:g}s")
-        handler_future.cancel()
-        await _settle(handler_future)
-        raise _Stopped(context.stop_reason)
+            if timer is not None:
+                timer.cancel()
+        reason = context.stop_reason
+        if reason is None or (reason is StopReason.TIMEOUT and not cancelled):
+            return result  # finished (a timeout firing just after the end does not count)
+        if reason is StopReason.TIMEOUT:
+            raise _timeout_error(timeout)
+        raise _Stopped(reason)
 
     async def _stopped(self, execution: _Execution, reason: StopReason) -> None:
         if reason is StopReason.SHUTDOWN:
@@ -522,7 +533,7 @@ class Worker:
             finish = self._next_occurrence(doc, repeat, slot, caught_up=caught_up)
             after = await self._write_repeating(execution, finish, slot, caught_up)
             if after is not None:
-                self.events.emit("job:complete", after)
+                self._emit("job:complete", after)
             return
         key = doc.get("dedupeKey")
         finish = Finish(
@@ -533,8 +544,8 @@ class Worker:
         )
         after = await self._write(execution, finish)
         if after is not None:
-            self.events.emit("job:success", after)
-            self.events.emit("job:complete", after)
+            self._emit("job:success", after)
+            self._emit("job:complete", after)
 
     def _next_occurrence(
         self,
@@ -559,7 +570,7 @@ class Worker:
 
     async def _write_repeating(
         self, execution: _Execution, finish: Finish, slot: datetime, caught_up: bool
-    ) -> Job | None:
+    ) -> _Written | None:
         """Write the next occurrence; if ``update_job`` changed the schedule meanwhile, compute
         it again from the new schedule (the change applies from the next occurrence)."""
         for _ in range(5):
@@ -630,7 +641,7 @@ class Worker:
                 fields["lastScheduledAt"] = slot
             after = await self._write(execution, Finish(set=fields))
             if after is not None:
-                self.events.emit("job:retry", after)
+                self._emit("job:retry", after)
             return
         if repeat is None and not drop_repeat:
             repeat = Repeat.from_document(doc.get("repeat"))
@@ -655,11 +666,11 @@ class Worker:
                 message,
                 extra={"job_id": str(execution.fence.job_id), "job_name": doc.get("name")},
             )
-            self.events.emit("job:fail", after, exc)
+            self._emit("job:fail", after, exc)
 
     async def _write(
         self, execution: _Execution, finish: Finish, *, quiet: bool = False
-    ) -> Job | None:
+    ) -> _Written | None:
         """Apply a fenced outcome write, retrying transient database errors; returns the job as
         written, or ``None`` if this worker no longer owned it (nothing was written)."""
         if execution.context.stop_reason in (StopReason.CANCELLED, StopReason.LEASE_LOST):
@@ -684,7 +695,7 @@ class Worker:
         for key in finish.unset:
             doc.pop(key, None)
         doc.update(finish.set)
-        return Job.from_document(doc)
+        return _Written(doc)
 
     async def _retrying(
         self,
@@ -717,6 +728,22 @@ class Worker:
                 and current.get("lockedBy") is None
                 and current.get("status") == expected_status
             )
+
+
+class _Written:
+    """A job document as an outcome write left it; the ``Job`` view is built on demand."""
+
+    __slots__ = ("_job", "document")
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self._job: Job | None = None
+
+    @property
+    def job(self) -> Job:
+        if self._job is None:
+            self._job = Job.from_document(self.document)
+        return self._job
 
 
 class _Acks:
@@ -786,8 +813,6 @@ async def _call_async(handler: Handler, job: Job) -> Any:
     return await handler(job)
 
 
-async def _settle(future: asyncio.Future[Any]) -> None:
-    """Wait briefly for a cancelled handler to unwind; never raise its error."""
-    if isinstance(future, asyncio.Task):
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(asyncio.shield(future), timeout=5)
+def _timeout_error(timeout: timedelta | None) -> JobTimeout:
+    seconds = timeout.total_seconds() if timeout is not None else 0
+    return JobTimeout(f"handler exceeded its timeout of {seconds:g}s")

