@@ -36,6 +36,8 @@ logger = logging.getLogger("mongo_job_scheduler")
 Handler = Callable[[Job], Any]
 BackoffFn = Callable[[int], "timedelta | float"]
 
+WATCH_PAUSE_AFTER = 0.5
+"""Seconds of full claims after which a busy worker stops following change notifications."""
 MAX_WAKE_AHEAD = 3600.0
 """Jobs due further ahead than this (and than one poll) are left to polling."""
 MAX_WAKE_TIMES = 10_000
@@ -120,6 +122,8 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._claim_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self._watch_supported = True
+        self._busy_since: float | None = None
         self._wake_times: list[float] = []  # heap of loop times at which a job becomes due
         self._wake_timer: asyncio.TimerHandle | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -133,7 +137,7 @@ class Worker:
     def start(self) -> None:
         self._claim_task = asyncio.create_task(self._claim_loop(), name="mjs-claim")
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="mjs-heartbeat")
-        self._watch_task = asyncio.create_task(self._watch(), name="mjs-watch")
+        self._set_watching(True)
         self.events.emit("worker:start", self.config.owner)
 
     def wake(self) -> None:
@@ -172,15 +176,41 @@ class Worker:
         self.wake()
         self._arm_wake_timer()
 
+    def _set_watching(self, on: bool) -> None:
+        """Follow the store's notifications only while idle: a busy worker claims again as
+        soon as a slot frees, and not watching spares the server the change stream's work."""
+        if on and self._watch_supported and not self._stopping:
+            if self._watch_task is None or self._watch_task.done():
+                self._watch_task = asyncio.create_task(self._watch(), name="mjs-watch")
+        elif not on and self._watch_task is not None:
+            self._watch_task.cancel()
+            self._watch_task = None
+
+    def _note_claim(self, claimed: int, wanted: int) -> None:
+        """Watch for new jobs when a claim came back short (idle); stop watching after
+        WATCH_PAUSE_AFTER seconds of claims that all came back full (busy)."""
+        if claimed < wanted:
+            self._busy_since = None
+            self._set_watching(True)
+            return
+        now = time.monotonic()
+        if self._busy_since is None:
+            self._busy_since = now
+        elif now - self._busy_since > WATCH_PAUSE_AFTER:
+            self._set_watching(False)
+
     async def _watch(self) -> None:
         """Follow the store's notifications of jobs becoming pending (change streams on
         MongoDB replica sets); without them, workers rely on polling."""
         try:
-            await self.store.watch(self.wake_in)
+            supported = await self.store.watch(self.wake_in, self.wake)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._worker_error(exc, "change notifications stopped; relying on polling")
+            return
+        if not supported:
+            self._watch_supported = False
 
     async def stop(self, graceful: bool, timeout: float) -> None:
         """Stop claiming; let running jobs finish for ``timeout`` seconds if ``graceful``, then
@@ -249,6 +279,7 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
+            self._note_claim(len(claimed), free)
             for item in claimed:
                 if self._stopping:  # stopped while claiming: give the job straight back
                     await self._give_back(item)
@@ -287,6 +318,12 @@ class Worker:
         execution.task = asyncio.create_task(
             self._execute(execution), name=f"mjs-job-{fence.job_id}"
         )
+
+    async def _wake_for(self, written: _Written) -> None:
+        """Poll when a job this worker just rescheduled becomes due (its next slot)."""
+        due = written.document.get("nextRunAt")
+        if written.document.get("status") == "pending" and isinstance(due, datetime):
+            self.wake_in((due - await self.store.now()).total_seconds())
 
     def _emit(self, event: str, written: _Written, *extra: Any) -> None:
         """Emit a job event with the job as written (built only if someone listens)."""
@@ -533,6 +570,7 @@ class Worker:
             finish = self._next_occurrence(doc, repeat, slot, caught_up=caught_up)
             after = await self._write_repeating(execution, finish, slot, caught_up)
             if after is not None:
+                await self._wake_for(after)
                 self._emit("job:complete", after)
             return
         key = doc.get("dedupeKey")
@@ -641,6 +679,7 @@ class Worker:
                 fields["lastScheduledAt"] = slot
             after = await self._write(execution, Finish(set=fields))
             if after is not None:
+                self.wake_in((due - now).total_seconds())
                 self._emit("job:retry", after)
             return
         if repeat is None and not drop_repeat:

@@ -1,6 +1,9 @@
 """Query plans of the hot paths (SPEC §6): every claim, heartbeat, completion and cancel query is
 answered from an index, without a collection scan or an in-memory sort, and the claim query's
-cost does not grow with the number of finished or future jobs in the collection.
+cost does not grow with the number of finished or future jobs in the collection. That includes
+the candidate query of a routed scheduler (``name $in``), the batch claim's ``update_many``
+(about one ``_id`` key per job of the batch) and the read-backs of batch claims and bulk
+outcome writes.
 
 The collection holds ~5,000 finished jobs, ~5,000 future jobs, a handful of running jobs (some
 with expired leases) and 20 due jobs; each test asks the server to ``explain`` the exact filter
@@ -10,6 +13,7 @@ the store builds (``stores/_mongo_common.py``) and walks the plan.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -328,6 +332,79 @@ def test_claim_find_and_modify_targets_one_document_by_id(populated: Collection)
     # explain did not write anything.
     doc = populated.db[populated.name].find_one({"_id": populated.due_ids[0]})
     assert doc is not None and doc["status"] == "pending"
+
+
+def test_due_query_for_routed_names_stays_on_claim_order(populated: Collection) -> None:
+    """A scheduler without a catch-all handler claims only its names (``name $in``): still the
+    claim order index, no sort, and no read of the future or finished jobs."""
+    explained = populated.explain_find(
+        q.due_filter(populated.now, names=["email", "billing"]),
+        sort=q.CLAIM_SORT,
+        limit=DUE + 4,
+        projection=q.CANDIDATE_PROJECTION,
+    )
+    assert_index_backed(explained, index="claim_order")
+    st = stats(explained)
+    assert 0 < st["nReturned"] < DUE
+    assert st["totalKeysExamined"] <= DUE + 10 + 2, st
+
+
+def _batch_claim_filters(populated: Collection, ids: list[ObjectId]) -> list[dict[str, Any]]:
+    """The filters a batch claim's ``update_many`` may send for ``ids``: by ids, and (where the
+    store also pins each candidate's ``lockVersion`` as read) by ids and versions."""
+    filters = [q.claim_many_filter(ids)]
+    if "versions" in inspect.signature(q.claim_many_filter).parameters:
+        docs = {d["_id"]: d for d in populated.db[populated.name].find({"_id": {"$in": ids}})}
+        versions = [docs[i].get("lockVersion") for i in ids]
+        filters.append(q.claim_many_filter(ids, versions))  # type: ignore[call-arg]
+    return filters
+
+
+def test_batch_claim_update_many_reads_only_its_ids(populated: Collection) -> None:
+    """One ``update_many`` claims a batch: it reads the batch's ids through ``_id_`` (about
+    one key per id, whatever else the collection holds) and takes only the claimable ones."""
+    claimable = [*populated.due_ids, *populated.expired_ids]
+    not_claimable = [*populated.live_ids[:3], populated.completed_ids[0]]
+    ids = claimable + not_claimable
+    for flt in _batch_claim_filters(populated, ids):
+        explained = populated.explain(
+            {
+                "update": populated.name,
+                "updates": [
+                    {
+                        "q": flt,
+                        "u": q.claim_update("batch-claimer", timedelta(seconds=30), ObjectId()),
+                        "multi": True,
+                    }
+                ],
+            }
+        )
+        assert_index_backed(explained, index="_id_")
+        st = stats(explained)
+        assert len(ids) <= st["totalKeysExamined"] <= 2 * len(ids) + 1, st
+        # Each id's document is read once, or twice with the per-id (_id, lockVersion) branches.
+        assert st["totalDocsExamined"] <= 2 * len(ids), st
+        update_stage = next(s for s in walk(st["executionStages"]) if s["stage"] == "UPDATE")
+        # Due and lease-expired jobs match; live leases and finished jobs do not.
+        assert update_stage["nMatched"] == len(claimable), update_stage
+    # explain did not write anything.
+    doc = populated.db[populated.name].find_one({"_id": populated.due_ids[0]})
+    assert doc is not None and doc["status"] == "pending" and "claimId" not in doc
+
+
+def test_batch_claim_and_bulk_finish_read_backs_use_id_index(populated: Collection) -> None:
+    ids = populated.live_ids[:4]
+    claim_id = ObjectId()
+    for flt, projection in (
+        ({"_id": {"$in": ids}, "claimId": claim_id}, None),  # the claimed batch
+        ({"_id": {"$in": ids}, "claimId": claim_id, "lockedBy": OWNER}, None),
+        ({"_id": {"$in": ids}}, q.OUTCOME_PROJECTION),  # which outcomes a bulk write applied
+    ):
+        explained = populated.explain_find(flt, projection=projection)
+        assert_index_backed(explained, index="_id_")
+        st = stats(explained)
+        assert st["totalKeysExamined"] <= len(ids) + 1, st
+        assert st["totalDocsExamined"] <= len(ids), st
 
 
 # -- heartbeat, completion, release, cancel ---------------------------------------------------

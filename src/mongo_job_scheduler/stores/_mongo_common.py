@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bson.codec_options import CodecOptions
+from bson.min_key import MinKey
 from pymongo import ASCENDING, IndexModel
 
 from .._documents import JobQuery
@@ -67,7 +68,10 @@ def due_filter(
     now: Any, exclude_names: Sequence[str] = (), names: Sequence[str] | None = None
 ) -> dict[str, Any]:
     """Pending jobs due by ``now`` (optionally only ``names``, never ``exclude_names``)."""
-    return _names({"status": "pending", "nextRunAt": {"$lte": now}}, names, exclude_names)
+    # The always-true priority condition makes claim_order's leading field part of the query,
+    # so the planner bounds nextRunAt within each priority instead of scanning future jobs.
+    flt = {"status": "pending", "priority": {"$gte": MinKey()}, "nextRunAt": {"$lte": now}}
+    return _names(flt, names, exclude_names)
 
 
 def expired_filter(

@@ -214,11 +214,14 @@ class JobStore(ABC):
         the job (and ``finish.expect`` holds). Frees the execution's concurrency slot either way.
         Returns whether the write was applied."""
 
-    async def watch(self, notify: Callable[[float], None]) -> None:
+    async def watch(
+        self, notify: Callable[[float], None], ready: Callable[[], None] | None = None
+    ) -> bool:
         """Call ``notify(seconds_until_due)`` whenever a job becomes pending (created,
-        retried, rescheduled or released), until cancelled. Stores without push notifications
-        return at once, and workers rely on polling."""
-        return None
+        retried, rescheduled or released), until cancelled; call ``ready()`` each time the
+        notifications (re)start, since changes just before it may have been missed. Stores
+        without push notifications return ``False`` at once, and workers rely on polling."""
+        return False
 
     async def finish_many(self, items: Sequence[tuple[Fence, Finish]]) -> list[bool]:
         """:meth:`finish` for several executions, in as few round trips as the store allows;

@@ -191,7 +191,7 @@ class MongoJobStore(JobStore):
         while True:  # each blocked round saturates a new name, so this ends (B8: no cap)
             want = limit - len(claimed)
             candidates = await (
-                self.jobs.find(q.due_filter(now, saturated, names), q.CANDIDATE_PROJECTION)
+                self.jobs.find(q.due_filter(now, saturated, names))
                 .sort(q.CLAIM_SORT)
                 .limit(want + 4)
                 .to_list()
@@ -201,7 +201,7 @@ class MongoJobStore(JobStore):
             if len(candidates) < want + 4 or time.monotonic() >= self._next_expired_scan:
                 self._next_expired_scan = time.monotonic() + EXPIRED_SCAN_EVERY
                 expired = await (
-                    self.jobs.find(q.expired_filter(now, saturated, names), q.CANDIDATE_PROJECTION)
+                    self.jobs.find(q.expired_filter(now, saturated, names))
                     .sort("lockUntil", 1)
                     .limit(want)
                     .to_list()
@@ -209,14 +209,14 @@ class MongoJobStore(JobStore):
                 if expired:
                     candidates = sorted(candidates + expired, key=q.claim_order_key)
             blocked = False
-            batch: list[Any] = []  # jobs without a concurrency limit: claimed together
+            batch: list[Doc] = []  # jobs without a concurrency limit: claimed together
             for candidate in candidates:
                 if len(claimed) + len(batch) >= limit:
                     break
                 if candidate["name"] in saturated:
                     continue
                 if not candidate.get("concurrency"):
-                    batch.append(candidate["_id"])
+                    batch.append(candidate)
                     continue
                 result = await self._claim_one(candidate, owner, lease, max_lease_expiries)
                 if result is None:
@@ -232,23 +232,23 @@ class MongoJobStore(JobStore):
         return claimed
 
     async def _claim_batch(
-        self, job_ids: list[Any], owner: str, lease: timedelta, max_lease_expiries: int
+        self, candidates: list[Doc], owner: str, lease: timedelta, max_lease_expiries: int
     ) -> list[Claimed]:
         """Claim several jobs in two round trips: one ``update_many`` that takes those still
         claimable (each document atomically) and marks them with a fresh ``claimId``, then one
-        ``find`` that reads back the marked ones."""
-        if len(job_ids) == 1:
-            one = await self._claim_one({"_id": job_ids[0]}, owner, lease, max_lease_expiries)
+        ``find`` that reads back the marked ones (as they are now: an ``update_job`` that landed
+        after the candidates were read is in them)."""
+        if len(candidates) == 1:
+            one = await self._claim_one(candidates[0], owner, lease, max_lease_expiries)
             return [] if one is None else [one]
         claim_id = ObjectId()
+        ids = [c["_id"] for c in candidates]
         result = await self.jobs.update_many(
-            q.claim_many_filter(job_ids), q.claim_update(owner, lease, claim_id)
+            q.claim_many_filter(ids), q.claim_update(owner, lease, claim_id)
         )
         if not result.modified_count:
             return []
-        docs = await self.jobs.find(
-            {"_id": {"$in": job_ids}, "claimId": claim_id, "lockedBy": owner}
-        ).to_list()
+        docs = await self.jobs.find({"_id": {"$in": ids}, "claimId": claim_id}).to_list()
         return [
             Claimed(doc, int(doc.get("leaseExpiries") or 0) >= max_lease_expiries) for doc in docs
         ]
@@ -363,9 +363,11 @@ class MongoJobStore(JobStore):
         doc = await self.jobs.find_one({"_id": fence.job_id}, q.OUTCOME_PROJECTION)
         return q.shows_outcome(doc, fence, finish)
 
-    async def watch(self, notify: Callable[[float], None]) -> None:
+    async def watch(
+        self, notify: Callable[[float], None], ready: Callable[[], None] | None = None
+    ) -> bool:
         """Follow a change stream of jobs becoming pending (replica sets and sharded clusters);
-        resume after transient errors; return at once on a standalone server."""
+        resume after transient errors; return ``False`` at once on a standalone server."""
         resume_token: Any = None
         backoff = 0.1
         while True:
@@ -376,7 +378,9 @@ class MongoJobStore(JobStore):
                     backoff = 0.1
                     # Resume from the stream's start even before any event, so a job that
                     # becomes pending while the stream is reopened is not missed.
-                    pass  # TEMP
+                    resume_token = stream.resume_token
+                    if ready is not None:
+                        ready()
                     async for change in stream:
                         resume_token = stream.resume_token
                         due = q.due_time_of_change(change)
@@ -385,7 +389,7 @@ class MongoJobStore(JobStore):
             except OperationFailure as exc:
                 if exc.code in q.NO_CHANGE_STREAMS:
                     logger.info("no change streams on this server; workers poll for due jobs")
-                    return
+                    return False
                 if exc.code in q.RESUME_TOKEN_LOST:
                     resume_token = None
                 await asyncio.sleep(backoff)

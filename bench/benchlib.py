@@ -1,0 +1,339 @@
+"""Shared helpers of the benchmark: timing, percentiles, machine facts, job documents, and the
+worker subprocesses (``bench/child.py``) driven over stdin/stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import platform
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from bson import ObjectId
+
+from mongo_job_scheduler._documents import build_new_job
+
+BENCH_DIR = Path(__file__).resolve().parent
+CHILD_SCRIPT = BENCH_DIR / "child.py"
+
+
+# -- timing and statistics --------------------------------------------------------------------
+
+
+def utcnow() -> datetime:
+    """The wall clock, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The ``pct`` percentile (0-100) of ``values``, linearly interpolated; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * pct / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def ms(seconds: float) -> str:
+    """Seconds shown as milliseconds with one decimal."""
+    return f"{seconds * 1000:.1f} ms"
+
+
+def rate(count: int, seconds: float) -> float:
+    """Events per second (0 when no time elapsed)."""
+    return count / seconds if seconds > 0 else 0.0
+
+
+class Stopwatch:
+    """Monotonic elapsed time since creation (or the last :meth:`restart`)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def restart(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def log(message: str) -> None:
+    """Progress output (stderr, so the report on stdout stays clean)."""
+    stamp = time.strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
+
+
+# -- exactly-once accounting ------------------------------------------------------------------
+
+
+@dataclass
+class RunCheck:
+    """How the ids that handlers ran compare with the ids that were inserted."""
+
+    expected: int
+    ran: int
+    duplicates: int
+    missing: int
+    unknown: int
+
+    @property
+    def ok(self) -> bool:
+        return self.duplicates == 0 and self.missing == 0 and self.unknown == 0
+
+    def describe(self) -> str:
+        return (
+            f"{self.ran} runs of {self.expected} jobs: {self.duplicates} duplicate runs, "
+            f"{self.missing} missing, {self.unknown} unknown ids"
+        )
+
+
+def check_runs(expected_ids: Iterable[Any], runs: Counter[Any]) -> RunCheck:
+    """Compare the run count per id with the inserted ids (each must run exactly once)."""
+    expected = set(expected_ids)
+    return RunCheck(
+        expected=len(expected),
+        ran=sum(runs.values()),
+        duplicates=sum(count - 1 for count in runs.values() if count > 1),
+        missing=len(expected - runs.keys()),
+        unknown=len(runs.keys() - expected),
+    )
+
+
+# -- machine facts ----------------------------------------------------------------------------
+
+
+def _first_line_with(path: str, prefix: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith(prefix):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+def cpu_model() -> str:
+    return _first_line_with("/proc/cpuinfo", "model name") or platform.processor() or "unknown"
+
+
+def ram_total() -> str:
+    value = _first_line_with("/proc/meminfo", "MemTotal")
+    if value is None:
+        return "unknown"
+    kib = int(value.split()[0])
+    return f"{kib / 1024 / 1024:.1f} GiB"
+
+
+def os_name() -> str:
+    pretty = None
+    try:
+        with open("/etc/os-release", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("PRETTY_NAME="):
+                    pretty = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return f"{pretty or platform.system()} (kernel {platform.release()})"
+
+
+def load_average() -> str:
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of process ``pid`` (``VmRSS`` of ``/proc/<pid>/status``)."""
+    value = _first_line_with(f"/proc/{pid}/status", "VmRSS")
+    if value is None:
+        raise RuntimeError(f"cannot read the RSS of process {pid}")
+    return int(value.split()[0]) * 1024
+
+
+def mib(count: int) -> str:
+    return f"{count / 1024 / 1024:.1f} MiB"
+
+
+# -- job documents shaped like the library writes them ----------------------------------------
+
+
+class DocFactory:
+    """Copies of documents built once by the library (``build_new_job``), with fresh ids and
+    dates: raw ``insert_many`` of these is much faster than ``schedule_bulk``."""
+
+    def __init__(self, name: str) -> None:
+        now = utcnow()
+        self.pending = build_new_job(name, None, now=now).document
+        completed = dict(self.pending)
+        # What a successful run leaves behind: claim fields, then the outcome write.
+        completed.update(
+            status="completed",
+            lockVersion=1,
+            leaseExpiries=0,
+            lastRunAt=now,
+            claimId=ObjectId(),
+        )
+        self.completed = completed
+        self._random = random.Random(7)
+
+    def due_now(self, count: int) -> list[dict[str, Any]]:
+        """``count`` pending jobs due now."""
+        now = utcnow()
+        return [self._copy(self.pending, now, now) for _ in range(count)]
+
+    def future(self, count: int) -> list[dict[str, Any]]:
+        """``count`` pending jobs due between one and thirty days from now."""
+        now = utcnow()
+        rnd = self._random.random
+        day = timedelta(days=1)
+        return [self._copy(self.pending, now, now + day + day * (29 * rnd())) for _ in range(count)]
+
+    def finished(self, count: int) -> list[dict[str, Any]]:
+        """``count`` completed jobs that ran during the last thirty days."""
+        now = utcnow()
+        rnd = self._random.random
+        out = []
+        for _ in range(count):
+            ran = now - timedelta(days=30 * rnd())
+            doc = self._copy(self.completed, ran, ran)
+            doc["lastRunAt"] = ran
+            doc["claimId"] = ObjectId()
+            out.append(doc)
+        return out
+
+    @staticmethod
+    def _copy(template: dict[str, Any], created: datetime, due: datetime) -> dict[str, Any]:
+        doc = copy.copy(template)
+        doc["_id"] = ObjectId()
+        doc["createdAt"] = created
+        doc["updatedAt"] = created
+        doc["nextRunAt"] = due
+        return doc
+
+
+# -- worker subprocesses ----------------------------------------------------------------------
+
+
+@dataclass
+class ChildStatus:
+    """What one worker subprocess last reported."""
+
+    count: int = 0
+    last_run: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    bye: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Child:
+    """One ``bench/child.py`` worker process: it builds a Scheduler, says ``ready``, starts on
+    ``go``, reports ``progress <count> <wall time of its last handler>`` and stops on
+    ``stop`` (writing the ids it ran to ``ids_file`` in ``burn`` mode)."""
+
+    def __init__(
+        self,
+        uri: str,
+        database: str,
+        *,
+        mode: str,
+        workers: int,
+        poll_interval: float,
+        ids_file: Path | None = None,
+    ) -> None:
+        self.args = [
+            "--uri",
+            uri,
+            "--db",
+            database,
+            "--mode",
+            mode,
+            "--workers",
+            str(workers),
+            "--poll",
+            str(poll_interval),
+        ]
+        if ids_file is not None:
+            self.args += ["--ids-file", str(ids_file)]
+        self.status = ChildStatus()
+        self.process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def spawn(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(CHILD_SCRIPT),
+            *self.args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        while True:
+            raw = await self.process.stdout.readline()
+            if not raw:
+                break
+            parts = raw.decode().split(maxsplit=1)
+            if not parts:
+                continue
+            kind, rest = parts[0], (parts[1].strip() if len(parts) > 1 else "")
+            if kind == "ready":
+                self.status.ready.set()
+            elif kind == "progress":
+                count, last = rest.split()
+                self.status.count = int(count)
+                self.status.last_run = float(last)
+                self.status.progress.set()
+            elif kind == "error":
+                self.status.errors.append(rest)
+            elif kind == "bye":
+                self.status.bye.set()
+        self.status.ready.set()  # never leave a waiter hanging on a dead child
+        self.status.bye.set()
+        self.status.progress.set()
+
+    async def send(self, line: str) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(f"{line}\n".encode())
+        await self.process.stdin.drain()
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        await asyncio.wait_for(self.status.ready.wait(), timeout)
+        if self.process is not None and self.process.returncode not in (None, 0):
+            raise RuntimeError(f"worker process exited with {self.process.returncode}")
+
+    async def stop(self, timeout: float = 60.0) -> None:
+        """Ask the child to stop gracefully; kill it if it does not exit in time."""
+        if self.process is None:
+            return
+        if self.process.returncode is None:
+            try:
+                await self.send("stop")
+                await asyncio.wait_for(self.status.bye.wait(), timeout)
+                await asyncio.wait_for(self.process.wait(), timeout)
+            except (TimeoutError, asyncio.TimeoutError, ConnectionError):
+                self.process.kill()
+                await self.process.wait()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)

@@ -1,0 +1,1040 @@
+"""The benchmark of issue 3 ("Fast at any size"): run with ``scripts/bench [options]``.
+
+It starts its own ``mongod`` servers on 127.0.0.1 (a single-node replica set, and a standalone
+server for the polling figure), runs the sections below, stops the servers, prints a markdown
+report and writes it to ``bench/results/<date>-<host>.md`` and ``bench/results/latest.md``.
+
+1. burn-down throughput, one process;  2. idle due-to-start latency (change streams vs polling);
+3. latency under a steady load;  4. flat cost with a large collection (and ``explain``);
+5. worker memory over many jobs;  6. several worker processes on one database;
+7. the same burn-down on the Node library (when ``node`` and ``npm`` are installed).
+
+``--quick`` runs every section at small sizes (about two minutes) as a smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shlex
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pymongo
+from benchlib import (
+    BENCH_DIR,
+    Child,
+    DocFactory,
+    RunCheck,
+    Stopwatch,
+    check_runs,
+    cpu_model,
+    load_average,
+    log,
+    mib,
+    ms,
+    os_name,
+    percentile,
+    ram_total,
+    rate,
+    rss_bytes,
+    utcnow,
+)
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from mongo_job_scheduler import Job, MongoJobStore, Scheduler
+from mongo_job_scheduler._mongod import LocalMongod
+from mongo_job_scheduler.stores._mongo_common import (
+    CANDIDATE_PROJECTION,
+    CLAIM_SORT,
+    DEFAULT_COLLECTION,
+    due_filter,
+)
+
+Doc = dict[str, Any]
+JOB_NAME = "noop"
+CHUNK = 1000
+NODE_PACKAGES = ["mongo-job-scheduler@1.2.4", "mongodb@6"]
+NODE_SCRIPT = BENCH_DIR / "node_burn_down.js"
+RESULTS_DIR = BENCH_DIR / "results"
+
+# Targets of issue 3.
+TARGET_RATE = 5_000.0
+TARGET_NODE_RATIO = 10.0
+TARGET_IDLE_P50 = 0.025
+TARGET_IDLE_P99 = 0.100
+TARGET_SCALE_RATIO = 0.85
+TARGET_KEYS_PER_JOB = 1.5
+TARGET_RSS_GROWTH = 10.0
+TARGET_MULTI_RATIO = 1.5
+STEADY_KEEP_UP = 0.95
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    section: str
+    measurement: str
+    value: str
+    target: str
+    verdict: str
+
+
+@dataclass
+class Report:
+    """The results table and the per-section details."""
+
+    rows: list[Row] = field(default_factory=list)
+    details: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, section: str, measurement: str, value: str, target: str, ok: bool | None) -> None:
+        verdict = "info" if ok is None else ("PASS" if ok else "FAIL")
+        self.rows.append(Row(section, measurement, value, target, verdict))
+        log(f"{section}: {measurement} = {value} [{verdict}]")
+
+    def skip(self, section: str, measurement: str, reason: str) -> None:
+        self.rows.append(Row(section, measurement, reason, "", "skipped"))
+        log(f"{section}: {measurement} skipped ({reason})")
+
+    def note(self, section: str, text: str) -> None:
+        self.details.setdefault(section, []).append(text)
+
+
+def fmt_rate(value: float) -> str:
+    return f"{value:,.0f} jobs/s"
+
+
+def fmt_int(value: int) -> str:
+    return f"{value:,}"
+
+
+# -- shared state -----------------------------------------------------------------------------
+
+
+@dataclass
+class BurnResult:
+    """One burn-down: how fast, and whether every job ran exactly once."""
+
+    jobs: int
+    seconds: float
+    check: RunCheck
+    completed_in_db: int
+    errors: list[str]
+    timed_out: bool
+
+    @property
+    def rate(self) -> float:
+        return rate(self.check.ran if self.timed_out else self.jobs, self.seconds)
+
+    @property
+    def ok(self) -> bool:
+        return self.check.ok and not self.timed_out and self.completed_in_db == self.jobs
+
+    def describe(self) -> str:
+        text = (
+            f"{fmt_int(self.jobs)} jobs in {self.seconds:.2f} s = {fmt_rate(self.rate)}; "
+            f"{self.check.describe()}; {fmt_int(self.completed_in_db)} `completed` in the "
+            f"collection after stop"
+        )
+        if self.timed_out:
+            text += "; TIMED OUT"
+        if self.errors:
+            text += f"; {len(self.errors)} worker errors (first: {self.errors[0]})"
+        return text
+
+
+class Bench:
+    """Options, the replica-set server, the report, and results shared between sections."""
+
+    def __init__(self, args: argparse.Namespace, mongod: LocalMongod) -> None:
+        self.args = args
+        self.mongod = mongod
+        self.uri = mongod.uri
+        self.client: AsyncMongoClient[Doc] = AsyncMongoClient(self.uri)
+        self.report = Report()
+        self.burns: dict[int, BurnResult] = {}
+        self._databases = 0
+
+    def database_name(self, label: str) -> str:
+        self._databases += 1
+        return f"bench_{label}_{self._databases}_{os.getpid()}"
+
+    async def drop(self, name: str) -> None:
+        await self.client.drop_database(name)
+
+
+# -- 1. burn-down throughput ------------------------------------------------------------------
+
+
+async def insert_with_schedule_bulk(scheduler: Scheduler, count: int) -> list[Any]:
+    """Insert ``count`` no-op jobs due now with ``schedule_bulk`` in chunks; return their ids."""
+    ids: list[Any] = []
+    for first in range(0, count, CHUNK):
+        items = [{"name": JOB_NAME, "data": {"i": i}} for i in range(first, min(first + CHUNK, count))]
+        ids += [job.id for job in await scheduler.schedule_bulk(items)]
+    return ids
+
+
+async def burn_down(
+    db: AsyncDatabase[Doc],
+    jobs: int,
+    workers: int,
+    before_start: Callable[[], Awaitable[None]] | None = None,
+) -> BurnResult:
+    """Insert ``jobs`` no-op jobs, then start one Scheduler and time it from ``start()`` until
+    the last job's handler ran; verify every job ran exactly once."""
+    scheduler = Scheduler(MongoJobStore(db), workers=workers, poll_interval=0.05)
+    ids = await insert_with_schedule_bulk(scheduler, jobs)
+    if before_start is not None:
+        await before_start()
+    runs: Counter[Any] = Counter()
+    done = asyncio.Event()
+    last = 0.0
+    errors: list[str] = []
+
+    async def noop(job: Job) -> None:
+        nonlocal last
+        runs[job.id] += 1
+        last = time.perf_counter()
+        if len(runs) >= jobs:
+            done.set()
+
+    scheduler.task(JOB_NAME)(noop)
+    scheduler.on("worker:error", lambda exc: errors.append(f"{type(exc).__name__}: {exc}"))
+    clock = Stopwatch()
+    await scheduler.start()
+    timed_out = False
+    try:
+        await asyncio.wait_for(done.wait(), timeout=120 + jobs / 100)
+    except asyncio.TimeoutError:
+        timed_out = True
+    seconds = (last if last else time.perf_counter()) - clock.start
+    await scheduler.stop(graceful=True)
+    completed = 0
+    for first in range(0, len(ids), 10_000):
+        completed += await db[DEFAULT_COLLECTION].count_documents(
+            {"_id": {"$in": ids[first : first + 10_000]}, "status": "completed"}
+        )
+    return BurnResult(jobs, seconds, check_runs(ids, runs), completed, errors, timed_out)
+
+
+async def python_burn(bench: Bench, jobs: int) -> BurnResult:
+    """The section-1 burn-down of ``jobs`` (cached: sections 4 and 7 reuse it)."""
+    if jobs not in bench.burns:
+        name = bench.database_name("burn")
+        bench.burns[jobs] = await burn_down(bench.client[name], jobs, bench.args.workers)
+        await bench.drop(name)
+    return bench.burns[jobs]
+
+
+async def section_burn(bench: Bench) -> None:
+    section = "1. Burn-down"
+    workers = bench.args.workers
+    for jobs in bench.args.jobs:
+        log(f"{section}: {jobs} jobs, {workers} workers")
+        result = await python_burn(bench, jobs)
+        bench.report.add(
+            section,
+            f"{fmt_int(jobs)} jobs, 1 process, {workers} workers",
+            fmt_rate(result.rate),
+            f"≥ {fmt_rate(TARGET_RATE)}",
+            result.rate >= TARGET_RATE,
+        )
+        bench.report.add(
+            section,
+            f"{fmt_int(jobs)} jobs: each ran exactly once",
+            f"{result.check.duplicates} duplicates, {result.check.missing} missing, "
+            f"{fmt_int(result.completed_in_db)} completed",
+            "no job twice, none lost",
+            result.ok,
+        )
+        bench.report.note(section, result.describe())
+
+
+# -- 2. idle latency --------------------------------------------------------------------------
+
+
+@dataclass
+class LatencyResult:
+    latencies: list[float]
+    missed: int
+    errors: list[str]
+
+    def describe(self) -> str:
+        values = self.latencies
+        if not values:
+            return f"no samples ({self.missed} probes never ran)"
+        return (
+            f"{len(values)} probes: p50 {ms(percentile(values, 50))}, "
+            f"p90 {ms(percentile(values, 90))}, p99 {ms(percentile(values, 99))}, "
+            f"min {ms(min(values))}, max {ms(max(values))}; {self.missed} missed; "
+            f"{len(self.errors)} worker errors"
+        )
+
+
+async def idle_latency(uri: str, probes: int, poll_interval: float, workers: int) -> LatencyResult:
+    """Idle workers; a producer on its own client schedules a job due in 150 ms, waits for its
+    handler, and repeats. Latency = handler start (wall clock) - the job's ``next_run_at``."""
+    worker_client: AsyncMongoClient[Doc] = AsyncMongoClient(uri)
+    producer_client: AsyncMongoClient[Doc] = AsyncMongoClient(uri)
+    name = f"bench_idle_{os.getpid()}_{int(time.time())}"
+    loop = asyncio.get_running_loop()
+    arrivals: dict[Any, asyncio.Future[float]] = {}
+
+    def arrival(job_id: Any) -> asyncio.Future[float]:
+        return arrivals.setdefault(job_id, loop.create_future())
+
+    async def probe(job: Job) -> None:
+        started = utcnow()
+        assert job.next_run_at is not None
+        future = arrival(job.id)
+        if not future.done():
+            future.set_result((started - job.next_run_at).total_seconds())
+
+    errors: list[str] = []
+    worker = Scheduler(
+        MongoJobStore(worker_client[name]), workers=workers, poll_interval=poll_interval
+    )
+    worker.task("probe")(probe)
+    worker.on("worker:error", lambda exc: errors.append(f"{type(exc).__name__}: {exc}"))
+    producer = Scheduler(MongoJobStore(producer_client[name]))
+    warmup = 3
+    latencies: list[float] = []
+    missed = 0
+    await worker.start()
+    try:
+        for index in range(warmup + probes):
+            job = await producer.schedule("probe", run_at=utcnow() + timedelta(milliseconds=150))
+            try:
+                latency = await asyncio.wait_for(arrival(job.id), timeout=5 + 4 * poll_interval)
+            except asyncio.TimeoutError:
+                missed += 1
+                continue
+            if index >= warmup:
+                latencies.append(latency)
+    finally:
+        await worker.stop(graceful=True)
+        await worker_client.drop_database(name)
+        await worker_client.close()
+        await producer_client.close()
+    return LatencyResult(latencies, missed, errors)
+
+
+async def section_idle(bench: Bench) -> None:
+    section = "2. Idle latency"
+    args = bench.args
+    log(f"{section}: replica set (change streams), {args.idle_probes} probes")
+    replica = await idle_latency(bench.uri, args.idle_probes, args.idle_poll, args.workers)
+    p50, p99 = percentile(replica.latencies, 50), percentile(replica.latencies, 99)
+    bench.report.add(
+        section, "replica set (change streams): p50", ms(p50), "≤ 25 ms", p50 <= TARGET_IDLE_P50
+    )
+    bench.report.add(
+        section,
+        "replica set (change streams): p99",
+        ms(p99),
+        "≤ 100 ms",
+        p99 <= TARGET_IDLE_P99 and replica.missed == 0,
+    )
+    bench.report.note(section, f"Replica set, poll interval {args.idle_poll} s: {replica.describe()}")
+
+    log(f"{section}: standalone server (polling), {args.idle_probes} probes")
+    standalone_server = LocalMongod(replica_set=None, cache_size_gb=args.cache_gb)
+    standalone_server.start()
+    try:
+        standalone = await idle_latency(
+            standalone_server.uri, args.idle_probes, args.idle_poll, args.workers
+        )
+    finally:
+        standalone_server.stop()
+    p50, p99 = percentile(standalone.latencies, 50), percentile(standalone.latencies, 99)
+    poll = f"≤ {ms(args.idle_poll)} (one poll interval)"
+    bench.report.add(section, "standalone (polling): p50", ms(p50), poll, p50 <= args.idle_poll)
+    bench.report.add(
+        section,
+        "standalone (polling): p99",
+        ms(p99),
+        poll,
+        p99 <= args.idle_poll and standalone.missed == 0,
+    )
+    bench.report.note(
+        section, f"Standalone, poll interval {args.idle_poll} s: {standalone.describe()}"
+    )
+
+
+# -- 3. steady-state latency under load -------------------------------------------------------
+
+
+async def section_steady(bench: Bench) -> None:
+    """A producer on its own client offers ``rate`` jobs/s (batches of ``batch`` due now) for
+    ``seconds`` while workers run; due-to-start latency of every job and achieved throughput."""
+    section = "3. Steady load"
+    args = bench.args
+    offered, seconds, batch = args.steady_rate, args.steady_seconds, args.steady_batch
+    log(f"{section}: {offered} jobs/s for {seconds} s in batches of {batch}")
+    name = bench.database_name("steady")
+    producer_client: AsyncMongoClient[Doc] = AsyncMongoClient(bench.uri)
+    latencies: list[float] = []
+    last = 0.0
+    errors: list[str] = []
+    everything_ran = asyncio.Event()
+    produced = 0
+    producing = True
+
+    async def load(job: Job) -> None:
+        nonlocal last
+        assert job.next_run_at is not None
+        latencies.append((utcnow() - job.next_run_at).total_seconds())
+        last = time.perf_counter()
+        if not producing and len(latencies) >= produced:
+            everything_ran.set()
+
+    worker = Scheduler(MongoJobStore(bench.client[name]), workers=args.workers, poll_interval=0.05)
+    worker.task("load")(load)
+    worker.on("worker:error", lambda exc: errors.append(f"{type(exc).__name__}: {exc}"))
+    producer_store = MongoJobStore(producer_client[name])
+    producer = Scheduler(producer_store)
+    await producer_store.setup()
+    await worker.start()
+    batches = max(1, round(offered * seconds / batch))
+    interval = batch / offered
+    clock = Stopwatch()
+    try:
+        for index in range(batches):
+            delay = clock.start + index * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await producer.schedule_bulk([{"name": "load"} for _ in range(batch)])
+            produced += batch
+        produce_seconds = clock.elapsed
+        producing = False
+        if len(latencies) >= produced:
+            everything_ran.set()
+        try:
+            await asyncio.wait_for(everything_ran.wait(), timeout=60)
+        except asyncio.TimeoutError:
+            pass
+        total_seconds = (last or time.perf_counter()) - clock.start
+    finally:
+        await worker.stop(graceful=True)
+        await producer_client.close()
+        await bench.drop(name)
+    achieved = rate(len(latencies), total_seconds)
+    offered_real = rate(produced, produce_seconds)
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    bench.report.add(section, f"due→start p50 at {fmt_rate(offered)}", ms(p50), "—", None)
+    bench.report.add(section, f"due→start p99 at {fmt_rate(offered)}", ms(p99), "—", None)
+    bench.report.add(
+        section,
+        "achieved throughput",
+        f"{fmt_rate(achieved)} of {fmt_rate(offered_real)} offered",
+        f"keeps up (≥ {STEADY_KEEP_UP:.0%} of offered)",
+        achieved >= STEADY_KEEP_UP * offered_real and len(latencies) == produced,
+    )
+    bench.report.note(
+        section,
+        f"{fmt_int(produced)} jobs offered in {produce_seconds:.2f} s "
+        f"({fmt_rate(offered_real)}; asked {fmt_rate(offered)}), {fmt_int(len(latencies))} ran, "
+        f"last one {total_seconds:.2f} s after the first batch; due→start p50 {ms(p50)}, "
+        f"p90 {ms(percentile(latencies, 90))}, p99 {ms(p99)}, "
+        f"max {ms(max(latencies) if latencies else float('nan'))}; {len(errors)} worker errors",
+    )
+
+
+# -- 4. flat cost at scale --------------------------------------------------------------------
+
+
+async def bulk_load(db: AsyncDatabase[Doc], make: Callable[[int], list[Doc]], count: int) -> None:
+    """Insert ``count`` documents from ``make`` in unordered batches of 10,000 (two in flight)."""
+    collection = db[DEFAULT_COLLECTION]
+    in_flight: set[asyncio.Task[Any]] = set()
+    for first in range(0, count, 10_000):
+        docs = make(min(10_000, count - first))
+        in_flight.add(asyncio.create_task(collection.insert_many(docs, ordered=False)))
+        if len(in_flight) >= 2:
+            finished, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                task.result()
+    for task in in_flight:
+        await task
+
+
+def plan_stages(plan: Any) -> tuple[list[str], list[str]]:
+    """The stage names and index names found anywhere in a winning plan."""
+    stages: list[str] = []
+    indexes: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "stage" and isinstance(value, str):
+                    stages.append(value)
+                elif key == "indexName" and isinstance(value, str):
+                    indexes.append(value)
+                elif key != "slotBasedPlan":
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(plan)
+    return stages, indexes
+
+
+async def explain_claim(db: AsyncDatabase[Doc], names: Sequence[str] | None, limit: int) -> Doc:
+    """``explain`` (executionStats) of the claim's candidate query."""
+    reply: Doc = await db.command(
+        {
+            "explain": {
+                "find": DEFAULT_COLLECTION,
+                "filter": due_filter(utcnow(), names=names),
+                "projection": CANDIDATE_PROJECTION,
+                "sort": dict(CLAIM_SORT),
+                "limit": limit,
+            },
+            "verbosity": "executionStats",
+        }
+    )
+    stats = reply["executionStats"]
+    stages, indexes = plan_stages(reply["queryPlanner"]["winningPlan"])
+    return {
+        "keys": int(stats["totalKeysExamined"]),
+        "docs": int(stats["totalDocsExamined"]),
+        "returned": int(stats["nReturned"]),
+        "millis": int(stats["executionTimeMillis"]),
+        "stages": stages,
+        "indexes": sorted(set(indexes)),
+    }
+
+
+async def section_scale(bench: Bench) -> None:
+    section = "4. Flat cost at scale"
+    args = bench.args
+    jobs, future, finished = args.scale_jobs, args.scale_future, args.scale_finished
+    log(f"{section}: empty-collection baseline, {jobs} jobs")
+    baseline_name = bench.database_name("baseline")
+    baseline = await burn_down(bench.client[baseline_name], jobs, args.workers)
+    await bench.drop(baseline_name)
+    bench.report.note(section, f"Empty collection (run just before): {baseline.describe()}")
+
+    name = bench.database_name("scale")
+    db = bench.client[name]
+    factory = DocFactory(JOB_NAME)
+    log(f"{section}: loading {future:,} future and {finished:,} completed jobs")
+    clock = Stopwatch()
+    await bulk_load(db, factory.future, future)
+    await bulk_load(db, factory.finished, finished)
+    bench.report.note(
+        section,
+        f"Loaded {fmt_int(future)} pending jobs due in 1-30 days and {fmt_int(finished)} "
+        f"completed jobs in {clock.elapsed:.1f} s (raw `insert_many`, unordered batches of "
+        f"10,000, documents copied from `build_new_job`); indexes built by `setup()`.",
+    )
+    explains: dict[str, Doc] = {}
+    limit = args.workers + 4
+
+    async def explain() -> None:
+        explains["due_filter(now)"] = await explain_claim(db, None, limit)
+        explains[f"due_filter(now, names=['{JOB_NAME}'])"] = await explain_claim(
+            db, [JOB_NAME], limit
+        )
+
+    log(f"{section}: burn-down of {jobs} due jobs beside them")
+    try:
+        result = await burn_down(db, jobs, args.workers, before_start=explain)
+    finally:
+        await bench.drop(name)
+    ratio = result.rate / baseline.rate if baseline.rate else 0.0
+    bench.report.add(
+        section,
+        f"{fmt_int(jobs)} due jobs beside {fmt_int(future)} future + {fmt_int(finished)} done",
+        f"{fmt_rate(result.rate)} = {ratio:.2f}× empty ({fmt_rate(baseline.rate)})",
+        "within 15% of empty (≥ 0.85×)",
+        ratio >= TARGET_SCALE_RATIO and result.ok and baseline.ok,
+    )
+    bench.report.note(section, f"Large collection: {result.describe()}")
+    for label, stats in explains.items():
+        per_job = stats["keys"] / stats["returned"] if stats["returned"] else float("inf")
+        in_memory_sort = any(stage.endswith("SORT") for stage in stats["stages"])
+        bench.report.add(
+            section,
+            f"explain `{label}` limit {limit}: keys examined / returned",
+            f"{stats['keys']} / {stats['returned']} = {per_job:.2f}",
+            f"bounded (≤ {TARGET_KEYS_PER_JOB} per job, no in-memory sort)",
+            per_job <= TARGET_KEYS_PER_JOB and not in_memory_sort and stats["returned"] > 0,
+        )
+        bench.report.note(
+            section,
+            f"explain `{label}`, sort {dict(CLAIM_SORT)}, limit {limit}: "
+            f"totalKeysExamined {stats['keys']}, totalDocsExamined {stats['docs']}, nReturned "
+            f"{stats['returned']}, {stats['millis']} ms; plan {' ← '.join(stats['stages'])}; "
+            f"index {', '.join(stats['indexes']) or 'none'}",
+        )
+
+
+# -- 5. memory --------------------------------------------------------------------------------
+
+
+async def section_memory(bench: Bench) -> None:
+    """One worker subprocess runs ``memory_jobs`` no-op jobs fed in batches (at most
+    ``BACKLOG`` pending at once; completed ones are deleted as it goes); its RSS is sampled
+    after the first tenth and at the end."""
+    section = "5. Memory"
+    args = bench.args
+    total = args.memory_jobs
+    step = max(1, total // 10)
+    batch = min(10_000, step)
+    backlog = 5 * batch
+    log(f"{section}: one worker process, {total:,} jobs")
+    name = bench.database_name("memory")
+    db = bench.client[name]
+    collection = db[DEFAULT_COLLECTION]
+    await MongoJobStore(db).setup()
+    factory = DocFactory(JOB_NAME)
+    child = Child(bench.uri, name, mode="memory", workers=args.workers, poll_interval=0.05)
+    inserted = 0
+    samples: list[tuple[int, int]] = []
+    stalled = False
+    clock = Stopwatch()
+    try:
+        await child.spawn()
+        await child.wait_ready()
+        while inserted < min(total, backlog):
+            count = min(batch, total - inserted)
+            await collection.insert_many(factory.due_now(count))
+            inserted += count
+        await child.send("go")
+        clock.restart()
+        next_sample, deleted_at, last_change, seen = step, 0, time.monotonic(), 0
+        while child.status.count < total:
+            if child.process is not None and child.process.returncode is not None:
+                raise RuntimeError(f"the worker process exited with {child.process.returncode}")
+            done = child.status.count
+            if done != seen:
+                seen, last_change = done, time.monotonic()
+            elif time.monotonic() - last_change > 60:
+                stalled = True
+                break
+            if done >= next_sample:
+                samples.append((done, rss_bytes(child.pid)))
+                next_sample += step
+            if inserted < total and inserted - done < backlog:
+                count = min(batch, total - inserted)
+                await collection.insert_many(factory.due_now(count))
+                inserted += count
+                continue
+            if done - deleted_at >= 10 * batch:
+                await collection.delete_many({"status": "completed"})
+                deleted_at = done
+                continue
+            child.status.progress.clear()
+            try:
+                await asyncio.wait_for(child.status.progress.wait(), timeout=1)
+            except asyncio.TimeoutError:
+                pass
+        seconds = clock.elapsed
+        end_rss = rss_bytes(child.pid)
+        samples.append((child.status.count, end_rss))
+    finally:
+        await child.stop()
+        await bench.drop(name)
+    first_count, first_rss = samples[0]
+    growth = (end_rss - first_rss) / first_rss * 100
+    bench.report.add(
+        section,
+        f"worker RSS after {fmt_int(first_count)} → {fmt_int(child.status.count)} jobs",
+        f"{mib(first_rss)} → {mib(end_rss)} ({growth:+.1f}%)",
+        f"grows < {TARGET_RSS_GROWTH:.0f}%",
+        growth < TARGET_RSS_GROWTH and not stalled and child.status.count >= total,
+    )
+    trail = ", ".join(f"{fmt_int(count)}: {mib(rss)}" for count, rss in samples)
+    bench.report.note(
+        section,
+        f"{fmt_int(child.status.count)} jobs in {seconds:.1f} s ({fmt_rate(rate(child.status.count, seconds))}"
+        f" with the parent feeding batches of {fmt_int(batch)}); RSS by jobs run: {trail}"
+        + ("; STALLED (no progress for 60 s)" if stalled else "")
+        + (f"; worker errors: {child.status.errors[:3]}" if child.status.errors else ""),
+    )
+
+
+# -- 6. many processes ------------------------------------------------------------------------
+
+
+@dataclass
+class MultiResult:
+    processes: int
+    jobs: int
+    seconds: float
+    check: RunCheck
+    completed_in_db: int
+    per_process: list[int]
+    errors: list[str]
+
+    @property
+    def rate(self) -> float:
+        return rate(self.check.ran, self.seconds)
+
+    @property
+    def ok(self) -> bool:
+        return self.check.ok and self.completed_in_db == self.jobs
+
+    def describe(self) -> str:
+        return (
+            f"{self.processes} process(es): {fmt_int(self.jobs)} jobs in {self.seconds:.2f} s = "
+            f"{fmt_rate(self.rate)}; per process {self.per_process}; {self.check.describe()}; "
+            f"{fmt_int(self.completed_in_db)} `completed` in the collection; "
+            f"{len(self.errors)} worker errors" + (f" (first: {self.errors[0]})" if self.errors else "")
+        )
+
+
+async def multi_burn(bench: Bench, processes: int, jobs: int) -> MultiResult:
+    """Burn-down of ``jobs`` by ``processes`` worker subprocesses, timed from the ``go`` sent
+    to all of them until the last handler ran; the ids each ran are checked for duplicates."""
+    name = bench.database_name(f"multi{processes}")
+    db = bench.client[name]
+    ids = await insert_with_schedule_bulk(Scheduler(MongoJobStore(db)), jobs)
+    folder = Path(tempfile.mkdtemp(prefix="mjs-bench-ids-"))
+    children = [
+        Child(
+            bench.uri,
+            name,
+            mode="burn",
+            workers=bench.args.workers,
+            poll_interval=0.05,
+            ids_file=folder / f"{index}.ids",
+        )
+        for index in range(processes)
+    ]
+    try:
+        for child in children:
+            await child.spawn()
+        await asyncio.gather(*(child.wait_ready() for child in children))
+        started = time.time()
+        await asyncio.gather(*(child.send("go") for child in children))
+        deadline = time.monotonic() + 120 + jobs / 100
+        while sum(c.status.count for c in children) < jobs and time.monotonic() < deadline:
+            if all(c.process is not None and c.process.returncode is not None for c in children):
+                break
+            await asyncio.sleep(0.05)
+        last = max(c.status.last_run for c in children)
+        seconds = (last if last > started else time.time()) - started
+        await asyncio.gather(*(child.stop() for child in children))
+        runs: Counter[Any] = Counter()
+        for index in range(processes):
+            path = folder / f"{index}.ids"
+            if path.exists():
+                runs.update(ObjectId(line) for line in path.read_text().split())
+        completed = await db[DEFAULT_COLLECTION].count_documents({"status": "completed"})
+    finally:
+        for child in children:
+            await child.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+        await bench.drop(name)
+    errors = [error for child in children for error in child.status.errors]
+    return MultiResult(
+        processes,
+        jobs,
+        seconds,
+        check_runs(ids, runs),
+        completed,
+        [c.status.count for c in children],
+        errors,
+    )
+
+
+async def section_multi(bench: Bench) -> None:
+    section = "6. Many processes"
+    args = bench.args
+    results: list[MultiResult] = []
+    for processes in (1, args.processes):
+        log(f"{section}: {args.multi_jobs} jobs, {processes} process(es) × {args.workers} workers")
+        result = await multi_burn(bench, processes, args.multi_jobs)
+        results.append(result)
+        bench.report.add(
+            section,
+            f"{fmt_int(args.multi_jobs)} jobs, {processes} process(es) × {args.workers} workers",
+            fmt_rate(result.rate),
+            "—",
+            None,
+        )
+        bench.report.add(
+            section,
+            f"{processes} process(es): each job ran exactly once",
+            f"{result.check.duplicates} duplicates, {result.check.missing} missing, "
+            f"{fmt_int(result.completed_in_db)} completed",
+            "no job twice, none lost",
+            result.ok,
+        )
+        bench.report.note(section, result.describe())
+    one, many = results
+    ratio = many.rate / one.rate if one.rate else 0.0
+    bench.report.add(
+        section,
+        f"{args.processes} processes vs 1",
+        f"{ratio:.2f}×",
+        f"≥ {TARGET_MULTI_RATIO}×",
+        ratio >= TARGET_MULTI_RATIO,
+    )
+
+
+# -- 7. Node comparison -----------------------------------------------------------------------
+
+
+async def run_command(args: Sequence[str], timeout: float, cwd: str | None = None) -> str:
+    """Run a command; return its stdout, or raise with its stderr."""
+    process = await asyncio.create_subprocess_exec(
+        *args, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        raise RuntimeError(f"{shlex.join(args)} timed out after {timeout:.0f} s") from None
+    if process.returncode != 0:
+        tail = err.decode(errors="replace").strip()[-2000:]
+        raise RuntimeError(f"{shlex.join(args)} exited with {process.returncode}: {tail}")
+    return out.decode(errors="replace")
+
+
+async def section_node(bench: Bench, node_version: list[str]) -> None:
+    section = "7. Node comparison"
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        print("skipped: node/npm not found", file=sys.stderr)
+        bench.report.skip(section, "Node mongo-job-scheduler 1.2.4", "skipped: node/npm not found")
+        return
+    node_version.append((await run_command([node, "--version"], 30)).strip())
+    folder = tempfile.mkdtemp(prefix="mjs-bench-node-")
+    try:
+        log(f"{section}: npm install {' '.join(NODE_PACKAGES)}")
+        await run_command(
+            [
+                npm,
+                "install",
+                "--prefix",
+                folder,
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                *NODE_PACKAGES,
+            ],
+            timeout=600,
+        )
+        script = Path(folder) / NODE_SCRIPT.name
+        shutil.copy(NODE_SCRIPT, script)
+        for jobs in bench.args.jobs:
+            log(f"{section}: Node burn-down of {jobs} jobs (8 workers, poll 50 ms)")
+            name = bench.database_name("node")
+            try:
+                output = await run_command(
+                    [node, str(script), bench.uri, name, str(jobs)], timeout=1800, cwd=folder
+                )
+            finally:
+                await bench.drop(name)
+            stats = json.loads(output.strip().splitlines()[-1])
+            python = await python_burn(bench, jobs)
+            ratio = python.rate / stats["rate"] if stats["rate"] else float("inf")
+            bench.report.add(
+                section,
+                f"Node 1.2.4, {fmt_int(jobs)} jobs (8 workers, poll 50 ms)",
+                fmt_rate(stats["rate"]),
+                "—",
+                None,
+            )
+            bench.report.add(
+                section,
+                f"Python / Node, {fmt_int(jobs)} jobs",
+                f"{ratio:.1f}× ({fmt_rate(python.rate)} / {fmt_rate(stats['rate'])})",
+                f"≥ {TARGET_NODE_RATIO:.0f}×",
+                ratio >= TARGET_NODE_RATIO,
+            )
+            bench.report.note(
+                section,
+                f"Node {fmt_int(jobs)} jobs: {stats['handled']:,} handler calls "
+                f"({stats['distinct']:,} distinct ids, {stats['duplicates']} duplicates, "
+                f"{stats['errors']} worker errors) in {stats['seconds']:.2f} s = "
+                f"{fmt_rate(stats['rate'])}; Python in the same run: {fmt_rate(python.rate)}.",
+            )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+SECTIONS: list[tuple[str, str, Callable[[Bench], Awaitable[None]]]] = [
+    ("burn", "1. Burn-down", section_burn),
+    ("idle", "2. Idle latency", section_idle),
+    ("steady", "3. Steady load", section_steady),
+    ("scale", "4. Flat cost at scale", section_scale),
+    ("memory", "5. Memory", section_memory),
+    ("multi", "6. Many processes", section_multi),
+]
+
+
+def command_line() -> str:
+    if os.environ.get("BENCH_VIA_SCRIPT"):
+        return shlex.join(["scripts/bench", *sys.argv[1:]])
+    return shlex.join(["python", "bench/run.py", *sys.argv[1:]])
+
+
+def render(bench: Bench, facts: dict[str, str]) -> str:
+    lines = ["# mongo-job-scheduler benchmark", ""]
+    lines += [f"- **{key}**: {value}" for key, value in facts.items()]
+    lines += [
+        "",
+        "## Results",
+        "",
+        "| Section | Measurement | Value | Target (issue 3) | Result |",
+        "|---|---|---|---|---|",
+    ]
+    for row in bench.report.rows:
+        cells = [row.section, row.measurement, row.value, row.target, f"**{row.verdict}**"]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    lines += ["", "## Details", ""]
+    for section, notes in bench.report.details.items():
+        lines += [f"### {section}", ""]
+        lines += [f"- {note}" for note in notes]
+        lines.append("")
+    return "\n".join(lines)
+
+
+async def main(args: argparse.Namespace) -> int:
+    started_at = utcnow()
+    load_before = load_average()
+    clock = Stopwatch()
+    mongod = LocalMongod(replica_set="rs0", cache_size_gb=args.cache_gb)
+    log(f"starting mongod (replica set rs0, WiredTiger cache {args.cache_gb} GB)")
+    mongod.start()
+    node_version: list[str] = []
+    bench = Bench(args, mongod)
+    failures: list[str] = []
+    try:
+        build = await bench.client.admin.command("buildInfo")
+        for key, title, run in SECTIONS:
+            if getattr(args, f"skip_{key}"):
+                bench.report.skip(title, "(whole section)", "skipped by flag")
+                continue
+            try:
+                await run(bench)
+            except Exception as exc:  # report it and go on with the other sections
+                log(f"{title} failed: {type(exc).__name__}: {exc}")
+                failures.append(title)
+                bench.report.add(title, "(section)", f"error: {type(exc).__name__}: {exc}", "", False)
+        if args.skip_node:
+            bench.report.skip("7. Node comparison", "(whole section)", "skipped by flag")
+        else:
+            try:
+                await section_node(bench, node_version)
+            except Exception as exc:
+                log(f"7. Node comparison failed: {type(exc).__name__}: {exc}")
+                bench.report.add(
+                    "7. Node comparison", "(section)", f"error: {type(exc).__name__}: {exc}", "", False
+                )
+    finally:
+        await bench.client.close()
+        mongod.stop()
+    facts = {
+        "Date": started_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "Machine": f"{os.cpu_count()} cores (nproc), {cpu_model()}, {ram_total()} RAM",
+        "OS": os_name(),
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "PyMongo": pymongo.version,
+        "MongoDB server": (
+            f"{build.get('version')} (`{mongod.binary}`), on 127.0.0.1, single-node replica set "
+            f"`rs0` (plus a standalone server for the polling figure), WiredTiger cache "
+            f"{args.cache_gb} GB"
+        ),
+        "Node": node_version[0] if node_version else "not used",
+        "Workers per process": f"{args.workers} (poll interval 0.05 s; {args.idle_poll} s idle)",
+        "Load average before / after": f"{load_before} → {load_average()}",
+        "Duration": f"{clock.elapsed / 60:.1f} min",
+        "Command": f"`{command_line()}`",
+    }
+    text = render(bench, facts)
+    print(text)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    suffix = "-quick" if args.quick else ""
+    path = RESULTS_DIR / f"{started_at:%Y-%m-%d}-{socket.gethostname()}{suffix}.md"
+    path.write_text(text + "\n")
+    (RESULTS_DIR / "latest.md").write_text(text + "\n")
+    log(f"report written to {path} and {RESULTS_DIR / 'latest.md'}")
+    return 1 if failures else 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+
+    def ints(text: str) -> list[int]:
+        return [int(part.replace("_", "")) for part in text.split(",") if part]
+
+    add = parser.add_argument
+    add("--quick", action="store_true", help="every section at small sizes (a smoke test)")
+    add("--jobs", type=ints, help="burn-down sizes, comma-separated (default 2000,20000)")
+    add("--workers", type=int, default=64, help="workers per process (default 64)")
+    add("--idle-probes", type=int, help="idle-latency probes per server (default 100)")
+    add("--idle-poll", type=float, default=0.5, help="poll interval of idle workers (0.5 s)")
+    add("--steady-rate", type=int, help="jobs/s offered under steady load (default 1000)")
+    add("--steady-seconds", type=float, help="how long the steady load lasts (default 10 s)")
+    add("--steady-batch", type=int, default=10, help="jobs per producer batch (default 10)")
+    add("--scale-jobs", type=int, help="due jobs burnt down at scale (default 20000)")
+    add("--scale-future", type=int, help="future-dated jobs in the collection (1000000)")
+    add("--scale-finished", type=int, help="completed jobs in the collection (200000)")
+    add("--memory-jobs", type=int, help="jobs run by the memory test (default 1000000)")
+    add("--multi-jobs", type=int, help="jobs burnt down by 1 vs N processes (default 20000)")
+    add("--processes", type=int, default=4, help="worker processes compared with one (4)")
+    add("--cache-gb", type=float, default=1.0, help="mongod WiredTiger cache size (1.0 GB)")
+    for key, title, _ in SECTIONS:
+        add(f"--skip-{key}", action="store_true", help=f"skip section {title}")
+    add("--skip-node", action="store_true", help="skip section 7. Node comparison")
+    args = parser.parse_args(argv)
+    full = {
+        "jobs": [2_000, 20_000],
+        "idle_probes": 100,
+        "steady_rate": 1_000,
+        "steady_seconds": 10.0,
+        "scale_jobs": 20_000,
+        "scale_future": 1_000_000,
+        "scale_finished": 200_000,
+        "memory_jobs": 1_000_000,
+        "multi_jobs": 20_000,
+    }
+    quick = {
+        "jobs": [1_000, 2_000],
+        "idle_probes": 15,
+        "steady_rate": 500,
+        "steady_seconds": 3.0,
+        "scale_jobs": 2_000,
+        "scale_future": 50_000,
+        "scale_finished": 10_000,
+        "memory_jobs": 20_000,
+        "multi_jobs": 4_000,
+    }
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse_args())))
