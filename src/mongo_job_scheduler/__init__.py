@@ -19,6 +19,7 @@ from .job import Job, JobStatus, StopReason
 from .repeat import Repeat, RunPlan
 from .retry import Retry
 from .scheduler import Scheduler
+from .stats import SchedulerStats
 from .stores import InMemoryJobStore, JobStore, MongoJobStore
 
 __version__ = "0.1.0"
@@ -42,6 +43,7 @@ __all__ = [
     "Scheduler",
     "SchedulerError",
     "SchedulerNotRunning",
+    "SchedulerStats",
     "StopReason",
     "ValidationError",
     "__version__",

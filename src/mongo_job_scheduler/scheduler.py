@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -18,12 +18,13 @@ from ._documents import (
     build_query,
     parse_job_id,
 )
-from ._durations import Duration, to_seconds
-from ._errors import ConfigurationError, JobNotFound, ValidationError
+from ._durations import Duration, to_seconds, to_utc
+from ._errors import ConfigurationError, InvalidJobState, JobNotFound, ValidationError
 from .events import EventEmitter, Listener
 from .job import Job, JobStatus, StopReason
 from .repeat import Repeat, _zone
 from .retry import Retry
+from .stats import SchedulerStats
 from .stores.base import UPDATE_ATTEMPTS, JobStore, plan_update, update_gave_up
 from .worker import BackoffFn, Handler, TaskSpec, Worker, WorkerConfig
 
@@ -402,8 +403,76 @@ class Scheduler:
         self.events.emit("job:cancel", Job.from_document(doc))
         return True
 
+    async def retry_job(self, job_id: Any) -> Job:
+        """Run a ``failed`` or ``cancelled`` job again now, with fresh attempts (an operator's
+        explicit decision: a cancelled job never runs again by itself). Other statuses raise
+        :class:`InvalidJobState`; re-running a completed job is ``update_job(run_at=...)``."""
+        store = self._need_store()
+        oid = parse_job_id(job_id)
+        for _ in range(UPDATE_ATTEMPTS):
+            current = await store.get(oid)
+            if current is None:
+                raise JobNotFound(job_id)
+            status = str(current.get("status"))
+            if status not in ("failed", "cancelled"):
+                raise InvalidJobState(
+                    f"job {job_id} is {status}; only failed or cancelled jobs can be retried"
+                )
+            key = current.get("dedupeKey")
+            if key is not None and not await store.reserve_dedupe_key(str(key), oid):
+                raise InvalidJobState(
+                    f"job {job_id} cannot run again: another active job holds its dedupe key"
+                )
+            now = await store.now()
+            fields: dict[str, Any] = {
+                "status": "pending",
+                "nextRunAt": now,
+                "attempts": 0,
+                "leaseExpiries": 0,
+            }
+            if current.get("repeat"):
+                fields["lastScheduledAt"] = now
+            doc = await store.update(oid, expect_status=[status], set=fields)
+            if doc is not None:
+                job = Job.from_document(doc)
+                self._wake_if_due(job)
+                return job
+        raise update_gave_up(job_id)
 
-def _far_future() -> Any:
-    from datetime import datetime, timezone
+    async def purge(
+        self,
+        older_than: Any,
+        *,
+        statuses: Sequence[str | JobStatus] = ("completed", "failed", "cancelled"),
+    ) -> int:
+        """Delete finished jobs (``completed``, ``failed``, ``cancelled`` by default) last
+        updated before ``older_than`` (an aware datetime, or a duration back from now).
+        Pending and running jobs are never purged. Returns how many were deleted."""
+        store = self._need_store()
+        now = await store.now()
+        if isinstance(older_than, datetime):
+            before = to_utc("older_than", older_than)
+        else:
+            before = now - timedelta(seconds=to_seconds("older_than", older_than, allow_zero=True))
+        chosen = build_query(status=list(statuses)).statuses or []
+        active = sorted(set(chosen) - {"completed", "failed", "cancelled"})
+        if active:
+            raise ValidationError("statuses", f"only finished jobs can be purged, not {active}")
+        return await store.delete_finished(before, chosen)
 
+    async def stats(self) -> SchedulerStats:
+        """Counts by status and name, the due backlog and its lag, failures in the last hour."""
+        store = self._need_store()
+        now = await store.now()
+        raw = await store.stats(now)
+        return SchedulerStats(
+            at=now,
+            by_name=raw["by_name"],
+            due=int(raw["due"]),
+            oldest_due_at=raw["oldest_due"],
+            failed_last_hour=int(raw["failed_since_hour"]),
+        )
+
+
+def _far_future() -> datetime:
     return datetime.max.replace(tzinfo=timezone.utc)

@@ -150,6 +150,11 @@ def fence_filter(fence: Fence, expect: Mapping[str, Any] | None = None) -> dict[
     return flt
 
 
+COUNT_BY_NAME_AND_STATUS: list[dict[str, Any]] = [
+    {"$group": {"_id": {"name": "$name", "status": "$status"}, "n": {"$sum": 1}}}
+]
+
+
 PENDING_CHANGES: list[dict[str, Any]] = [
     {
         "$match": {

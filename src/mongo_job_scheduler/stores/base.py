@@ -256,6 +256,17 @@ class JobStore(ABC):
         document after, or ``None`` if it did not match."""
 
     @abstractmethod
+    async def delete_finished(self, before: datetime, statuses: Sequence[str]) -> int:
+        """Delete jobs in one of ``statuses`` (terminal ones) last updated before ``before``;
+        returns how many were deleted."""
+
+    @abstractmethod
+    async def stats(self, now: datetime) -> dict[str, Any]:
+        """Counts for operators: ``by_name`` ({name: {status: n}}), ``due`` (pending jobs due
+        by ``now``), ``oldest_due`` (the earliest ``nextRunAt`` among them, or ``None``) and
+        ``failed_since_hour`` (jobs failed in the hour before ``now``)."""
+
+    @abstractmethod
     async def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
         """Register ``key`` for ``job_id`` (reviving a finished job); False if another job
         holds it."""

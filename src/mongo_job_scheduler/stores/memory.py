@@ -283,6 +283,38 @@ class InMemoryJobStore(JobStore):
             del self._dedupe[dedupe_key]
         return copy.deepcopy(doc), True
 
+    async def delete_finished(self, before: datetime, statuses: Sequence[str]) -> int:
+        doomed = [
+            job_id
+            for job_id, doc in self._jobs.items()
+            if doc.get("status") in statuses and doc.get("updatedAt", before) < before
+        ]
+        for job_id in doomed:
+            del self._jobs[job_id]
+        return len(doomed)
+
+    async def stats(self, now: datetime) -> dict[str, Any]:
+        by_name: dict[str, dict[str, int]] = {}
+        due = [
+            d["nextRunAt"]
+            for d in self._jobs.values()
+            if d.get("status") == "pending" and d["nextRunAt"] <= now
+        ]
+        hour_ago = now - timedelta(hours=1)
+        failed = 0
+        for doc in self._jobs.values():
+            counts = by_name.setdefault(str(doc.get("name")), {})
+            status = str(doc.get("status"))
+            counts[status] = counts.get(status, 0) + 1
+            if status == "failed" and doc.get("updatedAt", now) >= hour_ago:
+                failed += 1
+        return {
+            "by_name": by_name,
+            "due": len(due),
+            "oldest_due": min(due) if due else None,
+            "failed_since_hour": failed,
+        }
+
     async def update(
         self,
         job_id: Any,

@@ -418,6 +418,32 @@ class MongoJobStore(JobStore):
             await self.dedupe.delete_one({"_id": key, "jobId": job_id})
         return doc, True
 
+    async def delete_finished(self, before: datetime, statuses: Sequence[str]) -> int:
+        result = await self.jobs.delete_many(
+            {"status": {"$in": list(statuses)}, "updatedAt": {"$lt": before}}
+        )
+        return int(result.deleted_count)
+
+    async def stats(self, now: datetime) -> dict[str, Any]:
+        by_name: dict[str, dict[str, int]] = {}
+        async for row in await self.jobs.aggregate(q.COUNT_BY_NAME_AND_STATUS):
+            by_name.setdefault(str(row["_id"]["name"]), {})[str(row["_id"]["status"])] = int(
+                row["n"]
+            )
+        due = await self.jobs.count_documents(q.due_filter(now))
+        oldest = await self.jobs.find_one(
+            q.due_filter(now), {"nextRunAt": 1}, sort=q.CLAIM_SORT[1:2]
+        )
+        failed = await self.jobs.count_documents(
+            {"status": "failed", "updatedAt": {"$gte": now - timedelta(hours=1)}}
+        )
+        return {
+            "by_name": by_name,
+            "due": due,
+            "oldest_due": None if oldest is None else oldest["nextRunAt"],
+            "failed_since_hour": failed,
+        }
+
     async def update(
         self,
         job_id: Any,

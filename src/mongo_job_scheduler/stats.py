@@ -1,0 +1,48 @@
+"""Counts an operator looks at: jobs by status and name, due backlog, recent failures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .job import JobStatus
+
+__all__ = ["SchedulerStats"]
+
+
+@dataclass(frozen=True)
+class SchedulerStats:
+    """A snapshot from :meth:`Scheduler.stats`.
+
+    ``by_name`` maps each job name to its counts by status; ``due`` is how many pending jobs
+    are due but not started, ``oldest_due_at`` the earliest due time among them and ``lag``
+    how long that one has waited; ``failed_last_hour`` counts jobs that ended ``failed``
+    within the hour before ``at`` (the store's clock).
+    """
+
+    at: datetime
+    by_name: dict[str, dict[str, int]]
+    due: int
+    oldest_due_at: datetime | None
+    failed_last_hour: int
+
+    @property
+    def by_status(self) -> dict[str, int]:
+        """Counts by status over all names (every status present, zeros included)."""
+        totals = {status.value: 0 for status in JobStatus}
+        for counts in self.by_name.values():
+            for status, n in counts.items():
+                totals[status] = totals.get(status, 0) + n
+        return totals
+
+    @property
+    def total(self) -> int:
+        """How many jobs the collection holds."""
+        return sum(self.by_status.values())
+
+    @property
+    def lag(self) -> timedelta | None:
+        """How long the oldest due job has waited (``None`` when nothing is due)."""
+        if self.oldest_due_at is None:
+            return None
+        return max(timedelta(0), self.at - self.oldest_due_at)
