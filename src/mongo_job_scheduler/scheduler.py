@@ -112,6 +112,7 @@ class Scheduler:
         self.events = EventEmitter()
         self._tasks: dict[str, TaskSpec] = {}
         self._worker: Worker | None = None
+        self._stopping: Worker | None = None
         self._running = False
 
     # -- configuration ----------------------------------------------------------------------
@@ -208,14 +209,23 @@ class Scheduler:
     async def stop(self, graceful: bool = True, timeout: Duration = 30) -> None:
         """Stop claiming. If ``graceful``, let running jobs finish for up to ``timeout``
         seconds; then stop the remaining handlers and give their jobs back so other workers
-        take them at once. ``graceful=False`` does that immediately."""
+        take them at once. ``graceful=False`` does that immediately (also while a graceful stop
+        is waiting for running jobs: it stops them now)."""
         if not self._running:
+            stopping = self._stopping
+            if stopping is not None and not graceful:
+                for job_id in list(stopping.executions):
+                    stopping.request_stop(job_id, StopReason.SHUTDOWN)
             return
         wait = to_seconds("timeout", timeout, allow_zero=True)
         self._running = False
         worker, self._worker = self._worker, None
         if worker is not None:
-            await worker.stop(graceful, wait if graceful else 0.0)
+            self._stopping = worker
+            try:
+                await worker.stop(graceful, wait if graceful else 0.0)
+            finally:
+                self._stopping = None
         self.events.emit("scheduler:stop")
 
     async def __aenter__(self) -> Scheduler:
@@ -281,7 +291,7 @@ class Scheduler:
         job = Job.from_document(doc)
         if created:
             self.events.emit("job:created", job)
-            self._wake_if_due(job)
+            await self._wake_if_due(job)
         return job
 
     async def schedule_bulk(
@@ -300,12 +310,17 @@ class Scheduler:
             if created:
                 self.events.emit("job:created", job)
         if jobs:
-            self._wake_if_due(min(jobs, key=lambda j: j.next_run_at or _far_future()))
+            await self._wake_if_due(min(jobs, key=lambda j: j.next_run_at or _far_future()))
         return jobs
 
-    def _wake_if_due(self, job: Job) -> None:
-        if self._worker is not None and job.status is JobStatus.PENDING:
+    async def _wake_if_due(self, job: Job) -> None:
+        """Tell the local worker when a job it may run becomes due (now, or at its time)."""
+        if self._worker is None or self.store is None or job.status is not JobStatus.PENDING:
+            return
+        if job.next_run_at is None:
             self._worker.wake()
+            return
+        self._worker.wake_in((job.next_run_at - await self.store.now()).total_seconds())
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -377,7 +392,7 @@ class Scheduler:
             if doc is not None:
                 job = Job.from_document(doc)
                 if job.status is JobStatus.PENDING:
-                    self._wake_if_due(job)
+                    await self._wake_if_due(job)
                 return job
         raise update_gave_up(job_id)
 
@@ -435,7 +450,7 @@ class Scheduler:
             doc = await store.update(oid, expect_status=[status], set=fields)
             if doc is not None:
                 job = Job.from_document(doc)
-                self._wake_if_due(job)
+                await self._wake_if_due(job)
                 return job
         raise update_gave_up(job_id)
 

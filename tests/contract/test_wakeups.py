@@ -1,9 +1,9 @@
 """Contract: wake-ups (SPEC §6). An idle worker polls rarely (``poll_interval=30`` here), yet
 runs a job as soon as it becomes due:
 
-- on a replica set, a change stream tells it that a job became pending (created by another
-  process, retried, released by another scheduler's stop), at once or, for a job due soon, by a
-  timer armed for its due time; the stream resumes from its token after an error;
+- on a replica set, a change stream tells it (while it is idle) that a job became pending
+  (created by another process, retried, released by another scheduler's stop), at once or, for
+  a job due soon, by a timer armed for its due time; the stream resumes after an error;
 - an in-process ``schedule`` wakes the local worker at once, on both stores;
 - on a standalone server (no change streams) ``watch`` returns at once and polling remains.
 
@@ -206,7 +206,8 @@ async def test_job_released_by_another_schedulers_stop_wakes_an_idle_one(
 @pytest.mark.mongo_only
 async def test_change_stream_resumes_from_its_token_after_an_error(clients: Clients) -> None:
     """The server interrupts the worker's change stream (``killOp``); a job created while the
-    worker reopens it is still delivered, because the stream resumes from its token."""
+    worker reopens it still runs at once (the stream resumes from its token, and the worker
+    claims once when the stream is open again), and so does one created afterwards."""
     app = f"worker-{uuid.uuid4().hex[:8]}"
     store = clients.store(app)
     idle = IdleClaims(store)
@@ -252,6 +253,31 @@ async def test_in_process_schedule_wakes_the_local_worker_at_once(store: JobStor
         await idle.wait_idle()
         [bulk] = await scheduler.schedule_bulk([{"name": "local-bulk"}])
         assert (await next_run(started, WAKE_WITHIN)).id == bulk.id
+
+
+async def test_own_retry_and_next_occurrence_start_on_time(store: JobStore) -> None:
+    """A worker arms its own timer for the retries and next occurrences it writes, so they start
+    at their due time without a change stream (the in-memory store) and despite the 30 s poll."""
+    starts: dict[str, list[datetime]] = {"flaky": [], "tick": []}
+
+    async def handler(job: Job) -> None:
+        starts[job.name].append(datetime.now(timezone.utc))
+        if job.name == "flaky" and job.attempts == 0:
+            raise RuntimeError("first attempt fails")
+
+    scheduler = Scheduler(store, handler, workers=2, poll_interval=IDLE_POLL)
+    async with scheduler:
+        now = await store.now()
+        flaky = await scheduler.schedule("flaky", retry={"maxAttempts": 2, "delay": 1000})
+        tick = await scheduler.schedule("tick", repeat={"every": timedelta(seconds=1)}, run_at=now)
+        await wait_for(lambda: len(starts["flaky"]) >= 2 and len(starts["tick"]) >= 2, 11)
+        await scheduler.cancel(tick.id)
+    first, second = starts["flaky"][:2]
+    assert timedelta(seconds=0.95) <= second - first <= timedelta(seconds=1 + WAKE_WITHIN / 2)
+    first, second = starts["tick"][:2]
+    assert timedelta(seconds=0.5) <= second - first <= timedelta(seconds=1 + WAKE_WITHIN / 2)
+    doc = await store.get(flaky.id)
+    assert doc is not None and doc["status"] == "completed" and doc["attempts"] == 1
 
 
 # -- standalone server: polling fallback --------------------------------------------------------
