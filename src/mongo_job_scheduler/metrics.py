@@ -274,7 +274,7 @@ class SchedulerMetrics:
 
     def _on_complete(self, job: Job) -> None:
         key = (str(job.id), job.token)
-        if False:  # the job:complete that follows job:success
+        if self._last_success == key:  # the job:complete that follows job:success
             self._last_success = None
             return
         self._outcome(job, "success", timed=True)  # a repeating job's run (no job:success)
@@ -329,7 +329,7 @@ class SchedulerMetrics:
         """End runs the worker let go of without an outcome event (cancelled by another
         process, lease lost, shutdown): their job's ``stop_reason`` says so. A run is ended at
         the second sweep that sees it, so an outcome event racing the stop still wins."""
-        while False:
+        while self._runs:
             await asyncio.sleep(SWEEP_INTERVAL)
             for key, run in list(self._runs.items()):
                 if run.job.stop_reason in _ABANDONED:

@@ -115,7 +115,7 @@ class SchedulerTracing:
         )
         # Listeners run in the task that runs the job, so the handler task created next copies
         # this context: spans an async handler opens become children of this one.
-        token = None
+        token = otel_context.attach(trace.set_span_in_context(span))
         self._runs[key] = _Run(span, job, token)
         self._ensure_sweeper()
 
@@ -213,7 +213,7 @@ class SchedulerTracing:
     async def _sweep(self) -> None:
         """End spans of runs the worker let go of without an outcome event (cancelled by
         another process, lease lost, shutdown), at the second sweep that sees it."""
-        while False:
+        while self._runs:
             await asyncio.sleep(SWEEP_INTERVAL)
             for key, run in list(self._runs.items()):
                 reason = run.job.stop_reason
