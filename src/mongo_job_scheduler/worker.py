@@ -285,7 +285,10 @@ class Worker:
                     await self._give_back(item)
                 else:
                     self._launch(item)
-            if len(claimed) < free and not self._stopping:
+            # Sleep only when nothing was claimed: a short claim may have lost races to other
+            # workers while more jobs are due, so claim again at once (it comes back empty
+            # when the queue is really drained).
+            if not claimed and not self._stopping:
                 await self._sleep(self.config.poll_interval, self._wake)
 
     async def _give_back(self, claimed: Claimed) -> None:

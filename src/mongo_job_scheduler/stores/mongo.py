@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -69,6 +70,7 @@ class MongoJobStore(JobStore):
         self.slots: AsyncCollection[Doc] = database.get_collection(slots, codec_options=options)
         self._clock = ServerClock()
         self._next_expired_scan = 0.0
+        self._contended = False
         self._ready = False
         self._setup_lock = asyncio.Lock()
 
@@ -190,18 +192,24 @@ class MongoJobStore(JobStore):
         saturated: list[str] = []
         while True:  # each blocked round saturates a new name, so this ends (B8: no cap)
             want = limit - len(claimed)
+            # Under contention (other workers took part of the last batch), look further down
+            # the order and take a random part of it, so competing workers spread out instead
+            # of all racing for the same head of the queue.
+            window = want * 4 + 4 if self._contended else want + 4
             candidates = await (
-                self.jobs.find(q.due_filter(now, saturated, names))
+                self.jobs.find(q.due_filter(now, saturated, names), q.CANDIDATE_PROJECTION)
                 .sort(q.CLAIM_SORT)
-                .limit(want + 4)
+                .limit(window)
                 .to_list()
             )
+            if self._contended and len(candidates) > want + 4:
+                candidates = sorted(random.sample(candidates, want + 4), key=q.claim_order_key)
             # Expired leases are looked for when there is spare capacity, and at least every
             # EXPIRED_SCAN_EVERY seconds under constant load.
             if len(candidates) < want + 4 or time.monotonic() >= self._next_expired_scan:
                 self._next_expired_scan = time.monotonic() + EXPIRED_SCAN_EVERY
                 expired = await (
-                    self.jobs.find(q.expired_filter(now, saturated, names))
+                    self.jobs.find(q.expired_filter(now, saturated, names), q.CANDIDATE_PROJECTION)
                     .sort("lockUntil", 1)
                     .limit(want)
                     .to_list()
@@ -246,6 +254,7 @@ class MongoJobStore(JobStore):
         result = await self.jobs.update_many(
             q.claim_many_filter(ids), q.claim_update(owner, lease, claim_id)
         )
+        self._contended = result.modified_count < len(ids)
         if not result.modified_count:
             return []
         docs = await self.jobs.find({"_id": {"$in": ids}, "claimId": claim_id}).to_list()
