@@ -17,6 +17,7 @@ from ._documents import (
     build_new_job,
     build_query,
     parse_job_id,
+    validate_name,
 )
 from ._durations import Duration, to_seconds, to_utc
 from ._errors import ConfigurationError, InvalidJobState, JobNotFound, ValidationError
@@ -131,8 +132,6 @@ class Scheduler:
         timedelta`` computes retry delays in code (attempt is 1 after the first failure).
         Async functions run on the event loop; plain functions run in a thread pool.
         """
-        from ._documents import validate_name
-
         validate_name(name)
         retry_obj = None if retry is None else Retry.parse(retry)
         timeout_td = None if timeout is None else timedelta(seconds=to_seconds("timeout", timeout))
@@ -475,6 +474,24 @@ class Scheduler:
             raise ValidationError("statuses", f"only finished jobs can be purged, not {active}")
         return await store.delete_finished(before, chosen)
 
+    async def pause(self, name: str) -> bool:
+        """Stop every worker, everywhere, from starting jobs named ``name`` (running ones
+        finish; other processes notice within a second). The pause survives restarts.
+        Returns ``False`` if it was already paused."""
+        return await self._need_store().pause(validate_name(name))
+
+    async def resume(self, name: str) -> bool:
+        """Let workers start jobs named ``name`` again. Returns ``False`` if it was not
+        paused."""
+        resumed = await self._need_store().resume(validate_name(name))
+        if resumed and self._worker is not None:
+            self._worker.wake()
+        return resumed
+
+    async def paused_names(self) -> list[str]:
+        """The paused job names, sorted."""
+        return await self._need_store().paused_names()
+
     async def stats(self) -> SchedulerStats:
         """Counts by status and name, the due backlog and its lag, failures in the last hour."""
         store = self._need_store()
@@ -486,6 +503,7 @@ class Scheduler:
             due=int(raw["due"]),
             oldest_due_at=raw["oldest_due"],
             failed_last_hour=int(raw["failed_since_hour"]),
+            paused=await store.paused_names(),
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .job import JobStatus
@@ -25,6 +25,8 @@ class SchedulerStats:
     due: int
     oldest_due_at: datetime | None
     failed_last_hour: int
+    paused: list[str] = field(default_factory=list)
+    """Job names paused with :meth:`Scheduler.pause`."""
 
     @property
     def by_status(self) -> dict[str, int]:

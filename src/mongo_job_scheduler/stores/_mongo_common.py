@@ -51,6 +51,11 @@ def side_collection_names(collection: str) -> tuple[str, str]:
     return f"{collection}_dedupe", f"{collection}_slots"
 
 
+def paused_collection_name(collection: str) -> str:
+    """Name of the collection of paused job names (``_id`` = the name)."""
+    return f"{collection}_paused"
+
+
 def _names(
     flt: dict[str, Any], names: Sequence[str] | None, exclude_names: Sequence[str]
 ) -> dict[str, Any]:

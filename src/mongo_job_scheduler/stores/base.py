@@ -261,6 +261,19 @@ class JobStore(ABC):
         returns how many were deleted."""
 
     @abstractmethod
+    async def pause(self, name: str) -> bool:
+        """Stop claiming jobs of ``name`` everywhere (running ones finish); returns whether
+        it was not paused before. Survives restarts."""
+
+    @abstractmethod
+    async def resume(self, name: str) -> bool:
+        """Claim jobs of ``name`` again; returns whether it was paused."""
+
+    @abstractmethod
+    async def paused_names(self) -> list[str]:
+        """The paused job names, sorted."""
+
+    @abstractmethod
     async def stats(self, now: datetime) -> dict[str, Any]:
         """Counts for operators: ``by_name`` ({name: {status: n}}), ``due`` (pending jobs due
         by ``now``), ``oldest_due`` (the earliest ``nextRunAt`` among them, or ``None``) and

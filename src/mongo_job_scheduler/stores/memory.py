@@ -73,6 +73,7 @@ class InMemoryJobStore(JobStore):
         self._jobs: dict[ObjectId, dict[str, Any]] = {}
         self._dedupe: dict[str, tuple[ObjectId, datetime]] = {}
         self._slots: dict[str, dict[tuple[Any, str], datetime]] = {}
+        self._paused: set[str] = set()
 
     async def setup(self) -> None:
         return None
@@ -171,6 +172,7 @@ class InMemoryJobStore(JobStore):
             d
             for d in self._jobs.values()
             if (names is None or d.get("name") in names)
+            and d.get("name") not in self._paused
             and (
                 (d["status"] == "pending" and d["nextRunAt"] <= now)
                 or (
@@ -292,6 +294,19 @@ class InMemoryJobStore(JobStore):
         for job_id in doomed:
             del self._jobs[job_id]
         return len(doomed)
+
+    async def pause(self, name: str) -> bool:
+        new = name not in self._paused
+        self._paused.add(name)
+        return new
+
+    async def resume(self, name: str) -> bool:
+        was = name in self._paused
+        self._paused.discard(name)
+        return was
+
+    async def paused_names(self) -> list[str]:
+        return sorted(self._paused)
 
     async def stats(self, now: datetime) -> dict[str, Any]:
         by_name: dict[str, dict[str, int]] = {}

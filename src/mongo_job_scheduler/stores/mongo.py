@@ -37,6 +37,9 @@ __all__ = ["MongoJobStore"]
 Doc = dict[str, Any]
 logger = logging.getLogger("mongo_job_scheduler")
 
+PAUSED_REFRESH = 1.0
+"""Seconds a worker may keep using its list of paused names before reading it again."""
+
 EXPIRED_SCAN_EVERY = 1.0
 """Seconds between two looks for expired leases while due jobs keep every worker busy."""
 
@@ -68,6 +71,10 @@ class MongoJobStore(JobStore):
         dedupe, slots = q.side_collection_names(collection)
         self.dedupe: AsyncCollection[Doc] = database.get_collection(dedupe, codec_options=options)
         self.slots: AsyncCollection[Doc] = database.get_collection(slots, codec_options=options)
+        self.paused: AsyncCollection[Doc] = database.get_collection(
+            q.paused_collection_name(collection), codec_options=options
+        )
+        self._paused_cache: tuple[float, list[str]] | None = None
         self._clock = ServerClock()
         self._next_expired_scan = 0.0
         self._contended = False
@@ -189,7 +196,7 @@ class MongoJobStore(JobStore):
         await self.setup()
         now = await self.now()
         claimed: list[Claimed] = []
-        saturated: list[str] = []
+        saturated: list[str] = await self._paused_now()
         while True:  # each blocked round saturates a new name, so this ends (B8: no cap)
             want = limit - len(claimed)
             # Under contention (other workers took part of the last batch), look further down
@@ -432,6 +439,30 @@ class MongoJobStore(JobStore):
             {"status": {"$in": list(statuses)}, "updatedAt": {"$lt": before}}
         )
         return int(result.deleted_count)
+
+    async def pause(self, name: str) -> bool:
+        result = await self.paused.update_one(
+            {"_id": name}, {"$setOnInsert": {"pausedAt": await self.now()}}, upsert=True
+        )
+        self._paused_cache = None
+        return result.upserted_id is not None
+
+    async def resume(self, name: str) -> bool:
+        result = await self.paused.delete_one({"_id": name})
+        self._paused_cache = None
+        return bool(result.deleted_count)
+
+    async def paused_names(self) -> list[str]:
+        return sorted([str(doc["_id"]) async for doc in self.paused.find({}, {"_id": 1})])
+
+    async def _paused_now(self) -> list[str]:
+        """Paused names for a claim, read at most every PAUSED_REFRESH seconds (a pause made
+        in another process takes effect within that time; one made here, at once)."""
+        cached = self._paused_cache
+        if cached is None or time.monotonic() - cached[0] > PAUSED_REFRESH:
+            cached = (time.monotonic(), await self.paused_names())
+            self._paused_cache = cached
+        return list(cached[1])
 
     async def stats(self, now: datetime) -> dict[str, Any]:
         by_name: dict[str, dict[str, int]] = {}
