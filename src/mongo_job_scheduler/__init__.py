@@ -15,7 +15,7 @@ from ._errors import (
     ValidationError,
 )
 from .events import EVENTS
-from .job import Job, JobStatus, StopReason
+from .job import Job, JobStatus, Progress, StopReason
 from .repeat import Repeat, RunPlan
 from .retry import Retry
 from .scheduler import Scheduler
@@ -37,6 +37,7 @@ __all__ = [
     "LeaseLost",
     "MongoJobStore",
     "PoisonJob",
+    "Progress",
     "Repeat",
     "Retry",
     "RunPlan",

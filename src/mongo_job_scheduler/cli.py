@@ -13,18 +13,18 @@ import importlib
 import inspect
 import json
 import logging
+import math
 import os
 import re
 import signal
 import sys
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import click
-from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.errors import (
     ConfigurationError as PyMongoConfigurationError,
@@ -273,25 +273,30 @@ def _run_with_scheduler(options: CliOptions, action: Callable[[Scheduler], Await
     return asyncio.run(run())
 
 
-def _json_default(value: Any) -> Any:
+def _plain(value: Any) -> Any:
+    """``value`` with every BSON type made JSON-able (non-finite floats become strings)."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_plain(item) for item in value), key=str)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
     if isinstance(value, datetime):
         return _iso(value)
-    if isinstance(value, ObjectId):
-        return str(value)
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).hex()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=str)
-    return str(value)
+    return str(value)  # ObjectId, Decimal128, UUID, Regex, ...
 
 
 def to_json(value: Any, *, indent: int | None = None) -> str:
     """``value`` as JSON: datetimes as ISO 8601 UTC, ObjectIds and other BSON types as strings."""
-    return json.dumps(
-        value, default=_json_default, indent=indent, ensure_ascii=False, allow_nan=False
-    )
+    return json.dumps(_plain(value), indent=indent, ensure_ascii=False)
 
 
 def _iso(value: datetime) -> str:
@@ -519,6 +524,8 @@ async def _work(options: CliOptions, target: str, workers: int | None, stop_time
             await scheduler.start()
         except PyMongoError as exc:
             raise CliError(f"cannot start the workers: {mongo_error_message(exc)}") from None
+        except ValidationError as exc:
+            raise CliError(f"cannot start the workers: {exc}") from None
         names = scheduler._claimable_names()
         shown = "any (catch-all handler)" if names is None else ", ".join(names) or "none"
         _err(

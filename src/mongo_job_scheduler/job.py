@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -12,6 +12,7 @@ from typing import Any
 from bson import ObjectId
 
 from ._durations import as_aware_utc
+from ._errors import InvalidJobState, ValidationError
 from .repeat import Repeat
 from .retry import Retry
 
@@ -49,12 +50,43 @@ class StopReason(str, Enum):
     SHUTDOWN = "shutdown"
 
 
+@dataclass(frozen=True)
+class Progress:
+    """The last progress a handler reported: ``percent`` (0 to 100) and an optional message."""
+
+    percent: float
+    message: str | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_document(cls, value: Any) -> Progress | None:
+        if not isinstance(value, Mapping) or not isinstance(value.get("percent"), (int, float)):
+            return None
+        message = value.get("message")
+        return cls(
+            float(value["percent"]),
+            message if isinstance(message, str) else None,
+            _dt(value.get("updatedAt")),
+        )
+
+
+ProgressSink = Callable[[Any, float, "str | None"], None]
+
+
 class RunContext:
     """What a running handler can observe about its own execution (one per attempt)."""
 
-    def __init__(self, token: int, owner: str) -> None:
+    def __init__(
+        self,
+        token: int,
+        owner: str,
+        job_id: Any = None,
+        progress_sink: ProgressSink | None = None,
+    ) -> None:
         self.token = token
         self.owner = owner
+        self.job_id = job_id
+        self.progress_sink = progress_sink
         self.stop_event = threading.Event()
         self.stop_reason: StopReason | None = None
 
@@ -171,6 +203,34 @@ class Job:
         if self._run is None:
             return threading.Event()
         return self._run.stop_event
+
+    @property
+    def result(self) -> Any:
+        """What the handler of the last successful run returned (``None`` before that)."""
+        return self.document.get("result")
+
+    @property
+    def progress(self) -> Progress | None:
+        """The last progress the handler reported with :meth:`set_progress`, if any."""
+        return Progress.from_document(self.document.get("progress"))
+
+    def report_progress(self, percent: float, message: str | None = None) -> None:
+        """Record progress from inside a handler (sync or async; safe from a handler's
+        thread). Calls in a tight loop are coalesced: the latest value is written at most a
+        few times a second, and with the run's outcome."""
+        if isinstance(percent, bool) or not isinstance(percent, (int, float)):
+            raise ValidationError("percent", f"expected a number, got {type(percent).__name__}")
+        if not 0 <= percent <= 100:
+            raise ValidationError("percent", f"must be between 0 and 100, got {percent!r}")
+        if message is not None and (not isinstance(message, str) or len(message) > 1000):
+            raise ValidationError("message", "must be a string of at most 1000 characters")
+        if self._run is None or self._run.progress_sink is None:
+            raise InvalidJobState("progress can only be reported by the job's running handler")
+        self._run.progress_sink(self._run.job_id, float(percent), message)
+
+    async def set_progress(self, percent: float, message: str | None = None) -> None:
+        """Record progress from inside an async handler (see :meth:`report_progress`)."""
+        self.report_progress(percent, message)
 
     @property
     def is_repeating(self) -> bool:

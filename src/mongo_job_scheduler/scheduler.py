@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -22,7 +24,7 @@ from ._documents import (
 from ._durations import Duration, to_seconds, to_utc
 from ._errors import ConfigurationError, InvalidJobState, JobNotFound, ValidationError
 from .events import EventEmitter, Listener
-from .job import Job, JobStatus, StopReason
+from .job import FINISHED_STATUSES, Job, JobStatus, StopReason
 from .repeat import Repeat, _zone
 from .retry import Retry
 from .stats import SchedulerStats
@@ -322,6 +324,28 @@ class Scheduler:
         self._worker.wake_in((job.next_run_at - await self.store.now()).total_seconds())
 
     # -- reading ----------------------------------------------------------------------------
+
+    async def wait(self, job_id: Any, timeout: Duration | None = None) -> Job:
+        """Wait until the job has finished (completed, failed or cancelled) and return it;
+        ``job.result`` holds what its handler returned. Raises :class:`JobNotFound` if there
+        is no such job and ``TimeoutError`` if ``timeout`` seconds pass first. Works for jobs
+        run by any worker (it polls the store, quickly at first)."""
+        store = self._need_store()
+        oid = parse_job_id(job_id)
+        limit = None if timeout is None else to_seconds("timeout", timeout, allow_zero=True)
+        deadline = None if limit is None else time.monotonic() + limit
+        pause = 0.01
+        while True:
+            doc = await store.get(oid)
+            if doc is None:
+                raise JobNotFound(job_id)
+            if doc.get("status") in FINISHED_STATUSES:
+                return Job.from_document(doc)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} still {doc.get('status')} after {limit:g}s")
+            wait = pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic()))
+            await asyncio.sleep(wait)
+            pause = min(pause * 2, 0.25)
 
     async def get_job(self, job_id: Any) -> Job | None:
         """The job with this id (an ``ObjectId`` or its 24-hex string), or ``None``."""

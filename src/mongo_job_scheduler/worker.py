@@ -12,17 +12,19 @@ import contextlib
 import heapq
 import inspect
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from ._errors import JobTimeout, LeaseLost, PoisonJob
+from ._documents import validate_bson_value
+from ._errors import JobTimeout, LeaseLost, PoisonJob, ValidationError
 from .events import EventEmitter
 from .job import Job, RunContext, StopReason
 from .repeat import Repeat
@@ -36,6 +38,8 @@ logger = logging.getLogger("mongo_job_scheduler")
 Handler = Callable[[Job], Any]
 BackoffFn = Callable[[int], "timedelta | float"]
 
+PROGRESS_EVERY = 0.25
+"""Seconds between two writes of the progress handlers report (coalesced per job)."""
 WATCH_PAUSE_AFTER = 0.5
 """Seconds of full claims after which a busy worker stops following change notifications."""
 MAX_WAKE_AHEAD = 3600.0
@@ -128,6 +132,11 @@ class Worker:
         self._wake_timer: asyncio.TimerHandle | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._acks = _Acks(self)
+        self._progress: dict[Any, dict[str, Any]] = {}
+        self._progress_timer: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop
+        self._loop_thread = 0
         self._threads = ThreadPoolExecutor(
             max_workers=max(2, config.workers * 2), thread_name_prefix="mjs-handler"
         )
@@ -135,6 +144,8 @@ class Worker:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._claim_task = asyncio.create_task(self._claim_loop(), name="mjs-claim")
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="mjs-heartbeat")
         self._set_watching(True)
@@ -309,7 +320,7 @@ class Worker:
     def _launch(self, claimed: Claimed) -> None:
         doc = claimed.document
         fence = Fence(doc["_id"], self.config.owner, claimed.token, self._slot_name(doc))
-        context = RunContext(claimed.token, self.config.owner)
+        context = RunContext(claimed.token, self.config.owner, fence.job_id, self._report_progress)
         execution = _Execution(fence, claimed, context, Job.from_document(doc, context))
         execution.lease_deadline = execution.started + self.config.lease.total_seconds()
         previous = self.executions.get(fence.job_id)
@@ -321,6 +332,42 @@ class Worker:
         execution.task = asyncio.create_task(
             self._execute(execution), name=f"mjs-job-{fence.job_id}"
         )
+
+    def _report_progress(self, job_id: Any, percent: float, message: str | None) -> None:
+        """A handler reported progress (maybe from its thread): keep the latest per job and
+        write them together at most every PROGRESS_EVERY seconds."""
+        if threading.get_ident() != self._loop_thread:
+            self._loop.call_soon_threadsafe(self._report_progress, job_id, percent, message)
+            return
+        execution = self.executions.get(job_id)
+        if execution is None or execution.context.stop_reason is not None:
+            return
+        self._progress[job_id] = {
+            "percent": percent,
+            "message": message,
+            "updatedAt": datetime.now(timezone.utc),
+        }
+        if self._progress_timer is None:
+            self._progress_timer = self._loop.call_later(PROGRESS_EVERY, self._flush_progress)
+
+    def _flush_progress(self) -> None:
+        self._progress_timer = None
+        items = [
+            (execution.fence, progress)
+            for job_id, progress in self._progress.items()
+            if (execution := self.executions.get(job_id)) is not None
+        ]
+        self._progress.clear()
+        if items:
+            task = asyncio.create_task(self._write_progress(items), name="mjs-progress")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _write_progress(self, items: list[tuple[Fence, dict[str, Any]]]) -> None:
+        try:
+            await self.store.record_progress(items)
+        except Exception as exc:
+            self._worker_error(exc, "progress not recorded")
 
     async def _wake_for(self, written: _Written) -> None:
         """Poll when a job this worker just rescheduled becomes due (its next slot)."""
@@ -489,6 +536,12 @@ class Worker:
         except Exception as exc:
             await self._record_failure(execution, exc, spec=spec, repeat=repeat, slot=slot)
             return
+        try:
+            validate_bson_value("result", result)
+        except ValidationError as exc:
+            unstorable = TypeError(f"the handler's return value cannot be stored: {exc.reason}")
+            await self._record_failure(execution, unstorable, spec=spec, repeat=repeat, slot=slot)
+            return
         await self._record_success(execution, result, repeat, slot, caught_up)
 
     async def _run_handler(
@@ -570,7 +623,9 @@ class Worker:
     ) -> None:
         doc = execution.claimed.document
         if repeat is not None and slot is not None:
-            finish = self._next_occurrence(doc, repeat, slot, caught_up=caught_up)
+            finish = self._next_occurrence(
+                doc, repeat, slot, caught_up=caught_up, extra={"result": result}
+            )
             after = await self._write_repeating(execution, finish, slot, caught_up)
             if after is not None:
                 await self._wake_for(after)
@@ -578,7 +633,7 @@ class Worker:
             return
         key = doc.get("dedupeKey")
         finish = Finish(
-            set={"status": "completed", "leaseExpiries": 0},
+            set={"status": "completed", "leaseExpiries": 0, "result": result},
             release_dedupe_key=key
             if key is not None and doc.get("dedupeScope") != "forever"
             else None,
@@ -718,6 +773,9 @@ class Worker:
         if execution.context.stop_reason in (StopReason.CANCELLED, StopReason.LEASE_LOST):
             await self._stopped(execution, execution.context.stop_reason)
             return None
+        progress = self._progress.pop(execution.fence.job_id, None)
+        if progress is not None:
+            finish.set.setdefault("progress", progress)
         applied = await self._acks.submit(execution, finish)
         if not applied:
             if not quiet:

@@ -230,6 +230,10 @@ class JobStore(ABC):
         return [await self.finish(fence, finish) for fence, finish in items]
 
     @abstractmethod
+    async def record_progress(self, items: Sequence[tuple[Fence, dict[str, Any]]]) -> None:
+        """Store each execution's latest ``progress`` if it still owns its job."""
+
+    @abstractmethod
     async def free_slot(self, fence: Fence) -> None:
         """Free the execution's concurrency slot without touching the job (used when the job is
         no longer this worker's: cancelled, or its lease lost)."""

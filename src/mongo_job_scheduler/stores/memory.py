@@ -231,6 +231,12 @@ class InMemoryJobStore(JobStore):
                     holders[(fence.job_id, fence.owner)] = now + lease
         return lost
 
+    async def record_progress(self, items: Sequence[tuple[Fence, dict[str, Any]]]) -> None:
+        for fence, progress in items:
+            doc = self._owned(fence)
+            if doc is not None:
+                doc["progress"] = copy.deepcopy(progress)
+
     async def free_slot(self, fence: Fence) -> None:
         self._free_slot(fence)
 

@@ -320,6 +320,13 @@ class MongoJobStore(JobStore):
             await self.slots.update_one({"_id": name}, q.slot_renew_update(group, lease))
         return lost
 
+    async def record_progress(self, items: Sequence[tuple[Fence, dict[str, Any]]]) -> None:
+        if items:
+            await self.jobs.bulk_write(
+                [UpdateOne(q.fence_filter(f), {"$set": {"progress": p}}) for f, p in items],
+                ordered=False,
+            )
+
     async def free_slot(self, fence: Fence) -> None:
         if fence.slot_name is not None:
             await self.slots.update_one(
