@@ -43,6 +43,23 @@ def _positive_int(field: str, value: Any) -> int:
     return value
 
 
+def _retention(value: Any) -> dict[str, timedelta]:
+    """Validate ``retention={"completed": ..., "failed": ..., "cancelled": ...}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError("retention", "expected a mapping of final status to duration")
+    out: dict[str, timedelta] = {}
+    for status, keep in value.items():
+        if status not in ("completed", "failed", "cancelled"):
+            raise ConfigurationError(
+                "retention", f"unknown status {status!r}; one of completed, failed, cancelled"
+            )
+        if keep is not None:
+            out[status] = timedelta(seconds=_seconds(f"retention.{status}", keep))
+    return out
+
+
 def _seconds(field: str, value: Any) -> float:
     try:
         return to_seconds(field, value)
@@ -78,6 +95,7 @@ class Scheduler:
         id: str | None = None,
         heartbeat_interval: Duration | None = None,
         max_lease_expiries: int = 3,
+        retention: Mapping[str, Duration] | None = None,
     ) -> None:
         if store is not None and not isinstance(store, JobStore):
             raise ConfigurationError(
@@ -109,6 +127,7 @@ class Scheduler:
             if self.heartbeat_interval >= self.lock_timeout:
                 raise ConfigurationError("heartbeat_interval", "must be shorter than lock_timeout")
         self.max_lease_expiries = _positive_int("max_lease_expiries", max_lease_expiries)
+        self.retention = _retention(retention)
         if id is not None and (not isinstance(id, str) or not id or id.startswith("$")):
             raise ConfigurationError("id", f"must be a non-empty string, got {id!r}")
         self.id = id or f"scheduler-{uuid.uuid4().hex[:8]}"
@@ -200,6 +219,7 @@ class Scheduler:
                 heartbeat_interval=self.heartbeat_interval,
                 max_execution=self.max_execution,
                 max_lease_expiries=self.max_lease_expiries,
+                retention=self.retention,
                 default_timezone=self.default_timezone,
             )
             self._worker = Worker(
@@ -436,6 +456,10 @@ class Scheduler:
                 extra={"job_id": str(oid)},
             )
             return False
+        keep = self.retention.get("cancelled")
+        if keep is not None and not doc.get("repeat"):
+            expire = {"expireAt": await store.now() + keep}
+            doc = await store.update(oid, expect_status=["cancelled"], set=expire) or doc
         if self._worker is not None:
             self._worker.request_stop(oid, StopReason.CANCELLED)
         self.events.emit("job:cancel", Job.from_document(doc))
@@ -470,7 +494,7 @@ class Scheduler:
             }
             if current.get("repeat"):
                 fields["lastScheduledAt"] = now
-            doc = await store.update(oid, expect_status=[status], set=fields)
+            doc = await store.update(oid, expect_status=[status], set=fields, unset=["expireAt"])
             if doc is not None:
                 job = Job.from_document(doc)
                 await self._wake_if_due(job)

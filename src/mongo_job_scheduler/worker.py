@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -79,6 +79,8 @@ class WorkerConfig:
     max_execution: timedelta | None
     max_lease_expiries: int
     default_timezone: str
+    retention: Mapping[str, timedelta] = field(default_factory=dict)
+    """How long finished one-off jobs are kept, by final status (absent: forever)."""
 
 
 @dataclass
@@ -332,6 +334,13 @@ class Worker:
         execution.task = asyncio.create_task(
             self._execute(execution), name=f"mjs-job-{fence.job_id}"
         )
+
+    async def _expiry(self, status: str) -> dict[str, Any]:
+        """The ``expireAt`` field that retention gives a job finishing ``status``, if any."""
+        keep = self.config.retention.get(status)
+        if keep is None:
+            return {}
+        return {"expireAt": await self.store.now() + keep}
 
     def _report_progress(self, job_id: Any, percent: float, message: str | None) -> None:
         """A handler reported progress (maybe from its thread): keep the latest per job and
@@ -633,7 +642,12 @@ class Worker:
             return
         key = doc.get("dedupeKey")
         finish = Finish(
-            set={"status": "completed", "leaseExpiries": 0, "result": result},
+            set={
+                "status": "completed",
+                "leaseExpiries": 0,
+                "result": result,
+                **await self._expiry("completed"),
+            },
             release_dedupe_key=key
             if key is not None and doc.get("dedupeScope") != "forever"
             else None,
@@ -749,7 +763,12 @@ class Worker:
         else:
             key = doc.get("dedupeKey")
             finish = Finish(
-                set={"status": "failed", "attempts": attempts, **error_fields},
+                set={
+                    "status": "failed",
+                    "attempts": attempts,
+                    **error_fields,
+                    **await self._expiry("failed"),
+                },
                 release_dedupe_key=key
                 if key is not None and doc.get("dedupeScope") != "forever"
                 else None,

@@ -14,9 +14,11 @@ from typing import Any
 from bson.codec_options import CodecOptions
 from bson.min_key import MinKey
 from pymongo import ASCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
 
 from .._documents import JobQuery
-from .base import Fence, Finish
+from .._errors import InvalidJobState
+from .base import DedupeDecision, Fence, Finish, decide_dedupe
 
 DEFAULT_COLLECTION = "scheduler_jobs"
 
@@ -41,6 +43,9 @@ JOB_INDEXES = [
         name="lease_expiry",
         partialFilterExpression={"status": "running"},
     ),
+    # Retention: MongoDB's TTL monitor deletes a finished job once its expireAt has passed
+    # (set only when a Scheduler has `retention` for its final status; never on repeating jobs).
+    IndexModel([("expireAt", ASCENDING)], name="retention", expireAfterSeconds=0, sparse=True),
     # Listing by name, oldest first (dashboard, CLI, get_jobs(name=...)).
     IndexModel([("name", ASCENDING), ("createdAt", ASCENDING), ("_id", ASCENDING)], name="by_name"),
 ]
@@ -349,6 +354,34 @@ def dedupe_takeover(
     """Filter and update moving ``key`` from ``holder_id`` (finished, or never created) to
     ``job_id``; the filter matches nothing if another producer took the key first."""
     return {"_id": key, "jobId": holder_id}, {"$set": {"jobId": job_id, "registeredAt": now}}
+
+
+def is_dedupe_index_conflict(exc: DuplicateKeyError) -> bool:
+    """Whether a jobs-collection insert hit a unique index on ``dedupeKey``. This project
+    creates none, but the Node library's ``MongoJobStore`` does (mixed fleets, docs/interop.md):
+    then a job the dedupe registry does not know holds the key."""
+    details = exc.details or {}
+    return "dedupeKey" in (details.get("keyPattern") or {}) or "dedupeKey_1" in str(
+        details.get("errmsg", "")
+    )
+
+
+def index_holder(
+    holder: Mapping[str, Any] | None, key: str, scope: str, now: datetime
+) -> Mapping[str, Any] | None:
+    """Dedupe against ``holder``, the job that holds ``key`` in a unique ``dedupeKey`` index:
+    return it if it is active (or either scope is "forever"); ``None`` if it is gone (try
+    again). A finished holder keeps its key in that index, which forbids a new job with it."""
+    if holder is None:
+        return None
+    if decide_dedupe(holder, None, now, scope) is DedupeDecision.RETURN_EXISTING:
+        return holder
+    raise InvalidJobState(
+        f"dedupe key {key!r} is still held by {holder.get('status')} job {holder.get('_id')}: "
+        "the jobs collection has a unique index on dedupeKey (the Node library's MongoJobStore "
+        "creates it), which forbids reusing a finished job's key; purge that job or use "
+        "another key"
+    )
 
 
 def status_filter(job_id: Any, statuses: Sequence[str]) -> dict[str, Any]:

@@ -126,7 +126,19 @@ class MongoJobStore:
             )
             if taken.matched_count:
                 break
-        self.jobs.insert_one(job.document, session=session)
+        try:
+            self.jobs.insert_one(job.document, session=session)
+        except DuplicateKeyError as exc:
+            in_transaction = session is not None and session.in_transaction
+            if in_transaction or not q.is_dedupe_index_conflict(exc):
+                raise
+            # A Node-made unique dedupeKey index: a job unknown to the registry holds the key.
+            self.dedupe.delete_one({"_id": key, "jobId": job.id}, session=session)
+            holder = self.jobs.find_one({"dedupeKey": key}, session=session)
+            found = q.index_holder(holder, key, job.dedupe_scope, now)
+            if found is None:
+                return self._insert_deduped(job, key, session)
+            return dict(found), False
         return job.document, True
 
     def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:

@@ -153,6 +153,7 @@ def plan_update(job_id: Any, current: Mapping[str, Any], changes: JobChanges) ->
         key = current.get("dedupeKey")
         reserve = None if key is None else str(key)
         fields.update(status="pending", attempts=0, leaseExpiries=0)
+        return UpdatePlan(status, fields, [*changes.unset, "expireAt"], reserve)
     return UpdatePlan(status, fields, list(changes.unset), reserve)
 
 

@@ -117,11 +117,20 @@ class InMemoryJobStore(JobStore):
 
     # -- reads ------------------------------------------------------------------------------
 
+    def _expire(self) -> None:
+        """Delete jobs whose retention ran out (what MongoDB's TTL index does)."""
+        now = utcnow()
+        for job_id in [i for i, d in self._jobs.items() if d.get("expireAt", now) < now]:
+            del self._jobs[job_id]
+
     async def get(self, job_id: Any) -> dict[str, Any] | None:
+        self._expire()
         doc = self._jobs.get(job_id)
         return copy.deepcopy(doc) if doc is not None else None
 
     async def find(self, query: JobQuery) -> list[dict[str, Any]]:
+        self._expire()
+
         def matches(doc: Mapping[str, Any]) -> bool:
             if query.name is not None and doc.get("name") != query.name:
                 return False
@@ -315,6 +324,7 @@ class InMemoryJobStore(JobStore):
         return sorted(self._paused)
 
     async def stats(self, now: datetime) -> dict[str, Any]:
+        self._expire()
         by_name: dict[str, dict[str, int]] = {}
         due = [
             d["nextRunAt"]

@@ -144,7 +144,19 @@ class MongoJobStore(JobStore):
             )
             if taken.matched_count:
                 break
-        await self.jobs.insert_one(job.document, session=session)
+        try:
+            await self.jobs.insert_one(job.document, session=session)
+        except DuplicateKeyError as exc:
+            in_transaction = session is not None and session.in_transaction
+            if in_transaction or not q.is_dedupe_index_conflict(exc):
+                raise
+            # A Node-made unique dedupeKey index: a job unknown to the registry holds the key.
+            await self.dedupe.delete_one({"_id": key, "jobId": job.id}, session=session)
+            holder = await self.jobs.find_one({"dedupeKey": key}, session=session)
+            found = q.index_holder(holder, key, job.dedupe_scope, now)
+            if found is None:
+                return await self._insert_deduped(job, session)
+            return dict(found), False
         return job.document, True
 
     async def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:

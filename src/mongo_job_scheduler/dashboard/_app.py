@@ -1,0 +1,758 @@
+"""The dashboard's ASGI application: pages, partials for live refresh, and actions."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders, QueryParams
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .._errors import ConfigurationError, InvalidJobState, JobNotFound, ValidationError
+from ..job import Job, JobStatus
+from ..scheduler import Scheduler
+from ..stats import SchedulerStats
+from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer
+from ._format import (
+    compact_json,
+    document_for_display,
+    fmt_datetime,
+    fmt_duration,
+    pretty_json,
+)
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("mongo_job_scheduler.dashboard")
+
+SORT_FIELDS = ("createdAt", "updatedAt", "nextRunAt", "lastRunAt", "priority", "name", "status")
+"""Fields the job list sorts on (``Scheduler.get_jobs`` validates them again)."""
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+THROUGHPUT_SAMPLE = 1000
+"""How many recently completed jobs the throughput estimate reads."""
+JOB_LIST_PARAMS = frozenset({"name", "status", "data", "sort", "dir", "limit", "skip"})
+STATUSES = tuple(status.value for status in JobStatus)
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+class _SecurityHeaders:
+    """Adds a strict Content-Security-Policy and related headers to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("X-Frame-Options", "DENY")
+                headers.setdefault("Referrer-Policy", "same-origin")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+@dataclass
+class JobsFilter:
+    """The job list's query string, parsed and validated."""
+
+    name: str | None = None
+    statuses: list[str] = field(default_factory=list)
+    data_items: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    sort: str = "createdAt"
+    direction: str = "desc"
+    limit: int = DEFAULT_PAGE_SIZE
+    skip: int = 0
+
+    def query_string(self, *, skip: int | None = None) -> str:
+        """This filter as a query string (with another ``skip`` for page links)."""
+        pairs: list[tuple[str, str]] = []
+        if self.name is not None:
+            pairs.append(("name", self.name))
+        pairs += [("status", status) for status in self.statuses]
+        pairs += [("data", item) for item in self.data_items]
+        pairs += [("sort", self.sort), ("dir", self.direction), ("limit", str(self.limit))]
+        pairs.append(("skip", str(self.skip if skip is None else skip)))
+        return urlencode(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_data_filter(items: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` filters as a ``get_jobs(data=...)`` mapping: a value that parses as JSON is
+    that value (``count=3``, ``flag=true``, ``id="42"``), anything else is a string."""
+    data: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValidationError("data", f"expected key=value, got {item!r}")
+        try:
+            value: Any = json.loads(raw, parse_constant=_no_constant)
+        except ValueError:
+            value = raw
+        data[key] = value
+    return data
+
+
+def _int_param(params: QueryParams, name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError(name, f"expected an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ValidationError(name, f"must be from {low} to {high}, got {value}")
+    return value
+
+
+def parse_jobs_filter(params: QueryParams) -> JobsFilter:
+    """Validate the job list's query string (unknown parameters are refused)."""
+    unknown = sorted(set(params.keys()) - JOB_LIST_PARAMS)
+    if unknown:
+        raise ValidationError("query", f"unknown parameter {unknown[0]!r}")
+    result = JobsFilter()
+    name = params.get("name")
+    if name:
+        result.name = name
+    for status in params.getlist("status"):
+        if not status:
+            continue
+        if status not in STATUSES:
+            raise ValidationError("status", f"unknown status {status!r}; one of {list(STATUSES)}")
+        if status not in result.statuses:
+            result.statuses.append(status)
+    result.data_items = [item for item in params.getlist("data") if item.strip()]
+    result.data = parse_data_filter(result.data_items)
+    result.sort = params.get("sort") or "createdAt"
+    if result.sort not in SORT_FIELDS:
+        raise ValidationError("sort", f"cannot sort on {result.sort!r}; one of {list(SORT_FIELDS)}")
+    result.direction = params.get("dir") or "desc"
+    if result.direction not in ("asc", "desc"):
+        raise ValidationError("dir", f"must be 'asc' or 'desc', got {result.direction!r}")
+    result.limit = _int_param(params, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    result.skip = _int_param(params, "skip", 0, 0, 10**12)
+    return result
+
+
+def _safe_next(value: Any) -> str:
+    """A local path to go back to (anything else, such as ``//evil.example``, becomes ``/``)."""
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > 4000:
+        return "/"
+    if value.startswith(("//", "/\\")) or any(ord(ch) < 0x20 or ch == "\\" for ch in value):
+        return "/"
+    return value
+
+
+def _form_value(form: Mapping[str, Any], key: str) -> str | None:
+    value = form.get(key)
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    level: str  # "ok" | "info" | "error"
+    message: str
+    status_code: int = 200
+
+
+class _Dashboard:
+    """Holds the scheduler, templates and signer; its methods are the routes."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        *,
+        token: str,
+        refresh_seconds: float,
+        title: str,
+        throughput_minutes: int,
+        session_max_age: int,
+    ) -> None:
+        self.scheduler = scheduler
+        self.signer = Signer(token, session_max_age)
+        self.refresh_seconds = refresh_seconds
+        self.title = title
+        self.throughput_minutes = throughput_minutes
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("mongo_job_scheduler.dashboard", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.filters.update(
+            dt=fmt_datetime,
+            duration=fmt_duration,
+            compact_json=compact_json,
+            pretty_json=pretty_json,
+        )
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _base(request: Request) -> str:
+        return str(request.scope.get("root_path", "")).rstrip("/")
+
+    def _local_path(self, request: Request) -> str:
+        """The request's path and query, relative to where the dashboard is mounted."""
+        base = self._base(request)
+        path = request.url.path
+        if base and path.startswith(base):
+            path = path[len(base) :] or "/"
+        query = request.url.query
+        return f"{path}?{query}" if query else path
+
+    def _authenticate(self, request: Request) -> Session | None:
+        bearer = self.signer.bearer(request.headers.get("authorization"))
+        if bearer is not None:
+            return bearer
+        return self.signer.session(request.cookies.get(SESSION_COOKIE))
+
+    def _render(
+        self,
+        request: Request,
+        template: str,
+        context: Mapping[str, Any],
+        *,
+        session: Session | None,
+        status_code: int = 200,
+        flash: Mapping[str, str] | None = None,
+    ) -> HTMLResponse:
+        full = {
+            "base": self._base(request),
+            "title": self.title,
+            "refresh_seconds": self.refresh_seconds,
+            "csrf_token": session.csrf if session is not None and session.csrf else "",
+            "signed_in": session is not None and not session.bearer,
+            "flash": flash,
+            "statuses": STATUSES,
+            "page": "",
+            **context,
+        }
+        html = self.templates.get_template(template).render(full)
+        response = HTMLResponse(html, status_code=status_code)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _page_flash(self, request: Request) -> dict[str, str] | None:
+        payload = self.signer.unsign("flash", request.cookies.get(FLASH_COOKIE))
+        if payload is None:
+            return None
+        level, _, message = payload.partition(":")
+        return {"level": level, "message": message}
+
+    def _set_cookie(
+        self, request: Request, response: Response, key: str, value: str, max_age: int
+    ) -> None:
+        response.set_cookie(
+            key,
+            value,
+            max_age=max_age,
+            path=self._base(request) or "/",
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+
+    def _delete_cookie(self, request: Request, response: Response, key: str) -> None:
+        self._set_cookie(request, response, key, "", 0)
+
+    async def _page(
+        self,
+        request: Request,
+        template: str,
+        build: Callable[[Request, Session], Awaitable[tuple[dict[str, Any], int]]],
+        *,
+        partial: bool,
+    ) -> Response:
+        session = self._authenticate(request)
+        if session is None:
+            if partial:
+                return PlainTextResponse("unauthorized", status_code=401)
+            target = quote(self._local_path(request), safe="/?=&")
+            return RedirectResponse(f"{self._base(request)}/login?next={target}", status_code=303)
+        context, status_code = await build(request, session)
+        flash = None if partial else self._page_flash(request)
+        response = self._render(
+            request, template, context, session=session, status_code=status_code, flash=flash
+        )
+        if flash is not None:
+            self._delete_cookie(request, response, FLASH_COOKIE)
+        return response
+
+    # -- login ------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def login_form(self, request: Request) -> Response:
+        next_path = _safe_next(request.query_params.get("next"))
+        if self._authenticate(request) is not None:
+            return RedirectResponse(self._base(request) + next_path, status_code=303)
+        return self._render(
+            request, "login.html", {"page": "login", "next": next_path, "error": None}, session=None
+        )
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        next_path = _safe_next(_form_value(form, "next"))
+        if not self.signer.token_matches(_form_value(form, "token")):
+            return self._render(
+                request,
+                "login.html",
+                {"page": "login", "next": next_path, "error": "That token is not valid."},
+                session=None,
+                status_code=401,
+            )
+        response = RedirectResponse(self._base(request) + next_path, status_code=303)
+        self._set_cookie(
+            request,
+            response,
+            SESSION_COOKIE,
+            self.signer.new_session(),
+            self.signer.session_max_age,
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        session = self._authenticate(request)
+        if session is None:
+            return PlainTextResponse("unauthorized", status_code=401)
+        form = await request.form()
+        if not session.bearer and not Signer.csrf_matches(session, _form_value(form, "csrf_token")):
+            return PlainTextResponse("CSRF token missing or invalid", status_code=403)
+        response = RedirectResponse(f"{self._base(request)}/login", status_code=303)
+        self._delete_cookie(request, response, SESSION_COOKIE)
+        return response
+
+    # -- overview ---------------------------------------------------------------------------
+
+    async def _paused_names(self, stats: SchedulerStats) -> list[str] | None:
+        """Paused names, or ``None`` when this scheduler cannot pause."""
+        if not self._can_pause():
+            return None
+        paused = getattr(stats, "paused", None)
+        if isinstance(paused, list):
+            return sorted(str(name) for name in paused)
+        reader = getattr(self.scheduler, "paused_names", None)
+        if reader is None:
+            return None
+        result = reader()
+        if inspect.isawaitable(result):
+            result = await result
+        return sorted(str(name) for name in result)
+
+    def _can_pause(self) -> bool:
+        return callable(getattr(self.scheduler, "pause", None)) and callable(
+            getattr(self.scheduler, "resume", None)
+        )
+
+    async def _throughput(self, now: datetime) -> dict[str, Any]:
+        """Completions per minute over the last minutes, from recently completed jobs."""
+        minutes = self.throughput_minutes
+        recent = await self.scheduler.get_jobs(
+            status="completed", sort=("updatedAt", "desc"), limit=THROUGHPUT_SAMPLE
+        )
+        counts = [0] * minutes
+        for job in recent:
+            if job.updated_at is None:
+                continue
+            age = (now - job.updated_at).total_seconds()
+            index = max(0, math.floor(age / 60))
+            if index < minutes:
+                counts[index] += 1
+        oldest = recent[-1].updated_at if recent else None
+        truncated = (
+            len(recent) >= THROUGHPUT_SAMPLE
+            and oldest is not None
+            and now - oldest < timedelta(minutes=minutes)
+        )
+        rows = [
+            {"label": "last minute" if i == 0 else f"{i}–{i + 1} min ago", "count": n}
+            for i, n in enumerate(counts)
+        ]
+        return {
+            "rows": rows,
+            "max": max([1, *counts]),
+            "per_minute": sum(counts) / minutes,
+            "minutes": minutes,
+            "truncated": truncated,
+            "sample": THROUGHPUT_SAMPLE,
+        }
+
+    async def _overview_context(
+        self, request: Request, session: Session
+    ) -> tuple[dict[str, Any], int]:
+        stats = await self.scheduler.stats()
+        paused = await self._paused_names(stats)
+        paused_set = set(paused or [])
+        names = sorted(set(stats.by_name) | paused_set)
+        by_name = [
+            {
+                "name": name,
+                "counts": {s: stats.by_name.get(name, {}).get(s, 0) for s in STATUSES},
+                "total": sum(stats.by_name.get(name, {}).values()),
+                "paused": name in paused_set,
+                "link": "/jobs?" + urlencode([("name", name)]),
+            }
+            for name in names
+        ]
+        context = {
+            "page": "overview",
+            "page_path": "/",
+            "stats": stats,
+            "by_status": stats.by_status,
+            "by_name": by_name,
+            "paused": paused,
+            "can_pause": self._can_pause(),
+            "throughput": await self._throughput(stats.at),
+            "status_links": {s: "/jobs?" + urlencode([("status", s)]) for s in STATUSES},
+        }
+        return context, 200
+
+    async def overview(self, request: Request) -> Response:
+        return await self._page(request, "overview.html", self._overview_context, partial=False)
+
+    async def overview_partial(self, request: Request) -> Response:
+        return await self._page(
+            request, "_overview_body.html", self._overview_context, partial=True
+        )
+
+    # -- job list ---------------------------------------------------------------------------
+
+    async def _jobs_context(self, request: Request, session: Session) -> tuple[dict[str, Any], int]:
+        page_path = "/jobs" + (f"?{request.url.query}" if request.url.query else "")
+        context: dict[str, Any] = {
+            "page": "jobs",
+            "page_path": page_path,
+            "sort_fields": SORT_FIELDS,
+            "jobs": [],
+            "error": None,
+            "prev_link": None,
+            "next_link": None,
+            "query": "",
+        }
+        try:
+            flt = parse_jobs_filter(request.query_params)
+            context["filter"] = flt
+            found = await self.scheduler.get_jobs(
+                name=flt.name,
+                status=flt.statuses or None,
+                data=flt.data or None,
+                sort=(flt.sort, flt.direction),
+                limit=flt.limit + 1,
+                skip=flt.skip,
+            )
+        except ValidationError as exc:
+            context["error"] = str(exc)
+            context.setdefault("filter", _lenient_filter(request.query_params))
+            return context, 400
+        jobs = found[: flt.limit]
+        context["jobs"] = [self._job_row(job) for job in jobs]
+        context["query"] = flt.query_string()
+        context["first"] = flt.skip + 1 if jobs else 0
+        context["last"] = flt.skip + len(jobs)
+        if flt.skip > 0:
+            context["prev_link"] = "/jobs?" + flt.query_string(skip=max(0, flt.skip - flt.limit))
+        if len(found) > flt.limit:
+            context["next_link"] = "/jobs?" + flt.query_string(skip=flt.skip + flt.limit)
+        return context, 200
+
+    @staticmethod
+    def _job_row(job: Job) -> dict[str, Any]:
+        status = job.status.value
+        return {
+            "id": str(job.id),
+            "job": job,
+            "status": status,
+            "can_cancel": status in ("pending", "running"),
+            "can_retry": status in ("failed", "cancelled"),
+            "can_run_now": status in ("pending", "completed"),
+        }
+
+    async def jobs(self, request: Request) -> Response:
+        return await self._page(request, "jobs.html", self._jobs_context, partial=False)
+
+    async def jobs_partial(self, request: Request) -> Response:
+        return await self._page(request, "_jobs_table.html", self._jobs_context, partial=True)
+
+    # -- job detail -------------------------------------------------------------------------
+
+    async def _job_context(self, request: Request, session: Session) -> tuple[dict[str, Any], int]:
+        job_id = request.path_params["job_id"]
+        context: dict[str, Any] = {
+            "page": "job",
+            "page_path": "/jobs/" + quote(job_id, safe=""),
+            "job_id": job_id,
+            "row": None,
+            "error": None,
+        }
+        try:
+            job = await self.scheduler.get_job(job_id)
+        except ValidationError as exc:
+            context["error"] = str(exc)
+            return context, 400
+        if job is None:
+            context["error"] = f"No job has the id {job_id}."
+            return context, 404
+        document = document_for_display(job.document)
+        context.update(
+            row=self._job_row(job),
+            document=document,
+            last_error=document.get("lastError"),
+            last_error_trace=document.get("lastErrorTrace"),
+        )
+        return context, 200
+
+    async def job(self, request: Request) -> Response:
+        return await self._page(request, "job.html", self._job_context, partial=False)
+
+    async def job_partial(self, request: Request) -> Response:
+        return await self._page(request, "_job_body.html", self._job_context, partial=True)
+
+    # -- actions ----------------------------------------------------------------------------
+
+    async def _act(
+        self,
+        request: Request,
+        operation: Callable[[Mapping[str, Any]], Awaitable[_Outcome]],
+    ) -> Response:
+        session = self._authenticate(request)
+        if session is None:
+            return PlainTextResponse(
+                "unauthorized", status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        form = await request.form()
+        if not session.bearer:
+            candidate = _form_value(form, "csrf_token") or request.headers.get("x-csrf-token")
+            if not Signer.csrf_matches(session, candidate):
+                return self._render(
+                    request,
+                    "error.html",
+                    {
+                        "page": "error",
+                        "error": "The form's CSRF token is missing or invalid. "
+                        "Reload the page and try again.",
+                    },
+                    session=session,
+                    status_code=403,
+                )
+        try:
+            outcome = await operation(form)
+        except JobNotFound as exc:
+            outcome = _Outcome("error", str(exc), 404)
+        except ValidationError as exc:
+            outcome = _Outcome("error", str(exc), 400)
+        except InvalidJobState as exc:
+            outcome = _Outcome("error", str(exc), 409)
+        if session.bearer:
+            return JSONResponse(
+                {"ok": outcome.level != "error", "message": outcome.message},
+                status_code=outcome.status_code,
+            )
+        response = RedirectResponse(
+            self._base(request) + _safe_next(_form_value(form, "next")), status_code=303
+        )
+        flash = self.signer.sign("flash", f"{outcome.level}:{outcome.message}")
+        self._set_cookie(request, response, FLASH_COOKIE, flash, 60)
+        return response
+
+    async def cancel(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+
+        async def run(form: Mapping[str, Any]) -> _Outcome:
+            if await self.scheduler.cancel(job_id):
+                return _Outcome("ok", f"Job {job_id} cancelled.")
+            return _Outcome("info", f"Job {job_id} had already finished; nothing changed.")
+
+        return await self._act(request, run)
+
+    async def retry(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+
+        async def run(form: Mapping[str, Any]) -> _Outcome:
+            await self.scheduler.retry_job(job_id)
+            return _Outcome("ok", f"Job {job_id} will run again now.")
+
+        return await self._act(request, run)
+
+    async def run_now(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+
+        async def run(form: Mapping[str, Any]) -> _Outcome:
+            await self.scheduler.update_job(job_id, run_at=datetime.now(timezone.utc))
+            return _Outcome("ok", f"Job {job_id} is due now.")
+
+        return await self._act(request, run)
+
+    async def _pause_or_resume(self, request: Request, method: str) -> Response:
+        async def run(form: Mapping[str, Any]) -> _Outcome:
+            action = getattr(self.scheduler, method, None)
+            if not callable(action):
+                return _Outcome("error", f"this scheduler cannot {method} job names", 501)
+            name = _form_value(form, "name")
+            if not name:
+                raise ValidationError("name", "must not be empty")
+            changed = action(name)
+            if inspect.isawaitable(changed):
+                changed = await changed
+            done = "paused" if method == "pause" else "resumed"
+            if changed is False:
+                state = "paused" if method == "pause" else "not paused"
+                return _Outcome("info", f"{name!r} was already {state}.")
+            return _Outcome("ok", f"Jobs named {name!r} {done}.")
+
+        return await self._act(request, run)
+
+    async def pause(self, request: Request) -> Response:
+        return await self._pause_or_resume(request, "pause")
+
+    async def resume(self, request: Request) -> Response:
+        return await self._pause_or_resume(request, "resume")
+
+    # -- metrics ----------------------------------------------------------------------------
+
+    def protect(self, inner: ASGIApp) -> ASGIApp:
+        """``inner`` behind the token (Bearer or a browser session)."""
+        return _Protected(self, inner)
+
+
+class _Protected:
+    """An ASGI app that answers 401 unless the request carries the dashboard token."""
+
+    def __init__(self, dashboard: _Dashboard, inner: ASGIApp) -> None:
+        self.dashboard = dashboard
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.dashboard._authenticate(Request(scope)) is None:
+            response = PlainTextResponse(
+                "unauthorized", status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+            await response(scope, receive, send)
+            return
+        await self.inner(scope, receive, send)
+
+
+def _lenient_filter(params: QueryParams) -> JobsFilter:
+    """What the filter form shows after a validation error: the values as typed."""
+    result = JobsFilter()
+    result.name = params.get("name") or None
+    result.statuses = [s for s in params.getlist("status") if s in STATUSES]
+    result.data_items = [item for item in params.getlist("data") if item.strip()]
+    sort = params.get("sort")
+    result.sort = sort if sort in SORT_FIELDS else "createdAt"
+    result.direction = "asc" if params.get("dir") == "asc" else "desc"
+    return result
+
+
+def create_app(
+    scheduler: Scheduler,
+    *,
+    token: str,
+    refresh_seconds: float = 3,
+    title: str = "mongo-job-scheduler",
+    metrics_registry: Any = None,
+    throughput_minutes: int = 10,
+    session_max_age: int = 12 * 3600,
+) -> Starlette:
+    """The dashboard of ``scheduler`` as an ASGI (Starlette) application.
+
+    Every page and action needs ``token``: browsers sign in at ``/login`` (an HttpOnly,
+    SameSite=Strict session cookie valid for ``session_max_age`` seconds), scripts send
+    ``Authorization: Bearer <token>``. Tables refresh in place every ``refresh_seconds``
+    (0 turns live refresh off). With a prometheus-client ``metrics_registry``, ``/metrics``
+    serves it (behind the token too). ``/healthz`` answers ``ok`` without a token. The scheduler
+    need not be started: the dashboard only reads and administers jobs.
+    """
+    if not isinstance(token, str) or not token.strip():
+        raise ConfigurationError("token", "the dashboard needs a non-empty token")
+    if isinstance(refresh_seconds, bool) or not isinstance(refresh_seconds, (int, float)):
+        raise ConfigurationError("refresh_seconds", "must be a number of seconds")
+    if refresh_seconds < 0 or not math.isfinite(refresh_seconds):
+        raise ConfigurationError("refresh_seconds", "must be >= 0")
+    if isinstance(throughput_minutes, bool) or not isinstance(throughput_minutes, int):
+        raise ConfigurationError("throughput_minutes", "must be a positive integer")
+    if not 1 <= throughput_minutes <= 60:
+        raise ConfigurationError("throughput_minutes", "must be from 1 to 60")
+    if isinstance(session_max_age, bool) or not isinstance(session_max_age, int):
+        raise ConfigurationError("session_max_age", "must be a positive integer")
+    if session_max_age < 1:
+        raise ConfigurationError("session_max_age", "must be a positive integer")
+    dashboard = _Dashboard(
+        scheduler,
+        token=token,
+        refresh_seconds=refresh_seconds,
+        title=title,
+        throughput_minutes=throughput_minutes,
+        session_max_age=session_max_age,
+    )
+    routes: list[BaseRoute] = [
+        Route("/", dashboard.overview, methods=["GET"]),
+        Route("/healthz", dashboard.healthz, methods=["GET"]),
+        Route("/login", dashboard.login_form, methods=["GET"]),
+        Route("/login", dashboard.login, methods=["POST"]),
+        Route("/logout", dashboard.logout, methods=["POST"]),
+        Route("/jobs", dashboard.jobs, methods=["GET"]),
+        Route("/jobs/{job_id}", dashboard.job, methods=["GET"]),
+        Route("/jobs/{job_id}/cancel", dashboard.cancel, methods=["POST"]),
+        Route("/jobs/{job_id}/retry", dashboard.retry, methods=["POST"]),
+        Route("/jobs/{job_id}/run-now", dashboard.run_now, methods=["POST"]),
+        Route("/names/pause", dashboard.pause, methods=["POST"]),
+        Route("/names/resume", dashboard.resume, methods=["POST"]),
+        Route("/partials/overview", dashboard.overview_partial, methods=["GET"]),
+        Route("/partials/jobs", dashboard.jobs_partial, methods=["GET"]),
+        Route("/partials/jobs/{job_id}", dashboard.job_partial, methods=["GET"]),
+        Mount(
+            "/static",
+            app=StaticFiles(packages=[("mongo_job_scheduler.dashboard", "static")]),
+            name="static",
+        ),
+    ]
+    if metrics_registry is not None:
+        from prometheus_client import make_asgi_app
+
+        routes.append(
+            Route("/metrics", dashboard.protect(make_asgi_app(registry=metrics_registry)))
+        )
+    app = Starlette(routes=routes, middleware=[Middleware(_SecurityHeaders)])
+    app.state.dashboard = dashboard
+    return app
