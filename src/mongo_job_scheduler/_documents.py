@@ -164,6 +164,7 @@ def build_new_job(
     retry: Any = None,
     dedupe_key: Any = None,
     dedupe: Any = "active",
+    dedupe_window: Any = None,
     priority: Any = 5,
     concurrency: Any = None,
     max_execution: Any = None,
@@ -179,6 +180,11 @@ def build_new_job(
     concurrency = validate_concurrency(concurrency)
     dedupe_key = validate_dedupe_key(dedupe_key)
     scope = validate_dedupe_scope(dedupe)
+    window_ms = optional_duration_ms("dedupe_window", dedupe_window)
+    if window_ms is not None and dedupe_key is None:
+        raise ValidationError("dedupe_window", "needs a dedupe_key")
+    if window_ms is not None and scope == "forever":
+        raise ValidationError("dedupe_window", "has no meaning with dedupe='forever'")
     max_execution_ms = optional_duration_ms("max_execution", max_execution)
     timeout_ms = optional_duration_ms("timeout", timeout)
     if run_at is not None and delay is not None:
@@ -212,6 +218,8 @@ def build_new_job(
         doc["dedupeKey"] = dedupe_key
         if scope != "active":
             doc["dedupeScope"] = scope
+        if window_ms is not None:
+            doc["dedupeWindowMs"] = window_ms
     if concurrency is not None:
         doc["concurrency"] = concurrency
     if max_execution_ms is not None:
@@ -231,6 +239,7 @@ _BULK_KEYS = {
     "retry",
     "dedupe_key",
     "dedupe",
+    "dedupe_window",
     "priority",
     "concurrency",
     "max_execution",

@@ -274,6 +274,7 @@ class Scheduler:
         retry: int | Mapping[str, Any] | Retry | None = None,
         dedupe_key: str | None = None,
         dedupe: DedupeScope = "active",
+        dedupe_window: Duration | None = None,
         priority: int = 5,
         concurrency: int | None = None,
         max_execution: Duration | None = None,
@@ -285,7 +286,8 @@ class Scheduler:
         ``run_at`` (aware datetime) or ``delay`` sets the first run; without them a one-off job
         is due now and a repeating job at its first slot after now. With ``dedupe_key``, an
         active job with that key is returned instead of creating a second one (``dedupe=
-        "forever"``: any job with that key). ``priority`` runs 1 (first) to 10 (last).
+        "forever"``: any job with that key; ``dedupe_window``: also a job that finished less
+        than that long ago, for throttling). ``priority`` runs 1 (first) to 10 (last).
         ``concurrency`` caps how many jobs of this name run at once across all workers.
         ``timeout`` cancels a run that takes longer (the attempt fails); ``max_execution`` stops
         renewing its lease instead (``job:stalled``). Invalid input raises
@@ -303,6 +305,7 @@ class Scheduler:
             retry=retry,
             dedupe_key=dedupe_key,
             dedupe=dedupe,
+            dedupe_window=dedupe_window,
             priority=priority,
             concurrency=concurrency,
             max_execution=max_execution,

@@ -29,7 +29,7 @@ from .events import EventEmitter
 from .job import Job, RunContext, StopReason
 from .repeat import Repeat
 from .retry import Retry
-from .stores.base import Claimed, Fence, Finish, JobStore
+from .stores.base import Claimed, Fence, Finish, JobStore, released_on_finish
 
 __all__ = ["TaskSpec", "Worker", "WorkerConfig"]
 
@@ -640,7 +640,6 @@ class Worker:
                 await self._wake_for(after)
                 self._emit("job:complete", after)
             return
-        key = doc.get("dedupeKey")
         finish = Finish(
             set={
                 "status": "completed",
@@ -648,9 +647,7 @@ class Worker:
                 "result": result,
                 **await self._expiry("completed"),
             },
-            release_dedupe_key=key
-            if key is not None and doc.get("dedupeScope") != "forever"
-            else None,
+            release_dedupe_key=released_on_finish(doc),
         )
         after = await self._write(execution, finish)
         if after is not None:
@@ -761,7 +758,6 @@ class Worker:
             finish = self._next_occurrence(doc, repeat, slot, extra=error_fields)
             after = await self._write_repeating(execution, finish, slot, False)
         else:
-            key = doc.get("dedupeKey")
             finish = Finish(
                 set={
                     "status": "failed",
@@ -769,9 +765,7 @@ class Worker:
                     **error_fields,
                     **await self._expiry("failed"),
                 },
-                release_dedupe_key=key
-                if key is not None and doc.get("dedupeScope") != "forever"
-                else None,
+                release_dedupe_key=released_on_finish(doc),
             )
             after = await self._write(execution, finish)
         if after is not None:

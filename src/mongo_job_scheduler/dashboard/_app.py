@@ -406,7 +406,7 @@ class _Dashboard:
             and now - oldest < timedelta(minutes=minutes)
         )
         rows = [
-            {"label": "last minute" if i == 0 else f"{i}–{i + 1} min ago", "count": n}
+            {"label": "last minute" if i == 0 else f"{i}-{i + 1} min ago", "count": n}
             for i, n in enumerate(counts)
         ]
         return {

@@ -63,7 +63,7 @@ def fmt_datetime(value: Any) -> str:
 
 
 def fmt_duration(value: timedelta | float | None) -> str:
-    """A short human duration (``850 ms``, ``4.2 s``, ``3 min 5 s``, ``2 h 10 min``, ``3 d 4 h``)."""
+    """A short human duration: ``850 ms``, ``4.2 s``, ``3 min 5 s``, ``2 h 10 min``, ``3 d 4 h``."""
     if value is None:
         return "—"
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)

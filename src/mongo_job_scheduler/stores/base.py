@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
@@ -29,6 +29,7 @@ __all__ = [
     "decide_dedupe",
     "plan_update",
     "released_on_cancel",
+    "released_on_finish",
     "update_gave_up",
 ]
 
@@ -96,18 +97,37 @@ def decide_dedupe(
             return DedupeDecision.RETURN_EXISTING
         if scope == "forever" or holder.get("dedupeScope") == "forever":
             return DedupeDecision.RETURN_EXISTING
+        held_until = _window_end(holder)
+        if held_until is not None and now < held_until:
+            return DedupeDecision.RETURN_EXISTING
         return DedupeDecision.TAKE_OVER
     if registered_at is not None and now - registered_at < DEDUPE_GRACE:
         return DedupeDecision.WAIT
     return DedupeDecision.TAKE_OVER
 
 
-def released_on_cancel(doc: Mapping[str, Any]) -> str | None:
-    """The dedupe key a just-cancelled job gives back (none under the "forever" scope)."""
+def _window_end(holder: Mapping[str, Any]) -> datetime | None:
+    """When a finished job's dedupe window (``dedupeWindowMs`` after it finished) ends."""
+    window = holder.get("dedupeWindowMs")
+    finished = holder.get("updatedAt")
+    if not isinstance(window, (int, float)) or not isinstance(finished, datetime):
+        return None
+    if finished.tzinfo is None:
+        finished = finished.replace(tzinfo=timezone.utc)
+    return finished + timedelta(milliseconds=window)
+
+
+def released_on_finish(doc: Mapping[str, Any]) -> str | None:
+    """The dedupe key a job gives back when it finishes (completed, failed, cancelled): none
+    under the "forever" scope, nor with a dedupe window (the key stays taken for the window;
+    :func:`decide_dedupe` lets it go afterwards)."""
     key = doc.get("dedupeKey")
-    if key is None or doc.get("dedupeScope") == "forever":
+    if key is None or doc.get("dedupeScope") == "forever" or doc.get("dedupeWindowMs"):
         return None
     return str(key)
+
+
+released_on_cancel = released_on_finish
 
 
 UPDATE_ATTEMPTS = 5

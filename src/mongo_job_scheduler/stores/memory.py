@@ -16,7 +16,15 @@ from bson import ObjectId
 from .._documents import JobQuery, NewJob
 from .._durations import utcnow
 from ..job import ACTIVE_STATUSES
-from .base import Claimed, DedupeDecision, Fence, Finish, JobStore, decide_dedupe
+from .base import (
+    Claimed,
+    DedupeDecision,
+    Fence,
+    Finish,
+    JobStore,
+    decide_dedupe,
+    released_on_finish,
+)
 
 __all__ = ["InMemoryJobStore"]
 
@@ -291,13 +299,13 @@ class InMemoryJobStore(JobStore):
         for key in _LOCK_FIELDS:
             doc.pop(key, None)
         doc.update(status="cancelled", updatedAt=utcnow())
-        dedupe_key = doc.get("dedupeKey")
+        released = released_on_finish(doc)
         if (
-            dedupe_key is not None
-            and doc.get("dedupeScope") != "forever"
-            and self._dedupe.get(dedupe_key, (None,))[0] == job_id
+            released is not None
+            and released in self._dedupe
+            and self._dedupe[released][0] == job_id
         ):
-            del self._dedupe[dedupe_key]
+            del self._dedupe[released]
         return copy.deepcopy(doc), True
 
     async def delete_finished(self, before: datetime, statuses: Sequence[str]) -> int:
