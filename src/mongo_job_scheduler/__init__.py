@@ -16,6 +16,7 @@ from ._errors import (
 )
 from .events import EVENTS
 from .job import Job, JobStatus, Progress, StopReason
+from .rate_limit import RateLimit
 from .repeat import Repeat, RunPlan
 from .retry import Retry
 from .scheduler import Scheduler
@@ -38,6 +39,7 @@ __all__ = [
     "MongoJobStore",
     "PoisonJob",
     "Progress",
+    "RateLimit",
     "Repeat",
     "Retry",
     "RunPlan",

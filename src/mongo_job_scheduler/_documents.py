@@ -17,6 +17,7 @@ from bson.errors import InvalidDocument, InvalidId
 from ._durations import Duration, to_seconds, to_utc
 from ._errors import ValidationError
 from .job import JobStatus
+from .rate_limit import RateLimit
 from .repeat import Repeat
 from .retry import Retry
 
@@ -169,6 +170,7 @@ def build_new_job(
     concurrency: Any = None,
     max_execution: Any = None,
     timeout: Any = None,
+    rate_limit: Any = None,
 ) -> NewJob:
     """Validate ``schedule()`` arguments and build the stored document. Raises
     :class:`ValidationError` naming the first bad field; nothing is written by this function."""
@@ -185,6 +187,7 @@ def build_new_job(
         raise ValidationError("dedupe_window", "needs a dedupe_key")
     if window_ms is not None and scope == "forever":
         raise ValidationError("dedupe_window", "has no meaning with dedupe='forever'")
+    rate = None if rate_limit is None else RateLimit.parse(rate_limit)
     max_execution_ms = optional_duration_ms("max_execution", max_execution)
     timeout_ms = optional_duration_ms("timeout", timeout)
     if run_at is not None and delay is not None:
@@ -226,6 +229,8 @@ def build_new_job(
         doc["maxExecutionMs"] = max_execution_ms
     if timeout_ms is not None:
         doc["timeoutMs"] = timeout_ms
+    if rate is not None:
+        doc["rateLimit"] = rate.to_document()
     validate_bson_value("job", doc)
     return NewJob(doc, dedupe_key, scope)
 
@@ -244,6 +249,7 @@ _BULK_KEYS = {
     "concurrency",
     "max_execution",
     "timeout",
+    "rate_limit",
 }
 
 

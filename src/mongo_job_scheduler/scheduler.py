@@ -25,6 +25,7 @@ from ._durations import Duration, to_seconds, to_utc
 from ._errors import ConfigurationError, InvalidJobState, JobNotFound, ValidationError
 from .events import EventEmitter, Listener
 from .job import FINISHED_STATUSES, Job, JobStatus, StopReason
+from .rate_limit import RateLimit
 from .repeat import Repeat, _zone
 from .retry import Retry
 from .stats import SchedulerStats
@@ -146,11 +147,13 @@ class Scheduler:
         retry: int | Mapping[str, Any] | Retry | None = None,
         timeout: Duration | None = None,
         backoff: BackoffFn | None = None,
+        rate_limit: Mapping[str, Any] | RateLimit | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as the handler of jobs named ``name``.
 
         ``retry`` and ``timeout`` override the job's own; ``backoff(attempt) -> seconds |
-        timedelta`` computes retry delays in code (attempt is 1 after the first failure).
+        timedelta`` computes retry delays in code (attempt is 1 after the first failure);
+        ``rate_limit={"limit": n, "period": seconds}`` caps starts of this name fleet-wide.
         Async functions run on the event loop; plain functions run in a thread pool.
         """
         validate_name(name)
@@ -158,11 +161,12 @@ class Scheduler:
         timeout_td = None if timeout is None else timedelta(seconds=to_seconds("timeout", timeout))
         if backoff is not None and not callable(backoff):
             raise ValidationError("backoff", "must be callable")
+        rate = None if rate_limit is None else RateLimit.parse(rate_limit)
 
         def register(fn: F) -> F:
             if not callable(fn):
                 raise ValidationError("handler", "must be callable")
-            self._tasks[name] = TaskSpec(fn, retry_obj, timeout_td, backoff)
+            self._tasks[name] = TaskSpec(fn, retry_obj, timeout_td, backoff, rate)
             return fn
 
         return register
@@ -187,6 +191,10 @@ class Scheduler:
         """The job names this instance can run: any with a catch-all ``handler``, else only
         the names registered with :meth:`task` (so a fleet can split names across processes)."""
         return None if self.handler is not None else sorted(self._tasks)
+
+    def _rate_limits(self) -> dict[str, RateLimit]:
+        """Rate limits given on :meth:`task` (they override the jobs' own)."""
+        return {name: spec.rate_limit for name, spec in self._tasks.items() if spec.rate_limit}
 
     def _need_store(self) -> JobStore:
         if self.store is None:
@@ -223,7 +231,12 @@ class Scheduler:
                 default_timezone=self.default_timezone,
             )
             self._worker = Worker(
-                self.store, config, self._resolve, self.events, self._claimable_names
+                self.store,
+                config,
+                self._resolve,
+                self.events,
+                self._claimable_names,
+                self._rate_limits,
             )
             self._worker.start()
 
@@ -279,6 +292,7 @@ class Scheduler:
         concurrency: int | None = None,
         max_execution: Duration | None = None,
         timeout: Duration | None = None,
+        rate_limit: Mapping[str, Any] | RateLimit | None = None,
         session: Any = None,
     ) -> Job:
         """Store a new job and return it.
@@ -310,6 +324,7 @@ class Scheduler:
             concurrency=concurrency,
             max_execution=max_execution,
             timeout=timeout,
+            rate_limit=rate_limit,
         )
         [(doc, created)] = await store.insert([new], session=session)
         job = Job.from_document(doc)

@@ -36,6 +36,7 @@ from ._durations import Duration
 from ._errors import ConfigurationError, JobNotFound, ValidationError
 from .events import EventEmitter, Listener
 from .job import Job, JobStatus
+from .rate_limit import RateLimit
 from .repeat import Repeat, _zone
 from .retry import Retry
 from .stores._mongo_sync import MongoJobStore
@@ -109,6 +110,7 @@ class Scheduler:
         concurrency: int | None = None,
         max_execution: Duration | None = None,
         timeout: Duration | None = None,
+        rate_limit: Mapping[str, Any] | RateLimit | None = None,
         session: Any = None,
     ) -> Job:
         """Store a new job and return it (see :meth:`mongo_job_scheduler.Scheduler.schedule`).
@@ -134,6 +136,7 @@ class Scheduler:
             concurrency=concurrency,
             max_execution=max_execution,
             timeout=timeout,
+            rate_limit=rate_limit,
         )
         [(doc, created)] = self.store.insert([new], session=session)
         job = Job.from_document(doc)

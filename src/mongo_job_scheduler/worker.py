@@ -27,6 +27,7 @@ from ._documents import validate_bson_value
 from ._errors import JobTimeout, LeaseLost, PoisonJob, ValidationError
 from .events import EventEmitter
 from .job import Job, RunContext, StopReason
+from .rate_limit import RateLimit
 from .repeat import Repeat
 from .retry import Retry
 from .stores.base import Claimed, Fence, Finish, JobStore, released_on_finish
@@ -57,6 +58,7 @@ class TaskSpec:
     retry: Retry | None = None
     timeout: timedelta | None = None
     backoff: BackoffFn | None = None
+    rate_limit: RateLimit | None = None
     is_async: bool = field(init=False, default=False)
     """Whether the handler is a coroutine function (run on the loop) or not (run in a thread)."""
 
@@ -116,11 +118,13 @@ class Worker:
         resolve: Callable[[str], TaskSpec | None],
         events: EventEmitter,
         claimable_names: Callable[[], list[str] | None] = lambda: None,
+        rate_limits: Callable[[], Mapping[str, RateLimit]] = dict,
     ) -> None:
         self.store = store
         self.config = config
         self.resolve = resolve
         self.claimable_names = claimable_names
+        self.rate_limits = rate_limits
         self.events = events
         self.executions: dict[Any, _Execution] = {}
         self._stopping = False
@@ -285,6 +289,7 @@ class Worker:
                     self.config.lease,
                     self.config.max_lease_expiries,
                     self.claimable_names(),
+                    self.rate_limits(),
                 )
             except Exception as exc:
                 self._worker_error(exc, "claim failed; retrying")

@@ -56,6 +56,40 @@ def side_collection_names(collection: str) -> tuple[str, str]:
     return f"{collection}_dedupe", f"{collection}_slots"
 
 
+def rates_collection_name(collection: str) -> str:
+    """Name of the collection of rate-limit windows (``_id`` = the job name)."""
+    return f"{collection}_rates"
+
+
+def rate_acquire_update(start_id: Any, limit: int, period_ms: int) -> list[dict[str, Any]]:
+    """Record a start (``start_id``) in the name's sliding window if fewer than ``limit``
+    starts happened in the last ``period_ms`` (older ones are dropped first)."""
+    recent = {
+        "$filter": {
+            "input": {"$ifNull": ["$starts", []]},
+            "cond": {"$gt": ["$$this.at", {"$subtract": ["$$NOW", period_ms]}]},
+        }
+    }
+    return [
+        {
+            "$set": {
+                "starts": {
+                    "$let": {
+                        "vars": {"recent": recent},
+                        "in": {
+                            "$cond": [
+                                {"$lt": [{"$size": "$$recent"}, limit]},
+                                {"$concatArrays": ["$$recent", [{"id": start_id, "at": "$$NOW"}]]},
+                                "$$recent",
+                            ]
+                        },
+                    }
+                }
+            }
+        }
+    ]
+
+
 def paused_collection_name(collection: str) -> str:
     """Name of the collection of paused job names (``_id`` = the name)."""
     return f"{collection}_paused"
@@ -91,7 +125,14 @@ def expired_filter(
     return _names({"status": "running", "lockUntil": {"$lt": now}}, names, exclude_names)
 
 
-CANDIDATE_PROJECTION = {"_id": 1, "name": 1, "concurrency": 1, "priority": 1, "nextRunAt": 1}
+CANDIDATE_PROJECTION = {
+    "_id": 1,
+    "name": 1,
+    "concurrency": 1,
+    "rateLimit": 1,
+    "priority": 1,
+    "nextRunAt": 1,
+}
 
 
 def claim_order_key(doc: Mapping[str, Any]) -> tuple[int, Any, Any]:

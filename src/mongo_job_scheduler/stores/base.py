@@ -18,6 +18,7 @@ from typing import Any
 from .._documents import JobChanges, JobQuery, NewJob
 from .._errors import InvalidJobState
 from ..job import ACTIVE_STATUSES
+from ..rate_limit import RateLimit
 
 __all__ = [
     "UPDATE_ATTEMPTS",
@@ -115,6 +116,17 @@ def _window_end(holder: Mapping[str, Any]) -> datetime | None:
     if finished.tzinfo is None:
         finished = finished.replace(tzinfo=timezone.utc)
     return finished + timedelta(milliseconds=window)
+
+
+def rate_limit_of(
+    doc: Mapping[str, Any], rate_limits: Mapping[str, RateLimit] | None
+) -> RateLimit | None:
+    """The rate limit a job's start counts against: its task's, else its own."""
+    if rate_limits:
+        task_limit = rate_limits.get(str(doc.get("name")))
+        if task_limit is not None:
+            return task_limit
+    return RateLimit.from_document(doc.get("rateLimit"))
 
 
 def released_on_finish(doc: Mapping[str, Any]) -> str | None:
@@ -216,13 +228,16 @@ class JobStore(ABC):
         lease: timedelta,
         max_lease_expiries: int,
         names: Sequence[str] | None = None,
+        rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> list[Claimed]:
         """Atomically take up to ``limit`` due jobs for ``owner`` in the global order (priority,
         then due time, then insertion): pending jobs whose ``nextRunAt`` has passed, and running
         jobs whose lease expired (counting the expiry in ``leaseExpiries``). Each claim bumps
         ``lockVersion`` (the fencing token) and sets ``lockUntil`` to now + ``lease`` on the
         store's clock. Jobs with a ``concurrency`` limit are claimed only with a free slot.
-        ``names`` restricts the claim to those job names (``None``: any name)."""
+        ``names`` restricts the claim to those job names (``None``: any name). A job is
+        started only within its name's rate limit (``rate_limits[name]``, else the job's own
+        ``rateLimit``): each start is recorded; a claim that then fails gives it back."""
 
     @abstractmethod
     async def renew(self, fences: Sequence[Fence], lease: timedelta) -> set[Any]:

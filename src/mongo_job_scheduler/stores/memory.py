@@ -16,6 +16,7 @@ from bson import ObjectId
 from .._documents import JobQuery, NewJob
 from .._durations import utcnow
 from ..job import ACTIVE_STATUSES
+from ..rate_limit import RateLimit
 from .base import (
     Claimed,
     DedupeDecision,
@@ -23,6 +24,7 @@ from .base import (
     Finish,
     JobStore,
     decide_dedupe,
+    rate_limit_of,
     released_on_finish,
 )
 
@@ -82,6 +84,7 @@ class InMemoryJobStore(JobStore):
         self._dedupe: dict[str, tuple[ObjectId, datetime]] = {}
         self._slots: dict[str, dict[tuple[Any, str], datetime]] = {}
         self._paused: set[str] = set()
+        self._rates: dict[str, list[datetime]] = {}
 
     async def setup(self) -> None:
         return None
@@ -176,6 +179,18 @@ class InMemoryJobStore(JobStore):
         holders[(doc["_id"], owner)] = until
         return True
 
+    def _take_rate(self, doc: Mapping[str, Any], rate: RateLimit | None, now: datetime) -> bool:
+        """Record a start of ``doc``'s name if its sliding window has room."""
+        if rate is None:
+            return True
+        name = str(doc["name"])
+        starts = [t for t in self._rates.get(name, []) if t > now - rate.period]
+        self._rates[name] = starts
+        if len(starts) >= rate.limit:
+            return False
+        starts.append(now)
+        return True
+
     async def claim(
         self,
         owner: str,
@@ -183,6 +198,7 @@ class InMemoryJobStore(JobStore):
         lease: timedelta,
         max_lease_expiries: int,
         names: Sequence[str] | None = None,
+        rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> list[Claimed]:
         now = utcnow()
         due = [
@@ -206,6 +222,9 @@ class InMemoryJobStore(JobStore):
             if len(claimed) >= limit:
                 break
             if not self._take_slot(doc, owner, until, now):
+                continue
+            if not self._take_rate(doc, rate_limit_of(doc, rate_limits), now):
+                self._free_slot(Fence(doc["_id"], owner, 0, doc["name"]))
                 continue
             if doc["status"] == "running":
                 doc["leaseExpiries"] = int(doc.get("leaseExpiries") or 0) + 1

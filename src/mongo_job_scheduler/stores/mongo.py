@@ -21,6 +21,7 @@ from .._documents import JobQuery, NewJob
 from .._durations import utcnow
 from .._errors import ConfigurationError
 from ..job import ACTIVE_STATUSES
+from ..rate_limit import RateLimit
 from . import _mongo_common as q
 from .base import (
     Claimed,
@@ -29,6 +30,7 @@ from .base import (
     Finish,
     JobStore,
     decide_dedupe,
+    rate_limit_of,
     released_on_cancel,
 )
 
@@ -75,6 +77,9 @@ class MongoJobStore(JobStore):
             q.paused_collection_name(collection), codec_options=options
         )
         self._paused_cache: tuple[float, list[str]] | None = None
+        self.rates: AsyncCollection[Doc] = database.get_collection(
+            q.rates_collection_name(collection), codec_options=options
+        )
         self._clock = ServerClock()
         self._next_expired_scan = 0.0
         self._contended = False
@@ -204,6 +209,7 @@ class MongoJobStore(JobStore):
         lease: timedelta,
         max_lease_expiries: int,
         names: Sequence[str] | None = None,
+        rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> list[Claimed]:
         await self.setup()
         now = await self.now()
@@ -242,10 +248,11 @@ class MongoJobStore(JobStore):
                     break
                 if candidate["name"] in saturated:
                     continue
-                if not candidate.get("concurrency"):
+                rate = rate_limit_of(candidate, rate_limits)
+                if not candidate.get("concurrency") and rate is None:
                     batch.append(candidate)
                     continue
-                result = await self._claim_one(candidate, owner, lease, max_lease_expiries)
+                result = await self._claim_one(candidate, owner, lease, max_lease_expiries, rate)
                 if result is None:
                     blocked = True
                     saturated.append(candidate["name"])
@@ -282,8 +289,15 @@ class MongoJobStore(JobStore):
         ]
 
     async def _claim_one(
-        self, candidate: Doc, owner: str, lease: timedelta, max_lease_expiries: int
+        self,
+        candidate: Doc,
+        owner: str,
+        lease: timedelta,
+        max_lease_expiries: int,
+        rate: RateLimit | None = None,
     ) -> Claimed | None:
+        """Claim one job: first its concurrency slot and its rate-limit start, if it has
+        them, then the job itself; if the job was taken meanwhile, give both back."""
         job_id = candidate["_id"]
         limit = candidate.get("concurrency")
         slot = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
@@ -297,6 +311,19 @@ class MongoJobStore(JobStore):
             holders = (slots_doc or {}).get("holders", [])
             if not any(h.get("job") == job_id and h.get("owner") == owner for h in holders):
                 return None
+        start_id = None
+        if rate is not None:
+            start_id = ObjectId()
+            rates_doc = await self.rates.find_one_and_update(
+                {"_id": candidate["name"]},
+                q.rate_acquire_update(start_id, rate.limit, rate.period_ms),
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+            if not any(s.get("id") == start_id for s in (rates_doc or {}).get("starts", [])):
+                if slot:
+                    await self.free_slot(Fence(job_id, owner, 0, candidate["name"]))
+                return None
         doc = await self.jobs.find_one_and_update(
             q.claim_filter(job_id),
             q.claim_update(owner, lease),
@@ -305,6 +332,10 @@ class MongoJobStore(JobStore):
         if doc is None:
             if slot:
                 await self.free_slot(Fence(job_id, owner, 0, candidate["name"]))
+            if start_id is not None:
+                await self.rates.update_one(
+                    {"_id": candidate["name"]}, {"$pull": {"starts": {"id": start_id}}}
+                )
             return None
         return Claimed(doc, int(doc.get("leaseExpiries") or 0) >= max_lease_expiries)
 

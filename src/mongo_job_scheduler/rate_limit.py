@@ -1,0 +1,78 @@
+"""Rate limits: at most ``limit`` job starts per ``period`` for one job name, fleet-wide."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from ._durations import to_seconds
+from ._errors import ValidationError
+
+__all__ = ["RateLimit"]
+
+_KEYS = {"limit", "period"}
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``limit`` starts of jobs with one name within any ``period`` (a sliding
+    window), counted across every worker. Jobs over the budget stay pending until the window
+    allows them; nothing polls faster because of them.
+
+    Given as ``rate_limit={"limit": 10, "period": 60}`` (period in seconds or a
+    ``timedelta``); stored on the job as ``rateLimit: {"limit": 10, "periodMs": 60000}``.
+    """
+
+    limit: int
+    period: timedelta
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
+            raise ValidationError(
+                "rate_limit.limit", f"must be a positive integer, got {self.limit!r}"
+            )
+        if not isinstance(self.period, timedelta):
+            seconds = to_seconds("rate_limit.period", self.period)
+            object.__setattr__(self, "period", timedelta(seconds=seconds))
+        if self.period < timedelta(milliseconds=1):
+            raise ValidationError("rate_limit.period", "must be at least 1 ms")
+
+    @classmethod
+    def parse(cls, value: Any) -> RateLimit:
+        """Build a limit from ``rate_limit=`` input (a ``RateLimit`` or a mapping)."""
+        if isinstance(value, RateLimit):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValidationError("rate_limit", f"expected a mapping, got {type(value).__name__}")
+        unknown = set(value) - _KEYS
+        if unknown:
+            raise ValidationError(
+                "rate_limit", f"unknown key(s) {sorted(map(str, unknown))}; allowed: limit, period"
+            )
+        for key in ("limit", "period"):
+            if key not in value:
+                raise ValidationError(f"rate_limit.{key}", "is required")
+        return cls(limit=value["limit"], period=value["period"])
+
+    @classmethod
+    def from_document(cls, value: Any) -> RateLimit | None:
+        """Read a stored ``rateLimit`` field (``None`` if absent or unusable)."""
+        if not isinstance(value, Mapping):
+            return None
+        limit, period = value.get("limit"), value.get("periodMs")
+        if not isinstance(limit, int) or not isinstance(period, (int, float)):
+            return None
+        if limit < 1 or not math.isfinite(period) or period < 1:
+            return None
+        return cls(limit, timedelta(milliseconds=period))
+
+    def to_document(self) -> dict[str, Any]:
+        """The stored form."""
+        return {"limit": self.limit, "periodMs": round(self.period / timedelta(milliseconds=1))}
+
+    @property
+    def period_ms(self) -> int:
+        return round(self.period / timedelta(milliseconds=1))

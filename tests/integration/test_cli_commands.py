@@ -1,0 +1,699 @@
+"""The operator commands of the CLI (``worker``, ``jobs list|show|cancel|retry|purge``,
+``stats``), run as real subprocesses against the test server, one fresh database per test.
+
+Jobs are seeded with the blocking facade (``mongo_job_scheduler.sync``); failed jobs are made
+by a real asyncio worker whose handler raises. Independent read-only CLI runs of a test start
+together so the file stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson import Decimal128, ObjectId
+from pymongo import AsyncMongoClient, MongoClient
+from tests.conftest import wait_for
+
+from mongo_job_scheduler import Job, MongoJobStore, Scheduler
+from mongo_job_scheduler import sync as mjs_sync
+
+RUN_TIMEOUT = 60
+BAD_URI = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300"
+
+WORKER_MODULE = """
+import asyncio
+import os
+from pathlib import Path
+
+from pymongo import AsyncMongoClient
+
+from mongo_job_scheduler import MongoJobStore, Scheduler
+
+RUNS = Path(os.environ["MJS_RUNS"])
+
+scheduler = Scheduler(
+    MongoJobStore(AsyncMongoClient(os.environ["MONGODB_URI"])[os.environ["MJS_DB"]]),
+    poll_interval=0.05,
+)
+
+
+def _record(job, what):
+    with RUNS.open("a", encoding="utf-8") as runs:
+        runs.write(f"{what} {job.name} {job.id}\\n")
+
+
+@scheduler.task("record")
+async def record(job):
+    _record(job, "ran")
+
+
+@scheduler.task("flaky")
+async def flaky(job):
+    _record(job, "ran")
+
+
+@scheduler.task("slow")
+async def slow(job):
+    _record(job, "started")
+    await asyncio.Event().wait()
+
+
+async def make():
+    return scheduler
+
+
+def broken():
+    raise RuntimeError("no scheduler today")
+"""
+
+
+# -- running the CLI ------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+def _env(mongodb_uri: str | None, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("MONGODB_URI", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        env.pop(name, None)
+    env.update(NO_COLOR="1", COLUMNS="200", PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
+    if mongodb_uri is not None:
+        env["MONGODB_URI"] = mongodb_uri
+    env.update(extra)
+    return env
+
+
+def _argv(args: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "mongo_job_scheduler", *args]
+
+
+def run_cli(args: Sequence[str], env: dict[str, str]) -> Result:
+    done = subprocess.run(
+        _argv(args),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=RUN_TIMEOUT,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def run_many(runs: Sequence[Sequence[str]], env: dict[str, str]) -> list[Result]:
+    """Run independent CLI invocations at once; results in the order given."""
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        return list(pool.map(lambda args: run_cli(args, env), runs))
+
+
+def assert_one_line_error(result: Result, *fragments: str) -> None:
+    assert result.code == 1, result
+    assert "Traceback" not in result.err + result.out, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("Error: "), lines
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@dataclass
+class Ctx:
+    """One test's database, how to reach it from the CLI, and a blocking scheduler on it."""
+
+    uri: str
+    db_name: str
+    db: Any
+    scheduler: mjs_sync.Scheduler
+
+    @property
+    def env(self) -> dict[str, str]:
+        return _env(self.uri)
+
+    def cli(self, *args: str) -> Result:
+        return run_cli(["--database", self.db_name, *args], self.env)
+
+    def many(self, *runs: Sequence[str]) -> list[Result]:
+        return run_many([["--database", self.db_name, *args] for args in runs], self.env)
+
+    def doc(self, job_id: Any) -> dict[str, Any]:
+        found = self.db["scheduler_jobs"].find_one({"_id": ObjectId(str(job_id))})
+        assert found is not None
+        return dict(found)
+
+
+@pytest.fixture
+def ctx(mongodb_uri: str, db_name: str, sync_db: Any) -> Iterator[Ctx]:
+    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri, tz_aware=True)
+    try:
+        scheduler = mjs_sync.Scheduler(mjs_sync.MongoJobStore(client[db_name]))
+        yield Ctx(mongodb_uri, db_name, client[db_name], scheduler)
+    finally:
+        client.close()
+
+
+async def _make_failed(uri: str, db_name: str, count: int = 1) -> list[Job]:
+    """``count`` jobs named ``flaky`` that really failed (a handler raised, no retries left)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+    try:
+        scheduler = Scheduler(MongoJobStore(client[db_name]), poll_interval=0.02)
+
+        @scheduler.task("flaky")
+        async def flaky(job: Job) -> None:
+            raise ValueError(f"boom <{job.data['n']}>")
+
+        jobs = [await scheduler.schedule("flaky", {"n": n}) for n in range(count)]
+        async with scheduler:
+
+            async def all_failed() -> bool:
+                found = [await scheduler.get_job(job.id) for job in jobs]
+                return all(j is not None and j.status.value == "failed" for j in found)
+
+            await wait_for(all_failed, timeout=15)
+        return [j for j in [await scheduler.get_job(job.id) for job in jobs] if j is not None]
+    finally:
+        await client.close()
+
+
+def make_failed(ctx: Ctx, count: int = 1) -> list[Job]:
+    return asyncio.run(_make_failed(ctx.uri, ctx.db_name, count))
+
+
+# -- jobs list ------------------------------------------------------------------------------------
+
+
+def test_list_filters_sort_pagination_and_json(ctx: Ctx) -> None:
+    s = ctx.scheduler
+    gold = s.schedule("email", {"user": 1, "tier": "gold", "profile": {"lang": "fr"}}, priority=1)
+    silver = s.schedule("email", {"user": 2, "tier": "silver"}, priority=3)
+    text_user = s.schedule("email", {"user": "1", "tier": "gold"}, priority=7)
+    report = s.schedule("report", {"user": 1}, priority=9, delay=3600)
+    cancelled = s.schedule("report", {"user": 3}, priority=5)
+    assert s.cancel(cancelled.id)
+    ids = {
+        "gold": str(gold.id),
+        "silver": str(silver.id),
+        "text_user": str(text_user.id),
+        "report": str(report.id),
+        "cancelled": str(cancelled.id),
+    }
+
+    (
+        everything,
+        by_name,
+        by_status,
+        by_statuses,
+        by_int,
+        by_text,
+        by_string,
+        by_nested,
+        combined,
+        sorted_desc,
+        page,
+        table,
+        nothing,
+    ) = ctx.many(
+        ["jobs", "list", "--json"],
+        ["jobs", "list", "--json", "--name", "report"],
+        ["jobs", "list", "--json", "--status", "cancelled"],
+        ["jobs", "list", "--json", "--status", "cancelled", "--status", "pending"],
+        ["jobs", "list", "--json", "--data", "user=1"],
+        ["jobs", "list", "--json", "--data", 'user="1"'],
+        ["jobs", "list", "--json", "--data", "tier=gold"],
+        ["jobs", "list", "--json", "--data", "profile.lang=fr"],
+        ["jobs", "list", "--json", "--name", "email", "--data", "user=1", "--status", "pending"],
+        ["jobs", "list", "--json", "--sort", "priority:desc"],
+        ["jobs", "list", "--json", "--sort", "priority:asc", "--limit", "2", "--skip", "1"],
+        ["jobs", "list", "--sort", "priority", "--limit", "5"],
+        ["jobs", "list", "--name", "nobody"],
+    )
+    for result in (everything, by_name, by_status, by_statuses, by_int, by_text, by_nested):
+        assert result.code == 0, result
+
+    def got(result: Result) -> set[str]:
+        return {doc["_id"] for doc in result.json_lines}
+
+    assert got(everything) == set(ids.values())
+    assert got(by_name) == {ids["report"], ids["cancelled"]}
+    assert got(by_status) == {ids["cancelled"]}
+    assert got(by_statuses) == set(ids.values())
+    assert got(by_int) == {ids["gold"], ids["report"]}  # JSON 1 is the number, not "1"
+    assert got(by_text) == {ids["text_user"]}
+    assert got(by_string) == {ids["gold"], ids["text_user"]}
+    assert got(by_nested) == {ids["gold"]}
+    assert got(combined) == {ids["gold"]}
+    assert [doc["priority"] for doc in sorted_desc.json_lines] == [9, 7, 5, 3, 1]
+    assert [doc["_id"] for doc in page.json_lines] == [ids["silver"], ids["cancelled"]]
+
+    # JSON lines are the stored documents: ObjectIds as strings, datetimes as ISO 8601 UTC.
+    doc = next(d for d in everything.json_lines if d["_id"] == ids["gold"])
+    assert doc["name"] == "email"
+    assert doc["data"] == {"user": 1, "tier": "gold", "profile": {"lang": "fr"}}
+    assert doc["status"] == "pending"
+    created = datetime.fromisoformat(doc["createdAt"].replace("Z", "+00:00"))
+    assert created.tzinfo is not None
+    assert abs(created - datetime.now(timezone.utc)) < timedelta(minutes=5)
+
+    assert table.code == 0, table
+    lines = table.out.splitlines()
+    for header in ("id", "name", "status", "attempts", "priority", "next run", "updated"):
+        assert header in lines[0]
+    rows = [line for line in lines if line[:24] in ids.values()]
+    assert [row[:24] for row in rows] == [
+        ids["gold"],
+        ids["silver"],
+        ids["cancelled"],
+        ids["text_user"],
+        ids["report"],
+    ]
+    assert "cancelled" in rows[2] and "report" in rows[2]
+    assert "--skip 5" in table.err  # a full page: how to see the next one
+
+    assert nothing.code == 0 and nothing.out == ""
+    assert "No jobs match" in nothing.err
+
+
+def test_list_collection_option(ctx: Ctx, mongodb_uri: str) -> None:
+    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri)
+    try:
+        other = mjs_sync.Scheduler(mjs_sync.MongoJobStore(client[ctx.db_name], "other_jobs"))
+        job = other.schedule("elsewhere", {"n": 1})
+    finally:
+        client.close()
+    default, custom = ctx.many(
+        ["jobs", "list", "--json"], ["--collection", "other_jobs", "jobs", "list", "--json"]
+    )
+    assert default.code == 0 and default.json_lines == []
+    assert [doc["_id"] for doc in custom.json_lines] == [str(job.id)]
+
+
+def test_bad_input_is_one_line_and_exit_1(ctx: Ctx, tmp_path: Path) -> None:
+    job = ctx.scheduler.schedule("email", {"user": 1})
+    results = ctx.many(
+        ["jobs", "list", "--data", "$where=1"],
+        ["jobs", "list", "--data", 'user={"$gt": 0}'],
+        ["jobs", "list", "--data", "novalue"],
+        ["jobs", "list", "--status", "bogus"],
+        ["jobs", "list", "--sort", "nope:asc"],
+        ["jobs", "list", "--limit", "0"],
+        ["jobs", "show", "not-an-id"],
+        ["jobs", "show", str(ObjectId())],
+        ["jobs", "cancel", str(ObjectId())],
+        ["jobs", "retry", str(job.id)],
+        ["jobs", "purge", "--older-than", "soon", "--yes"],
+        ["jobs", "purge", "--older-than", "1d", "--status", "pending", "--yes"],
+        ["--database", "bad/name", "stats"],
+    )
+    expected = [
+        ("data", "$where"),
+        ("operators",),
+        ("KEY=VALUE", "novalue"),
+        ("status", "bogus"),
+        ("sort", "nope"),
+        ("limit",),
+        ("job_id", "not-an-id"),
+        ("not found",),
+        ("not found",),
+        ("pending", "only failed or cancelled"),
+        ("--older-than", "soon"),
+        ("only finished jobs", "pending"),
+        ("database",),
+    ]
+    for result, fragments in zip(results, expected, strict=True):
+        assert_one_line_error(result, *fragments)
+    assert ctx.doc(job.id)["status"] == "pending"  # the refused retry changed nothing
+
+
+def test_unreachable_server_and_missing_uri(tmp_path: Path) -> None:
+    unreachable, with_password, missing = run_many(
+        [
+            ["--mongodb-uri", BAD_URI, "jobs", "list"],
+            [
+                "--mongodb-uri",
+                "mongodb://ops:s3cret@127.0.0.1:1/?serverSelectionTimeoutMS=300",
+                "stats",
+            ],
+            ["jobs", "show", str(ObjectId())],
+        ],
+        _env(None),
+    )
+    assert_one_line_error(unreachable, "cannot connect to MongoDB", "127.0.0.1:1")
+    assert_one_line_error(with_password, "cannot connect to MongoDB")
+    assert "s3cret" not in with_password.err
+    assert_one_line_error(missing, "--mongodb-uri", "MONGODB_URI")
+
+
+# -- show, cancel, retry --------------------------------------------------------------------------
+
+
+def test_show_every_field_of_a_failed_job(ctx: Ctx) -> None:
+    [failed] = make_failed(ctx)
+    odd = ctx.scheduler.schedule("odd", {"n": 1})
+    odd_data = {"nan": float("nan"), "price": Decimal128("1.50"), "raw": b"\x01\xff"}
+    ctx.db["scheduler_jobs"].update_one({"_id": odd.id}, {"$set": {"data": odd_data}})
+    human, as_json, odd_json = ctx.many(
+        ["jobs", "show", str(failed.id)],
+        ["jobs", "show", str(failed.id), "--json"],
+        ["jobs", "show", str(odd.id), "--json"],
+    )
+    assert human.code == 0 and as_json.code == 0, (human, as_json)
+    # Any BSON value comes out as strict JSON (no NaN literal, no crash on Decimal128/bytes).
+    assert odd_json.code == 0, odd_json
+    strict = json.loads(odd_json.out, parse_constant=lambda name: pytest.fail(name))
+    assert strict["data"] == {"nan": "nan", "price": "1.50", "raw": "01ff"}
+
+    doc = json.loads(as_json.out)
+    stored = ctx.doc(failed.id)
+    assert set(doc) == set(stored)  # every field of the stored document
+    assert doc["_id"] == str(failed.id)
+    assert doc["status"] == "failed"
+    assert doc["data"] == {"n": 0}
+    assert doc["lastError"] == stored["lastError"] and "boom <0>" in doc["lastError"]
+    assert doc["lastErrorTrace"] == stored["lastErrorTrace"]
+    assert "ValueError" in doc["lastErrorTrace"]
+    for key in ("createdAt", "updatedAt", "lastRunAt"):
+        parsed = datetime.fromisoformat(doc[key].replace("Z", "+00:00"))
+        assert abs(parsed - stored[key]) < timedelta(milliseconds=1)
+
+    assert str(failed.id) in human.out and "failed" in human.out
+    assert '"lastError"' in human.out and "boom <0>" in human.out
+    assert "lastErrorTrace:" in human.out
+    trace_lines = stored["lastErrorTrace"].rstrip("\n").splitlines()
+    assert all(line in human.out for line in trace_lines)  # the trace as readable lines
+
+
+def test_cancel_then_retry_then_refusals(ctx: Ctx) -> None:
+    job = ctx.scheduler.schedule("email", {"user": 1}, delay=3600)
+
+    cancelled = ctx.cli("jobs", "cancel", str(job.id))
+    assert cancelled.code == 0, cancelled
+    assert "Cancelled" in cancelled.out
+    assert ctx.doc(job.id)["status"] == "cancelled"
+
+    again = ctx.cli("jobs", "cancel", str(job.id))
+    assert_one_line_error(again, "already cancelled")
+
+    before = datetime.now(timezone.utc)
+    retried = ctx.cli("jobs", "retry", str(job.id))
+    assert retried.code == 0, retried
+    assert "pending" in retried.out
+    doc = ctx.doc(job.id)
+    assert doc["status"] == "pending"
+    assert doc["nextRunAt"] < before + timedelta(seconds=30)  # due now, not in an hour
+
+    pending_retry = ctx.cli("jobs", "retry", str(job.id))
+    assert_one_line_error(pending_retry, "pending")
+
+
+# -- purge ----------------------------------------------------------------------------------------
+
+
+def _age(ctx: Ctx, job_id: Any, days: float) -> None:
+    old = datetime.now(timezone.utc) - timedelta(days=days)
+    ctx.db["scheduler_jobs"].update_one(
+        {"_id": ObjectId(str(job_id))}, {"$set": {"updatedAt": old}}
+    )
+
+
+def test_purge_with_yes_and_refusal_without(ctx: Ctx) -> None:
+    s = ctx.scheduler
+    old_cancelled = [s.schedule("email", {"n": n}) for n in range(2)]
+    recent_cancelled = s.schedule("email", {"n": 9})
+    old_pending = s.schedule("email", {"n": 10}, delay=3600)
+    for job in [*old_cancelled, recent_cancelled]:
+        assert s.cancel(job.id)
+    [old_failed] = make_failed(ctx)
+    for job in [*old_cancelled, old_pending]:
+        _age(ctx, job.id, 10)
+    _age(ctx, old_failed.id, 10)
+
+    def remaining() -> set[str]:
+        return {str(doc["_id"]) for doc in ctx.db["scheduler_jobs"].find({}, {"_id": 1})}
+
+    everything = remaining()
+    refused, nothing_old, bad_status = ctx.many(
+        ["jobs", "purge", "--older-than", "7d"],
+        ["jobs", "purge", "--older-than", "2000-01-01T00:00:00Z"],
+        ["jobs", "purge", "--older-than", "7d", "--status", "bogus", "--yes"],
+    )
+    assert_one_line_error(refused, "refusing", "3", "--yes")
+    assert nothing_old.code == 0 and "No " in nothing_old.out, nothing_old
+    assert_one_line_error(bad_status, "bogus")
+    assert remaining() == everything
+
+    only_failed = ctx.cli("jobs", "purge", "--older-than", "168h", "--status", "failed", "--yes")
+    assert only_failed.code == 0, only_failed
+    assert "Deleted 1 job" in only_failed.out
+    assert remaining() == everything - {str(old_failed.id)}
+
+    purged = ctx.cli("jobs", "purge", "--older-than", "7d", "--yes")
+    assert purged.code == 0, purged
+    assert "Deleted 2 jobs" in purged.out
+    # Recent finished jobs and pending jobs (however old) stay.
+    assert remaining() == {str(recent_cancelled.id), str(old_pending.id)}
+
+
+def test_purge_asks_on_a_terminal(ctx: Ctx) -> None:
+    old = ctx.scheduler.schedule("email", {"n": 1})
+    assert ctx.scheduler.cancel(old.id)
+    _age(ctx, old.id, 3)
+    for answer, deleted in (("n", False), ("y", True)):
+        main_fd, tty_fd = pty.openpty()
+        try:
+            os.write(main_fd, f"{answer}\n".encode())
+            done = subprocess.run(
+                _argv(["--database", ctx.db_name, "jobs", "purge", "--older-than", "2d"]),
+                env=ctx.env,
+                stdin=tty_fd,
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT,
+            )
+        finally:
+            os.close(tty_fd)
+            os.close(main_fd)
+        assert "Delete 1 completed/failed/cancelled job last updated before" in done.stderr
+        found = ctx.db["scheduler_jobs"].find_one({"_id": old.id})
+        if deleted:
+            assert done.returncode == 0 and "Deleted 1 job" in done.stdout, done
+            assert found is None
+        else:
+            assert done.returncode == 1 and "aborted" in done.stderr, done
+            assert "Traceback" not in done.stderr
+            assert found is not None
+
+
+# -- stats ----------------------------------------------------------------------------------------
+
+
+def test_stats_numbers(ctx: Ctx) -> None:
+    s = ctx.scheduler
+    due = [s.schedule("email", {"n": n}) for n in range(3)]
+    s.schedule("report", {"n": 1}, delay=3600)
+    cancelled = s.schedule("report", {"n": 2})
+    assert s.cancel(cancelled.id)
+    make_failed(ctx, count=2)
+    # The oldest due job has waited a known while (backdated by the test, not by sleeping).
+    long_ago = datetime.now(timezone.utc) - timedelta(minutes=10)
+    ctx.db["scheduler_jobs"].update_one({"_id": due[0].id}, {"$set": {"nextRunAt": long_ago}})
+
+    as_json, table = ctx.many(["stats", "--json"], ["stats"])
+    assert as_json.code == 0 and table.code == 0, (as_json, table)
+    stats = json.loads(as_json.out)
+    assert stats["by_status"] == {
+        "pending": 4,
+        "running": 0,
+        "completed": 0,
+        "failed": 2,
+        "cancelled": 1,
+    }
+    assert stats["total"] == 7
+    assert stats["by_name"] == {
+        "email": {"pending": 3},
+        "report": {"pending": 1, "cancelled": 1},
+        "flaky": {"failed": 2},
+    }
+    assert stats["due"] == 3
+    assert stats["failed_last_hour"] == 2
+    assert 590 <= stats["lag_seconds"] <= 900
+    oldest = datetime.fromisoformat(stats["oldest_due_at"].replace("Z", "+00:00"))
+    assert abs(oldest - long_ago) < timedelta(milliseconds=2)
+
+    out = table.out
+    assert "Due, not started: 3" in out
+    assert "Failed in the last hour: 2" in out
+    assert "Lag of the oldest due job: 10m" in out
+    status_rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()}
+    assert status_rows["pending"] == ["4"]
+    assert status_rows["failed"] == ["2"]
+    assert status_rows["total"] == ["7"]
+    # name, pending, running, completed, failed, cancelled, total
+    assert status_rows["report"] == ["1", "0", "0", "0", "1", "2"]
+    assert status_rows["flaky"] == ["0", "0", "0", "2", "0", "2"]
+
+
+# -- worker ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class WorkerRun:
+    process: subprocess.Popen[bytes]
+    err_path: Path
+    runs_path: Path
+
+    @property
+    def err(self) -> str:
+        return self.err_path.read_text(encoding="utf-8")
+
+    def runs(self) -> list[str]:
+        if not self.runs_path.exists():
+            return []
+        return self.runs_path.read_text(encoding="utf-8").splitlines()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def start_worker(ctx: Ctx, tmp_path: Path) -> Iterator[Any]:
+    (tmp_path / "tmpmod.py").write_text(textwrap.dedent(WORKER_MODULE), encoding="utf-8")
+    started: list[WorkerRun] = []
+
+    def start(*args: str) -> WorkerRun:
+        n = len(started)
+        err_path = tmp_path / f"worker-{n}.err"
+        runs_path = tmp_path / f"worker-{n}.runs"
+        env = _env(ctx.uri, PYTHONPATH=str(tmp_path), MJS_DB=ctx.db_name, MJS_RUNS=str(runs_path))
+        with err_path.open("wb") as err:
+            process = subprocess.Popen(
+                _argv(["worker", *args]),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd=tmp_path,
+            )
+        run = WorkerRun(process, err_path, runs_path)
+        started.append(run)
+        return run
+
+    try:
+        yield start
+    finally:
+        for run in started:
+            run.stop()
+
+
+async def test_worker_runs_jobs_and_stops_gracefully_on_sigterm(
+    ctx: Ctx, start_worker: Any
+) -> None:
+    records = [ctx.scheduler.schedule("record", {"n": n}) for n in range(3)]
+    [failed] = await asyncio.to_thread(make_failed, ctx)
+    retried = await asyncio.to_thread(ctx.cli, "jobs", "retry", str(failed.id))
+    assert retried.code == 0, retried
+    assert ctx.doc(failed.id)["status"] == "pending"
+
+    worker = start_worker("tmpmod:scheduler", "--workers", "2")
+    ids = [job.id for job in [*records, failed]]
+
+    def all_completed() -> bool:
+        return all(ctx.doc(job_id)["status"] == "completed" for job_id in ids)
+
+    await wait_for(all_completed, timeout=20)
+    await wait_for(lambda: "worker started" in worker.err, timeout=5)
+    assert worker.process.poll() is None  # it keeps running until told to stop
+
+    worker.process.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(worker.process.wait, 20)
+    err = worker.err
+    assert code == 0, err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert lines[0].startswith("worker started: id=scheduler-")
+    assert "workers=2" in lines[0] and "record" in lines[0] and "slow" in lines[0]
+    assert any("stopping gracefully" in line for line in lines)
+    assert lines[-1] == "stopped"
+    # Each seeded job ran exactly once, the retried failed one included.
+    assert sorted(line.split()[-1] for line in worker.runs()) == sorted(str(i) for i in ids)
+    assert ctx.db["scheduler_jobs"].count_documents({"status": "running"}) == 0
+
+
+async def test_second_signal_stops_now_and_hands_the_job_back(ctx: Ctx, start_worker: Any) -> None:
+    job = ctx.scheduler.schedule("slow", {"n": 1})
+    worker = start_worker("tmpmod:make")  # an async factory returning the Scheduler
+
+    await wait_for(lambda: ctx.doc(job.id)["status"] == "running", timeout=20)
+    await wait_for(lambda: any(line.startswith("started") for line in worker.runs()), timeout=10)
+    worker.process.send_signal(signal.SIGTERM)
+    await wait_for(lambda: "stopping gracefully" in worker.err, timeout=10)
+    # The graceful stop waits (up to --stop-timeout, 30 s) for the job that never ends.
+    assert worker.process.poll() is None
+    assert ctx.doc(job.id)["status"] == "running"
+
+    worker.process.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(worker.process.wait, 15)  # promptly, well before 30 s
+    err = worker.err
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert "stopping now" in err
+    assert err.splitlines()[-1] == "stopped"
+    doc = ctx.doc(job.id)
+    assert doc["status"] == "pending"
+    assert "lockedBy" not in doc and "lockUntil" not in doc
+    assert doc["attempts"] == 0
+
+
+def test_worker_bad_targets(ctx: Ctx, tmp_path: Path) -> None:
+    (tmp_path / "tmpmod.py").write_text(textwrap.dedent(WORKER_MODULE), encoding="utf-8")
+    env = _env(ctx.uri, PYTHONPATH=str(tmp_path), MJS_DB=ctx.db_name, MJS_RUNS=str(tmp_path / "r"))
+    results = run_many(
+        [
+            ["worker", "nonexistent:thing"],
+            ["worker", "tmpmod"],
+            ["worker", "tmpmod:missing"],
+            ["worker", "tmpmod:RUNS"],
+            ["worker", "tmpmod:broken"],
+            ["worker", "os:getcwd"],
+        ],
+        env,
+    )
+    expected = [
+        ("nonexistent",),
+        ("MODULE:ATTR",),
+        ("missing",),
+        ("not a Scheduler",),
+        ("tmpmod:broken", "no scheduler today"),
+        ("not a Scheduler",),
+    ]
+    for result, fragments in zip(results, expected, strict=True):
+        assert_one_line_error(result, *fragments)
+    usage = run_cli(["worker"], env)
+    assert usage.code == 2
+    assert "Traceback" not in usage.err
+    help_text = run_cli(["worker", "--help"], env)
+    assert help_text.code == 0
+    assert "Exit codes" in help_text.out
