@@ -818,6 +818,7 @@ def stats(options: CliOptions, as_json: bool) -> None:
                     "oldest_due_at": snapshot.oldest_due_at,
                     "lag_seconds": None if lag is None else lag.total_seconds(),
                     "failed_last_hour": snapshot.failed_last_hour,
+                    "paused": snapshot.paused,
                 }
             )
         )
@@ -847,3 +848,31 @@ def stats(options: CliOptions, as_json: bool) -> None:
     click.echo(f"Due, not started: {snapshot.due}")
     click.echo(f"Lag of the oldest due job: {_ago(lag)}{oldest}")
     click.echo(f"Failed in the last hour: {snapshot.failed_last_hour}")
+    click.echo(f"Paused names: {', '.join(snapshot.paused) if snapshot.paused else 'none'}")
+
+
+@main.command(short_help="Stop every worker from starting jobs of a name.")
+@click.argument("name")
+@click.pass_obj
+def pause(options: CliOptions, name: str) -> None:
+    """Stop every worker, everywhere, from starting jobs named NAME (running ones finish).
+    The pause survives restarts; undo it with `resume NAME`."""
+
+    async def action(scheduler: Scheduler) -> bool:
+        return await scheduler.pause(name)
+
+    changed = _run_with_scheduler(options, action)
+    click.echo(f"Paused {name}." if changed else f"{name} was already paused.")
+
+
+@main.command(short_help="Let workers start jobs of a paused name again.")
+@click.argument("name")
+@click.pass_obj
+def resume(options: CliOptions, name: str) -> None:
+    """Let workers start jobs named NAME again."""
+
+    async def action(scheduler: Scheduler) -> bool:
+        return await scheduler.resume(name)
+
+    changed = _run_with_scheduler(options, action)
+    click.echo(f"Resumed {name}." if changed else f"{name} was not paused.")

@@ -697,3 +697,42 @@ def test_worker_bad_targets(ctx: Ctx, tmp_path: Path) -> None:
     help_text = run_cli(["worker", "--help"], env)
     assert help_text.code == 0
     assert "Exit codes" in help_text.out
+
+
+def test_pause_and_resume_show_in_stats(mongodb_uri: str) -> None:
+    """`pause NAME` / `resume NAME` and the paused names in `stats` (issue 6 item 3)."""
+    import json as _json
+    import subprocess
+    import sys
+    import uuid
+
+    db = f"mjs_cli_pause_{uuid.uuid4().hex[:8]}"
+    base = [
+        sys.executable,
+        "-m",
+        "mongo_job_scheduler",
+        "--mongodb-uri",
+        mongodb_uri,
+        "--database",
+        db,
+    ]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], capture_output=True, text=True, timeout=60)
+
+    try:
+        first = cli("pause", "reports")
+        assert first.returncode == 0 and "Paused reports." in first.stdout
+        assert "already paused" in cli("pause", "reports").stdout
+        stats = _json.loads(cli("stats", "--json").stdout)
+        assert stats["paused"] == ["reports"]
+        assert "Resumed reports." in cli("resume", "reports").stdout
+        assert "was not paused" in cli("resume", "reports").stdout
+        assert _json.loads(cli("stats", "--json").stdout)["paused"] == []
+        bad = cli("pause", "")
+        assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    finally:
+        from pymongo import MongoClient
+
+        with MongoClient(mongodb_uri) as client:
+            client.drop_database(db)
