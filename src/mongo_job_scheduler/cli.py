@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import secrets
 import signal
 import sys
 import warnings
@@ -876,3 +877,55 @@ def resume(options: CliOptions, name: str) -> None:
 
     changed = _run_with_scheduler(options, action)
     click.echo(f"Resumed {name}." if changed else f"{name} was not paused.")
+
+
+@main.command(short_help="Serve the web dashboard (job counts, lists, details, actions).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--token",
+    envvar="MJS_DASHBOARD_TOKEN",
+    help="Token that signs in and authorises actions (env MJS_DASHBOARD_TOKEN); "
+    "a random one is generated and printed when not given.",
+)
+@click.option(
+    "--refresh",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 3600),
+    help="Seconds between live refreshes of the open page.",
+)
+@click.pass_obj
+def dashboard(options: CliOptions, host: str, port: int, token: str | None, refresh: float) -> None:
+    """Serve the dashboard for the configured database and collection until Ctrl-C.
+
+    Needs the `dashboard` extra (pip install 'mongo-job-scheduler[dashboard]'). Every page and
+    action needs the token; see docs/dashboard.md.
+    """
+    try:
+        import uvicorn
+
+        from .dashboard import create_app
+    except ImportError as exc:
+        raise CliError(
+            f"the dashboard needs its extra: pip install 'mongo-job-scheduler[dashboard]' ({exc})"
+        ) from None
+    uri = options.mongodb_uri
+    if not uri:
+        raise CliError("no MongoDB server given: pass --mongodb-uri or set MONGODB_URI")
+    asyncio.run(_check_reachable(uri))
+    if not token:
+        token = secrets.token_urlsafe(24)
+        click.echo(f"Dashboard token (generated): {token}", err=True)
+    try:
+        store = MongoJobStore(AsyncMongoClient(uri)[options.database], options.collection)
+        app = create_app(Scheduler(store), token=token, refresh_seconds=refresh)
+    except (InvalidName, ValidationError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    click.echo(f"Dashboard on http://{host}:{port}/ (Ctrl-C stops it)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+async def _check_reachable(uri: str) -> None:
+    client = await connect(uri)
+    await client.close()

@@ -736,3 +736,73 @@ def test_pause_and_resume_show_in_stats(mongodb_uri: str) -> None:
 
         with MongoClient(mongodb_uri) as client:
             client.drop_database(db)
+
+
+def test_dashboard_command_serves_the_dashboard(mongodb_uri: str) -> None:
+    """`dashboard --port P --token T` serves pages that need the token (issue 4 item 1)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    pytest.importorskip("uvicorn")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    db = f"mjs_cli_dash_{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mongo_job_scheduler",
+            "--mongodb-uri",
+            mongodb_uri,
+            "--database",
+            db,
+            "dashboard",
+            "--port",
+            str(port),
+            "--token",
+            "s3cret",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as reply:
+                    assert reply.status == 200
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "dashboard did not come up"
+                time.sleep(0.1)
+        # Without the token a browser is sent to the sign-in page.
+        with urllib.request.urlopen(f"{base}/", timeout=5) as reply:
+            assert "/login" in reply.geturl()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{base}/partials/overview", headers={"Authorization": "Bearer wrong"}
+                ),
+                timeout=5,
+            )
+        assert refused.value.code == 401
+        request = urllib.request.Request(f"{base}/", headers={"Authorization": "Bearer s3cret"})
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            assert reply.status == 200
+            assert "pending" in reply.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        from pymongo import MongoClient
+
+        with MongoClient(mongodb_uri) as client:
+            client.drop_database(db)

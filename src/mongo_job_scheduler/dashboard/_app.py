@@ -307,7 +307,7 @@ class _Dashboard:
         if session is None:
             if partial:
                 return PlainTextResponse("unauthorized", status_code=401)
-            target = quote(self._local_path(request), safe="/?=&")
+            target = quote(self._local_path(request), safe="/")
             return RedirectResponse(f"{self._base(request)}/login?next={target}", status_code=303)
         context, status_code = await build(request, session)
         flash = None if partial else self._page_flash(request)
@@ -648,6 +648,21 @@ class _Dashboard:
     async def resume(self, request: Request) -> Response:
         return await self._pause_or_resume(request, "resume")
 
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        """A plain error page for unexpected failures (the traceback goes to the log only)."""
+        logger.error("dashboard request %s failed", request.url.path, exc_info=exc)
+        return self._render(
+            request,
+            "error.html",
+            {
+                "page": "error",
+                "error": "Something went wrong while serving this page "
+                f"({type(exc).__name__}); see the dashboard's log. Is the database reachable?",
+            },
+            session=None,
+            status_code=500,
+        )
+
     # -- metrics ----------------------------------------------------------------------------
 
     def protect(self, inner: ASGIApp) -> ASGIApp:
@@ -703,6 +718,14 @@ def create_app(
     serves it (behind the token too). ``/healthz`` answers ``ok`` without a token. The scheduler
     need not be started: the dashboard only reads and administers jobs.
     """
+    if not isinstance(scheduler, Scheduler):
+        raise ConfigurationError(
+            "scheduler",
+            "expected a mongo_job_scheduler.Scheduler (the asyncio one), "
+            f"got {type(scheduler).__name__}",
+        )
+    if scheduler.store is None:
+        raise ConfigurationError("scheduler", "the dashboard needs a Scheduler with a store")
     if not isinstance(token, str) or not token.strip():
         raise ConfigurationError("token", "the dashboard needs a non-empty token")
     if isinstance(refresh_seconds, bool) or not isinstance(refresh_seconds, (int, float)):
@@ -753,6 +776,10 @@ def create_app(
         routes.append(
             Route("/metrics", dashboard.protect(make_asgi_app(registry=metrics_registry)))
         )
-    app = Starlette(routes=routes, middleware=[Middleware(_SecurityHeaders)])
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(_SecurityHeaders)],
+        exception_handlers={Exception: dashboard.server_error},
+    )
     app.state.dashboard = dashboard
     return app

@@ -52,7 +52,9 @@ class Signer:
         """Whether ``candidate`` is the dashboard token (constant-time comparison)."""
         if not candidate:
             return False
-        return hmac.compare_digest(candidate.encode("utf-8"), self._token)
+        # Compare digests so that neither the content nor the length of the token leaks.
+        given = hashlib.sha256(candidate.encode("utf-8")).digest()
+        return hmac.compare_digest(given, hashlib.sha256(self._token).digest())
 
     def _mac(self, purpose: str, payload: str) -> str:
         message = f"{purpose}\x00{payload}".encode()

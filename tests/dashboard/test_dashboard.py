@@ -1,0 +1,500 @@
+"""End-to-end tests of the web dashboard: uvicorn on 127.0.0.1 over a real MongoDB, driven by
+headless Chromium (Playwright) for what a person does, and by httpx for raw requests."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import pytest
+from bson import ObjectId
+
+from mongo_job_scheduler import ConfigurationError, InMemoryJobStore, Scheduler
+from mongo_job_scheduler.dashboard import create_app
+
+from .conftest import DashboardServer, eventually
+
+expect: Any
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the browser fixture skips those tests
+    expect = None
+
+XSS = "<script>window.__xss=1</script>"
+XSS_IMG = '<img src=x onerror="window.__xss=2">'
+
+
+def _status(dashboard: DashboardServer, job_id: Any) -> str:
+    job = dashboard.jobs.get_job(job_id)
+    assert job is not None
+    return job.status.value
+
+
+def _csrf(client: Any, path: str = "/") -> str:
+    page = client.get(path)
+    assert page.status_code == 200, page.text
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def _sign_in(client: Any, token: str) -> None:
+    response = client.post("/login", data={"token": token, "next": "/"})
+    assert response.status_code == 303, response.text
+    assert "mjs_session" in client.cookies
+
+
+# -- no browser -----------------------------------------------------------------------------
+
+
+def test_create_app_needs_a_token() -> None:
+    scheduler = Scheduler(InMemoryJobStore())
+    for bad in ("", "   ", None, 123):
+        with pytest.raises(ConfigurationError):
+            create_app(scheduler, token=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        create_app(scheduler, token="t", refresh_seconds=-1)
+    with pytest.raises(ConfigurationError, match="needs a Scheduler with a store"):
+        create_app(Scheduler(), token="t")
+    with pytest.raises(ConfigurationError, match="the asyncio one"):
+        create_app(object(), token="t")  # type: ignore[arg-type]
+
+
+class _BrokenStore(InMemoryJobStore):
+    """A store whose statistics fail, as when the database is unreachable."""
+
+    async def stats(self, now: datetime) -> dict[str, Any]:
+        raise RuntimeError("database unreachable")
+
+
+def test_an_unexpected_failure_renders_an_error_page_without_traceback() -> None:
+    app = create_app(Scheduler(_BrokenStore()), token="t")
+    headers = {"Authorization": "Bearer t"}
+
+    async def requests() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as client:
+            return await client.get("/", headers=headers), await client.get(
+                "/jobs", headers=headers
+            )
+
+    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        broken, fine = pool.submit(asyncio.run, requests()).result(timeout=30)
+    assert broken.status_code == 500
+    assert "Something went wrong" in broken.text and "RuntimeError" in broken.text
+    assert "database unreachable" not in broken.text and "Traceback" not in broken.text
+    assert fine.status_code == 200
+
+
+def test_healthz_needs_no_token_and_pages_send_security_headers(
+    dashboard: DashboardServer,
+) -> None:
+    with dashboard.client() as client:
+        health = client.get("/healthz")
+        assert health.status_code == 200
+        assert health.text == "ok"
+        login = client.get("/login")
+        assert login.status_code == 200
+        csp = login.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert login.headers["x-content-type-options"] == "nosniff"
+
+
+def test_every_page_partial_and_action_needs_the_token(dashboard: DashboardServer) -> None:
+    job = dashboard.jobs.schedule("guarded", {"n": 1}, delay=3600)
+    with dashboard.client() as client:
+        for path in ("/", "/jobs", f"/jobs/{job.id}"):
+            response = client.get(path)
+            assert response.status_code == 303
+            assert response.headers["location"].startswith("/login?next=")
+        # The page asked for comes back after signing in, query string included.
+        response = client.get("/jobs?name=guarded&status=pending")
+        assert response.headers["location"] == (
+            "/login?next=/jobs%3Fname%3Dguarded%26status%3Dpending"
+        )
+        for path in ("/partials/overview", "/partials/jobs", f"/partials/jobs/{job.id}"):
+            assert client.get(path).status_code == 401
+        assert client.post(f"/jobs/{job.id}/cancel").status_code == 401
+        wrong = {"Authorization": "Bearer not-the-token"}
+        assert client.post(f"/jobs/{job.id}/cancel", headers=wrong).status_code == 401
+        assert client.get("/partials/jobs", headers=wrong).status_code == 401
+        with dashboard.client() as forger:
+            forger.cookies.set("mjs_session", "eyJub25jZSI6MX0.forged")
+            assert forger.post(f"/jobs/{job.id}/cancel").status_code == 401
+            assert forger.get("/partials/jobs").status_code == 401
+        assert client.post("/login", data={"token": "nope"}).status_code == 401
+        assert _status(dashboard, job.id) == "pending"
+        # A script with the token as a Bearer header needs no CSRF token and gets JSON.
+        right = {"Authorization": f"Bearer {dashboard.token}"}
+        response = client.post(f"/jobs/{job.id}/cancel", headers=right)
+        assert response.status_code == 200
+        assert response.json()["ok"] is True
+        assert _status(dashboard, job.id) == "cancelled"
+        assert client.get("/partials/jobs", headers=right).status_code == 200
+
+
+def test_an_action_without_the_csrf_token_is_refused(dashboard: DashboardServer) -> None:
+    job = dashboard.jobs.schedule("csrf", None, delay=3600)
+    with dashboard.client() as other:
+        _sign_in(other, dashboard.token)
+        foreign_csrf = _csrf(other)
+    with dashboard.client() as client:
+        _sign_in(client, dashboard.token)
+        url = f"/jobs/{job.id}/cancel"
+        assert client.post(url, data={"next": "/jobs"}).status_code == 403
+        assert client.post(url, data={"csrf_token": "x" * 43}).status_code == 403
+        # Another session's token is not this session's.
+        assert client.post(url, data={"csrf_token": foreign_csrf}).status_code == 403
+        assert client.post("/names/pause", data={"name": "csrf"}).status_code == 403
+        assert _status(dashboard, job.id) == "pending"
+        response = client.post(url, data={"csrf_token": _csrf(client), "next": "/jobs"})
+        assert response.status_code == 303
+        assert response.headers["location"] == "/jobs"
+        assert _status(dashboard, job.id) == "cancelled"
+
+
+def test_login_redirects_only_to_local_paths(dashboard: DashboardServer) -> None:
+    with dashboard.client() as client:
+        for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+            response = client.post("/login", data={"token": dashboard.token, "next": target})
+            assert response.status_code == 303
+            assert response.headers["location"] == "/"
+        cookie = response.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("data=$where=1", "invalid data key"),
+        ('data=n={"$gt":0}', "operators are not allowed"),
+        ("data=a.$b=1", "invalid data key"),
+        ("data=novalue", "expected key=value"),
+        ("status=bogus", "unknown status"),
+        ("sort=$natural", "cannot sort on"),
+        ("dir=sideways", "must be 'asc' or 'desc'"),
+        ("limit=abc", "expected an integer"),
+        ("limit=0", "must be from 1"),
+        ("skip=-5", "must be from 0"),
+        ("$where=1", "unknown parameter"),
+        ("status[$ne]=x", "unknown parameter"),
+    ],
+)
+def test_invalid_filters_render_an_error_not_a_traceback(
+    dashboard: DashboardServer, query: str, message: str
+) -> None:
+    dashboard.jobs.schedule("filtered", {"n": 1})
+    with dashboard.client(headers={"Authorization": f"Bearer {dashboard.token}"}) as client:
+        response = client.get(f"/jobs?{query}")
+        assert response.status_code == 400
+        assert "Invalid filter" in response.text
+        assert message in response.text.replace("&#39;", "'")
+        assert "Traceback" not in response.text
+        assert 'data-job-id="' not in response.text
+        assert client.get(f"/partials/jobs?{query}").status_code == 400
+
+
+def test_job_detail_and_bad_ids(dashboard: DashboardServer) -> None:
+    job = dashboard.jobs.schedule("detail", {"ref": "r-1", "nested": {"k": [1, 2]}}, delay=60)
+    other = ObjectId()
+    dashboard.sync_db["scheduler_jobs"].update_one(
+        {"_id": job.id},
+        {"$set": {"data.other": other, "lastError": "boom", "lastErrorTrace": "Traceback: x"}},
+    )
+    with dashboard.client(headers={"Authorization": f"Bearer {dashboard.token}"}) as client:
+        page = client.get(f"/jobs/{job.id}").text
+        shown = re.search(r'<pre id="job-document">(.*?)</pre>', page, re.S)
+        assert shown is not None
+        document = json.loads(html.unescape(shown.group(1)))
+        stored = dashboard.jobs.get_job(job.id)
+        assert stored is not None and stored.created_at is not None
+        assert set(document) == set(stored.document)  # every field
+        assert document["_id"] == str(job.id)
+        assert document["data"] == {"ref": "r-1", "nested": {"k": [1, 2]}, "other": str(other)}
+        assert document["createdAt"] == stored.created_at.isoformat()
+        assert document["status"] == "pending"
+        assert '<pre id="last-error">boom</pre>' in page
+        assert '<pre id="last-error-trace">Traceback: x</pre>' in page
+        missing = client.get(f"/jobs/{ObjectId()}")
+        assert missing.status_code == 404
+        invalid = client.get("/jobs/not-an-id")
+        assert invalid.status_code == 400
+        assert "not a valid job id" in invalid.text
+
+
+def test_metrics_are_served_behind_the_token(dashboard: DashboardServer) -> None:
+    with dashboard.client() as client:
+        assert client.get("/metrics").status_code == 401
+        response = client.get("/metrics", headers={"Authorization": f"Bearer {dashboard.token}"})
+        assert response.status_code == 200
+        assert "dashboard_test_marker_total 1.0" in response.text
+
+
+# -- in the browser -------------------------------------------------------------------------
+
+
+def test_pages_need_signing_in_and_a_wrong_token_is_refused(
+    page: Any, dashboard: DashboardServer
+) -> None:
+    job = dashboard.jobs.schedule("secret", {"visible": "only after signing in"}, delay=60)
+    page.goto(f"/jobs/{job.id}")
+    assert re.search(r"/login\?next=", page.url)
+    expect(page.locator("#token")).to_be_visible()
+    assert "only after signing in" not in page.content()
+    page.fill("#token", "wrong-token")
+    with page.expect_response(lambda r: r.url.endswith("/login")) as refused:
+        page.click("button[type=submit]")
+    assert refused.value.status == 401
+    expect(page.get_by_role("alert")).to_have_text("That token is not valid.")
+    assert "only after signing in" not in page.content()
+    page.fill("#token", dashboard.token)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{dashboard.base_url}/jobs/{job.id}")
+    expect(page.locator("#job-data")).to_contain_text("only after signing in")
+    # Signing out ends the session.
+    page.click("text=Sign out")
+    page.wait_for_url(re.compile(r"/login$"))
+    page.goto("/jobs")
+    assert "/login" in page.url
+
+
+def test_cancel_button(signed_in: Any, dashboard: DashboardServer) -> None:
+    page = signed_in
+    job = dashboard.jobs.schedule("to-cancel", None, delay=3600)
+    page.goto(f"/jobs/{job.id}")
+    page.click("#job-actions [data-action=cancel]")
+    expect(page.locator("#flash")).to_have_text(f"Job {job.id} cancelled.")
+    assert page.url == f"{dashboard.base_url}/jobs/{job.id}"
+    assert _status(dashboard, job.id) == "cancelled"
+    expect(page.locator("#job-status")).to_have_text("cancelled")
+
+
+def test_retry_button(signed_in: Any, dashboard: DashboardServer) -> None:
+    page = signed_in
+    job = dashboard.jobs.schedule("to-retry", None, delay=3600)
+    dashboard.sync_db["scheduler_jobs"].update_one(
+        {"_id": job.id}, {"$set": {"status": "failed", "attempts": 3, "lastError": "nope"}}
+    )
+    page.goto("/jobs?name=to-retry")
+    row = page.locator(f"tr[data-job-id='{job.id}']")
+    row.locator("[data-action=retry]").click()
+    expect(page.locator("#flash")).to_have_text(f"Job {job.id} will run again now.")
+    assert page.url == f"{dashboard.base_url}/jobs?name=to-retry"
+    stored = dashboard.jobs.get_job(job.id)
+    assert stored is not None
+    assert stored.status.value == "pending" and stored.attempts == 0
+    expect(row).to_have_attribute("data-status", "pending")
+
+
+def test_run_now_button(signed_in: Any, dashboard: DashboardServer) -> None:
+    page = signed_in
+    job = dashboard.jobs.schedule("to-run-now", None, delay=3600)
+    page.goto(f"/jobs/{job.id}")
+    page.click("#job-actions [data-action=run-now]")
+    expect(page.locator("#flash")).to_have_text(f"Job {job.id} is due now.")
+    stored = dashboard.jobs.get_job(job.id)
+    assert stored is not None and stored.next_run_at is not None
+    assert stored.status.value == "pending"
+    assert stored.next_run_at <= datetime.now(timezone.utc) + timedelta(seconds=5)
+
+
+def test_pause_button(signed_in: Any, dashboard: DashboardServer) -> None:
+    if not hasattr(dashboard.scheduler, "pause"):
+        pytest.skip("this Scheduler has no pause()")
+    page = signed_in
+    dashboard.jobs.schedule("to-pause", None, delay=3600)
+    page.goto("/")
+    page.locator("#by-name tr[data-name='to-pause'] [data-action=pause]").click()
+    expect(page.locator("#flash")).to_have_text("Jobs named 'to-pause' paused.")
+    assert dashboard.run(lambda s: s.paused_names()) == ["to-pause"]
+    expect(page.locator("#paused-names li[data-name='to-pause']")).to_be_visible()
+
+
+def test_resume_button(signed_in: Any, dashboard: DashboardServer) -> None:
+    if not hasattr(dashboard.scheduler, "resume"):
+        pytest.skip("this Scheduler has no resume()")
+    page = signed_in
+    dashboard.run(lambda s: s.pause("to-resume"))  # a paused name without any job
+    page.goto("/")
+    page.locator("#paused-names li[data-name='to-resume'] [data-action=resume]").click()
+    expect(page.locator("#flash")).to_have_text("Jobs named 'to-resume' resumed.")
+    assert dashboard.run(lambda s: s.paused_names()) == []
+    expect(page.locator("#paused-names")).to_have_text("No job name is paused.")
+
+
+def test_script_in_job_fields_renders_inert(signed_in: Any, dashboard: DashboardServer) -> None:
+    page = signed_in
+    job = dashboard.jobs.schedule(XSS, {"note": XSS, XSS_IMG: XSS_IMG}, delay=60)
+    dashboard.sync_db["scheduler_jobs"].update_one(
+        {"_id": job.id},
+        {"$set": {"status": "failed", "lastError": XSS, "lastErrorTrace": XSS_IMG + XSS}},
+    )
+
+    # Test the escaping itself: strip the Content-Security-Policy that would also block it.
+    def without_csp(route: Any) -> None:
+        response = route.fetch()
+        headers = {
+            k: v for k, v in response.headers.items() if k.lower() != "content-security-policy"
+        }
+        route.fulfill(response=response, headers=headers)
+
+    page.route("**/*", without_csp)
+    for path in (f"/jobs/{job.id}", "/jobs", "/"):
+        page.goto(path)
+        page.wait_for_load_state("load")
+        # A refresh cycle swaps the tables in with innerHTML; let one happen too.
+        page.wait_for_function(
+            "document.querySelector('[data-refreshed-at]') !== null", timeout=10_000
+        )
+        assert page.evaluate("typeof window.__xss") == "undefined", path
+        assert page.locator("script:not([src])").count() == 0
+        assert page.locator("img").count() == 0
+        expect(page.get_by_text(XSS).first).to_be_visible()
+    page.goto(f"/jobs/{job.id}")
+    expect(page.locator("#last-error")).to_have_text(XSS)
+    expect(page.locator("#last-error-trace")).to_have_text(XSS_IMG + XSS)
+    expect(page.locator("#job-name")).to_have_text(XSS)
+    with dashboard.client(headers={"Authorization": f"Bearer {dashboard.token}"}) as client:
+        for path in (f"/jobs/{job.id}", "/jobs", "/", "/partials/jobs", "/partials/overview"):
+            html = client.get(path).text
+            assert "<script>window" not in html and "<img" not in html, path
+            assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in html, path
+
+
+def test_filters_sort_and_pagination_over_many_jobs(
+    signed_in: Any, dashboard: DashboardServer
+) -> None:
+    page = signed_in
+    items = [
+        {"name": "bulk", "data": {"i": i, "group": "even" if i % 2 == 0 else "odd"}, "delay": 600}
+        for i in range(120)
+    ]
+    items += [{"name": "other", "data": {"i": i, "group": "even"}} for i in range(5)]
+    jobs = dashboard.jobs.schedule_bulk(items)
+    for job in jobs[:10]:  # ten bulk jobs cancelled: i = 0..9
+        dashboard.jobs.cancel(job.id)
+
+    def shown_i() -> list[int]:
+        cells = page.locator("#jobs tbody tr td.data").all_inner_texts()
+        return [int(re.search(r'"i":(\d+)', text).group(1)) for text in cells]  # type: ignore[union-attr]
+
+    # Filter by name and sort by data-independent field through the form.
+    page.goto("/jobs")
+    page.fill("#f-name", "bulk")
+    page.select_option("#f-sort", "createdAt")
+    page.select_option("#f-dir", "asc")
+    page.fill("#f-limit", "50")
+    page.click("#apply-filters")
+    page.wait_for_url(re.compile(r"name=bulk"))
+    expect(page.locator("#page-range")).to_have_text("Jobs 1 to 50")
+    assert shown_i() == list(range(50))
+    page.click("#next-page")
+    expect(page.locator("#page-range")).to_have_text("Jobs 51 to 100")
+    assert shown_i() == list(range(50, 100))
+    page.click("#next-page")
+    expect(page.locator("#page-range")).to_have_text("Jobs 101 to 120")
+    assert shown_i() == list(range(100, 120))
+    assert page.locator("#next-page").count() == 0
+    page.click("#prev-page")
+    expect(page.locator("#page-range")).to_have_text("Jobs 51 to 100")
+
+    # Descending order.
+    page.select_option("#f-dir", "desc")
+    page.click("#apply-filters")
+    expect(page.locator("#page-range")).to_have_text("Jobs 1 to 50")
+    assert shown_i() == list(range(119, 69, -1))
+
+    # Status multi-select and a data filter (JSON values: "even" is a string, i=3 a number).
+    page.goto("/jobs?name=bulk&limit=100&sort=createdAt&dir=asc")
+    page.select_option("#f-status", ["cancelled", "completed"])
+    page.fill("#f-data", "group=even")
+    page.click("#apply-filters")
+    expect(page.locator("#page-range")).to_have_text("Jobs 1 to 5")
+    assert shown_i() == [0, 2, 4, 6, 8]
+    assert set(
+        page.locator("#jobs tbody tr").evaluate_all("rows => rows.map(r => r.dataset.status)")
+    ) == {"cancelled"}
+    page.goto("/jobs?data=i=3&sort=name&dir=asc")
+    expect(page.locator("#page-range")).to_have_text("Jobs 1 to 2")
+    assert page.locator("#jobs tbody tr td:nth-child(2)").all_inner_texts() == ["bulk", "other"]
+    page.goto("/jobs?data=group=odd&status=pending&limit=500")
+    expect(page.locator("#page-range")).to_have_text("Jobs 1 to 55")
+
+    # An invalid filter typed in the form shows the message, not a traceback.
+    page.goto("/jobs")
+    page.fill("#f-data", "$where=1")
+    with page.expect_response(lambda r: "/jobs?" in r.url and "/partials/" not in r.url) as refused:
+        page.click("#apply-filters")
+    assert refused.value.status == 400
+    expect(page.locator("#error")).to_contain_text("invalid data key")
+
+
+def test_live_refresh_updates_the_table_without_navigation(
+    signed_in: Any, dashboard: DashboardServer
+) -> None:
+    page = signed_in
+    job = dashboard.jobs.schedule("live", {"step": 1}, delay=3600)
+    page.goto("/jobs?name=live")
+    row = page.locator(f"tr[data-job-id='{job.id}']")
+    expect(row.locator(".job-status")).to_have_text("pending")
+    page.evaluate("window.__sameDocument = true")
+    dashboard.sync_db["scheduler_jobs"].update_one(
+        {"_id": job.id}, {"$set": {"status": "failed", "lastError": "changed under the page"}}
+    )
+    expect(row.locator(".job-status")).to_have_text("failed", timeout=10_000)
+    expect(row).to_contain_text("changed under the page")
+    expect(row.locator("[data-action=retry]")).to_be_visible()
+    # A second job appears in the same table; the overview counts follow too.
+    second = dashboard.jobs.schedule("live", {"step": 2}, delay=3600)
+    expect(page.locator(f"tr[data-job-id='{second.id}']")).to_be_visible(timeout=10_000)
+    assert page.evaluate("window.__sameDocument") is True
+
+    page.goto("/")
+    page.evaluate("window.__sameDocument = true")
+    expect(page.locator("#by-status td[data-status=failed]")).to_have_text("1")
+    dashboard.sync_db["scheduler_jobs"].update_many({}, {"$set": {"status": "failed"}})
+    expect(page.locator("#by-status td[data-status=failed]")).to_have_text("2", timeout=10_000)
+    assert page.evaluate("window.__sameDocument") is True
+
+
+def test_overview_shows_counts_lag_failures_and_throughput(
+    signed_in: Any, dashboard: DashboardServer
+) -> None:
+    page = signed_in
+    due = dashboard.jobs.schedule_bulk([{"name": "due", "data": {"i": i}} for i in range(3)])
+    done = dashboard.jobs.schedule_bulk([{"name": "done", "data": {"i": i}} for i in range(4)])
+    collection = dashboard.sync_db["scheduler_jobs"]
+    collection.update_many(
+        {"_id": {"$in": [j.id for j in due]}},
+        {"$set": {"nextRunAt": datetime.now(timezone.utc) - timedelta(minutes=5)}},
+    )
+    collection.update_many(
+        {"_id": {"$in": [j.id for j in done]}},
+        {"$set": {"status": "completed", "updatedAt": datetime.now(timezone.utc)}},
+    )
+    collection.update_one(
+        {"_id": done[0].id},
+        {"$set": {"status": "failed", "lastError": "x", "updatedAt": datetime.now(timezone.utc)}},
+    )
+    page.goto("/")
+    expect(page.locator("#total")).to_have_text("7")
+    expect(page.locator("#due")).to_have_text("3")
+    expect(page.locator("#lag")).to_have_text(re.compile(r"^[4-6] min \d+ s$"))
+    expect(page.locator("#failed-last-hour")).to_have_text("1")
+    expect(page.locator("#by-name tr[data-name='done'] td[data-status=completed]")).to_have_text(
+        "3"
+    )
+    expect(page.locator("#by-name tr[data-name='due'] td[data-status=pending]")).to_have_text("3")
+    expect(page.locator("#throughput tbody tr").first).to_contain_text("3")
+    expect(page.locator("#throughput-rate")).to_have_text("0.3")
+    page.click("#by-status td[data-status=pending] a")
+    page.wait_for_url(re.compile(r"/jobs\?status=pending"))
+    expect(page.locator("#page-range")).to_have_text("Jobs 1 to 3")
+    eventually(lambda: page.locator("#jobs tbody tr").count() == 3)
