@@ -343,13 +343,16 @@ class Scheduler:
         news = build_bulk(items, now=await store.now(), default_timezone=self.default_timezone)
         stored = await store.insert(news, session=session)
         jobs = []
+        created_jobs = []
         for doc, created in stored:
             job = Job.from_document(doc)
             jobs.append(job)
             if created:
+                created_jobs.append(job)
                 self.events.emit("job:created", job)
-        if jobs:
-            await self._wake_if_due(min(jobs, key=lambda j: j.next_run_at or _far_future()))
+        if created_jobs:
+            first = min(created_jobs, key=lambda j: j.next_run_at or _far_future())
+            await self._wake_if_due(first)
         return jobs
 
     async def _wake_if_due(self, job: Job) -> None:

@@ -21,7 +21,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pymongo.errors import PyMongoError
+from bson.errors import InvalidDocument
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DocumentTooLarge,
+    InvalidOperation,
+    NetworkTimeout,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 
 from ._documents import validate_bson_value
 from ._errors import JobTimeout, LeaseLost, PoisonJob, ValidationError
@@ -99,7 +109,22 @@ class _Execution:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, PyMongoError)
+    """Whether a database error may pass if the operation is tried again (network trouble,
+    an election, a timeout); a refused document or a bad operation will not."""
+    if isinstance(exc, (ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError)):
+        return True
+    if isinstance(exc, (BulkWriteError, DocumentTooLarge, InvalidOperation)):
+        return False
+    if isinstance(exc, OperationFailure):
+        return exc.has_error_label("RetryableWriteError") or exc.code in _RETRYABLE_CODES
+    return isinstance(exc, PyMongoError) and not isinstance(exc, (InvalidDocument, TypeError))
+
+
+_RETRYABLE_CODES = frozenset(
+    {6, 7, 50, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+)
+"""Server error codes of interrupted or unreachable operations (network, shutdown, election,
+time limit) after which an idempotent fenced write may be tried again."""
 
 
 def _describe(exc: BaseException) -> tuple[str, str, str]:
@@ -552,6 +577,8 @@ class Worker:
             return
         try:
             validate_bson_value("result", result)
+            if result is not None:
+                validate_bson_value("job", {**execution.claimed.document, "result": result})
         except ValidationError as exc:
             unstorable = TypeError(f"the handler's return value cannot be stored: {exc.reason}")
             await self._record_failure(execution, unstorable, spec=spec, repeat=repeat, slot=slot)
@@ -701,7 +728,7 @@ class Worker:
             extra = {
                 k: v
                 for k, v in finish.set.items()
-                if k in ("lastError", "lastErrorType", "lastErrorTrace")
+                if k in ("lastError", "lastErrorType", "lastErrorTrace", "result", "progress")
             }
             if repeat is None:  # the schedule was removed: this run was the last one
                 finish = Finish(set={"status": "completed", **extra}, expect={"repeat": None})

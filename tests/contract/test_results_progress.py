@@ -142,3 +142,21 @@ async def test_progress_outside_a_running_handler_is_refused(store: JobStore) ->
     job = await Scheduler(store).schedule("x", delay=60)
     with pytest.raises(InvalidJobState):
         await job.set_progress(10)
+
+
+async def test_a_result_that_would_overflow_the_document_fails_the_attempt(
+    store: JobStore,
+) -> None:
+    """The result alone fits in 16 MB, but not beside the job's data: the attempt fails with
+    a clear error instead of an outcome write the server would refuse."""
+    scheduler = Scheduler(store, poll_interval=0.02)
+    big = "x" * (9 * 1024 * 1024)
+
+    @scheduler.task("echo")
+    async def echo(job: Job) -> str:
+        return str(job.data)
+
+    async with scheduler:
+        job = await scheduler.wait((await scheduler.schedule("echo", big)).id, timeout=30)
+    assert job.status is JobStatus.FAILED
+    assert job.last_error is not None and "cannot be stored" in job.last_error
