@@ -164,6 +164,53 @@ def rss_bytes(pid: int) -> int:
     return int(value.split()[0]) * 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class ServerLoad:
+    """The server's operation counters and CPU time (``serverStatus``) at one moment."""
+
+    ops: dict[str, int]
+    cpu: float
+
+    @classmethod
+    async def read(cls, client: Any) -> ServerLoad:
+        status = await client.admin.command("serverStatus")
+        extra = status.get("extra_info", {})
+        cpu = (int(extra.get("user_time_us", 0)) + int(extra.get("system_time_us", 0))) / 1e6
+        ops = {key: int(value) for key, value in status["opcounters"].items()}
+        operation = status.get("metrics", {}).get("operation", {})
+        ops["writeConflicts"] = int(operation.get("writeConflicts", 0))
+        commands = status.get("metrics", {}).get("commands", {})
+        for name in ("aggregate", "killCursors"):  # change streams opened and closed
+            ops[name] = int(commands.get(name, {}).get("total", 0))
+        return cls(ops, cpu)
+
+    def since(self, before: ServerLoad, jobs: int) -> str:
+        """What the server did between ``before`` and this reading, per job."""
+        parts = []
+        for key in (
+            "query",
+            "getmore",
+            "update",
+            "insert",
+            "delete",
+            "command",
+            "aggregate",
+            "killCursors",
+            "writeConflicts",
+        ):
+            count = self.ops.get(key, 0) - before.ops.get(key, 0)
+            if count:
+                parts.append(f"{key} {count / jobs:.3f}")
+        return f"mongod {self.cpu - before.cpu:.2f} s CPU; ops per job: {', '.join(parts)}"
+
+
 def mib(count: int) -> str:
     return f"{count / 1024 / 1024:.1f} MiB"
 

@@ -76,7 +76,8 @@ async def main(args: argparse.Namespace) -> None:
     reporter.cancel()
     say(f"progress {tally.count} {tally.last:.6f}")
     if tally.ids is not None and args.ids_file:
-        Path(args.ids_file).write_text("".join(f"{job_id}\n" for job_id in tally.ids))
+        text = "".join(f"{job_id}\n" for job_id in tally.ids)
+        await asyncio.to_thread(Path(args.ids_file).write_text, text)
     await client.close()
     say("bye")
 

@@ -19,9 +19,13 @@ import asyncio
 import json
 import os
 import platform
+import random
 import shlex
 import shutil
+import signal
 import socket
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pymongo
 from benchlib import (
@@ -38,9 +42,11 @@ from benchlib import (
     Child,
     DocFactory,
     RunCheck,
+    ServerLoad,
     Stopwatch,
     check_runs,
     cpu_model,
+    cpu_seconds,
     load_average,
     log,
     mib,
@@ -126,6 +132,31 @@ def fmt_int(value: int) -> str:
     return f"{value:,}"
 
 
+class Run(Protocol):
+    """One timed burn-down (one process or several)."""
+
+    @property
+    def rate(self) -> float: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def check(self) -> RunCheck: ...
+    @property
+    def completed_in_db(self) -> int: ...
+
+
+def median_rate(results: Sequence[Run]) -> float:
+    return statistics.median(result.rate for result in results) if results else 0.0
+
+
+def runs_value(results: Sequence[Run]) -> str:
+    """The median rate, and every run's rate when there were several."""
+    if len(results) == 1:
+        return fmt_rate(results[0].rate)
+    shown = ", ".join(f"{result.rate:,.0f}" for result in results)
+    return f"{fmt_rate(median_rate(results))} (median of {len(results)}: {shown})"
+
+
 # -- shared state -----------------------------------------------------------------------------
 
 
@@ -139,6 +170,8 @@ class BurnResult:
     completed_in_db: int
     errors: list[str]
     timed_out: bool
+    cpu: float
+    server: str
 
     @property
     def rate(self) -> float:
@@ -152,7 +185,7 @@ class BurnResult:
         text = (
             f"{fmt_int(self.jobs)} jobs in {self.seconds:.2f} s = {fmt_rate(self.rate)}; "
             f"{self.check.describe()}; {fmt_int(self.completed_in_db)} `completed` in the "
-            f"collection after stop"
+            f"collection after stop; worker process {self.cpu:.2f} s CPU; {self.server}"
         )
         if self.timed_out:
             text += "; TIMED OUT"
@@ -170,7 +203,7 @@ class Bench:
         self.uri = mongod.uri
         self.client: AsyncMongoClient[Doc] = AsyncMongoClient(self.uri)
         self.report = Report()
-        self.burns: dict[int, BurnResult] = {}
+        self.burns: dict[int, list[BurnResult]] = {}
         self._databases = 0
 
     def database_name(self, label: str) -> str:
@@ -188,7 +221,8 @@ async def insert_with_schedule_bulk(scheduler: Scheduler, count: int) -> list[An
     """Insert ``count`` no-op jobs due now with ``schedule_bulk`` in chunks; return their ids."""
     ids: list[Any] = []
     for first in range(0, count, CHUNK):
-        items = [{"name": JOB_NAME, "data": {"i": i}} for i in range(first, min(first + CHUNK, count))]
+        last = min(first + CHUNK, count)
+        items = [{"name": JOB_NAME, "data": {"i": i}} for i in range(first, last)]
         ids += [job.id for job in await scheduler.schedule_bulk(items)]
     return ids
 
@@ -219,6 +253,8 @@ async def burn_down(
 
     scheduler.task(JOB_NAME)(noop)
     scheduler.on("worker:error", lambda exc: errors.append(f"{type(exc).__name__}: {exc}"))
+    server_before = await ServerLoad.read(db.client)
+    cpu_before = time.process_time()
     clock = Stopwatch()
     await scheduler.start()
     timed_out = False
@@ -227,46 +263,62 @@ async def burn_down(
     except asyncio.TimeoutError:
         timed_out = True
     seconds = (last if last else time.perf_counter()) - clock.start
+    cpu = time.process_time() - cpu_before
+    server = (await ServerLoad.read(db.client)).since(server_before, jobs)
     await scheduler.stop(graceful=True)
     completed = 0
     for first in range(0, len(ids), 10_000):
         completed += await db[DEFAULT_COLLECTION].count_documents(
             {"_id": {"$in": ids[first : first + 10_000]}, "status": "completed"}
         )
-    return BurnResult(jobs, seconds, check_runs(ids, runs), completed, errors, timed_out)
+    return BurnResult(
+        jobs, seconds, check_runs(ids, runs), completed, errors, timed_out, cpu, server
+    )
 
 
-async def python_burn(bench: Bench, jobs: int) -> BurnResult:
-    """The section-1 burn-down of ``jobs`` (cached: sections 4 and 7 reuse it)."""
-    if jobs not in bench.burns:
+async def python_burns(bench: Bench, jobs: int) -> list[BurnResult]:
+    """``--repeat`` burn-downs of ``jobs`` on fresh databases (kept: section 7 reuses them)."""
+    results = bench.burns.setdefault(jobs, [])
+    while len(results) < bench.args.repeat:
         name = bench.database_name("burn")
-        bench.burns[jobs] = await burn_down(bench.client[name], jobs, bench.args.workers)
+        results.append(await burn_down(bench.client[name], jobs, bench.args.workers))
         await bench.drop(name)
-    return bench.burns[jobs]
+    return results
+
+
+def add_once_row(bench: Bench, section: str, label: str, results: Sequence[Run]) -> None:
+    """The exactly-once row of a set of runs: duplicates and lost jobs summed over them."""
+    duplicates = sum(r.check.duplicates for r in results)
+    missing = sum(r.check.missing for r in results)
+    completed = sum(r.completed_in_db for r in results)
+    expected = sum(r.check.expected for r in results)
+    runs = f" in {len(results)} runs" if len(results) > 1 else ""
+    bench.report.add(
+        section,
+        f"{label}: each job ran exactly once",
+        f"{duplicates} duplicates, {missing} missing{runs}; "
+        f"{fmt_int(completed)} of {fmt_int(expected)} completed",
+        "no job twice, none lost",
+        all(r.ok for r in results),
+    )
 
 
 async def section_burn(bench: Bench) -> None:
     section = "1. Burn-down"
     workers = bench.args.workers
     for jobs in bench.args.jobs:
-        log(f"{section}: {jobs} jobs, {workers} workers")
-        result = await python_burn(bench, jobs)
+        log(f"{section}: {jobs} jobs, {workers} workers, {bench.args.repeat} run(s)")
+        results = await python_burns(bench, jobs)
         bench.report.add(
             section,
             f"{fmt_int(jobs)} jobs, 1 process, {workers} workers",
-            fmt_rate(result.rate),
+            runs_value(results),
             f"≥ {fmt_rate(TARGET_RATE)}",
-            result.rate >= TARGET_RATE,
+            median_rate(results) >= TARGET_RATE,
         )
-        bench.report.add(
-            section,
-            f"{fmt_int(jobs)} jobs: each ran exactly once",
-            f"{result.check.duplicates} duplicates, {result.check.missing} missing, "
-            f"{fmt_int(result.completed_in_db)} completed",
-            "no job twice, none lost",
-            result.ok,
-        )
-        bench.report.note(section, result.describe())
+        add_once_row(bench, section, f"{fmt_int(jobs)} jobs", results)
+        for result in results:
+            bench.report.note(section, result.describe())
 
 
 # -- 2. idle latency --------------------------------------------------------------------------
@@ -292,7 +344,8 @@ class LatencyResult:
 
 async def idle_latency(uri: str, probes: int, poll_interval: float, workers: int) -> LatencyResult:
     """Idle workers; a producer on its own client schedules a job due in 150 ms, waits for its
-    handler, and repeats. Latency = handler start (wall clock) - the job's ``next_run_at``."""
+    handler and a random fraction of a poll interval, and repeats.
+    Latency = handler start (wall clock) - the job's ``next_run_at``."""
     worker_client: AsyncMongoClient[Doc] = AsyncMongoClient(uri)
     producer_client: AsyncMongoClient[Doc] = AsyncMongoClient(uri)
     name = f"bench_idle_{os.getpid()}_{int(time.time())}"
@@ -319,9 +372,12 @@ async def idle_latency(uri: str, probes: int, poll_interval: float, workers: int
     warmup = 3
     latencies: list[float] = []
     missed = 0
+    gaps = random.Random(3)
     await worker.start()
     try:
         for index in range(warmup + probes):
+            # A random pause, so probes do not lock into one phase of the polling cycle.
+            await asyncio.sleep(gaps.uniform(0, poll_interval))
             job = await producer.schedule("probe", run_at=utcnow() + timedelta(milliseconds=150))
             try:
                 latency = await asyncio.wait_for(arrival(job.id), timeout=5 + 4 * poll_interval)
@@ -354,7 +410,9 @@ async def section_idle(bench: Bench) -> None:
         "≤ 100 ms",
         p99 <= TARGET_IDLE_P99 and replica.missed == 0,
     )
-    bench.report.note(section, f"Replica set, poll interval {args.idle_poll} s: {replica.describe()}")
+    bench.report.note(
+        section, f"Replica set, poll interval {args.idle_poll} s: {replica.describe()}"
+    )
 
     log(f"{section}: standalone server (polling), {args.idle_probes} probes")
     standalone_server = LocalMongod(replica_set=None, cache_size_gb=args.cache_gb)
@@ -526,15 +584,10 @@ async def explain_claim(db: AsyncDatabase[Doc], names: Sequence[str] | None, lim
 
 
 async def section_scale(bench: Bench) -> None:
+    """Burn-downs beside a large collection, interleaved with burn-downs on empty ones."""
     section = "4. Flat cost at scale"
     args = bench.args
     jobs, future, finished = args.scale_jobs, args.scale_future, args.scale_finished
-    log(f"{section}: empty-collection baseline, {jobs} jobs")
-    baseline_name = bench.database_name("baseline")
-    baseline = await burn_down(bench.client[baseline_name], jobs, args.workers)
-    await bench.drop(baseline_name)
-    bench.report.note(section, f"Empty collection (run just before): {baseline.describe()}")
-
     name = bench.database_name("scale")
     db = bench.client[name]
     factory = DocFactory(JOB_NAME)
@@ -546,7 +599,9 @@ async def section_scale(bench: Bench) -> None:
         section,
         f"Loaded {fmt_int(future)} pending jobs due in 1-30 days and {fmt_int(finished)} "
         f"completed jobs in {clock.elapsed:.1f} s (raw `insert_many`, unordered batches of "
-        f"10,000, documents copied from `build_new_job`); indexes built by `setup()`.",
+        f"10,000, documents copied from `build_new_job`); indexes built by `setup()`. Each "
+        f"repetition burns {fmt_int(jobs)} due jobs down on an empty collection, then "
+        f"{fmt_int(jobs)} beside the large one.",
     )
     explains: dict[str, Doc] = {}
     limit = args.workers + 4
@@ -557,20 +612,41 @@ async def section_scale(bench: Bench) -> None:
             db, [JOB_NAME], limit
         )
 
-    log(f"{section}: burn-down of {jobs} due jobs beside them")
+    baselines: list[BurnResult] = []
+    results: list[BurnResult] = []
     try:
-        result = await burn_down(db, jobs, args.workers, before_start=explain)
+        for index in range(args.repeat):
+            log(f"{section}: run {index + 1}: {jobs} jobs on an empty collection, then beside")
+            baseline_name = bench.database_name("baseline")
+            baselines.append(await burn_down(bench.client[baseline_name], jobs, args.workers))
+            await bench.drop(baseline_name)
+            first = explain if index == 0 else None
+            results.append(await burn_down(db, jobs, args.workers, before_start=first))
     finally:
         await bench.drop(name)
-    ratio = result.rate / baseline.rate if baseline.rate else 0.0
+    empty, large = median_rate(baselines), median_rate(results)
+    ratio = large / empty if empty else 0.0
+    bench.report.add(
+        section, f"{fmt_int(jobs)} jobs, empty collection", runs_value(baselines), "—", None
+    )
     bench.report.add(
         section,
-        f"{fmt_int(jobs)} due jobs beside {fmt_int(future)} future + {fmt_int(finished)} done",
-        f"{fmt_rate(result.rate)} = {ratio:.2f}× empty ({fmt_rate(baseline.rate)})",
-        "within 15% of empty (≥ 0.85×)",
-        ratio >= TARGET_SCALE_RATIO and result.ok and baseline.ok,
+        f"{fmt_int(jobs)} jobs beside {fmt_int(future)} future + {fmt_int(finished)} done",
+        runs_value(results),
+        "—",
+        None,
     )
-    bench.report.note(section, f"Large collection: {result.describe()}")
+    bench.report.add(
+        section,
+        "large / empty collection (medians)",
+        f"{ratio:.2f}x",
+        "within 15% (≥ 0.85x)",
+        ratio >= TARGET_SCALE_RATIO,
+    )
+    add_once_row(bench, section, "all runs", [*baselines, *results])
+    for baseline, result in zip(baselines, results, strict=True):
+        bench.report.note(section, f"Empty collection: {baseline.describe()}")
+        bench.report.note(section, f"Large collection: {result.describe()}")
     for label, stats in explains.items():
         per_job = stats["keys"] / stats["returned"] if stats["returned"] else float("inf")
         in_memory_sort = any(stage.endswith("SORT") for stage in stats["stages"])
@@ -594,9 +670,9 @@ async def section_scale(bench: Bench) -> None:
 
 
 async def section_memory(bench: Bench) -> None:
-    """One worker subprocess runs ``memory_jobs`` no-op jobs fed in batches (at most
-    ``BACKLOG`` pending at once; completed ones are deleted as it goes); its RSS is sampled
-    after the first tenth and at the end."""
+    """One worker subprocess runs ``memory_jobs`` no-op jobs that the parent feeds in batches
+    (at most five batches pending at once; completed ones are deleted every ten batches); its
+    RSS is sampled after every tenth of the jobs, and growth measured from the first sample."""
     section = "5. Memory"
     args = bench.args
     total = args.memory_jobs
@@ -668,8 +744,9 @@ async def section_memory(bench: Bench) -> None:
     trail = ", ".join(f"{fmt_int(count)}: {mib(rss)}" for count, rss in samples)
     bench.report.note(
         section,
-        f"{fmt_int(child.status.count)} jobs in {seconds:.1f} s ({fmt_rate(rate(child.status.count, seconds))}"
-        f" with the parent feeding batches of {fmt_int(batch)}); RSS by jobs run: {trail}"
+        f"{fmt_int(child.status.count)} jobs in {seconds:.1f} s "
+        f"({fmt_rate(rate(child.status.count, seconds))} with the parent feeding batches of "
+        f"{fmt_int(batch)}); RSS by jobs run: {trail}"
         + ("; STALLED (no progress for 60 s)" if stalled else "")
         + (f"; worker errors: {child.status.errors[:3]}" if child.status.errors else ""),
     )
@@ -687,6 +764,8 @@ class MultiResult:
     completed_in_db: int
     per_process: list[int]
     errors: list[str]
+    cpu: list[float]
+    server: str
 
     @property
     def rate(self) -> float:
@@ -701,7 +780,9 @@ class MultiResult:
             f"{self.processes} process(es): {fmt_int(self.jobs)} jobs in {self.seconds:.2f} s = "
             f"{fmt_rate(self.rate)}; per process {self.per_process}; {self.check.describe()}; "
             f"{fmt_int(self.completed_in_db)} `completed` in the collection; "
-            f"{len(self.errors)} worker errors" + (f" (first: {self.errors[0]})" if self.errors else "")
+            f"worker processes {', '.join(f'{cpu:.2f}' for cpu in self.cpu)} s CPU; "
+            f"{self.server}; {len(self.errors)} worker errors"
+            + (f" (first: {self.errors[0]})" if self.errors else "")
         )
 
 
@@ -727,6 +808,8 @@ async def multi_burn(bench: Bench, processes: int, jobs: int) -> MultiResult:
         for child in children:
             await child.spawn()
         await asyncio.gather(*(child.wait_ready() for child in children))
+        server_before = await ServerLoad.read(bench.client)
+        cpu_before = [cpu_seconds(child.pid) for child in children]
         started = time.time()
         await asyncio.gather(*(child.send("go") for child in children))
         deadline = time.monotonic() + 120 + jobs / 100
@@ -736,6 +819,8 @@ async def multi_burn(bench: Bench, processes: int, jobs: int) -> MultiResult:
             await asyncio.sleep(0.05)
         last = max(c.status.last_run for c in children)
         seconds = (last if last > started else time.time()) - started
+        cpu = [cpu_seconds(c.pid) - before for c, before in zip(children, cpu_before, strict=True)]
+        server = (await ServerLoad.read(bench.client)).since(server_before, jobs)
         await asyncio.gather(*(child.stop() for child in children))
         runs: Counter[Any] = Counter()
         for index in range(processes):
@@ -757,40 +842,34 @@ async def multi_burn(bench: Bench, processes: int, jobs: int) -> MultiResult:
         completed,
         [c.status.count for c in children],
         errors,
+        cpu,
+        server,
     )
 
 
 async def section_multi(bench: Bench) -> None:
+    """One worker process vs ``--processes`` of them, interleaved ``--repeat`` times."""
     section = "6. Many processes"
     args = bench.args
-    results: list[MultiResult] = []
-    for processes in (1, args.processes):
-        log(f"{section}: {args.multi_jobs} jobs, {processes} process(es) × {args.workers} workers")
-        result = await multi_burn(bench, processes, args.multi_jobs)
-        results.append(result)
-        bench.report.add(
-            section,
-            f"{fmt_int(args.multi_jobs)} jobs, {processes} process(es) × {args.workers} workers",
-            fmt_rate(result.rate),
-            "—",
-            None,
-        )
-        bench.report.add(
-            section,
-            f"{processes} process(es): each job ran exactly once",
-            f"{result.check.duplicates} duplicates, {result.check.missing} missing, "
-            f"{fmt_int(result.completed_in_db)} completed",
-            "no job twice, none lost",
-            result.ok,
-        )
-        bench.report.note(section, result.describe())
-    one, many = results
-    ratio = many.rate / one.rate if one.rate else 0.0
+    jobs, workers = args.multi_jobs, args.workers
+    runs: dict[int, list[MultiResult]] = {1: [], args.processes: []}
+    for index in range(args.repeat):
+        for processes in runs:
+            log(f"{section}: run {index + 1}: {jobs} jobs, {processes} process(es) x {workers}")
+            result = await multi_burn(bench, processes, jobs)
+            runs[processes].append(result)
+            bench.report.note(section, result.describe())
+    for processes, results in runs.items():
+        label = f"{processes} process{'es' if processes > 1 else ''} x {workers} workers"
+        bench.report.add(section, f"{fmt_int(jobs)} jobs, {label}", runs_value(results), "—", None)
+        add_once_row(bench, section, label, results)
+    one, many = median_rate(runs[1]), median_rate(runs[args.processes])
+    ratio = many / one if one else 0.0
     bench.report.add(
         section,
-        f"{args.processes} processes vs 1",
-        f"{ratio:.2f}×",
-        f"≥ {TARGET_MULTI_RATIO}×",
+        f"{args.processes} processes vs 1 (medians)",
+        f"{ratio:.2f}x",
+        f"≥ {TARGET_MULTI_RATIO}x",
         ratio >= TARGET_MULTI_RATIO,
     )
 
@@ -842,37 +921,43 @@ async def section_node(bench: Bench, node_version: list[str]) -> None:
         script = Path(folder) / NODE_SCRIPT.name
         shutil.copy(NODE_SCRIPT, script)
         for jobs in bench.args.jobs:
-            log(f"{section}: Node burn-down of {jobs} jobs (8 workers, poll 50 ms)")
-            name = bench.database_name("node")
-            try:
-                output = await run_command(
-                    [node, str(script), bench.uri, name, str(jobs)], timeout=1800, cwd=folder
+            node_rates: list[float] = []
+            for index in range(bench.args.repeat):
+                log(f"{section}: run {index + 1}: Node burn-down of {jobs} jobs")
+                name = bench.database_name("node")
+                try:
+                    output = await run_command(
+                        [node, str(script), bench.uri, name, str(jobs)], timeout=1800, cwd=folder
+                    )
+                finally:
+                    await bench.drop(name)
+                stats = json.loads(output.strip().splitlines()[-1])
+                node_rates.append(float(stats["rate"]))
+                bench.report.note(
+                    section,
+                    f"Node {fmt_int(jobs)} jobs: {stats['handled']:,} handler calls "
+                    f"({stats['distinct']:,} distinct ids, {stats['duplicates']} duplicates, "
+                    f"{stats['errors']} worker errors) in {stats['seconds']:.2f} s = "
+                    f"{fmt_rate(stats['rate'])}.",
                 )
-            finally:
-                await bench.drop(name)
-            stats = json.loads(output.strip().splitlines()[-1])
-            python = await python_burn(bench, jobs)
-            ratio = python.rate / stats["rate"] if stats["rate"] else float("inf")
+            python = median_rate(await python_burns(bench, jobs))
+            node_rate = statistics.median(node_rates)
+            ratio = python / node_rate if node_rate else float("inf")
+            shown = ", ".join(f"{value:,.0f}" for value in node_rates)
             bench.report.add(
                 section,
                 f"Node 1.2.4, {fmt_int(jobs)} jobs (8 workers, poll 50 ms)",
-                fmt_rate(stats["rate"]),
+                fmt_rate(node_rate)
+                + (f" (median of {len(node_rates)}: {shown})" if len(node_rates) > 1 else ""),
                 "—",
                 None,
             )
             bench.report.add(
                 section,
-                f"Python / Node, {fmt_int(jobs)} jobs",
-                f"{ratio:.1f}× ({fmt_rate(python.rate)} / {fmt_rate(stats['rate'])})",
-                f"≥ {TARGET_NODE_RATIO:.0f}×",
+                f"Python / Node, {fmt_int(jobs)} jobs (medians)",
+                f"{ratio:.1f}x ({fmt_rate(python)} / {fmt_rate(node_rate)})",
+                f"≥ {TARGET_NODE_RATIO:.0f}x",
                 ratio >= TARGET_NODE_RATIO,
-            )
-            bench.report.note(
-                section,
-                f"Node {fmt_int(jobs)} jobs: {stats['handled']:,} handler calls "
-                f"({stats['distinct']:,} distinct ids, {stats['duplicates']} duplicates, "
-                f"{stats['errors']} worker errors) in {stats['seconds']:.2f} s = "
-                f"{fmt_rate(stats['rate'])}; Python in the same run: {fmt_rate(python.rate)}.",
             )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -888,6 +973,26 @@ SECTIONS: list[tuple[str, str, Callable[[Bench], Awaitable[None]]]] = [
     ("memory", "5. Memory", section_memory),
     ("multi", "6. Many processes", section_multi),
 ]
+
+
+def code_revision() -> str:
+    """The git commit of the tree benchmarked, and whether it had uncommitted changes."""
+    root = BENCH_DIR.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    if not commit:
+        return "unknown"
+    return f"{commit}" + (" with uncommitted changes under src/" if dirty else "")
 
 
 def command_line() -> str:
@@ -918,6 +1023,9 @@ def render(bench: Bench, facts: dict[str, str]) -> str:
 
 
 async def main(args: argparse.Namespace) -> int:
+    task = asyncio.current_task()
+    if task is not None:  # SIGTERM stops the run the way Ctrl-C does: servers are stopped
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     started_at = utcnow()
     load_before = load_average()
     clock = Stopwatch()
@@ -938,7 +1046,7 @@ async def main(args: argparse.Namespace) -> int:
             except Exception as exc:  # report it and go on with the other sections
                 log(f"{title} failed: {type(exc).__name__}: {exc}")
                 failures.append(title)
-                bench.report.add(title, "(section)", f"error: {type(exc).__name__}: {exc}", "", False)
+                bench.report.add(title, "(section)", f"error: {exc!r}", "", False)
         if args.skip_node:
             bench.report.skip("7. Node comparison", "(whole section)", "skipped by flag")
         else:
@@ -946,9 +1054,7 @@ async def main(args: argparse.Namespace) -> int:
                 await section_node(bench, node_version)
             except Exception as exc:
                 log(f"7. Node comparison failed: {type(exc).__name__}: {exc}")
-                bench.report.add(
-                    "7. Node comparison", "(section)", f"error: {type(exc).__name__}: {exc}", "", False
-                )
+                bench.report.add("7. Node comparison", "(section)", f"error: {exc!r}", "", False)
     finally:
         await bench.client.close()
         mongod.stop()
@@ -965,8 +1071,10 @@ async def main(args: argparse.Namespace) -> int:
         ),
         "Node": node_version[0] if node_version else "not used",
         "Workers per process": f"{args.workers} (poll interval 0.05 s; {args.idle_poll} s idle)",
+        "Repetitions": f"throughput figures are the median of {args.repeat} run(s)",
         "Load average before / after": f"{load_before} → {load_average()}",
         "Duration": f"{clock.elapsed / 60:.1f} min",
+        "Code": code_revision(),
         "Command": f"`{command_line()}`",
     }
     text = render(bench, facts)
@@ -1003,6 +1111,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--memory-jobs", type=int, help="jobs run by the memory test (default 1000000)")
     add("--multi-jobs", type=int, help="jobs burnt down by 1 vs N processes (default 20000)")
     add("--processes", type=int, default=4, help="worker processes compared with one (4)")
+    add("--repeat", type=int, help="runs of each throughput figure; medians are compared (3)")
     add("--cache-gb", type=float, default=1.0, help="mongod WiredTiger cache size (1.0 GB)")
     for key, title, _ in SECTIONS:
         add(f"--skip-{key}", action="store_true", help=f"skip section {title}")
@@ -1018,6 +1127,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "scale_finished": 200_000,
         "memory_jobs": 1_000_000,
         "multi_jobs": 20_000,
+        "repeat": 3,
     }
     quick = {
         "jobs": [1_000, 2_000],
@@ -1029,6 +1139,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "scale_finished": 10_000,
         "memory_jobs": 20_000,
         "multi_jobs": 4_000,
+        "repeat": 1,
     }
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:

@@ -49,6 +49,8 @@ logger = logging.getLogger("mongo_job_scheduler")
 Handler = Callable[[Job], Any]
 BackoffFn = Callable[[int], "timedelta | float"]
 
+BATCH_WAIT = 0.005
+"""Seconds a busy worker waits for more free places before claiming a small batch."""
 PROGRESS_EVERY = 0.25
 """Seconds between two writes of the progress handlers report (coalesced per job)."""
 WATCH_PAUSE_AFTER = 0.5
@@ -106,6 +108,9 @@ class _Execution:
     stalled: bool = False
     task: asyncio.Task[None] | None = None
     handler_task: asyncio.Future[Any] | None = None
+    busy: bool = True
+    """Counts against ``workers`` until its handler has returned (the outcome write may still
+    be in flight: the next claim overlaps it)."""
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -163,6 +168,7 @@ class Worker:
         self._wake_timer: asyncio.TimerHandle | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._acks = _Acks(self)
+        self._busy = 0  # executions whose handler has not returned yet
         self._progress: dict[Any, dict[str, Any]] = {}
         self._progress_timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -228,10 +234,11 @@ class Worker:
             self._watch_task.cancel()
             self._watch_task = None
 
-    def _note_claim(self, claimed: int, wanted: int) -> None:
-        """Watch for new jobs when a claim came back short (idle); stop watching after
-        WATCH_PAUSE_AFTER seconds of claims that all came back full (busy)."""
-        if claimed < wanted:
+    def _note_claim(self, claimed: int, wanted: int, lost_races: bool) -> None:
+        """Watch for new jobs when a claim came back short because the queue is drained
+        (idle); stop watching after WATCH_PAUSE_AFTER seconds of claims that came back full,
+        or short only because other workers took jobs first (busy)."""
+        if claimed < wanted and not lost_races:
             self._busy_since = None
             self._set_watching(True)
             return
@@ -302,10 +309,15 @@ class Worker:
         backoff = 0.1
         while not self._stopping:
             self._slot_freed.clear()
-            free = self.config.workers - len(self.executions)
+            free = self.config.workers - self._busy
             if free <= 0:
                 await self._slot_freed.wait()
                 continue
+            if free < self.config.workers // 4 and not self._wake.is_set():
+                # A few places just freed while most workers are busy: wait a moment for
+                # more to free so the next claim takes a batch, not a job at a time.
+                await self._sleep(BATCH_WAIT, self._wake)
+                free = self.config.workers - self._busy
             self._wake.clear()
             try:
                 claimed = await self.store.claim(
@@ -322,7 +334,8 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
-            self._note_claim(len(claimed), free)
+            lost_races = self.store.lost_races
+            self._note_claim(len(claimed), free, lost_races)
             for item in claimed:
                 if self._stopping:  # stopped while claiming: give the job straight back
                     await self._give_back(item)
@@ -331,7 +344,7 @@ class Worker:
             # Sleep only when nothing was claimed: a short claim may have lost races to other
             # workers while more jobs are due, so claim again at once (it comes back empty
             # when the queue is really drained).
-            if not claimed and not self._stopping:
+            if not claimed and not lost_races and not self._stopping:
                 await self._sleep(self.config.poll_interval, self._wake)
 
     async def _give_back(self, claimed: Claimed) -> None:
@@ -361,6 +374,7 @@ class Worker:
             # that run lost the lease, exactly as if another owner had taken the job.
             self._request_stop(previous, StopReason.LEASE_LOST)
         self.executions[fence.job_id] = execution
+        self._busy += 1
         execution.task = asyncio.create_task(
             self._execute(execution), name=f"mjs-job-{fence.job_id}"
         )
@@ -510,8 +524,16 @@ class Worker:
         except Exception as exc:  # never let one job kill the worker
             self._worker_error(exc, f"unexpected error while running job {execution.fence.job_id}")
         finally:
+            self._not_busy(execution)
             if self.executions.get(execution.fence.job_id) is execution:
                 del self.executions[execution.fence.job_id]
+            self._slot_freed.set()
+
+    def _not_busy(self, execution: _Execution) -> None:
+        """The execution's handler is over: its place in ``workers`` is free for the next claim."""
+        if execution.busy:
+            execution.busy = False
+            self._busy -= 1
             self._slot_freed.set()
 
     async def _execute_inner(self, execution: _Execution) -> None:
@@ -569,6 +591,8 @@ class Worker:
         timeout = spec.timeout or job.timeout
         try:
             result = await self._run_handler(execution, spec, timeout)
+            if execution.fence.slot_name is None:  # a concurrency slot frees with the outcome
+                self._not_busy(execution)
         except _Stopped as stopped:
             await self._stopped(execution, stopped.reason)
             return

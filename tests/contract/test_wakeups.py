@@ -245,11 +245,11 @@ async def test_in_process_schedule_wakes_the_local_worker_at_once(store: JobStor
     scheduler = Scheduler(store, handler, poll_interval=IDLE_POLL)
     async with scheduler:
         await idle.wait_idle()
+        idle.empty.clear()  # the next empty claim comes after the first job ran
         job = await scheduler.schedule("local")
         assert (await next_run(started, WAKE_WITHIN)).id == job.id
         # Again, now that the worker went back to sleep after running the first one; and
         # through schedule_bulk.
-        idle.empty.clear()
         await idle.wait_idle()
         [bulk] = await scheduler.schedule_bulk([{"name": "local-bulk"}])
         assert (await next_run(started, WAKE_WITHIN)).id == bulk.id

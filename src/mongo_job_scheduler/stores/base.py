@@ -197,6 +197,11 @@ def update_gave_up(job_id: Any) -> InvalidJobState:
 class JobStore(ABC):
     """Where jobs live. All methods are coroutines; documents use the stored field names."""
 
+    lost_races: bool = False
+    """Whether the last :meth:`claim` came back short because other workers took jobs it had
+    chosen (more may be due: claim again at once, rather than wait as when the queue is
+    drained)."""
+
     @abstractmethod
     async def setup(self) -> None:
         """Create indexes and side collections (idempotent)."""

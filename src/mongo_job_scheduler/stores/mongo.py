@@ -82,7 +82,6 @@ class MongoJobStore(JobStore):
         )
         self._clock = ServerClock()
         self._next_expired_scan = 0.0
-        self._contended = False
         self._ready = False
         self._setup_lock = asyncio.Lock()
 
@@ -215,19 +214,20 @@ class MongoJobStore(JobStore):
         now = await self.now()
         claimed: list[Claimed] = []
         saturated: list[str] = await self._paused_now()
+        contended, self.lost_races = self.lost_races, False
         while True:  # each blocked round saturates a new name, so this ends (B8: no cap)
             want = limit - len(claimed)
             # Under contention (other workers took part of the last batch), look further down
             # the order and take a random part of it, so competing workers spread out instead
             # of all racing for the same head of the queue.
-            window = want * 4 + 4 if self._contended else want + 4
+            window = want * 4 + 4 if contended else want + 4
             candidates = await (
                 self.jobs.find(q.due_filter(now, saturated, names), q.CANDIDATE_PROJECTION)
                 .sort(q.CLAIM_SORT)
                 .limit(window)
                 .to_list()
             )
-            if self._contended and len(candidates) > want + 4:
+            if contended and len(candidates) > want + 4:
                 candidates = sorted(random.sample(candidates, want + 4), key=q.claim_order_key)
             # Expired leases are looked for when there is spare capacity, and at least every
             # EXPIRED_SCAN_EVERY seconds under constant load.
@@ -280,7 +280,8 @@ class MongoJobStore(JobStore):
         result = await self.jobs.update_many(
             q.claim_many_filter(ids), q.claim_update(owner, lease, claim_id)
         )
-        self._contended = result.modified_count < len(ids)
+        if result.modified_count < len(ids):
+            self.lost_races = True
         if not result.modified_count:
             return []
         docs = await self.jobs.find({"_id": {"$in": ids}, "claimId": claim_id}).to_list()
@@ -329,7 +330,8 @@ class MongoJobStore(JobStore):
             q.claim_update(owner, lease),
             return_document=ReturnDocument.AFTER,
         )
-        if doc is None:
+        if doc is None:  # another worker took it first
+            self.lost_races = True
             if slot:
                 await self.free_slot(Fence(job_id, owner, 0, candidate["name"]))
             if start_id is not None:
