@@ -474,12 +474,30 @@ async def _resolve_scheduler(target: str) -> Scheduler:
     metavar="SECONDS",
     help="How long a graceful stop waits for running jobs before handing them back.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (needs the metrics extra).",
+)
 @click.pass_obj
-def worker(options: CliOptions, target: str, workers: int | None, stop_timeout: float) -> None:
-    asyncio.run(_work(options, target, workers, stop_timeout))
+def worker(
+    options: CliOptions,
+    target: str,
+    workers: int | None,
+    stop_timeout: float,
+    metrics_port: int | None,
+) -> None:
+    asyncio.run(_work(options, target, workers, stop_timeout, metrics_port))
 
 
-async def _work(options: CliOptions, target: str, workers: int | None, stop_timeout: float) -> None:
+async def _work(
+    options: CliOptions,
+    target: str,
+    workers: int | None,
+    stop_timeout: float,
+    metrics_port: int | None = None,
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals: list[signal.Signals] = []
@@ -535,6 +553,8 @@ async def _work(options: CliOptions, target: str, workers: int | None, stop_time
         )
         if names == []:
             _err("Warning: no task is registered and there is no handler: nothing will run")
+        if metrics_port is not None:
+            _serve_metrics(scheduler, metrics_port)
         try:
             await stop.wait()
             await scheduler.stop(graceful=True, timeout=stop_timeout)
@@ -895,8 +915,16 @@ def resume(options: CliOptions, name: str) -> None:
     type=click.FloatRange(0.5, 3600),
     help="Seconds between live refreshes of the open page.",
 )
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Serve queue gauges at /metrics (token needed) when prometheus-client is installed.",
+)
 @click.pass_obj
-def dashboard(options: CliOptions, host: str, port: int, token: str | None, refresh: float) -> None:
+def dashboard(
+    options: CliOptions, host: str, port: int, token: str | None, refresh: float, metrics: bool
+) -> None:
     """Serve the dashboard for the configured database and collection until Ctrl-C.
 
     Needs the `dashboard` extra (pip install 'mongo-job-scheduler[dashboard]'). Every page and
@@ -919,13 +947,61 @@ def dashboard(options: CliOptions, host: str, port: int, token: str | None, refr
         click.echo(f"Dashboard token (generated): {token}", err=True)
     try:
         store = MongoJobStore(AsyncMongoClient(uri)[options.database], options.collection)
-        app = create_app(Scheduler(store), token=token, refresh_seconds=refresh)
+        scheduler = Scheduler(store)
+        registry, on_startup = _dashboard_metrics(scheduler) if metrics else (None, None)
+        app: Any = create_app(
+            scheduler, token=token, refresh_seconds=refresh, metrics_registry=registry
+        )
     except (InvalidName, ValidationError, ValueError) as exc:
         raise CliError(str(exc)) from None
+    if on_startup is not None:
+        app = _on_lifespan(app, on_startup)
     click.echo(f"Dashboard on http://{host}:{port}/ (Ctrl-C stops it)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _dashboard_metrics(scheduler: Scheduler) -> tuple[Any, Callable[[], Any] | None]:
+    """A registry with the scheduler's queue gauges (refreshed every 15 s once serving), or
+    ``(None, None)`` when prometheus-client is not installed."""
+    try:
+        from prometheus_client import CollectorRegistry
+
+        from .metrics import instrument
+    except ImportError:
+        return None, None
+    registry = CollectorRegistry()
+    instrumented = instrument(scheduler, registry=registry)
+    return registry, instrumented.start_refreshing
+
+
+def _on_lifespan(app: Any, start: Callable[[], Any]) -> Any:
+    """Wrap an ASGI app so ``start()`` runs once inside the server's event loop."""
+    started = False
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            start()
+        await app(scope, receive, send)
+
+    return wrapped
 
 
 async def _check_reachable(uri: str) -> None:
     client = await connect(uri)
     await client.close()
+
+
+def _serve_metrics(scheduler: Scheduler, port: int) -> None:
+    """Instrument ``scheduler`` and serve its metrics on 127.0.0.1:``port`` (worker option)."""
+    try:
+        from .metrics import instrument
+    except ImportError as exc:
+        raise CliError(str(exc)) from None
+    from prometheus_client import CollectorRegistry
+
+    metrics = instrument(scheduler, registry=CollectorRegistry())
+    metrics.start_refreshing()
+    server, _thread = metrics.start_http_server(port)
+    _err(f"metrics on http://127.0.0.1:{server.server_port}/metrics")

@@ -667,6 +667,31 @@ async def test_second_signal_stops_now_and_hands_the_job_back(ctx: Ctx, start_wo
     assert doc["attempts"] == 0
 
 
+async def test_worker_serves_prometheus_metrics(ctx: Ctx, start_worker: Any) -> None:
+    """`worker --metrics-port 0` serves the scheduler's metrics (issue 4 item 3)."""
+    import re
+    import urllib.request
+
+    pytest.importorskip("prometheus_client")
+    job = ctx.scheduler.schedule("record", {"n": 1})
+    worker = start_worker("tmpmod:scheduler", "--metrics-port", "0")
+    await wait_for(lambda: ctx.doc(job.id)["status"] == "completed", timeout=20)
+    await wait_for(lambda: "metrics on http://127.0.0.1:" in worker.err, timeout=10)
+    port = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", worker.err)
+    assert port is not None, worker.err
+
+    def scrape() -> str:
+        url = f"http://127.0.0.1:{port.group(1)}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return str(reply.read().decode())
+
+    body = await asyncio.to_thread(scrape)
+    assert 'mongo_job_scheduler_jobs_total{name="record",outcome="success"} 1.0' in body
+    assert "mongo_job_scheduler_job_run_seconds_bucket" in body
+    worker.process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(worker.process.wait, 20) == 0
+
+
 def test_worker_bad_targets(ctx: Ctx, tmp_path: Path) -> None:
     (tmp_path / "tmpmod.py").write_text(textwrap.dedent(WORKER_MODULE), encoding="utf-8")
     env = _env(ctx.uri, PYTHONPATH=str(tmp_path), MJS_DB=ctx.db_name, MJS_RUNS=str(tmp_path / "r"))
@@ -799,6 +824,11 @@ def test_dashboard_command_serves_the_dashboard(mongodb_uri: str) -> None:
         with urllib.request.urlopen(request, timeout=5) as reply:
             assert reply.status == 200
             assert "pending" in reply.read().decode()
+        metrics = urllib.request.Request(
+            f"{base}/metrics", headers={"Authorization": "Bearer s3cret"}
+        )
+        with urllib.request.urlopen(metrics, timeout=5) as reply:
+            assert "mongo_job_scheduler_queue_depth" in reply.read().decode()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
