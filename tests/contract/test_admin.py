@@ -5,9 +5,7 @@ job: B18). Runs over both stores."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -25,35 +23,7 @@ from mongo_job_scheduler import (
     ValidationError,
 )
 from tests.conftest import wait_for
-
-
-@contextlib.asynccontextmanager
-async def running(scheduler: Scheduler) -> AsyncIterator[Scheduler]:
-    await scheduler.start()
-    try:
-        yield scheduler
-    finally:
-        await scheduler.stop(graceful=False)
-
-
-def make(store: JobStore, handler: Any = None, **options: Any) -> Scheduler:
-    options.setdefault("poll_interval", 0.02)
-    return Scheduler(store, handler, **options)
-
-
-async def wait_doc(
-    store: JobStore, job_id: Any, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10
-) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        doc = await store.get(job_id)
-        return doc if doc is not None and predicate(doc) else None
-
-    result: dict[str, Any] = await wait_for(check, timeout)
-    return result
-
-
-def status_is(status: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda d: d["status"] == status
+from tests.contract.helpers import make, running, status_is, wait_doc
 
 
 async def barrier(scheduler: Scheduler, store: JobStore, rounds: int = 2) -> None:

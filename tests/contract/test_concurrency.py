@@ -14,6 +14,7 @@ import pytest
 
 from mongo_job_scheduler import Job, JobStore, Scheduler
 from tests.conftest import wait_for
+from tests.contract.helpers import wait_doc
 
 
 @contextlib.asynccontextmanager
@@ -32,17 +33,6 @@ async def running(*schedulers: Scheduler) -> AsyncIterator[None]:
 def make(store: JobStore, handler: Any = None, **options: Any) -> Scheduler:
     options.setdefault("poll_interval", 0.02)
     return Scheduler(store, handler, **options)
-
-
-async def wait_doc(
-    store: JobStore, job_id: Any, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10
-) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        doc = await store.get(job_id)
-        return doc if doc is not None and predicate(doc) else None
-
-    result: dict[str, Any] = await wait_for(check, timeout)
-    return result
 
 
 async def statuses(store: JobStore, jobs: list[Job]) -> list[str]:

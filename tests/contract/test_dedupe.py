@@ -5,9 +5,7 @@ by a crashed producer. Runs over both stores (crash cases: MongoDB only)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -16,32 +14,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient, MongoClient
 
 from mongo_job_scheduler import InvalidJobState, Job, JobStore, MongoJobStore, Scheduler
-from tests.conftest import wait_for
-
-
-@contextlib.asynccontextmanager
-async def running(scheduler: Scheduler) -> AsyncIterator[Scheduler]:
-    await scheduler.start()
-    try:
-        yield scheduler
-    finally:
-        await scheduler.stop(graceful=False)
-
-
-def make(store: JobStore, handler: Any = None, **options: Any) -> Scheduler:
-    options.setdefault("poll_interval", 0.02)
-    return Scheduler(store, handler, **options)
-
-
-async def wait_doc(
-    store: JobStore, job_id: Any, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10
-) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        doc = await store.get(job_id)
-        return doc if doc is not None and predicate(doc) else None
-
-    result: dict[str, Any] = await wait_for(check, timeout)
-    return result
+from tests.contract.helpers import make, running, wait_doc
 
 
 async def docs_with_key(store: JobStore, key: str) -> list[dict[str, Any]]:

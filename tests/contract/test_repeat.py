@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from itertools import pairwise
 from typing import Any
@@ -15,31 +15,7 @@ import pytest
 
 from mongo_job_scheduler import Job, JobStore, MongoJobStore, Repeat, Scheduler, ValidationError
 from tests.conftest import wait_for
-
-
-@contextlib.asynccontextmanager
-async def running(scheduler: Scheduler) -> AsyncIterator[Scheduler]:
-    await scheduler.start()
-    try:
-        yield scheduler
-    finally:
-        await scheduler.stop(graceful=False)
-
-
-def make(store: JobStore, handler: Any = None, **options: Any) -> Scheduler:
-    options.setdefault("poll_interval", 0.02)
-    return Scheduler(store, handler, **options)
-
-
-async def wait_doc(
-    store: JobStore, job_id: Any, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10
-) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        doc = await store.get(job_id)
-        return doc if doc is not None and predicate(doc) else None
-
-    result: dict[str, Any] = await wait_for(check, timeout)
-    return result
+from tests.contract.helpers import make, running, wait_doc
 
 
 async def barrier(scheduler: Scheduler, store: JobStore, rounds: int = 2) -> None:

@@ -9,40 +9,15 @@ brings the retry forward with ``update_job(run_at=now)`` instead of waiting for 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from mongo_job_scheduler import Job, JobStore, MongoJobStore, Retry, Scheduler
+from mongo_job_scheduler import Job, JobStore, MongoJobStore, Retry
 from tests.conftest import wait_for
-
-
-@contextlib.asynccontextmanager
-async def running(scheduler: Scheduler) -> AsyncIterator[Scheduler]:
-    await scheduler.start()
-    try:
-        yield scheduler
-    finally:
-        await scheduler.stop(graceful=False)
-
-
-def make(store: JobStore, handler: Any = None, **options: Any) -> Scheduler:
-    options.setdefault("poll_interval", 0.02)
-    return Scheduler(store, handler, **options)
-
-
-async def wait_doc(
-    store: JobStore, job_id: Any, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10
-) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        doc = await store.get(job_id)
-        return doc if doc is not None and predicate(doc) else None
-
-    result: dict[str, Any] = await wait_for(check, timeout)
-    return result
+from tests.contract.helpers import make, running, wait_doc
 
 
 def pending_after(attempts: int) -> Callable[[dict[str, Any]], bool]:

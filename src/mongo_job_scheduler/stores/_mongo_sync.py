@@ -26,7 +26,7 @@ from .._durations import utcnow
 from .._errors import ConfigurationError
 from ..job import ACTIVE_STATUSES
 from . import _mongo_common as q
-from .base import DedupeDecision, decide_dedupe, released_on_cancel
+from .base import DedupeDecision, decide_dedupe, released_on_finish
 
 __all__ = ["MongoJobStore"]
 
@@ -191,7 +191,7 @@ class MongoJobStore:
         )
         if doc is None:
             return self.get(job_id), False
-        key = released_on_cancel(doc)
+        key = released_on_finish(doc)
         if key is not None:
             self.dedupe.delete_one({"_id": key, "jobId": job_id})
         return doc, True

@@ -29,7 +29,6 @@ __all__ = [
     "UpdatePlan",
     "decide_dedupe",
     "plan_update",
-    "released_on_cancel",
     "released_on_finish",
     "update_gave_up",
 ]
@@ -137,9 +136,6 @@ def released_on_finish(doc: Mapping[str, Any]) -> str | None:
     if key is None or doc.get("dedupeScope") == "forever" or doc.get("dedupeWindowMs"):
         return None
     return str(key)
-
-
-released_on_cancel = released_on_finish
 
 
 UPDATE_ATTEMPTS = 5

@@ -31,7 +31,7 @@ from .base import (
     JobStore,
     decide_dedupe,
     rate_limit_of,
-    released_on_cancel,
+    released_on_finish,
 )
 
 __all__ = ["MongoJobStore"]
@@ -481,7 +481,7 @@ class MongoJobStore(JobStore):
         )
         if doc is None:
             return await self.get(job_id), False
-        key = released_on_cancel(doc)
+        key = released_on_finish(doc)
         if key is not None:
             await self.dedupe.delete_one({"_id": key, "jobId": job_id})
         return doc, True
