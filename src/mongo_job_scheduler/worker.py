@@ -283,6 +283,11 @@ class Worker:
                 await asyncio.gather(task, return_exceptions=True)
         if self._wake_timer is not None:
             self._wake_timer.cancel()
+        if self._progress_timer is not None:  # every execution has ended: nothing to report
+            self._progress_timer.cancel()
+            self._progress_timer = None
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         self._threads.shutdown(wait=False, cancel_futures=True)
         self.events.emit("worker:stop", self.config.owner)
 
