@@ -43,3 +43,38 @@ async def wait_doc(
 def status_is(status: str) -> Callable[[dict[str, Any]], bool]:
     """A :func:`wait_doc` predicate: the job is in ``status``."""
     return lambda d: d["status"] == status
+
+
+def sibling(store: JobStore) -> JobStore:
+    """Another store object on the same jobs (a second process's view, for MongoDB; the
+    in-memory store is one process, so it is its own sibling)."""
+    from mongo_job_scheduler import InMemoryJobStore, MongoJobStore
+
+    if isinstance(store, MongoJobStore):
+        return MongoJobStore(store.database, store.collection_name)
+    assert isinstance(store, InMemoryJobStore)
+    return store
+
+
+@contextlib.asynccontextmanager
+async def running_all(*schedulers: Scheduler) -> AsyncIterator[None]:
+    """Start every scheduler; stop them all without waiting for jobs on the way out."""
+    for scheduler in schedulers:
+        await scheduler.start()
+    try:
+        yield
+    finally:
+        for scheduler in schedulers:
+            await scheduler.stop(graceful=False)
+
+
+async def stored(store: JobStore, job_id: Any) -> dict[str, Any]:
+    """The stored document of a job that must exist."""
+    doc = await store.get(job_id)
+    assert doc is not None
+    return doc
+
+
+async def status_of(store: JobStore, job_id: Any) -> str:
+    """The stored status of a job that must exist."""
+    return str((await stored(store, job_id))["status"])

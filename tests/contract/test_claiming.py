@@ -4,17 +4,14 @@ poison jobs and the one global order, over both stores."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from mongo_job_scheduler import (
-    InMemoryJobStore,
     Job,
     JobStatus,
     JobStore,
@@ -23,39 +20,10 @@ from mongo_job_scheduler import (
 )
 from mongo_job_scheduler.stores.base import Fence, Finish
 from tests.conftest import wait_for
+from tests.contract.helpers import make, running_all, sibling, stored
 
 LONG_LEASE = timedelta(seconds=60)
 TINY_LEASE = timedelta(milliseconds=50)
-
-
-def _sibling(store: JobStore) -> JobStore:
-    """Another store object on the same jobs (a second process's view, for MongoDB)."""
-    if isinstance(store, MongoJobStore):
-        return MongoJobStore(store.database, store.collection_name)
-    assert isinstance(store, InMemoryJobStore)
-    return store
-
-
-def _scheduler(store: JobStore, handler: Any = None, **options: Any) -> Scheduler:
-    options.setdefault("poll_interval", 0.02)
-    return Scheduler(store, handler, **options)
-
-
-@contextlib.asynccontextmanager
-async def _running(*schedulers: Scheduler) -> AsyncIterator[None]:
-    for scheduler in schedulers:
-        await scheduler.start()
-    try:
-        yield
-    finally:
-        for scheduler in schedulers:
-            await scheduler.stop(graceful=False)
-
-
-async def _doc(store: JobStore, job_id: Any) -> dict[str, Any]:
-    doc = await store.get(job_id)
-    assert doc is not None
-    return doc
 
 
 async def _claim_after_expiry(store: JobStore, owner: str, lease: timedelta) -> Any:
@@ -79,7 +47,7 @@ async def test_concurrent_direct_claims_take_each_job_exactly_once(store: JobSto
     claims: list[tuple[Any, str]] = []
 
     async def claimer(owner: str) -> None:
-        view = _sibling(store)
+        view = sibling(store)
         while True:
             got = await view.claim(owner, 3, LONG_LEASE, 3)
             if not got:
@@ -95,7 +63,7 @@ async def test_concurrent_direct_claims_take_each_job_exactly_once(store: JobSto
     assert set(counts) == ids
     assert all(count == 1 for count in counts.values()), counts.most_common(3)
     for job_id, owner in claims:
-        doc = await _doc(store, job_id)
+        doc = await stored(store, job_id)
         assert doc["status"] == "running"
         assert doc["lockedBy"] == owner
         assert doc["lockVersion"] == 1
@@ -113,12 +81,12 @@ async def test_many_schedulers_execute_each_job_exactly_once(store: JobStore) ->
 
         return handler
 
-    schedulers = [_scheduler(_sibling(store), make_handler(f"s{n}"), workers=4) for n in range(4)]
+    schedulers = [make(sibling(store), make_handler(f"s{n}"), workers=4) for n in range(4)]
     producer = Scheduler(store)
     jobs = await producer.schedule_bulk([{"name": "once", "data": {"i": i}} for i in range(40)])
     ids = {job.id for job in jobs}
 
-    async with _running(*schedulers):
+    async with running_all(*schedulers):
 
         async def all_done() -> bool:
             done = await producer.get_jobs(name="once", status="completed", limit=100)
@@ -130,7 +98,7 @@ async def test_many_schedulers_execute_each_job_exactly_once(store: JobStore) ->
     assert set(counts) == ids
     assert all(count == 1 for count in counts.values()), counts.most_common(3)
     for job_id in ids:
-        doc = await _doc(store, job_id)
+        doc = await stored(store, job_id)
         assert doc["status"] == "completed"
         assert doc["lockVersion"] == 1
         assert "lockedBy" not in doc
@@ -144,7 +112,7 @@ async def test_writes_with_a_stale_fence_are_refused_and_change_nothing(store: J
     [claimed] = await store.claim("owner-a", 1, LONG_LEASE, 3)
     token = claimed.token
     assert token == 1
-    before = await _doc(store, job.id)
+    before = await stored(store, job.id)
 
     wrong = [
         Fence(job.id, "owner-b", token),  # another owner
@@ -155,34 +123,34 @@ async def test_writes_with_a_stale_fence_are_refused_and_change_nothing(store: J
         assert await store.finish(fence, Finish(set={"status": "completed"})) is False
         assert await store.release(fence) is False
         assert await store.renew([fence], LONG_LEASE) == {job.id}
-        assert await _doc(store, job.id) == before
+        assert await stored(store, job.id) == before
 
     # The real owner's fence still works, so the refusals above were about the fence.
     right = Fence(job.id, "owner-a", token)
     assert await store.renew([right], LONG_LEASE) == set()
     assert await store.finish(right, Finish(set={"status": "completed"})) is True
-    after = await _doc(store, job.id)
+    after = await stored(store, job.id)
     assert after["status"] == "completed"
     assert "lockedBy" not in after and "lockUntil" not in after
     # Once finished, even the former owner's fence is stale.
     assert await store.finish(right, Finish(set={"status": "failed"})) is False
-    assert (await _doc(store, job.id))["status"] == "completed"
+    assert (await stored(store, job.id))["status"] == "completed"
 
 
 async def test_worker_that_lost_its_lease_cannot_complete(store: JobStore) -> None:
     job = await Scheduler(store).schedule("lease-lost")
     [first] = await store.claim("owner-a", 1, TINY_LEASE, 3)
     assert first.token == 1
-    second = await _claim_after_expiry(_sibling(store), "owner-b", LONG_LEASE)
+    second = await _claim_after_expiry(sibling(store), "owner-b", LONG_LEASE)
     assert second.token == 2
     assert second.document["leaseExpiries"] == 1
 
     stale = Fence(job.id, "owner-a", first.token)
-    before = await _doc(store, job.id)
+    before = await stored(store, job.id)
     assert await store.finish(stale, Finish(set={"status": "completed"})) is False
     assert await store.release(stale) is False
     assert await store.renew([stale], LONG_LEASE) == {job.id}
-    doc = await _doc(store, job.id)
+    doc = await stored(store, job.id)
     assert doc == before
     assert doc["status"] == "running"
     assert doc["lockedBy"] == "owner-b"
@@ -192,7 +160,7 @@ async def test_worker_that_lost_its_lease_cannot_complete(store: JobStore) -> No
     assert await store.release(Fence(job.id, "owner-b", second.token)) is True
     [third] = await store.claim("owner-c", 1, LONG_LEASE, 3)
     assert third.token == 3
-    assert (await _doc(store, job.id))["lockVersion"] == 3
+    assert (await stored(store, job.id))["lockVersion"] == 3
 
 
 # -- 4. server-clock leases -----------------------------------------------------------------
@@ -240,16 +208,16 @@ async def test_skewed_worker_clock_neither_takes_future_jobs_nor_steals_live_lea
     await store.setup()
     [held] = await store.claim("owner-a", 1, timedelta(minutes=5), 3)
     assert held.document["_id"] == live.id
-    future_before = await _doc(store, future.id)
-    live_before = await _doc(store, live.id)
+    future_before = await stored(store, future.id)
+    live_before = await stored(store, live.id)
 
     skewed = MongoJobStore(store.database, store.collection_name)
     await skewed.setup()
     _skew_clock(skewed, timedelta(minutes=10))
     assert await skewed.now() > server_now + timedelta(minutes=9)
     assert await skewed.claim("owner-skewed", 10, LONG_LEASE, 3) == []
-    assert await _doc(store, future.id) == future_before
-    assert await _doc(store, live.id) == live_before
+    assert await stored(store, future.id) == future_before
+    assert await stored(store, live.id) == live_before
 
     # Control: the skewed worker still takes a job that really is due.
     due = await producer.schedule("due-now")
@@ -275,13 +243,13 @@ async def test_job_whose_lease_keeps_expiring_is_failed_as_poison(store: JobStor
     async def handler(job: Job) -> None:
         ran.append(job.id)
 
-    scheduler = _scheduler(store, handler, max_lease_expiries=3)
+    scheduler = make(store, handler, max_lease_expiries=3)
     scheduler.on("job:fail", lambda job, exc: failures.append((job, exc)))
-    async with _running(scheduler):
+    async with running_all(scheduler):
         await wait_for(lambda: failures, timeout=10)
 
     assert ran == []
-    doc = await _doc(store, job.id)
+    doc = await stored(store, job.id)
     assert doc["status"] == "failed"
     assert doc["lastErrorType"] == "PoisonJob"
     assert "lease expired 3 times" in doc["lastError"]
@@ -302,11 +270,11 @@ async def test_job_under_the_lease_expiry_limit_still_runs(store: JobStore) -> N
     async def handler(job: Job) -> None:
         ran.append(job.id)
 
-    scheduler = _scheduler(store, handler, max_lease_expiries=3)
-    async with _running(scheduler):
+    scheduler = make(store, handler, max_lease_expiries=3)
+    async with running_all(scheduler):
 
         async def completed() -> bool:
-            return (await _doc(store, job.id))["status"] == "completed"
+            return (await stored(store, job.id))["status"] == "completed"
 
         await wait_for(completed, timeout=10)
     assert ran == [job.id]
@@ -326,8 +294,8 @@ async def _run_in_order(store: JobStore, specs: list[dict[str, Any]]) -> list[st
     async def handler(job: Job) -> None:
         order.append(job.data["label"])
 
-    scheduler = _scheduler(store, handler, workers=1)
-    async with _running(scheduler):
+    scheduler = make(store, handler, workers=1)
+    async with running_all(scheduler):
         await wait_for(lambda: len(order) == len(specs), timeout=15)
     return order
 

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,45 +16,12 @@ from mongo_job_scheduler import (
     JobTimeout,
     LeaseLost,
     MongoJobStore,
-    Scheduler,
     StopReason,
 )
 from tests.conftest import wait_for
+from tests.contract.helpers import make, running_all, sibling, status_of, stored
 
 LONG_LEASE = timedelta(seconds=60)
-
-
-def _scheduler(store: JobStore, handler: Any = None, **options: Any) -> Scheduler:
-    options.setdefault("poll_interval", 0.02)
-    return Scheduler(store, handler, **options)
-
-
-def _sibling(store: JobStore) -> JobStore:
-    """Another store object on the same jobs (a second process's view, for MongoDB)."""
-    if isinstance(store, MongoJobStore):
-        return MongoJobStore(store.database, store.collection_name)
-    return store
-
-
-@contextlib.asynccontextmanager
-async def _running(*schedulers: Scheduler) -> AsyncIterator[None]:
-    for scheduler in schedulers:
-        await scheduler.start()
-    try:
-        yield
-    finally:
-        for scheduler in schedulers:
-            await scheduler.stop(graceful=False)
-
-
-async def _doc(store: JobStore, job_id: Any) -> dict[str, Any]:
-    doc = await store.get(job_id)
-    assert doc is not None
-    return doc
-
-
-async def _status(store: JobStore, job_id: Any) -> str:
-    return str((await _doc(store, job_id))["status"])
 
 
 async def _backdate_lease(store: JobStore, job_id: Any) -> None:
@@ -72,7 +37,7 @@ async def _backdate_lease(store: JobStore, job_id: Any) -> None:
 
 async def _steal(store: JobStore, job_id: Any, thief: str) -> int:
     """Take the running job over as ``thief`` through the store; returns the new token."""
-    other = _sibling(store)
+    other = sibling(store)
 
     async def attempt() -> Any:
         await _backdate_lease(store, job_id)  # a heartbeat may renew it in between: retry
@@ -105,11 +70,11 @@ async def test_async_handler_is_cancelled_when_its_lease_is_taken_over(store: Jo
         return "finished"
 
     # A long lease: only the heartbeat seeing the takeover can stop the handler in time.
-    scheduler = _scheduler(store, handler, lock_timeout=30, heartbeat_interval=0.1)
+    scheduler = make(store, handler, lock_timeout=30, heartbeat_interval=0.1)
     for event in ("job:success", "job:fail", "job:retry", "job:complete"):
         scheduler.on(event, lambda *args, event=event: outcomes.append(event))
     scheduler.on("worker:error", errors.append)
-    async with _running(scheduler):
+    async with running_all(scheduler):
         job = await scheduler.schedule("stolen")
         await asyncio.wait_for(started.wait(), timeout=10)
         token = await _steal(store, job.id, "thief")
@@ -120,7 +85,7 @@ async def test_async_handler_is_cancelled_when_its_lease_is_taken_over(store: Jo
     assert seen["stop_reason"] is StopReason.LEASE_LOST
     assert seen["job"].stop_event.is_set()
     assert outcomes == []
-    doc = await _doc(store, job.id)
+    doc = await stored(store, job.id)
     assert doc["status"] == "running"
     assert doc["lockedBy"] == "thief"
     assert doc["lockVersion"] == token == 2
@@ -142,10 +107,10 @@ async def test_sync_handler_sees_the_stop_event_and_its_outcome_is_not_written(
         return "finished anyway"  # a stale worker's result must not be written
 
     # A long lease: only the heartbeat seeing the takeover can stop the handler in time.
-    scheduler = _scheduler(store, handler, lock_timeout=30, heartbeat_interval=0.1)
+    scheduler = make(store, handler, lock_timeout=30, heartbeat_interval=0.1)
     for event in ("job:success", "job:fail", "job:retry", "job:complete"):
         scheduler.on(event, lambda *args, event=event: outcomes.append(event))
-    async with _running(scheduler):
+    async with running_all(scheduler):
         job = await scheduler.schedule("stolen-sync")
         await wait_for(started.is_set, timeout=10)
         await _steal(store, job.id, "thief")
@@ -155,7 +120,7 @@ async def test_sync_handler_sees_the_stop_event_and_its_outcome_is_not_written(
     assert seen["flag"] is True
     assert seen["stop_reason"] is StopReason.LEASE_LOST
     assert outcomes == []
-    doc = await _doc(store, job.id)
+    doc = await stored(store, job.id)
     assert doc["status"] == "running"
     assert doc["lockedBy"] == "thief"
     assert "result" not in doc
@@ -178,15 +143,13 @@ async def test_stalled_handler_is_stopped_once_another_owner_takes_the_job(
             seen["stop_reason"] = job.stop_reason
             raise
 
-    scheduler = _scheduler(
-        store, handler, lock_timeout=0.3, heartbeat_interval=0.1, max_execution=0.1
-    )
+    scheduler = make(store, handler, lock_timeout=0.3, heartbeat_interval=0.1, max_execution=0.1)
     scheduler.on("job:stalled", stalled.append)
-    async with _running(scheduler):
+    async with running_all(scheduler):
         job = await scheduler.schedule("stalls")
         await asyncio.wait_for(started.wait(), timeout=10)
         await wait_for(lambda: stalled, timeout=10)
-        thief = _sibling(store)
+        thief = sibling(store)
 
         async def steal() -> Any:
             return await thief.claim("thief", 1, LONG_LEASE, 10)
@@ -196,7 +159,7 @@ async def test_stalled_handler_is_stopped_once_another_owner_takes_the_job(
 
     assert seen["stop_reason"] is StopReason.LEASE_LOST
     assert len(stalled) == 1
-    doc = await _doc(store, job.id)
+    doc = await stored(store, job.id)
     assert doc["status"] == "running"
     assert doc["lockedBy"] == "thief"
 
@@ -223,13 +186,13 @@ async def test_heartbeats_keep_a_long_handler_leased(store: JobStore) -> None:
         return handler
 
     options = {"lock_timeout": 0.5, "heartbeat_interval": 0.1}
-    first = _scheduler(store, make_handler("first"), **options)
-    second = _scheduler(_sibling(store), make_handler("second"), **options)
-    async with _running(first, second):
+    first = make(store, make_handler("first"), **options)
+    second = make(sibling(store), make_handler("second"), **options)
+    async with running_all(first, second):
         job = await first.schedule("long")
 
         async def leased() -> datetime | None:
-            doc = await _doc(store, job.id)
+            doc = await stored(store, job.id)
             return doc.get("lockUntil") if doc["status"] == "running" else None
 
         initial = await wait_for(leased, timeout=10)
@@ -241,13 +204,13 @@ async def test_heartbeats_keep_a_long_handler_leased(store: JobStore) -> None:
         await wait_for(renewed, timeout=10)
 
         async def completed() -> bool:
-            return await _status(store, job.id) == "completed"
+            return await status_of(store, job.id) == "completed"
 
         await wait_for(completed, timeout=15)
 
     assert len(runs) == 1
     assert most == 1
-    doc = await _doc(store, job.id)
+    doc = await stored(store, job.id)
     assert doc["lockVersion"] == 1
     assert doc.get("leaseExpiries", 0) == 0
 
@@ -269,10 +232,10 @@ async def test_job_timeout_cancels_the_handler_and_counts_as_a_failed_attempt(
             cancellations.append(job.stop_reason)
             raise
 
-    scheduler = _scheduler(store, handler)
+    scheduler = make(store, handler)
     scheduler.on("job:retry", retried.append)
     scheduler.on("job:fail", lambda job, exc: failed.append((job, exc)))
-    async with _running(scheduler):
+    async with running_all(scheduler):
         job = await scheduler.schedule("slow", timeout=0.2, retry={"maxAttempts": 2, "delay": 0})
         await wait_for(lambda: failed, timeout=15)
 
@@ -283,7 +246,7 @@ async def test_job_timeout_cancels_the_handler_and_counts_as_a_failed_attempt(
     [(final, exc)] = failed
     assert isinstance(exc, JobTimeout)
     assert final.status is JobStatus.FAILED
-    doc = await _doc(store, job.id)
+    doc = await stored(store, job.id)
     assert doc["status"] == "failed"
     assert doc["attempts"] == 2
     assert doc["lastErrorType"] == "JobTimeout"
@@ -294,7 +257,7 @@ async def test_task_timeout_overrides_the_job_and_quick_handlers_are_untouched(
     store: JobStore,
 ) -> None:
     cancelled: list[Any] = []
-    scheduler = _scheduler(store)
+    scheduler = make(store)
 
     @scheduler.task("slow-task", timeout=0.2)
     async def slow(job: Job) -> None:
@@ -309,22 +272,22 @@ async def test_task_timeout_overrides_the_job_and_quick_handlers_are_untouched(
         await asyncio.sleep(0.01)
         return "ok"
 
-    async with _running(scheduler):
+    async with running_all(scheduler):
         slow_job = await scheduler.schedule("slow-task", timeout=60)
         quick_job = await scheduler.schedule("quick-task")
 
         async def settled() -> bool:
-            return await _status(store, slow_job.id) == "failed" and (
-                await _status(store, quick_job.id) == "completed"
+            return await status_of(store, slow_job.id) == "failed" and (
+                await status_of(store, quick_job.id) == "completed"
             )
 
         await wait_for(settled, timeout=15)
 
     assert cancelled == [slow_job.id]
-    doc = await _doc(store, slow_job.id)
+    doc = await stored(store, slow_job.id)
     assert doc["attempts"] == 1
     assert doc["lastErrorType"] == "JobTimeout"
-    assert "lastError" not in await _doc(store, quick_job.id)
+    assert "lastError" not in await stored(store, quick_job.id)
 
 
 async def test_max_execution_emits_stalled_once_and_stops_renewing(store: JobStore) -> None:
@@ -334,24 +297,24 @@ async def test_max_execution_emits_stalled_once_and_stops_renewing(store: JobSto
     async def handler(job: Job) -> None:
         await release.wait()
 
-    scheduler = _scheduler(store, handler, lock_timeout=0.4, heartbeat_interval=0.1)
+    scheduler = make(store, handler, lock_timeout=0.4, heartbeat_interval=0.1)
     scheduler.on("job:stalled", stalled.append)
-    async with _running(scheduler):
+    async with running_all(scheduler):
         job = await scheduler.schedule("stuck", max_execution=0.15)
         await wait_for(lambda: stalled, timeout=10)
-        until = (await _doc(store, job.id))["lockUntil"]
+        until = (await stored(store, job.id))["lockUntil"]
 
         async def lease_over() -> bool:
             return await store.now() > until + timedelta(seconds=0.3)
 
         await wait_for(lease_over, timeout=10)
-        doc = await _doc(store, job.id)
+        doc = await stored(store, job.id)
         assert doc["lockUntil"] == until  # no renewal after the stall
         assert doc["status"] == "running"
         release.set()
 
         async def completed() -> bool:
-            return await _status(store, job.id) == "completed"
+            return await status_of(store, job.id) == "completed"
 
         await wait_for(completed, timeout=10)
 

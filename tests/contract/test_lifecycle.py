@@ -4,9 +4,7 @@ surviving transient database errors, over both stores."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,40 +22,7 @@ from mongo_job_scheduler import (
 )
 from mongo_job_scheduler.stores.base import Claimed
 from tests.conftest import wait_for
-
-
-def _scheduler(store: JobStore, handler: Any = None, **options: Any) -> Scheduler:
-    options.setdefault("poll_interval", 0.02)
-    return Scheduler(store, handler, **options)
-
-
-def _sibling(store: JobStore) -> JobStore:
-    """Another store object on the same jobs (a second process's view, for MongoDB)."""
-    if isinstance(store, MongoJobStore):
-        return MongoJobStore(store.database, store.collection_name)
-    assert isinstance(store, InMemoryJobStore)
-    return store
-
-
-@contextlib.asynccontextmanager
-async def _running(*schedulers: Scheduler) -> AsyncIterator[None]:
-    for scheduler in schedulers:
-        await scheduler.start()
-    try:
-        yield
-    finally:
-        for scheduler in schedulers:
-            await scheduler.stop(graceful=False)
-
-
-async def _doc(store: JobStore, job_id: Any) -> dict[str, Any]:
-    doc = await store.get(job_id)
-    assert doc is not None
-    return doc
-
-
-async def _status(store: JobStore, job_id: Any) -> str:
-    return str((await _doc(store, job_id))["status"])
+from tests.contract.helpers import make, running_all, sibling, status_of, stored
 
 
 def _assert_released(doc: dict[str, Any]) -> None:
@@ -86,7 +51,7 @@ async def test_graceful_stop_waits_for_in_flight_jobs(store: JobStore) -> None:
             raise
         return "done"
 
-    scheduler = _scheduler(store, handler, workers=2)
+    scheduler = make(store, handler, workers=2)
     await scheduler.start()
     try:
         jobs = [await scheduler.schedule("graceful", {"i": i}) for i in range(2)]
@@ -96,7 +61,7 @@ async def test_graceful_stop_waits_for_in_flight_jobs(store: JobStore) -> None:
 
     assert cancelled == []
     for job in jobs:
-        assert await _status(store, job.id) == "completed"
+        assert await status_of(store, job.id) == "completed"
 
 
 async def test_graceful_stop_timeout_releases_unfinished_jobs_for_others(
@@ -113,7 +78,7 @@ async def test_graceful_stop_timeout_releases_unfinished_jobs_for_others(
             stop_reasons.append(job.stop_reason)
             raise
 
-    first = _scheduler(store, stubborn, workers=2)
+    first = make(store, stubborn, workers=2)
     await first.start()
     try:
         jobs = [await first.schedule("unfinished", {"i": i}) for i in range(2)]
@@ -123,7 +88,7 @@ async def test_graceful_stop_timeout_releases_unfinished_jobs_for_others(
 
     assert stop_reasons == [StopReason.SHUTDOWN, StopReason.SHUTDOWN]
     for job in jobs:
-        _assert_released(await _doc(store, job.id))
+        _assert_released(await stored(store, job.id))
 
     # Another scheduler takes them at once (the default lease is ten minutes).
     done: list[Any] = []
@@ -131,7 +96,7 @@ async def test_graceful_stop_timeout_releases_unfinished_jobs_for_others(
     async def finisher(job: Job) -> None:
         done.append(job.id)
 
-    async with _running(_scheduler(_sibling(store), finisher)):
+    async with running_all(make(sibling(store), finisher)):
         await wait_for(lambda: len(done) == 2, timeout=10)
     assert sorted(map(str, done)) == sorted(str(job.id) for job in jobs)
 
@@ -148,7 +113,7 @@ async def test_hard_stop_cancels_handlers_and_releases_now(store: JobStore) -> N
             stop_reasons.append(job.stop_reason)
             raise
 
-    scheduler = _scheduler(store, handler)
+    scheduler = make(store, handler)
     await scheduler.start()
     try:
         job = await scheduler.schedule("hard-stop")
@@ -160,11 +125,11 @@ async def test_hard_stop_cancels_handlers_and_releases_now(store: JobStore) -> N
 
     assert elapsed < 10  # far below the handler's 60 s
     assert stop_reasons == [StopReason.SHUTDOWN]
-    _assert_released(await _doc(store, job.id))
+    _assert_released(await stored(store, job.id))
 
 
 async def test_stop_while_idle_returns_promptly(store: JobStore) -> None:
-    scheduler = _scheduler(store, lambda job: None, poll_interval=60)
+    scheduler = make(store, lambda job: None, poll_interval=60)
     await scheduler.start()
     await Scheduler(store).schedule("nothing-due", delay=3600)
     began = time.monotonic()
@@ -176,7 +141,7 @@ async def test_start_and_stop_twice_are_no_ops_and_lifecycle_events_fire_once(
     store: JobStore,
 ) -> None:
     events: list[str] = []
-    scheduler = _scheduler(store, lambda job: None)
+    scheduler = make(store, lambda job: None)
     for name in ("scheduler:start", "scheduler:stop", "worker:start", "worker:stop"):
         scheduler.on(name, lambda *args, name=name: events.append(name))
 
@@ -200,7 +165,7 @@ async def test_async_with_starts_and_gracefully_stops(store: JobStore) -> None:
         await asyncio.sleep(0.1)
         ran.append(job.id)
 
-    scheduler = _scheduler(store, handler)
+    scheduler = make(store, handler)
     scheduler.on("scheduler:start", lambda: events.append("start"))
     scheduler.on("scheduler:stop", lambda: events.append("stop"))
     async with scheduler as entered:
@@ -212,7 +177,7 @@ async def test_async_with_starts_and_gracefully_stops(store: JobStore) -> None:
     assert scheduler.is_running is False
     assert events == ["start", "stop"]
     assert ran == [job.id]
-    assert await _status(store, job.id) == "completed"
+    assert await status_of(store, job.id) == "completed"
 
 
 async def test_job_claimed_while_stopping_is_given_back(
@@ -237,7 +202,7 @@ async def test_job_claimed_while_stopping_is_given_back(
         ran.append(job.id)
 
     job = await Scheduler(store).schedule("claimed-during-stop")
-    scheduler = _scheduler(store, handler)
+    scheduler = make(store, handler)
     await scheduler.start()
     await asyncio.wait_for(claimed_one.wait(), timeout=10)
     stopping = asyncio.create_task(scheduler.stop())
@@ -246,9 +211,9 @@ async def test_job_claimed_while_stopping_is_given_back(
     await asyncio.wait_for(stopping, timeout=20)
 
     assert ran == []
-    _assert_released(await _doc(store, job.id))
+    _assert_released(await stored(store, job.id))
     monkeypatch.undo()
-    async with _running(_scheduler(_sibling(store), handler)):
+    async with running_all(make(sibling(store), handler)):
         await wait_for(lambda: ran == [job.id], timeout=10)
 
 
@@ -265,9 +230,9 @@ def _record_job_events(scheduler: Scheduler) -> list[str]:
 
 
 async def test_one_shot_success_events_in_order(store: JobStore) -> None:
-    scheduler = _scheduler(store, lambda job: "ok")
+    scheduler = make(store, lambda job: "ok")
     seen = _record_job_events(scheduler)
-    async with _running(scheduler):
+    async with running_all(scheduler):
         await scheduler.schedule("ok")
         await wait_for(lambda: "job:complete" in seen, timeout=10)
     assert seen == ["job:start", "job:success", "job:complete"]
@@ -282,10 +247,10 @@ async def test_failure_events_with_and_without_retries_left(store: JobStore) -> 
         raised.append(error)
         raise error
 
-    scheduler = _scheduler(store, handler)
+    scheduler = make(store, handler)
     seen = _record_job_events(scheduler)
     scheduler.on("job:fail", lambda job, exc: failures.append((job, exc)))
-    async with _running(scheduler):
+    async with running_all(scheduler):
         job = await scheduler.schedule("fails", retry={"maxAttempts": 2, "delay": 0})
         await wait_for(lambda: failures, timeout=10)
 
@@ -296,7 +261,7 @@ async def test_failure_events_with_and_without_retries_left(store: JobStore) -> 
     assert failed.status is JobStatus.FAILED
     assert failed.attempts == 2
     assert failed.last_error == "boom 1"
-    assert (await _doc(store, job.id))["status"] == "failed"
+    assert (await stored(store, job.id))["status"] == "failed"
 
 
 async def test_raising_listener_neither_breaks_the_scheduler_nor_skips_others(
@@ -309,17 +274,17 @@ async def test_raising_listener_neither_breaks_the_scheduler_nor_skips_others(
     def bad_listener(job: Job) -> None:
         raise problem
 
-    scheduler = _scheduler(store, lambda job: None)
+    scheduler = make(store, lambda job: None)
     scheduler.on("job:success", bad_listener)
     scheduler.on("job:success", lambda job: after.append(job.id))
     scheduler.on("scheduler:error", reported.append)
-    async with _running(scheduler):
+    async with running_all(scheduler):
         first = await scheduler.schedule("listened")
         second = await scheduler.schedule("listened")
         await wait_for(lambda: len(after) == 2, timeout=10)
 
         async def both_completed() -> bool:
-            return all([await _status(store, j.id) == "completed" for j in (first, second)])
+            return all([await status_of(store, j.id) == "completed" for j in (first, second)])
 
         await wait_for(both_completed, timeout=10)
     assert sorted(map(str, after)) == sorted([str(first.id), str(second.id)])
@@ -338,11 +303,11 @@ async def test_async_listeners_are_awaited(store: JobStore) -> None:
         await asyncio.sleep(0)
         raise RuntimeError("async listener bug")
 
-    scheduler = _scheduler(store, lambda job: None)
+    scheduler = make(store, lambda job: None)
     scheduler.on("job:complete", failing_listener)
     scheduler.on("job:complete", listener)
     scheduler.on("scheduler:error", reported.append)
-    async with _running(scheduler):
+    async with running_all(scheduler):
         job = await scheduler.schedule("async-listener")
         await wait_for(lambda: got == [job.id] and reported, timeout=10)
     assert isinstance(reported[0], RuntimeError)
@@ -418,14 +383,14 @@ async def test_worker_survives_failing_claims(store: JobStore) -> None:
     async def handler(job: Job) -> None:
         ran.append(job.id)
 
-    scheduler = _scheduler(flaky, handler, workers=2)
+    scheduler = make(flaky, handler, workers=2)
     scheduler.on("worker:error", errors.append)
     jobs = await Scheduler(store).schedule_bulk([{"name": "after-blip"} for _ in range(5)])
-    async with _running(scheduler):
+    async with running_all(scheduler):
         await wait_for(lambda: len(ran) == 5, timeout=15)
 
         async def all_completed() -> bool:
-            return all([await _status(store, j.id) == "completed" for j in jobs])
+            return all([await status_of(store, j.id) == "completed" for j in jobs])
 
         await wait_for(all_completed, timeout=10)
     assert _auto_reconnects(errors) == 3
@@ -445,17 +410,17 @@ async def test_failing_renewals_do_not_lose_the_job(store: JobStore) -> None:
         ran.append(job.id)
         await asyncio.sleep(1.0)  # longer than the lease: renewals must resume
 
-    scheduler = _scheduler(flaky, handler, lock_timeout=0.6, heartbeat_interval=0.1)
+    scheduler = make(flaky, handler, lock_timeout=0.6, heartbeat_interval=0.1)
     scheduler.on("worker:error", errors.append)
     scheduler.on("job:success", successes.append)
-    async with _running(scheduler):
+    async with running_all(scheduler):
         job = await scheduler.schedule("renewed-after-blip")
         await wait_for(lambda: successes, timeout=15)
     assert _auto_reconnects(errors) == 2
     assert flaky.calls["renew"] > 2
     assert ran == [job.id]
     assert len(successes) == 1
-    doc = await _doc(store, job.id)
+    doc = await stored(store, job.id)
     assert doc["status"] == "completed"
     assert doc["lockVersion"] == 1
 
@@ -474,24 +439,24 @@ async def test_failing_finish_still_writes_the_outcome_exactly_once(
     async def handler(job: Job) -> None:
         ran.append(job.id)
 
-    scheduler = _scheduler(flaky, handler)
+    scheduler = make(flaky, handler)
     scheduler.on("worker:error", errors.append)
     for name in ("job:success", "job:fail", "job:retry", "job:complete"):
         scheduler.on(name, lambda *args, name=name: outcomes.append(name))
-    async with _running(scheduler):
+    async with running_all(scheduler):
         job = await scheduler.schedule("finish-blip", retry=3)
         await wait_for(lambda: "job:complete" in outcomes, timeout=15)
         # Give a wrong second outcome every chance to show up before stopping.
         follow_up = await scheduler.schedule("finish-blip-2")
 
         async def follow_up_done() -> bool:
-            return await _status(store, follow_up.id) == "completed"
+            return await status_of(store, follow_up.id) == "completed"
 
         await wait_for(follow_up_done, timeout=10)
     assert _auto_reconnects(errors) == 1
     assert ran == [job.id, follow_up.id]
     assert outcomes == ["job:success", "job:complete"] * 2
-    doc = await _doc(store, job.id)
+    doc = await stored(store, job.id)
     assert doc["status"] == "completed"
     assert doc.get("attempts", 0) == 0
     assert doc["lockVersion"] == 1
