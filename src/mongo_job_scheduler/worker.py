@@ -167,6 +167,7 @@ class Worker:
         self._wake_times: list[float] = []  # heap of loop times at which a job becomes due
         self._wake_timer: asyncio.TimerHandle | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._guard_task: asyncio.Task[None] | None = None
         self._acks = _Acks(self)
         self._busy = 0  # executions whose handler has not returned yet
         self._progress: dict[Any, dict[str, Any]] = {}
@@ -185,6 +186,7 @@ class Worker:
         self._loop_thread = threading.get_ident()
         self._claim_task = asyncio.create_task(self._claim_loop(), name="mjs-claim")
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="mjs-heartbeat")
+        self._guard_task = asyncio.create_task(self._lease_guard_loop(), name="mjs-lease-guard")
         self._set_watching(True)
         self.events.emit("worker:start", self.config.owner)
 
@@ -277,7 +279,7 @@ class Worker:
         tasks = [e.task for e in self.executions.values() if e.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=30)
-        for task in (self._heartbeat_task, self._watch_task):
+        for task in (self._heartbeat_task, self._guard_task, self._watch_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -324,6 +326,7 @@ class Worker:
                 await self._sleep(BATCH_WAIT, self._wake)
                 free = self.config.workers - self._busy
             self._wake.clear()
+            sent = time.monotonic()  # the server starts each lease after this instant
             try:
                 claimed = await self.store.claim(
                     self.config.owner,
@@ -345,7 +348,7 @@ class Worker:
                 if self._stopping:  # stopped while claiming: give the job straight back
                     await self._give_back(item)
                 else:
-                    self._launch(item)
+                    self._launch(item, sent)
             # Sleep only when nothing was claimed: a short claim may have lost races to other
             # workers while more jobs are due, so claim again at once (it comes back empty
             # when the queue is really drained).
@@ -367,12 +370,14 @@ class Worker:
             return str(doc["name"])
         return None
 
-    def _launch(self, claimed: Claimed) -> None:
+    def _launch(self, claimed: Claimed, sent: float) -> None:
+        """Run a claimed job; ``sent`` is when the claim was sent (``time.monotonic()``): the
+        lease the server granted runs at least ``lease`` from then."""
         doc = claimed.document
         fence = Fence(doc["_id"], self.config.owner, claimed.token, self._slot_name(doc))
         context = RunContext(claimed.token, self.config.owner, fence.job_id, self._report_progress)
         execution = _Execution(fence, claimed, context, Job.from_document(doc, context))
-        execution.lease_deadline = execution.started + self.config.lease.total_seconds()
+        execution.lease_deadline = sent + self.config.lease.total_seconds()
         previous = self.executions.get(fence.job_id)
         if previous is not None:
             # This worker took its own job over (an earlier run stalled and its lease expired):
@@ -448,6 +453,26 @@ class Worker:
         while True:
             await asyncio.sleep(self.config.heartbeat_interval)
             await self._heartbeat()
+
+    async def _lease_guard_loop(self) -> None:
+        """Stop a handler as soon as its lease may have run out without a renewal (the
+        database unreachable, a renewal stuck in server selection): by then another worker may
+        claim the job, and two live owners must never run it. The deadlines are local and
+        conservative (counted from before the claim or renewal was sent). Stalled executions
+        (past ``max_execution``) keep their documented behaviour and are left alone."""
+        lease = self.config.lease.total_seconds()
+        longest = max(min(self.config.heartbeat_interval, lease / 4), 0.001)
+        while True:
+            now = time.monotonic()
+            wait = longest
+            for execution in list(self.executions.values()):
+                if execution.context.stop_reason is not None or execution.stalled:
+                    continue
+                if now >= execution.lease_deadline:
+                    self._request_stop(execution, StopReason.LEASE_LOST)
+                else:
+                    wait = min(wait, execution.lease_deadline - now)
+            await asyncio.sleep(max(wait, 0.001))
 
     async def _heartbeat(self) -> None:
         now = time.monotonic()
