@@ -12,6 +12,7 @@ which ``scripts/chaos`` builds its markdown table.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -240,7 +241,7 @@ class History:
         found = []
         for runs in self.by_job().values():
             runs = sorted(runs, key=lambda e: e.start)
-            for before, after in zip(runs, runs[1:]):
+            for before, after in itertools.pairwise(runs):
                 end = before.end if before.end is not None else float("inf")
                 if after.start < end:
                     found.append((before, after))
