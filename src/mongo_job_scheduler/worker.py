@@ -353,7 +353,26 @@ class Worker:
             # workers while more jobs are due, so claim again at once (it comes back empty
             # when the queue is really drained).
             if not claimed and not lost_races and not self._stopping:
-                await self._sleep(self.config.poll_interval, self._wake)
+                if not self._watch_supported:
+                    await self._look_ahead()
+                # Polls start one poll interval apart (the claim's round trip is part of the
+                # interval), so a job that becomes due waits at most one interval plus a
+                # round trip even without change notifications.
+                elapsed = time.monotonic() - sent
+                await self._sleep(max(self.config.poll_interval - elapsed, 0.0), self._wake)
+
+    async def _look_ahead(self) -> None:
+        """Without change notifications, an idle worker asks after each empty claim when the
+        next job becomes due before the next poll, and arms a timer for that instant."""
+        try:
+            seconds = await self.store.next_due(
+                self.claimable_names(), timedelta(seconds=self.config.poll_interval)
+            )
+        except Exception as exc:
+            self._worker_error(exc, "look-ahead for the next due job failed; polling")
+            return
+        if seconds is not None:
+            self.wake_in(seconds)
 
     async def _give_back(self, claimed: Claimed) -> None:
         doc = claimed.document

@@ -313,3 +313,59 @@ async def test_standalone_server_has_no_stream_and_workers_poll() -> None:
         for client in opened:
             await client.close()
         await asyncio.to_thread(server.stop)
+
+
+@pytest.mark.mongo_only
+async def test_standalone_worker_looks_ahead_and_starts_a_job_due_between_polls_on_time() -> None:
+    # Without change streams, each empty poll also asks when the next job becomes due before
+    # the following poll, and arms a timer. The job is created by another client right after
+    # an empty claim, due 2.5 s later; polls come every 2 s. Without the look-ahead it would
+    # start at the first poll after its due time (up to 2 s late, 1.5 s here on average);
+    # with it, the poll at ~2 s sees it and a timer starts it at its due time.
+    server = LocalMongod(replica_set=None)
+    await asyncio.to_thread(server.start)
+    opened = [AsyncMongoClient(server.uri), AsyncMongoClient(server.uri)]
+    try:
+        worker_client, producer_client = opened
+        store = MongoJobStore(worker_client["mjs_lookahead"])
+        idle = IdleClaims(store)
+        handler, started = recorder()
+        errors: list[BaseException] = []
+        worker = Scheduler(store, handler, poll_interval=2.0)
+        worker.on("worker:error", errors.append)
+        producer = Scheduler(MongoJobStore(producer_client["mjs_lookahead"]))
+        async with worker:
+            await idle.wait_idle()
+            due = datetime.now(timezone.utc) + timedelta(seconds=2.5)
+            job = await producer.schedule("later", run_at=due)
+            assert job.next_run_at is not None
+            ran, at = await asyncio.wait_for(started.get(), timeout=10)
+            assert ran.id == job.id
+            late = (at - job.next_run_at).total_seconds()
+            assert -0.05 <= late < 0.4, f"started {late:.3f} s after its due time"
+        assert errors == []
+    finally:
+        for client in opened:
+            await client.close()
+        await asyncio.to_thread(server.stop)
+
+
+async def test_next_due_reports_the_earliest_upcoming_job_within_the_horizon(
+    store: JobStore,
+) -> None:
+    scheduler = Scheduler(store)
+    now = datetime.now(timezone.utc)
+    assert await store.next_due(None, timedelta(seconds=10)) is None
+    await scheduler.schedule("due-now")  # already due: a claim's business, not a look-ahead's
+    await scheduler.schedule("later", run_at=now + timedelta(seconds=6))
+    await scheduler.schedule("soon", run_at=now + timedelta(seconds=3))
+    await scheduler.schedule("far", run_at=now + timedelta(hours=1))
+    soon = await store.next_due(None, timedelta(seconds=10))
+    assert soon is not None and 1.5 < soon <= 3.0
+    later = await store.next_due(["later", "far"], timedelta(seconds=10))
+    assert later is not None and 4.5 < later <= 6.0
+    assert await store.next_due(["far"], timedelta(seconds=10)) is None
+    await scheduler.pause("soon")
+    await scheduler.pause("later")
+    assert await store.next_due(None, timedelta(seconds=10)) is None
+    assert await store.next_due(None, timedelta(hours=2)) is not None  # "far"

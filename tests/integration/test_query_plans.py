@@ -301,6 +301,20 @@ def test_due_query_returns_the_global_order(populated: Collection) -> None:
     assert got == expected
 
 
+def test_look_ahead_query_reads_only_the_next_poll_window(populated: Collection) -> None:
+    """A polling worker's look-ahead (``next_due``) reads claim_order within the window: the
+    5,000 future jobs further out and the due ones cost nothing (the small in-memory sort is
+    over the window's jobs only)."""
+    window = q.upcoming_filter(populated.now, populated.now + timedelta(seconds=1))
+    explained = populated.explain_find(window, sort=[("nextRunAt", 1)], limit=1)
+    assert_index_backed(explained, index="claim_order", allow_sort=True)
+    st = stats(explained)
+    # At most a seek and a boundary key per priority value (10 here): nothing proportional to
+    # the 5,000 future or 20 due jobs.
+    assert st["totalKeysExamined"] <= 2 * 10 + 2, st
+    assert st["totalDocsExamined"] <= 2, st
+
+
 def test_expired_lease_query_uses_lease_expiry_without_sort(populated: Collection) -> None:
     explained = populated.explain_find(
         q.expired_filter(populated.now),

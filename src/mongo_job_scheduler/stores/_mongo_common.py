@@ -118,6 +118,19 @@ def due_filter(
     return _names(flt, names, exclude_names)
 
 
+def upcoming_filter(
+    now: Any, until: Any, exclude_names: Sequence[str] = (), names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Pending jobs not due by ``now`` that become due by ``until`` (bounded on claim_order
+    like :func:`due_filter`)."""
+    flt = {
+        "status": "pending",
+        "priority": {"$gte": MinKey()},
+        "nextRunAt": {"$gt": now, "$lte": until},
+    }
+    return _names(flt, names, exclude_names)
+
+
 def expired_filter(
     now: Any, exclude_names: Sequence[str] = (), names: Sequence[str] | None = None
 ) -> dict[str, Any]:

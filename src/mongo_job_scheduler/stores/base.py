@@ -260,6 +260,13 @@ class JobStore(ABC):
         without push notifications return ``False`` at once, and workers rely on polling."""
         return False
 
+    async def next_due(self, names: Sequence[str] | None, within: timedelta) -> float | None:
+        """Seconds until the earliest pending job (of ``names``; not paused) that is not due
+        yet becomes due, if that happens within ``within``; ``None`` otherwise. A polling
+        worker (no push notifications) arms a timer with it, so a job due between two polls
+        starts on time. Stores may return ``None`` always (workers then rely on polling)."""
+        return None
+
     async def finish_many(self, items: Sequence[tuple[Fence, Finish]]) -> list[bool]:
         """:meth:`finish` for several executions, in as few round trips as the store allows;
         returns, per item, whether its write was applied. If a previous try of the same batch

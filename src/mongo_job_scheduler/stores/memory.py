@@ -241,6 +241,18 @@ class InMemoryJobStore(JobStore):
             claimed.append(Claimed(copy.deepcopy(doc), poisoned))
         return claimed
 
+    async def next_due(self, names: Sequence[str] | None, within: timedelta) -> float | None:
+        now = utcnow()
+        upcoming = [
+            d["nextRunAt"]
+            for d in self._jobs.values()
+            if d["status"] == "pending"
+            and now < d["nextRunAt"] <= now + within
+            and (names is None or d.get("name") in names)
+            and d.get("name") not in self._paused
+        ]
+        return (min(upcoming) - now).total_seconds() if upcoming else None
+
     def _owned(self, fence: Fence) -> dict[str, Any] | None:
         doc = self._jobs.get(fence.job_id)
         if (

@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from .._clock import ServerClock
 from .._documents import JobQuery, NewJob
-from .._durations import utcnow
+from .._durations import as_aware_utc, utcnow
 from .._errors import ConfigurationError
 from ..job import ACTIVE_STATUSES
 from ..rate_limit import RateLimit
@@ -264,6 +264,17 @@ class MongoJobStore(JobStore):
                 break
         claimed.sort(key=lambda c: q.claim_order_key(c.document))
         return claimed
+
+    async def next_due(self, names: Sequence[str] | None, within: timedelta) -> float | None:
+        now = await self.now()
+        flt = q.upcoming_filter(now, now + within, await self._paused_now(), names)
+        found = await (
+            self.jobs.find(flt, {"_id": 0, "nextRunAt": 1}).sort("nextRunAt", 1).limit(1).to_list()
+        )
+        if not found:
+            return None
+        due = as_aware_utc(found[0]["nextRunAt"])
+        return max((due - now).total_seconds(), 0.0)
 
     async def _claim_batch(
         self, candidates: list[Doc], owner: str, lease: timedelta, max_lease_expiries: int
