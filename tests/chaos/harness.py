@@ -90,9 +90,12 @@ class Fleet:
         skew_seconds: float = 0,
         stop_timeout: float = 30,
         uri: str | None = None,
+        app: str = "tests.chaos.app:scheduler",
+        extra: Mapping[str, Any] | None = None,
     ) -> Proc:
-        """Start one worker process through the CLI. ``skew_seconds`` runs it under libfaketime
-        with its clock that far off (its history is corrected back)."""
+        """Start one worker process through the CLI, running ``app`` (``MODULE:ATTR``).
+        ``skew_seconds`` runs it under libfaketime with its clock that far off (its history is
+        corrected back); ``extra`` adds keys to the app's ``MJS_CHAOS`` configuration."""
         config: dict[str, Any] = {
             "history_dir": str(self.history_dir),
             "workers": workers,
@@ -104,6 +107,7 @@ class Fleet:
         }
         if names is not None:
             config["names"] = list(names)
+        config.update(extra or {})
         env = {**os.environ, "MJS_CHAOS": json.dumps(config), "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
@@ -125,7 +129,7 @@ class Fleet:
                     "--database",
                     self.database,
                     "worker",
-                    "tests.chaos.app:scheduler",
+                    app,
                     "--stop-timeout",
                     str(stop_timeout),
                 ],
