@@ -14,7 +14,7 @@ import bson
 from bson import ObjectId
 from bson.errors import InvalidDocument, InvalidId
 
-from ._durations import Duration, to_seconds, to_utc
+from ._durations import MAX_INT64, Duration, to_seconds, to_utc
 from ._errors import ValidationError
 from .job import JobStatus
 from .rate_limit import RateLimit
@@ -89,6 +89,8 @@ def validate_concurrency(value: Any) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValidationError("concurrency", f"must be a positive integer, got {value!r}")
+    if value > MAX_INT64:
+        raise ValidationError("concurrency", f"at most {MAX_INT64} (64-bit), got {value!r}")
     return value
 
 
@@ -353,6 +355,8 @@ def build_query(
         raise ValidationError("limit", f"must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
     if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
         raise ValidationError("skip", f"must be an integer >= 0, got {skip!r}")
+    if skip > MAX_INT64:
+        raise ValidationError("skip", f"at most {MAX_INT64} (64-bit), got {skip!r}")
     query.limit = limit
     query.skip = skip
     return query

@@ -14,6 +14,9 @@ Duration = timedelta | int | float
 MAX_DURATION = timedelta(days=36_500)
 """The longest accepted duration (100 years): longer ones overflow datetime arithmetic."""
 
+MAX_INT64 = 2**63 - 1
+"""The largest integer BSON stores: a larger count or limit cannot be written or queried."""
+
 
 def to_seconds(field: str, value: Any, *, allow_zero: bool = False) -> float:
     """Return ``value`` (a ``timedelta`` or a number of seconds) as seconds, validated."""

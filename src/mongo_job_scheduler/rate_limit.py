@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from ._durations import to_seconds
+from ._durations import MAX_INT64, to_seconds
 from ._errors import ValidationError
 
 __all__ = ["RateLimit"]
@@ -34,6 +34,8 @@ class RateLimit:
             raise ValidationError(
                 "rate_limit.limit", f"must be a positive integer, got {self.limit!r}"
             )
+        if self.limit > MAX_INT64:
+            raise ValidationError("rate_limit.limit", f"at most {MAX_INT64} (64-bit)")
         if not isinstance(self.period, timedelta):
             seconds = to_seconds("rate_limit.period", self.period)
             object.__setattr__(self, "period", timedelta(seconds=seconds))

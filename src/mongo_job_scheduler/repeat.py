@@ -15,7 +15,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._cron import CronError, CronExpression
-from ._durations import MAX_DURATION
+from ._durations import MAX_DURATION, MAX_INT64
 from ._errors import ValidationError
 
 __all__ = ["MIN_INTERVAL", "Misfire", "Repeat", "RunPlan"]
@@ -113,6 +113,8 @@ class Repeat:
         limit = self.catch_up_limit
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValidationError("repeat.catchUpLimit", f"must be an integer >= 1, got {limit!r}")
+        if limit > MAX_INT64:
+            raise ValidationError("repeat.catchUpLimit", f"at most {MAX_INT64} (64-bit)")
 
     # -- conversion -------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from ._durations import MAX_DURATION, Duration, to_millis, to_seconds
+from ._durations import MAX_DURATION, MAX_INT64, Duration, to_millis, to_seconds
 from ._errors import ValidationError
 
 __all__ = ["Backoff", "Retry"]
@@ -48,6 +48,8 @@ class Retry:
             raise ValidationError("retry.maxAttempts", "expected an integer")
         if self.max_attempts < 1:
             raise ValidationError("retry.maxAttempts", f"must be >= 1, got {self.max_attempts}")
+        if self.max_attempts > MAX_INT64:
+            raise ValidationError("retry.maxAttempts", f"at most {MAX_INT64} (64-bit)")
         if not isinstance(self.delay, timedelta):
             object.__setattr__(
                 self,
