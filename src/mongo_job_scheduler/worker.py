@@ -58,6 +58,10 @@ WATCH_PAUSE_AFTER = 0.5
 MAX_WAKE_AHEAD = 3600.0
 """Jobs due further ahead than this (and than one poll) are left to polling."""
 MAX_WAKE_TIMES = 10_000
+WAKE_RECHECK = 0.05
+"""Seconds after a wake-up for a due job at which the worker claims once more: the job's due
+time and the worker's estimate of the server clock come from estimates that may differ by a
+few milliseconds, so the first claim may find the job not quite due yet on the server."""
 MAX_ERROR_LENGTH = 4_000
 MAX_TRACE_LENGTH = 16_000
 
@@ -195,16 +199,20 @@ class Worker:
         self._wake.set()
 
     def wake_in(self, seconds: float) -> None:
-        """A job becomes due in ``seconds``: poll then (sooner than the next idle poll)."""
+        """A job becomes due in ``seconds``: poll then (sooner than the next idle poll), and
+        once more ``WAKE_RECHECK`` later in case the server's clock is a little behind."""
         if seconds <= 0.001:
             self.wake()
-            return
-        if seconds >= self.config.poll_interval and seconds > MAX_WAKE_AHEAD:
+            seconds = 0.0
+        elif seconds >= self.config.poll_interval and seconds > MAX_WAKE_AHEAD:
             return  # polling finds it in time; keep the heap small
-        loop = asyncio.get_running_loop()
-        if len(self._wake_times) >= MAX_WAKE_TIMES:
+        if len(self._wake_times) >= MAX_WAKE_TIMES - 1:
             return
-        heapq.heappush(self._wake_times, loop.time() + seconds)
+        at = asyncio.get_running_loop().time() + seconds
+        if seconds:
+            heapq.heappush(self._wake_times, at)
+        if self.config.poll_interval > WAKE_RECHECK:
+            heapq.heappush(self._wake_times, at + WAKE_RECHECK)
         self._arm_wake_timer()
 
     def _arm_wake_timer(self) -> None:
