@@ -28,7 +28,11 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FULL = os.environ.get("MJS_CHAOS_SIZE") == "full"
 REPORT_DIR = Path(os.environ.get("MJS_CHAOS_REPORT_DIR", REPO_ROOT / "tests/chaos/.results"))
-FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+FAKETIME_LIB = next(
+    (str(p) for p in sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))),
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+)
+"""Debian's libfaketime (package ``faketime``), for whatever architecture this is."""
 
 
 def size(ci: Any, full: Any) -> Any:
