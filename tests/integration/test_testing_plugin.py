@@ -189,13 +189,18 @@ async def test_drain_include_future_brings_retry_backoff_forward(scheduler: Sche
 
 
 async def test_drain_keeps_a_running_scheduler_running(scheduler: Scheduler) -> None:
+    # The running scheduler starts the jobs at once; they finish only once the gate opens,
+    # after drain has begun, so drain sees both finish (not a race with its listeners).
+    gate = asyncio.Event()
+
     @scheduler.task("tick")
     async def tick(job: Job) -> None:
-        return None
+        await gate.wait()
 
     await scheduler.start()
     await scheduler.schedule("tick")
     await scheduler.schedule("tick")
+    asyncio.get_running_loop().call_later(0.3, gate.set)
     finished = await drain(scheduler, timeout=20)
     assert [j.status for j in finished] == [JobStatus.COMPLETED, JobStatus.COMPLETED]
     assert scheduler.is_running
