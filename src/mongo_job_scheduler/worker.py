@@ -170,6 +170,7 @@ class Worker:
         self._busy_since: float | None = None
         self._wake_times: list[float] = []  # heap of loop times at which a job becomes due
         self._wake_timer: asyncio.TimerHandle | None = None
+        self._recheck_timer: asyncio.TimerHandle | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._guard_task: asyncio.Task[None] | None = None
         self._acks = _Acks(self)
@@ -203,17 +204,35 @@ class Worker:
         once more ``WAKE_RECHECK`` later in case the server's clock is a little behind."""
         if seconds <= 0.001:
             self.wake()
-            seconds = 0.0
-        elif seconds >= self.config.poll_interval and seconds > MAX_WAKE_AHEAD:
+            self._recheck_soon()
+            return
+        if seconds >= self.config.poll_interval and seconds > MAX_WAKE_AHEAD:
             return  # polling finds it in time; keep the heap small
         if len(self._wake_times) >= MAX_WAKE_TIMES - 1:
             return
         at = asyncio.get_running_loop().time() + seconds
-        if seconds:
-            heapq.heappush(self._wake_times, at)
+        heapq.heappush(self._wake_times, at)
         if self.config.poll_interval > WAKE_RECHECK:
             heapq.heappush(self._wake_times, at + WAKE_RECHECK)
         self._arm_wake_timer()
+
+    def _recheck_soon(self) -> None:
+        """Wake once more about ``WAKE_RECHECK`` from now. One timer serves a burst of
+        immediate wake-ups (a bulk insert notifies once per job): it is moved only when it
+        would fire less than half of ``WAKE_RECHECK`` after this wake-up."""
+        if self.config.poll_interval <= WAKE_RECHECK or self._stopping:
+            return
+        loop = asyncio.get_running_loop()
+        timer = self._recheck_timer
+        if timer is not None and not timer.cancelled():
+            if timer.when() >= loop.time() + WAKE_RECHECK / 2:
+                return
+            timer.cancel()
+        self._recheck_timer = loop.call_later(WAKE_RECHECK, self._on_recheck)
+
+    def _on_recheck(self) -> None:
+        self._recheck_timer = None
+        self.wake()
 
     def _arm_wake_timer(self) -> None:
         if not self._wake_times or self._stopping:
@@ -291,8 +310,9 @@ class Worker:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        if self._wake_timer is not None:
-            self._wake_timer.cancel()
+        for timer in (self._wake_timer, self._recheck_timer):
+            if timer is not None:
+                timer.cancel()
         if self._progress_timer is not None:  # every execution has ended: nothing to report
             self._progress_timer.cancel()
             self._progress_timer = None
