@@ -5,7 +5,8 @@ unique index there other than ``_id`` and names ``_id`` (by equality) in every `
 every upsert and every single-document update or delete it sends (before MongoDB 7.0 mongos
 refuses those without the shard key). A PyMongo command listener records every command sent while
 a representative workload runs through the public API; the test then checks each one. The side
-collections (dedupe registry, concurrency slots), sharded on ``_id`` too, follow the same rules.
+collections (dedupe registry, concurrency slots, paused names, rate-limit windows), sharded on
+``_id`` too, follow the same rules.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ from mongo_job_scheduler.stores import _mongo_common as q
 pytestmark = pytest.mark.mongo_only
 
 JOBS = q.DEFAULT_COLLECTION
-SIDE = set(q.side_collection_names(JOBS))
+SIDE = {
+    *q.side_collection_names(JOBS),
+    q.paused_collection_name(JOBS),
+    q.rates_collection_name(JOBS),
+}
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,10 @@ async def _run_workload(db: Any) -> dict[str, Any]:
     async def limited(job: Job) -> None:
         await asyncio.sleep(0.03)
 
+    @main.task("rated", rate_limit={"limit": 2, "period": 60})
+    async def rated(job: Job) -> None:
+        return None
+
     @main.task("tick")
     async def tick(job: Job) -> None:
         await done.put("tick")
@@ -271,9 +280,16 @@ async def _run_workload(db: Any) -> dict[str, Any]:
     assert [j.id for j in await main.get_jobs(name="plain", status="cancelled")] == [later.id]
     assert await main.get_job(first.id) is not None
 
+    # Pause and resume a name (the paused-names collection), and rate-limited starts.
+    assert await main.pause("rated") is True
+    assert await main.paused_names() == ["rated"]
+    rated_jobs = [await main.schedule("rated", {"i": i}) for i in range(2)]
+    assert await main.resume("rated") is True
+
     await main.start()
     limited_ids = [j.id for j in bulk[4:]]
     one_offs = [first.id, bulk[0].id, bulk[1].id, flaky_job.id, *limited_ids]
+    one_offs += [j.id for j in rated_jobs]
 
     async def finished() -> bool:
         docs = await db[JOBS].find({"_id": {"$in": one_offs}}).to_list()
@@ -374,6 +390,9 @@ async def test_workload_obeys_the_sharding_rules(recorded_client: Any, db_name: 
         assert (JOBS, "update", False, False) in kinds, kinds  # one renew for all leases
         assert (slots, "findAndModify", True, True) in kinds, kinds  # slot acquire upserts
         assert any(w.collection == dedupe for w in all_writes), kinds
+        paused, rates = q.paused_collection_name(JOBS), q.rates_collection_name(JOBS)
+        assert any(w.collection == paused for w in all_writes), kinds  # pause, resume
+        assert any(w.collection == rates for w in all_writes), kinds  # rate-limited starts
         created = [s for s in recorded if s.name == "createIndexes"]
         assert any(s.command["createIndexes"] == JOBS for s in created)
         inserts = [s for s in recorded if s.name == "insert" and s.command["insert"] == dedupe]
@@ -387,7 +406,14 @@ async def test_only_unique_index_is_id(mongo_db: Any) -> None:
     async with scheduler:
         await scheduler.schedule("limited", concurrency=1)
         await scheduler.schedule("deduped", dedupe_key="k")
-        await wait_for(lambda: mongo_db[JOBS].count_documents({"status": "completed"}), timeout=10)
+        await scheduler.schedule("rated", rate_limit={"limit": 5, "period": 60})
+        await scheduler.pause("other")  # creates the paused-names collection
+        await scheduler.resume("other")
+
+        async def all_done() -> bool:
+            return await mongo_db[JOBS].count_documents({"status": "completed"}) == 3
+
+        await wait_for(all_done, timeout=10)
     for coll in (JOBS, *sorted(SIDE)):
         indexes = await (await mongo_db[coll].list_indexes()).to_list()
         names = [ix["name"] for ix in indexes]
