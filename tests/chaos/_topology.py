@@ -15,35 +15,15 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from mongo_job_scheduler._mongod import MongodNotFound, find_mongod
-
-T = TypeVar("T")
-
-
-def poll_until(
-    predicate: Callable[[], T | None],
-    timeout: float,
-    interval: float = 0.05,
-    what: str = "condition",
-) -> T:
-    """Call ``predicate`` until it returns something truthy and return that; fail after
-    ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(interval)
+from tests.chaos.harness import poll_until
 
 
 def _free_port() -> int:
@@ -106,7 +86,7 @@ class Member:
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        poll_until(self._answers, timeout, 0.1, f"mongod {self.host} answering")
+        poll_until(self._answers, timeout, f"mongod {self.host} answering", interval=0.1)
 
     def _answers(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
@@ -207,7 +187,8 @@ class ReplicaSet:
             primary = self.primary()
             return primary if primary is not None and primary is not other_than else None
 
-        return poll_until(found, timeout, 0.05, "a new primary")
+        primary: Member = poll_until(found, timeout, "a new primary", interval=0.05)
+        return primary
 
     def wait_healthy(self, timeout: float = 60) -> None:
         """Wait until every running member is primary or secondary."""
@@ -221,7 +202,7 @@ class ReplicaSet:
                     return False
             return True
 
-        poll_until(healthy, timeout, 0.1, "every member primary or secondary")
+        poll_until(healthy, timeout, "every member primary or secondary", interval=0.1)
 
     def destroy(self) -> None:
         for member in self.members:

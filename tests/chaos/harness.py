@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,31 @@ FAKETIME_LIB = next(
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
 )
 """Debian's libfaketime (package ``faketime``), for whatever architecture this is."""
+
+
+def poll_until(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str = "condition",
+    *,
+    interval: float = 0.05,
+    detail: Callable[[], str] | None = None,
+    fail: bool = True,
+) -> Any:
+    """Call ``predicate`` until it returns something truthy and return that. After
+    ``timeout`` seconds fail naming ``what`` (plus ``detail()``, e.g. the workers' logs), or,
+    with ``fail=False``, return the last value for the caller to explain."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            if not fail:
+                return value
+            extra = f"\n{detail()}" if detail is not None else ""
+            raise AssertionError(f"{what}: not within {timeout}s{extra}")
+        time.sleep(interval)
 
 
 def size(ci: Any, full: Any) -> Any:

@@ -35,7 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,15 @@ from pymongo import MongoClient
 
 from mongo_job_scheduler._mongod import LocalMongod
 from mongo_job_scheduler.sync import MongoJobStore, Scheduler
-from tests.chaos.harness import FAKETIME_LIB, Execution, Fleet, describe, report, size
+from tests.chaos.harness import (
+    FAKETIME_LIB,
+    Execution,
+    Fleet,
+    describe,
+    poll_until,
+    report,
+    size,
+)
 
 SKEWS = {"ahead": 600.0, "behind": -600.0, "exact": 0.0}
 POLL_INTERVAL = 0.5
@@ -123,23 +131,6 @@ def standalone_fleet(db_name: str, tmp_path: Path) -> Iterator[Fleet]:
         server.stop()
 
 
-def wait_until(
-    predicate: Callable[[], Any], timeout: float, what: str, *, fail: bool = True
-) -> Any:
-    """Poll ``predicate`` until it is truthy; after ``timeout`` seconds fail (or, with
-    ``fail=False``, return its last value for the caller to explain)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            if fail:
-                raise AssertionError(f"{what}: not within {timeout}s")
-            return value
-        time.sleep(0.1)
-
-
 def quantiles(values: list[float]) -> dict[str, float]:
     return {
         "p50_ms": round(statistics.median(values) * 1000, 1),
@@ -185,7 +176,7 @@ def test_skewed_clocks_neither_steal_leases_nor_delay_due_jobs(
         assert all(at is not None for at in due.values())
         last_due = max(at for at in due.values() if at is not None)
         bound = POLL_INTERVAL + SCHEDULING_MARGIN
-        wait_until(
+        poll_until(
             lambda: (
                 jobs.count_documents({"name": {"$regex": "^skew-"}, "status": "completed"})
                 == len(items)
@@ -229,7 +220,7 @@ def test_skewed_clocks_neither_steal_leases_nor_delay_due_jobs(
             ]
         )
         ids = [job.id for job in shared]
-        wait_until(
+        poll_until(
             lambda: (
                 jobs.count_documents({"_id": {"$in": ids}, "status": {"$in": FINISHED}}) == len(ids)
             ),

@@ -26,8 +26,8 @@ from typing import Any
 from pymongo import MongoClient
 
 from mongo_job_scheduler.sync import MongoJobStore, Scheduler
-from tests.chaos._topology import ReplicaSet, in_flight, log_warnings, poll_until
-from tests.chaos.harness import Fleet, describe, report, size
+from tests.chaos._topology import ReplicaSet, in_flight, log_warnings
+from tests.chaos.harness import Fleet, describe, poll_until, report, size
 
 DATABASE = "chaos_failover"
 PROCESSES = size(3, 4)
@@ -109,8 +109,12 @@ def test_failover(tmp_path: Path) -> None:
         began = time.monotonic()
 
         # Failover 1 a quarter into the window, once jobs are running.
-        poll_until(lambda: jobs.count_documents({"status": "completed"}) > 0, 30, 0.1, "a job ran")
-        poll_until(lambda: time.monotonic() - began >= WINDOW / 4, WINDOW, 0.1, "first failover")
+        poll_until(
+            lambda: jobs.count_documents({"status": "completed"}) > 0, 30, "a job ran", interval=0.1
+        )
+        poll_until(
+            lambda: time.monotonic() - began >= WINDOW / 4, WINDOW, "first failover", interval=0.1
+        )
         first = _failover(rs, "SIGTERM")
         stopped = first["old"]
         assert stopped.process is not None
@@ -122,7 +126,10 @@ def test_failover(tmp_path: Path) -> None:
 
         # Failover 2 past the middle of the window (or as soon as the set is whole again).
         poll_until(
-            lambda: time.monotonic() - began >= WINDOW * 0.55, WINDOW, 0.1, "second failover"
+            lambda: time.monotonic() - began >= WINDOW * 0.55,
+            WINDOW,
+            "second failover",
+            interval=0.1,
         )
         second = _failover(rs, "SIGKILL")
         last_failover = time.monotonic()
@@ -131,8 +138,8 @@ def test_failover(tmp_path: Path) -> None:
         poll_until(
             lambda: jobs.count_documents({"name": "chaos", "status": {"$ne": "completed"}}) == 0,
             WINDOW + 3 * LOCK_TIMEOUT + 120,
-            0.2,
             "every one-off job completed",
+            interval=0.2,
         )
         drained = round(time.monotonic() - last_failover, 2)
 
@@ -143,7 +150,7 @@ def test_failover(tmp_path: Path) -> None:
                 timezone.utc
             ) - timedelta(seconds=2)
 
-        poll_until(cron_caught_up, 60, 0.2, "the cron job caught up")
+        poll_until(cron_caught_up, 60, "the cron job caught up", interval=0.2)
 
         alive = [p.pid for p in procs if p.alive()]
         assert alive == [p.pid for p in procs], f"a worker exited:\n{fleet.logs()}"

@@ -21,8 +21,8 @@ from typing import Any
 from pymongo import MongoClient
 
 from mongo_job_scheduler.sync import MongoJobStore, Scheduler
-from tests.chaos._topology import Member, in_flight, log_warnings, poll_until
-from tests.chaos.harness import Fleet, describe, report, size
+from tests.chaos._topology import Member, in_flight, log_warnings
+from tests.chaos.harness import Fleet, describe, poll_until, report, size
 
 DATABASE = "chaos_outage"
 PROCESSES = size(3, 4)
@@ -75,8 +75,12 @@ def test_outage(tmp_path: Path) -> None:
         scheduled = {str(job.id) for job in producer.schedule_bulk(_jobs(start))}
         began = time.monotonic()
 
-        poll_until(lambda: jobs.count_documents({"status": "running"}) > 0, 30, 0.05, "a run")
-        poll_until(lambda: time.monotonic() - began >= WINDOW / 4, WINDOW, 0.1, "the outage")
+        poll_until(
+            lambda: jobs.count_documents({"status": "running"}) > 0, 30, "a run", interval=0.05
+        )
+        poll_until(
+            lambda: time.monotonic() - began >= WINDOW / 4, WINDOW, "the outage", interval=0.1
+        )
 
         down_at = time.time()
         stopping = time.monotonic()
@@ -93,8 +97,8 @@ def test_outage(tmp_path: Path) -> None:
         poll_until(
             lambda: jobs.count_documents({"status": {"$ne": "completed"}}) == 0,
             WINDOW + OUTAGE + 2 * LOCK_TIMEOUT + 120,
-            0.2,
             "every job completed",
+            interval=0.2,
         )
         exited = [p.pid for p in procs if not p.alive()]
         assert not exited, f"worker(s) {exited} exited:\n{fleet.logs()}"

@@ -24,7 +24,7 @@ from pymongo import MongoClient
 
 from mongo_job_scheduler.sync import MongoJobStore
 from mongo_job_scheduler.sync import Scheduler as SyncScheduler
-from tests.chaos.harness import Fleet, Proc, describe, report, size
+from tests.chaos.harness import Fleet, Proc, describe, poll_until, report, size
 
 WORKERS = 8
 FIGURES: dict[str, Any] = {}
@@ -45,14 +45,7 @@ HURRY_EXIT_WITHIN = 20.0  # after the second SIGTERM; the jobs would take LONG_S
 
 
 def poll(predicate: Callable[[], Any], timeout: float, what: str, fleet: Fleet) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s\n{fleet.logs()}")
-        time.sleep(0.05)
+    return poll_until(predicate, timeout, what, detail=fleet.logs)
 
 
 def wait_exits(procs: list[Proc], timeout: float, fleet: Fleet) -> dict[int, float]:
