@@ -343,6 +343,34 @@ async def test_finish_many_answers_per_item_and_leaves_refused_jobs_unchanged(
     assert sorted(_ids(third)) == sorted(waiting)
 
 
+async def test_finish_many_fences_each_item_by_its_own_token(store: JobStore, views: Views) -> None:
+    # Identical outcomes of one owner go out together (one update_many per token on MongoDB),
+    # but each job must still match its own token. "x" and "z" were both taken over by their
+    # own owner (token 2); the item for "x" carries the stale token 1, the one for "z" the
+    # current token 2, and "y" the only token it ever had (1): a filter that mixed the tokens
+    # of the batch ({lockVersion: {$in: [1, 2]}}) would wrongly apply the stale "x" item.
+    producer = Scheduler(store)
+    x, y, z = [await producer.schedule(name) for name in ("x", "y", "z")]
+    a = views.new()
+    [x1] = await a.claim("owner-a", 1, SHORT_LEASE, 9, ["x"])
+    [z1] = await a.claim("owner-a", 1, SHORT_LEASE, 9, ["z"])
+    x2 = await wait_for(lambda: a.claim("owner-a", 1, LEASE, 9, ["x"]), timeout=10)
+    z2 = await wait_for(lambda: a.claim("owner-a", 1, LEASE, 9, ["z"]), timeout=10)
+    [y1] = await a.claim("owner-a", 1, LEASE, 9, ["y"])
+    assert (x1.token, x2[0].token, z1.token, z2[0].token, y1.token) == (1, 2, 1, 2, 1)
+    done = Finish(set={"status": "completed"})
+    items = [
+        (_fence(x1, "owner-a"), done),
+        (_fence(y1, "owner-a"), done),
+        (_fence(z2[0], "owner-a"), done),
+    ]
+    assert await a.finish_many(items) == [False, True, True]
+    assert (await _doc(store, x.id))["status"] == "running"
+    assert (await _doc(store, x.id))["lockVersion"] == 2
+    assert (await _doc(store, y.id))["status"] == "completed"
+    assert (await _doc(store, z.id))["status"] == "completed"
+
+
 @pytest.mark.mongo_only
 async def test_finish_many_retried_after_a_lost_reply_counts_applied_items(
     store: JobStore, views: Views

@@ -472,6 +472,29 @@ def test_fenced_finish_and_release_use_id_index(
         assert st["totalDocsExamined"] <= 1, st
 
 
+def test_grouped_finish_reads_only_its_ids(populated: Collection) -> None:
+    """Identical outcomes of one owner and token are written by one ``update_many`` over
+    their ids: it reads the ``_id`` index, one key per id."""
+    ids = populated.live_ids[:3]
+    fence = Fence(ids[0], OWNER, 3)
+    explained = populated.explain(
+        {
+            "update": populated.name,
+            "updates": [
+                {
+                    "q": q.fences_filter(ids, fence),
+                    "u": q.finish_update({"status": "completed"}, []),
+                    "multi": True,
+                }
+            ],
+        }
+    )
+    assert_index_backed(explained, index="_id_")
+    st = stats(explained)
+    assert st["totalKeysExamined"] <= len(ids) + 1, st
+    assert st["totalDocsExamined"] <= len(ids), st
+
+
 def test_cancel_and_update_job_use_id_index(populated: Collection) -> None:
     job_id = populated.due_ids[-1]
     for update in (

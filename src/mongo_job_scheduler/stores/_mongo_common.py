@@ -214,6 +214,15 @@ def fence_filter(fence: Fence, expect: Mapping[str, Any] | None = None) -> dict[
     return flt
 
 
+def fences_filter(
+    job_ids: Sequence[Any], fence: Fence, expect: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """:func:`fence_filter` for several jobs held by one owner under the same token."""
+    flt = fence_filter(fence, expect)
+    flt["_id"] = {"$in": list(job_ids)}
+    return flt
+
+
 COUNT_BY_NAME_AND_STATUS: list[dict[str, Any]] = [
     {"$group": {"_id": {"name": "$name", "status": "$status"}, "n": {"$sum": 1}}}
 ]

@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from bson import ObjectId
-from pymongo import ReturnDocument, UpdateOne
+from bson import ObjectId, encode
+from pymongo import ReturnDocument, UpdateMany, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
@@ -405,13 +405,7 @@ class MongoJobStore(JobStore):
             if await self.finish(fence, finish):
                 return [True]
             return [await self._shows_outcome(fence, finish)]
-        result = await self.jobs.bulk_write(
-            [
-                UpdateOne(q.fence_filter(f, fin.expect), q.finish_update(fin.set, fin.unset))
-                for f, fin in items
-            ],
-            ordered=False,
-        )
+        result = await self.jobs.bulk_write(_grouped_finishes(items), ordered=False)
         if result.matched_count == len(items):
             applied = [True] * len(items)
         else:  # some were refused (or applied by an earlier try): read back which
@@ -560,3 +554,24 @@ class MongoJobStore(JobStore):
             q.user_update(set, unset),
             return_document=ReturnDocument.AFTER,
         )
+
+
+def _grouped_finishes(items: Sequence[tuple[Fence, Finish]]) -> list[UpdateOne | UpdateMany]:
+    """The writes of a batch of outcomes: outcomes that are identical and whose fences share
+    the owner and the token go out as one ``update_many`` over their ids (still exact: each
+    document must match its ``_id``, owner and token), the others one ``update_one`` each. A
+    burn-down of plain jobs acknowledges a whole batch in one statement."""
+    groups: dict[tuple[bytes, str, int], list[int]] = {}
+    for index, (fence, finish) in enumerate(items):
+        shape = encode({"s": finish.set, "u": list(finish.unset), "e": dict(finish.expect or {})})
+        groups.setdefault((shape, fence.owner, fence.token), []).append(index)
+    writes: list[UpdateOne | UpdateMany] = []
+    for members in groups.values():
+        fence, finish = items[members[0]]
+        update = q.finish_update(finish.set, finish.unset)
+        if len(members) == 1:
+            writes.append(UpdateOne(q.fence_filter(fence, finish.expect), update))
+        else:
+            ids = [items[i][0].job_id for i in members]
+            writes.append(UpdateMany(q.fences_filter(ids, fence, finish.expect), update))
+    return writes
