@@ -348,7 +348,7 @@ class Worker:
             if free <= 0:
                 await self._slot_freed.wait()
                 continue
-            if free < self.config.workers // 4 and not self._wake.is_set():
+            if free < self.config.workers // 2 and not self._wake.is_set():
                 # A few places just freed while most workers are busy: wait a moment for
                 # more to free so the next claim takes a batch, not a job at a time.
                 await self._sleep(BATCH_WAIT, self._wake)

@@ -130,11 +130,14 @@ class Collection:
         *,
         sort: Sequence[tuple[str, int]] | None = None,
         limit: int | None = None,
+        skip: int | None = None,
         projection: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         command: dict[str, Any] = {"find": self.name, "filter": dict(flt)}
         if sort:
             command["sort"] = dict(sort)
+        if skip:
+            command["skip"] = skip
         if limit:
             command["limit"] = limit
         if projection:
@@ -284,6 +287,23 @@ def test_due_query_excluding_saturated_names_stays_on_claim_order(
     st = stats(explained)
     assert 0 < st["nReturned"] < DUE
     assert st["totalKeysExamined"] <= DUE + 10 + 2, st
+
+
+def test_contended_lane_query_stays_on_claim_order(populated: Collection) -> None:
+    """Under contention a claim skips to its lane: the skipped jobs cost one key (and one
+    fetch) each, nothing more, and nothing is sorted in memory."""
+    explained = populated.explain_find(
+        q.due_filter(populated.now),
+        sort=q.CLAIM_SORT,
+        skip=8,
+        limit=8,
+        projection=q.CANDIDATE_PROJECTION,
+    )
+    assert_index_backed(explained, index="claim_order")
+    st = stats(explained)
+    assert st["nReturned"] == 8
+    assert st["totalKeysExamined"] <= 16 + 10 + 2, st
+    assert st["totalDocsExamined"] <= 16, st
 
 
 def test_due_query_returns_the_global_order(populated: Collection) -> None:

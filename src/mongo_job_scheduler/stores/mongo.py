@@ -45,6 +45,13 @@ PAUSED_REFRESH = 1.0
 EXPIRED_SCAN_EVERY = 1.0
 """Seconds between two looks for expired leases while due jobs keep every worker busy."""
 
+LANES = 4
+"""Under contention the head of the queue is shared out in LANES batches: a claim in lane k
+skips k batches (see :meth:`MongoJobStore.claim`)."""
+
+CONTENDED_FOR = 1.0
+"""Seconds a store keeps claiming from its lane after it last lost a race."""
+
 
 class MongoJobStore(JobStore):
     """Jobs in one MongoDB collection (default ``scheduler_jobs``) of an ``AsyncDatabase``.
@@ -82,6 +89,8 @@ class MongoJobStore(JobStore):
         )
         self._clock = ServerClock()
         self._next_expired_scan = 0.0
+        self._lane = 0
+        self._contended_until = 0.0
         self._ready = False
         self._setup_lock = asyncio.Lock()
 
@@ -214,24 +223,26 @@ class MongoJobStore(JobStore):
         now = await self.now()
         claimed: list[Claimed] = []
         saturated: list[str] = await self._paused_now()
-        contended, self.lost_races = self.lost_races, False
+        if self.lost_races:
+            # Other workers took jobs this one had chosen: move to another lane and stay in
+            # lane mode for a while, so competing processes settle on different lanes.
+            self._lane = random.choice([lane for lane in range(LANES) if lane != self._lane])
+            self._contended_until = time.monotonic() + CONTENDED_FOR
+        self.lost_races = False
+        contended = time.monotonic() < self._contended_until
         while True:  # each blocked round saturates a new name, so this ends (B8: no cap)
             want = limit - len(claimed)
-            # Under contention (other workers took part of the last batch), look further down
-            # the order and take a random part of it, so competing workers spread out instead
-            # of all racing for the same head of the queue.
-            window = want * 4 + 4 if contended else want + 4
-            candidates = await (
-                self.jobs.find(q.due_filter(now, saturated, names), q.CANDIDATE_PROJECTION)
-                .sort(q.CLAIM_SORT)
-                .limit(window)
-                .to_list()
-            )
-            if contended and len(candidates) > want + 4:
-                candidates = sorted(random.sample(candidates, want + 4), key=q.claim_order_key)
+            # Under contention, take the batch at this store's lane of the queue's head (lane
+            # k skips k batches), so competing workers spread over the head instead of all
+            # racing for its first jobs; from the head itself when the queue is shorter.
+            size = want + 4
+            skip = self._lane * size if contended else 0
+            candidates = await self._candidates(q.due_filter(now, saturated, names), skip, size)
+            if skip and len(candidates) < size:
+                candidates = await self._candidates(q.due_filter(now, saturated, names), 0, size)
             # Expired leases are looked for when there is spare capacity, and at least every
             # EXPIRED_SCAN_EVERY seconds under constant load.
-            if len(candidates) < want + 4 or time.monotonic() >= self._next_expired_scan:
+            if len(candidates) < size or time.monotonic() >= self._next_expired_scan:
                 self._next_expired_scan = time.monotonic() + EXPIRED_SCAN_EVERY
                 expired = await (
                     self.jobs.find(q.expired_filter(now, saturated, names), q.CANDIDATE_PROJECTION)
@@ -264,6 +275,14 @@ class MongoJobStore(JobStore):
                 break
         claimed.sort(key=lambda c: q.claim_order_key(c.document))
         return claimed
+
+    async def _candidates(self, flt: Doc, skip: int, limit: int) -> list[Doc]:
+        """Claimable-looking jobs in claim order: ``limit`` of them after the first ``skip``."""
+        cursor = self.jobs.find(flt, q.CANDIDATE_PROJECTION).sort(q.CLAIM_SORT)
+        if skip:
+            cursor = cursor.skip(skip)
+        found: list[Doc] = await cursor.limit(limit).batch_size(limit).to_list()
+        return found
 
     async def next_due(self, names: Sequence[str] | None, within: timedelta) -> float | None:
         now = await self.now()
