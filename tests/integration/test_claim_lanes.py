@@ -81,3 +81,20 @@ async def test_contention_ends_after_a_while(
     # race, the store claims the head again.
     await asyncio.sleep(0.6)
     assert await claim_ids(store, 4) == ids[:4]
+
+
+async def test_a_store_away_from_the_head_goes_back_to_it(
+    mongo_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even while it keeps losing races, a store returns to the first lane once it has been
+    away for CONTENDED_FOR, so the head of the queue is not left to wait indefinitely."""
+    monkeypatch.setattr(mongo_store, "CONTENDED_FOR", 0.3)
+    # Lane moves pick the highest other lane, so only the rule under test can pick the first.
+    monkeypatch.setattr(mongo_store.random, "choice", max)
+    store, ids = await queue(mongo_db, 60)
+    store.lost_races = True
+    first = await claim_ids(store, 4)
+    assert first == ids[24:28]  # lane 3 of batches of 8
+    await asyncio.sleep(0.6)
+    store.lost_races = True  # still losing races: but away from the head for too long
+    assert await claim_ids(store, 4) == ids[:4]

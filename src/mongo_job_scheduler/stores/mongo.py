@@ -90,6 +90,7 @@ class MongoJobStore(JobStore):
         self._clock = ServerClock()
         self._next_expired_scan = 0.0
         self._lane = 0
+        self._left_head_at = 0.0
         self._contended_until = 0.0
         self._ready = False
         self._setup_lock = asyncio.Lock()
@@ -225,9 +226,17 @@ class MongoJobStore(JobStore):
         saturated: list[str] = await self._paused_now()
         if self.lost_races:
             # Other workers took jobs this one had chosen: move to another lane and stay in
-            # lane mode for a while, so competing processes settle on different lanes.
-            self._lane = random.choice([lane for lane in range(LANES) if lane != self._lane])
-            self._contended_until = time.monotonic() + CONTENDED_FOR
+            # lane mode for a while, so competing processes settle on different lanes. A store
+            # away from the head for CONTENDED_FOR goes back to it, so the first jobs of the
+            # queue never wait much longer than that while every worker sits in other lanes.
+            moment = time.monotonic()
+            if self._lane and moment - self._left_head_at >= CONTENDED_FOR:
+                self._lane = 0
+            else:
+                if not self._lane:
+                    self._left_head_at = moment
+                self._lane = random.choice([lane for lane in range(LANES) if lane != self._lane])
+            self._contended_until = moment + CONTENDED_FOR
         self.lost_races = False
         contended = time.monotonic() < self._contended_until
         while True:  # each blocked round saturates a new name, so this ends (B8: no cap)
