@@ -239,6 +239,8 @@ class MongoJobStore(JobStore):
             self._contended_until = moment + CONTENDED_FOR
         self.lost_races = False
         contended = time.monotonic() < self._contended_until
+        if not contended:
+            self._lane = 0  # the next contention starts from the head
         while True:  # each blocked round saturates a new name, so this ends (B8: no cap)
             want = limit - len(claimed)
             # Under contention, take the batch at this store's lane of the queue's head (lane
