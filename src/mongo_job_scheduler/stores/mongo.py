@@ -224,23 +224,7 @@ class MongoJobStore(JobStore):
         now = await self.now()
         claimed: list[Claimed] = []
         saturated: list[str] = await self._paused_now()
-        if self.lost_races:
-            # Other workers took jobs this one had chosen: move to another lane and stay in
-            # lane mode for a while, so competing processes settle on different lanes. A store
-            # away from the head for CONTENDED_FOR goes back to it, so the first jobs of the
-            # queue never wait much longer than that while every worker sits in other lanes.
-            moment = time.monotonic()
-            if self._lane and moment - self._left_head_at >= CONTENDED_FOR:
-                self._lane = 0
-            else:
-                if not self._lane:
-                    self._left_head_at = moment
-                self._lane = random.choice([lane for lane in range(LANES) if lane != self._lane])
-            self._contended_until = moment + CONTENDED_FOR
-        self.lost_races = False
-        contended = time.monotonic() < self._contended_until
-        if not contended:
-            self._lane = 0  # the next contention starts from the head
+        contended = self._contention()
         while True:  # each blocked round saturates a new name, so this ends (B8: no cap)
             want = limit - len(claimed)
             # Under contention, take the batch at this store's lane of the queue's head (lane
@@ -248,9 +232,10 @@ class MongoJobStore(JobStore):
             # racing for its first jobs; from the head itself when the queue is shorter.
             size = want + 4
             skip = self._lane * size if contended else 0
-            candidates = await self._candidates(q.due_filter(now, saturated, names), skip, size)
+            due = q.due_filter(now, saturated, names)
+            candidates = await self._candidates(due, skip, size)
             if skip and len(candidates) < size:
-                candidates = await self._candidates(q.due_filter(now, saturated, names), 0, size)
+                candidates = await self._candidates(due, 0, size)
             # Expired leases are looked for when there is spare capacity, and at least every
             # EXPIRED_SCAN_EVERY seconds under constant load.
             if len(candidates) < size or time.monotonic() >= self._next_expired_scan:
@@ -286,6 +271,27 @@ class MongoJobStore(JobStore):
                 break
         claimed.sort(key=lambda c: q.claim_order_key(c.document))
         return claimed
+
+    def _contention(self) -> bool:
+        """Whether this store claims from its lane (it lost a race within CONTENDED_FOR), after
+        moving lanes if the last claim lost races. Other workers took jobs this one had chosen:
+        it moves to another lane, so competing processes settle on different lanes; a store
+        away from the head (lane 0) for CONTENDED_FOR goes back to it, so the first jobs of the
+        queue never wait much longer than that while every worker sits in other lanes."""
+        if self.lost_races:
+            self.lost_races = False
+            moment = time.monotonic()
+            if self._lane and moment - self._left_head_at >= CONTENDED_FOR:
+                self._lane = 0
+            else:
+                if not self._lane:
+                    self._left_head_at = moment
+                self._lane = random.choice([lane for lane in range(LANES) if lane != self._lane])
+            self._contended_until = moment + CONTENDED_FOR
+        if time.monotonic() < self._contended_until:
+            return True
+        self._lane = 0  # the next contention starts from the head
+        return False
 
     async def _candidates(self, flt: Doc, skip: int, limit: int) -> list[Doc]:
         """Claimable-looking jobs in claim order: ``limit`` of them after the first ``skip``."""
