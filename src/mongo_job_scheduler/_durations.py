@@ -65,7 +65,10 @@ def to_utc(field: str, value: Any) -> datetime:
 
 def as_aware_utc(value: datetime) -> datetime:
     """Interpret a datetime read from the store (naive means UTC) as an aware UTC datetime."""
-    if value.tzinfo is None:
+    tz = value.tzinfo
+    if tz is timezone.utc:  # what the store's codec options decode to
+        return value
+    if tz is None:
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
 

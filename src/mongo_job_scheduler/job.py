@@ -41,6 +41,9 @@ ACTIVE_STATUSES = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
 FINISHED_STATUSES = (JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value)
 
 
+_STATUSES = {status.value: status for status in JobStatus}
+
+
 class StopReason(str, Enum):
     """Why a running handler is asked to stop."""
 
@@ -87,13 +90,34 @@ class RunContext:
         self.owner = owner
         self.job_id = job_id
         self.progress_sink = progress_sink
-        self.stop_event = threading.Event()
         self.stop_reason: StopReason | None = None
+        self._event: threading.Event | None = None  # made when first asked for
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set once a stop is requested (safe to first ask for from a handler's thread)."""
+        event = self._event
+        if event is None:
+            with _EVENT_LOCK:
+                event = self._event
+                if event is None:
+                    event = threading.Event()
+                    self._event = event
+            # Published before reading stop_reason; request_stop writes stop_reason before
+            # reading _event: whichever runs second sets the event.
+            if self.stop_reason is not None:
+                event.set()
+        return event
 
     def request_stop(self, reason: StopReason) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
-        self.stop_event.set()
+        event = self._event
+        if event is not None:
+            event.set()
+
+
+_EVENT_LOCK = threading.Lock()
 
 
 def _dt(value: Any) -> datetime | None:
@@ -146,39 +170,43 @@ class Job:
     @classmethod
     def from_document(cls, doc: Mapping[str, Any], run: RunContext | None = None) -> Job:
         """Build the view of a stored document (tolerant of documents written by Node)."""
-        status = doc.get("status", "pending")
-        try:
-            status_value = JobStatus(status)
-        except ValueError:
-            status_value = JobStatus.PENDING
-        error = doc.get("lastError")
-        return cls(
+        get = doc.get
+        error = get("lastError")
+        repeat = get("repeat")
+        retry = get("retry")
+        max_execution = get("maxExecutionMs")
+        timeout = get("timeoutMs")
+        # Built without the dataclass __init__ (one frozen __setattr__ per field): this runs
+        # for every claimed job. The fields are exactly the dataclass's, in its order.
+        job = object.__new__(cls)
+        job.__dict__.update(
             id=doc["_id"],
-            name=doc.get("name", ""),
-            data=doc.get("data"),
-            status=status_value,
-            attempts=int(doc.get("attempts") or 0),
-            priority=int(doc.get("priority") or 5),
-            next_run_at=_dt(doc.get("nextRunAt")),
-            last_run_at=_dt(doc.get("lastRunAt")),
-            last_scheduled_at=_dt(doc.get("lastScheduledAt")),
+            name=get("name", ""),
+            data=get("data"),
+            status=_STATUSES.get(get("status", "pending"), JobStatus.PENDING),
+            attempts=int(get("attempts") or 0),
+            priority=int(get("priority") or 5),
+            next_run_at=_dt(get("nextRunAt")),
+            last_run_at=_dt(get("lastRunAt")),
+            last_scheduled_at=_dt(get("lastScheduledAt")),
             last_error=error if isinstance(error, str) else None,
-            last_error_type=doc.get("lastErrorType"),
-            repeat=Repeat.from_document(doc.get("repeat")),
-            retry=Retry.from_document(doc.get("retry")),
-            dedupe_key=doc.get("dedupeKey"),
-            concurrency=doc.get("concurrency"),
-            max_execution=_ms(doc.get("maxExecutionMs")),
-            timeout=_ms(doc.get("timeoutMs")),
-            locked_by=doc.get("lockedBy"),
-            lock_until=_dt(doc.get("lockUntil")),
-            lock_version=int(doc.get("lockVersion") or 0),
-            lease_expiries=int(doc.get("leaseExpiries") or 0),
-            created_at=_dt(doc.get("createdAt")),
-            updated_at=_dt(doc.get("updatedAt")),
+            last_error_type=get("lastErrorType"),
+            repeat=None if repeat is None else Repeat.from_document(repeat),
+            retry=None if retry is None else Retry.from_document(retry),
+            dedupe_key=get("dedupeKey"),
+            concurrency=get("concurrency"),
+            max_execution=None if max_execution is None else _ms(max_execution),
+            timeout=None if timeout is None else _ms(timeout),
+            locked_by=get("lockedBy"),
+            lock_until=_dt(get("lockUntil")),
+            lock_version=int(get("lockVersion") or 0),
+            lease_expiries=int(get("leaseExpiries") or 0),
+            created_at=_dt(get("createdAt")),
+            updated_at=_dt(get("updatedAt")),
             document=dict(doc),
             _run=run,
         )
+        return job
 
     # -- inside a handler -------------------------------------------------------------------
 
@@ -190,7 +218,7 @@ class Job:
     @property
     def stop_requested(self) -> bool:
         """Whether the scheduler asked this execution to stop."""
-        return self._run is not None and self._run.stop_event.is_set()
+        return self._run is not None and self._run.stop_reason is not None
 
     @property
     def stop_reason(self) -> StopReason | None:

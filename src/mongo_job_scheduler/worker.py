@@ -40,7 +40,7 @@ from .job import Job, RunContext, StopReason
 from .rate_limit import RateLimit
 from .repeat import Repeat
 from .retry import Retry
-from .stores.base import Claimed, Fence, Finish, JobStore, released_on_finish
+from .stores.base import LOCK_FIELDS, Claimed, Fence, Finish, JobStore, released_on_finish
 
 __all__ = ["TaskSpec", "Worker", "WorkerConfig"]
 
@@ -933,15 +933,7 @@ class Worker:
                     "outcome not written",
                 )
             return None
-        doc = {
-            k: v
-            for k, v in execution.claimed.document.items()
-            if k not in ("lockedBy", "lockedAt", "lockUntil")
-        }
-        for key in finish.unset:
-            doc.pop(key, None)
-        doc.update(finish.set)
-        return _Written(doc)
+        return _Written(execution.claimed.document, finish)
 
     async def _retrying(
         self,
@@ -977,13 +969,26 @@ class Worker:
 
 
 class _Written:
-    """A job document as an outcome write left it; the ``Job`` view is built on demand."""
+    """A job document as an outcome write left it (the claimed document with the outcome
+    applied); the document and the ``Job`` view are built on demand."""
 
-    __slots__ = ("_job", "document")
+    __slots__ = ("_claimed", "_document", "_finish", "_job")
 
-    def __init__(self, document: dict[str, Any]) -> None:
-        self.document = document
+    def __init__(self, claimed: dict[str, Any], finish: Finish) -> None:
+        self._claimed = claimed
+        self._finish = finish
+        self._document: dict[str, Any] | None = None
         self._job: Job | None = None
+
+    @property
+    def document(self) -> dict[str, Any]:
+        if self._document is None:
+            doc = {k: v for k, v in self._claimed.items() if k not in LOCK_FIELDS}
+            for key in self._finish.unset:
+                doc.pop(key, None)
+            doc.update(self._finish.set)
+            self._document = doc
+        return self._document
 
     @property
     def job(self) -> Job:

@@ -18,14 +18,12 @@ from pymongo.errors import DuplicateKeyError
 
 from .._documents import JobQuery
 from .._errors import InvalidJobState
-from .base import DedupeDecision, Fence, Finish, decide_dedupe
+from .base import LOCK_FIELDS, DedupeDecision, Fence, Finish, decide_dedupe
 
 DEFAULT_COLLECTION = "scheduler_jobs"
 
 CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=timezone.utc)
 """Documents are read with aware UTC datetimes whatever the client's own options."""
-
-LOCK_FIELDS = ("lockedBy", "lockedAt", "lockUntil")
 
 CLAIM_SORT = [("priority", ASCENDING), ("nextRunAt", ASCENDING), ("_id", ASCENDING)]
 

@@ -21,6 +21,7 @@ from ..job import ACTIVE_STATUSES
 from ..rate_limit import RateLimit
 
 __all__ = [
+    "LOCK_FIELDS",
     "UPDATE_ATTEMPTS",
     "Claimed",
     "DedupeDecision",
@@ -32,6 +33,9 @@ __all__ = [
     "released_on_finish",
     "update_gave_up",
 ]
+
+LOCK_FIELDS = ("lockedBy", "lockedAt", "lockUntil")
+"""The fields of a job's current lease, removed when the job is released or finished."""
 
 DEDUPE_GRACE = timedelta(seconds=10)
 """How long a dedupe registration may point at a job that does not exist yet before another

@@ -18,6 +18,7 @@ from .._durations import utcnow
 from ..job import ACTIVE_STATUSES
 from ..rate_limit import RateLimit
 from .base import (
+    LOCK_FIELDS,
     Claimed,
     DedupeDecision,
     Fence,
@@ -29,8 +30,6 @@ from .base import (
 )
 
 __all__ = ["InMemoryJobStore"]
-
-_LOCK_FIELDS = ("lockedBy", "lockedAt", "lockUntil")
 
 
 def _sort_key(doc: Mapping[str, Any]) -> tuple[int, datetime, ObjectId]:
@@ -299,7 +298,7 @@ class InMemoryJobStore(JobStore):
             return False
         if finish.expect and any(doc.get(k) != v for k, v in finish.expect.items()):
             return False
-        for key in (*_LOCK_FIELDS, *finish.unset):
+        for key in (*LOCK_FIELDS, *finish.unset):
             doc.pop(key, None)
         doc.update(copy.deepcopy(finish.set))
         doc["updatedAt"] = utcnow()
@@ -313,7 +312,7 @@ class InMemoryJobStore(JobStore):
         self._free_slot(fence)
         if doc is None:
             return False
-        for key in _LOCK_FIELDS:
+        for key in LOCK_FIELDS:
             doc.pop(key, None)
         now = utcnow()
         doc.update(status="pending", nextRunAt=min(doc["nextRunAt"], now), updatedAt=now)
@@ -327,7 +326,7 @@ class InMemoryJobStore(JobStore):
             return None, False
         if doc["status"] not in ACTIVE_STATUSES:
             return copy.deepcopy(doc), False
-        for key in _LOCK_FIELDS:
+        for key in LOCK_FIELDS:
             doc.pop(key, None)
         doc.update(status="cancelled", updatedAt=utcnow())
         released = released_on_finish(doc)
