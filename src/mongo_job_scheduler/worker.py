@@ -112,6 +112,10 @@ class _Execution:
     stalled: bool = False
     task: asyncio.Task[None] | None = None
     handler_task: asyncio.Future[Any] | None = None
+    """What to cancel to stop the handler while it runs: the executor future of a sync
+    handler, the execution's own task (``task``) for an async one."""
+    cancels: int = 0
+    """How many times ``task`` was cancelled to stop its async handler."""
     busy: bool = True
     """Counts against ``workers`` until its handler has returned (the outcome write may still
     be in flight: the next claim overlaps it)."""
@@ -332,6 +336,8 @@ class Worker:
     def _request_stop(self, execution: _Execution, reason: StopReason) -> None:
         execution.context.request_stop(reason)
         if execution.handler_task is not None:
+            if execution.handler_task is execution.task:
+                execution.cancels += 1  # taken back once the handler is over (_uncancel)
             execution.handler_task.cancel()
 
     # -- claiming ---------------------------------------------------------------------------
@@ -690,18 +696,12 @@ class Worker:
         self, execution: _Execution, spec: TaskSpec, timeout: timedelta | None
     ) -> Any:
         """Run the handler; raise ``JobTimeout`` if it overran, ``_Stopped`` if the scheduler
-        stopped it (its future is cancelled: async handlers are cancelled, the wait for a sync
-        handler's thread ends and the thread's late result is ignored)."""
+        stopped it. An async handler runs in the execution's own task, which is cancelled to
+        stop it (only while the handler runs: ``handler_task`` is set for exactly that span);
+        for a sync handler the wait for its thread ends and the thread's late result is
+        ignored."""
         context = execution.context
         loop = asyncio.get_running_loop()
-        handler_future: asyncio.Future[Any]
-        if spec.is_async:
-            handler_future = loop.create_task(_call_async(spec.handler, execution.job))
-        else:
-            handler_future = loop.run_in_executor(self._threads, spec.handler, execution.job)
-        execution.handler_task = handler_future
-        if context.stop_reason is not None:  # stop requested before the handler started
-            handler_future.cancel()
         timer = None
         if timeout is not None:
             timer = loop.call_later(
@@ -709,7 +709,20 @@ class Worker:
             )
         cancelled = False
         try:
-            result = await handler_future
+            if context.stop_reason is not None:  # stop requested before the handler started
+                cancelled, result = True, None
+            elif spec.is_async:
+                execution.handler_task = asyncio.current_task()
+                try:
+                    result = await spec.handler(execution.job)
+                finally:
+                    execution.handler_task = None
+                    _uncancel(execution)
+            else:
+                execution.handler_task = loop.run_in_executor(
+                    self._threads, spec.handler, execution.job
+                )
+                result = await execution.handler_task
         except asyncio.CancelledError:
             if context.stop_reason is None:  # the handler cancelled itself: a failed attempt
                 raise RuntimeError("handler was cancelled") from None
@@ -1060,8 +1073,16 @@ class _Stopped(Exception):
         super().__init__(reason.value)
 
 
-async def _call_async(handler: Handler, job: Job) -> Any:
-    return await handler(job)
+def _uncancel(execution: _Execution) -> None:
+    """Take back the cancellations that stopped an async handler in the execution's own task,
+    so the task's later awaits (the outcome write) are not cancelled by them (Python 3.11+
+    counts cancellations; 3.10 forgets them once delivered)."""
+    task = execution.task
+    uncancel = getattr(task, "uncancel", None)
+    while execution.cancels and uncancel is not None:
+        execution.cancels -= 1
+        uncancel()
+    execution.cancels = 0
 
 
 def _timeout_error(timeout: timedelta | None) -> JobTimeout:

@@ -128,6 +128,36 @@ async def test_hard_stop_cancels_handlers_and_releases_now(store: JobStore) -> N
     _assert_released(await stored(store, job.id))
 
 
+async def test_handler_that_swallows_the_stop_still_has_its_job_released(
+    store: JobStore,
+) -> None:
+    # Async handlers run in the execution's own task, which is cancelled to stop them: a
+    # handler that catches the cancellation and carries on must not leave the task cancelled
+    # for the write that follows it (here the release at shutdown).
+    started = asyncio.Event()
+    seen: list[StopReason | None] = []
+
+    async def stubborn(job: Job) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # carries on after the cancellation
+        seen.append(job.stop_reason)
+        return "late"
+
+    scheduler = make(store, stubborn)
+    await scheduler.start()
+    try:
+        job = await scheduler.schedule("swallows-stop")
+        await asyncio.wait_for(started.wait(), timeout=10)
+    finally:
+        await scheduler.stop(graceful=False)
+
+    assert seen == [StopReason.SHUTDOWN]
+    _assert_released(await stored(store, job.id))
+
+
 async def test_stop_while_idle_returns_promptly(store: JobStore) -> None:
     scheduler = make(store, lambda job: None, poll_interval=60)
     await scheduler.start()
