@@ -1075,8 +1075,8 @@ class _Stopped(Exception):
 
 def _uncancel(execution: _Execution) -> None:
     """Take back the cancellations that stopped an async handler in the execution's own task,
-    so the task's later awaits (the outcome write) are not cancelled by them (Python 3.11+
-    counts cancellations; 3.10 forgets them once delivered)."""
+    so ``asyncio.timeout`` and task groups used later in the task (the outcome write) see no
+    stale cancellation request (Python 3.11+ counts them; 3.10 keeps no count)."""
     task = execution.task
     uncancel = getattr(task, "uncancel", None)
     while execution.cancels and uncancel is not None:
