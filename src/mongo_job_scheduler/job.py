@@ -172,10 +172,6 @@ class Job:
         """Build the view of a stored document (tolerant of documents written by Node)."""
         get = doc.get
         error = get("lastError")
-        repeat = get("repeat")
-        retry = get("retry")
-        max_execution = get("maxExecutionMs")
-        timeout = get("timeoutMs")
         # Built without the dataclass __init__ (one frozen __setattr__ per field): this runs
         # for every claimed job. The fields are exactly the dataclass's, in its order.
         job = object.__new__(cls)
@@ -191,12 +187,12 @@ class Job:
             last_scheduled_at=_dt(get("lastScheduledAt")),
             last_error=error if isinstance(error, str) else None,
             last_error_type=get("lastErrorType"),
-            repeat=None if repeat is None else Repeat.from_document(repeat),
-            retry=None if retry is None else Retry.from_document(retry),
+            repeat=Repeat.from_document(get("repeat")),
+            retry=Retry.from_document(get("retry")),
             dedupe_key=get("dedupeKey"),
             concurrency=get("concurrency"),
-            max_execution=None if max_execution is None else _ms(max_execution),
-            timeout=None if timeout is None else _ms(timeout),
+            max_execution=_ms(get("maxExecutionMs")),
+            timeout=_ms(get("timeoutMs")),
             locked_by=get("lockedBy"),
             lock_until=_dt(get("lockUntil")),
             lock_version=int(get("lockVersion") or 0),

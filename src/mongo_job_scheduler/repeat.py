@@ -158,7 +158,7 @@ class Repeat:
     @classmethod
     def from_document(cls, value: Any) -> Repeat | None:
         """Read a stored ``repeat`` field; ``None`` when it is absent or unusable."""
-        if not isinstance(value, Mapping) or not value:
+        if not value or not isinstance(value, Mapping):  # absent (None) costs one test
             return None
         try:
             return cls.parse({k: v for k, v in value.items() if k in _KEYS and v is not None})

@@ -630,7 +630,7 @@ class Worker:
             )
             await self._record_failure(execution, error, final=True)
             return
-        repeat = Repeat.from_document(doc.get("repeat")) if doc.get("repeat") else None
+        repeat = job.repeat  # parsed once, with the Job view of the claimed document
         if doc.get("repeat") and repeat is None:
             await self._record_failure(
                 execution,
@@ -873,7 +873,7 @@ class Worker:
         error_fields = {"lastError": message, "lastErrorType": kind, "lastErrorTrace": trace}
         retry = (
             spec.retry if spec is not None and spec.retry is not None else None
-        ) or Retry.from_document(doc.get("retry"))
+        ) or execution.job.retry
         now = await self.store.now()
         if not final and retry is not None and retry.allows_another(attempts):
             if spec is not None and spec.backoff is not None:
@@ -898,7 +898,7 @@ class Worker:
                 self._emit("job:retry", after)
             return
         if repeat is None and not drop_repeat:
-            repeat = Repeat.from_document(doc.get("repeat"))
+            repeat = execution.job.repeat
             slot = slot or doc.get("lastScheduledAt") or doc.get("nextRunAt")
         if repeat is not None and slot is not None and not drop_repeat:
             finish = self._next_occurrence(doc, repeat, slot, extra=error_fields)
