@@ -104,8 +104,8 @@ async def test_graceful_stop_timeout_releases_unfinished_jobs_for_others(
 @pytest.mark.parametrize("swallows", [False, True], ids=["reraises", "carries-on"])
 async def test_hard_stop_cancels_handlers_and_releases_now(store: JobStore, swallows: bool) -> None:
     # Async handlers run in the execution's own task, which is cancelled to stop them: one
-    # that catches the cancellation and carries on must not leave the task cancelled for the
-    # write that follows it (here the release at shutdown).
+    # that catches the cancellation and carries on must still have the write that follows it
+    # made (here the release at shutdown).
     started = asyncio.Event()
     stop_reasons: list[StopReason | None] = []
 
