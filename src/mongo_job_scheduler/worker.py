@@ -830,7 +830,13 @@ class Worker:
             after = await self._write(execution, finish, quiet=True)
             if after is not None:
                 return after
+            if execution.context.stop_reason in (StopReason.CANCELLED, StopReason.LEASE_LOST):
+                return None  # the stop was known before the write: _write handled it
             current = await self.store.get(execution.fence.job_id)
+            if current is not None and current.get("status") == "cancelled":
+                # Cancelled elsewhere as this run ended: nothing to write, and no lost lease.
+                await self._stopped(execution, StopReason.CANCELLED)
+                return None
             if (
                 current is None
                 or current.get("status") != "running"

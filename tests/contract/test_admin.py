@@ -328,6 +328,34 @@ async def test_cancel_running_interval_job_sticks(store: JobStore) -> None:
     assert calls == 1
 
 
+async def test_repeating_job_cancelled_elsewhere_as_its_run_ends_is_no_worker_error(
+    store: JobStore,
+) -> None:
+    """Another process cancels a repeating job while its handler runs, and the handler returns
+    before the runner hears of it: the next occurrence is not written, the job stays cancelled,
+    and the runner reports no error (a cancel is not a lost lease)."""
+    admin = Scheduler(store)
+    runs: list[Any] = []
+    errors: list[BaseException] = []
+
+    async def handler(job: Job) -> None:
+        if job.name == "barrier":
+            return
+        runs.append(job.id)
+        assert await admin.cancel(job.id)  # lands in the store while this run is still going
+
+    worker = make(store, handler, workers=1)
+    worker.on("worker:error", errors.append)
+    async with running(worker):
+        job = await admin.schedule("cancelled-ticker", repeat={"every": 100})
+        await wait_for(lambda: runs, timeout=10)
+        await barrier(worker, store, rounds=3)
+    assert runs == [job.id]
+    assert errors == []
+    doc = await store.get(job.id)
+    assert doc is not None and doc["status"] == "cancelled"
+
+
 async def test_cancel_from_another_scheduler_stops_the_handler(store: JobStore) -> None:
     """The cancelling process is not the one running the job: the runner learns it from its
     next lease renewal."""
