@@ -944,15 +944,29 @@ class Worker:
         applied = await self._acks.submit(execution, finish)
         if not applied:
             if not quiet:
-                self._worker_error(
-                    LeaseLost(
-                        f"job {execution.fence.job_id} is no longer owned by this worker "
-                        "(cancelled, or its lease expired); its outcome was not written"
-                    ),
-                    "outcome not written",
-                )
+                if await self._cancelled_meanwhile(execution):
+                    # Cancelled elsewhere as this run ended: nothing to write, and no lost lease.
+                    await self._stopped(execution, StopReason.CANCELLED)
+                else:
+                    self._worker_error(
+                        LeaseLost(
+                            f"job {execution.fence.job_id} is no longer owned by this worker "
+                            "(its lease expired and another worker took it over, or it was "
+                            "changed meanwhile); its outcome was not written"
+                        ),
+                        "outcome not written",
+                    )
             return None
         return _Written(execution.claimed.document, finish)
+
+    async def _cancelled_meanwhile(self, execution: _Execution) -> bool:
+        """Whether the job whose outcome write was just refused is now cancelled (read once;
+        a failed read counts as not cancelled)."""
+        try:
+            current = await self.store.get(execution.fence.job_id)
+        except Exception:
+            return False
+        return current is not None and current.get("status") == "cancelled"
 
     async def _retrying(
         self,
