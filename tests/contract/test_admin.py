@@ -328,12 +328,16 @@ async def test_cancel_running_interval_job_sticks(store: JobStore) -> None:
     assert calls == 1
 
 
-async def test_repeating_job_cancelled_elsewhere_as_its_run_ends_is_no_worker_error(
-    store: JobStore,
+@pytest.mark.parametrize(
+    "kind", ["repeating", "one-off-returns", "one-off-raises", "one-off-raises-retries-left"]
+)
+async def test_job_cancelled_elsewhere_as_its_run_ends_is_no_worker_error(
+    store: JobStore, kind: str
 ) -> None:
-    """Another process cancels a repeating job while its handler runs, and the handler returns
-    before the runner hears of it: the next occurrence is not written, the job stays cancelled,
-    and the runner reports no error (a cancel is not a lost lease)."""
+    """Another process cancels a job while its handler runs, and the handler ends (returning,
+    or raising with or without retries left) before the runner hears of it: nothing is written
+    (no next occurrence, no retry, no outcome), the job stays cancelled, and the runner reports
+    no error (a cancel is not a lost lease)."""
     admin = Scheduler(store)
     runs: list[Any] = []
     errors: list[BaseException] = []
@@ -343,44 +347,17 @@ async def test_repeating_job_cancelled_elsewhere_as_its_run_ends_is_no_worker_er
             return
         runs.append(job.id)
         assert await admin.cancel(job.id)  # lands in the store while this run is still going
-
-    worker = make(store, handler, workers=1)
-    worker.on("worker:error", errors.append)
-    async with running(worker):
-        job = await admin.schedule("cancelled-ticker", repeat={"every": 100})
-        await wait_for(lambda: runs, timeout=10)
-        await barrier(worker, store, rounds=3)
-    assert runs == [job.id]
-    assert errors == []
-    doc = await store.get(job.id)
-    assert doc is not None and doc["status"] == "cancelled"
-
-
-@pytest.mark.parametrize("ending", ["returns", "raises", "raises-with-retries-left"])
-async def test_one_off_job_cancelled_elsewhere_as_its_run_ends_is_no_worker_error(
-    store: JobStore, ending: str
-) -> None:
-    """Another process cancels a one-off job while its handler runs, and the handler ends
-    (returning, or raising with or without retries left) before the runner hears of it: the
-    refused outcome write is recognised as a cancel, not reported as a lost lease, and the job
-    stays cancelled."""
-    admin = Scheduler(store)
-    runs: list[Any] = []
-    errors: list[BaseException] = []
-
-    async def handler(job: Job) -> None:
-        if job.name == "barrier":
-            return
-        runs.append(job.id)
-        assert await admin.cancel(job.id)  # lands in the store while this run is still going
-        if ending != "returns":
+        if "raises" in kind:
             raise RuntimeError("failed after the cancel")
 
     worker = make(store, handler, workers=1)
     worker.on("worker:error", errors.append)
     async with running(worker):
-        retry = 3 if ending == "raises-with-retries-left" else 0
-        job = await admin.schedule("cancelled-once", retry=retry)
+        if kind == "repeating":
+            job = await admin.schedule("cancelled-ticker", repeat={"every": 100})
+        else:
+            retry = 3 if kind.endswith("retries-left") else 0
+            job = await admin.schedule("cancelled-once", retry=retry)
         await wait_for(lambda: runs, timeout=10)
         await barrier(worker, store, rounds=3)
     assert runs == [job.id]
