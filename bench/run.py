@@ -2,7 +2,7 @@
 
 It starts its own ``mongod`` servers on 127.0.0.1 (a single-node replica set, and a standalone
 server for the polling figure), runs the sections below, stops the servers, prints a markdown
-report and writes it to ``bench/results/<date>-<host>.md`` and ``bench/results/latest.md``.
+report and writes it to ``bench/results/<date>-<HHMM>-<host>.md`` and ``bench/results/latest.md``.
 
 1. burn-down throughput, one process;  2. idle due-to-start latency (change streams vs polling);
 3. latency under a steady load;  4. flat cost with a large collection (and ``explain``);
@@ -203,7 +203,6 @@ class Bench:
         self.uri = mongod.uri
         self.client: AsyncMongoClient[Doc] = AsyncMongoClient(self.uri)
         self.report = Report()
-        self.burns: dict[int, list[BurnResult]] = {}
         self._databases = 0
 
     def database_name(self, label: str) -> str:
@@ -277,12 +276,14 @@ async def burn_down(
 
 
 async def python_burns(bench: Bench, jobs: int) -> list[BurnResult]:
-    """``--repeat`` burn-downs of ``jobs`` on fresh databases (kept: section 7 reuses them)."""
-    results = bench.burns.setdefault(jobs, [])
-    while len(results) < bench.args.repeat:
+    """``--repeat`` burn-downs of ``jobs``, each on a fresh database."""
+    results: list[BurnResult] = []
+    for _ in range(bench.args.repeat):
         name = bench.database_name("burn")
-        results.append(await burn_down(bench.client[name], jobs, bench.args.workers))
-        await bench.drop(name)
+        try:
+            results.append(await burn_down(bench.client[name], jobs, bench.args.workers))
+        finally:
+            await bench.drop(name)
     return results
 
 
@@ -921,26 +922,46 @@ async def section_node(bench: Bench, node_version: list[str]) -> None:
         script = Path(folder) / NODE_SCRIPT.name
         shutil.copy(NODE_SCRIPT, script)
         for jobs in bench.args.jobs:
+            # Each Node run has a Python run right beside it (the order alternates), so the
+            # ratio compares the two at the same moments: this machine's speed drifts by tens
+            # of percent over minutes, and section 1 ran long before.
             node_rates: list[float] = []
+            python_runs: list[BurnResult] = []
             for index in range(bench.args.repeat):
-                log(f"{section}: run {index + 1}: Node burn-down of {jobs} jobs")
-                name = bench.database_name("node")
-                try:
-                    output = await run_command(
-                        [node, str(script), bench.uri, name, str(jobs)], timeout=1800, cwd=folder
+                sides = ("python", "node") if index % 2 == 0 else ("node", "python")
+                for side in sides:
+                    if side == "python":
+                        log(f"{section}: run {index + 1}: Python burn-down of {jobs} jobs")
+                        name = bench.database_name("burn_beside_node")
+                        try:
+                            python_runs.append(
+                                await burn_down(bench.client[name], jobs, bench.args.workers)
+                            )
+                        finally:
+                            await bench.drop(name)
+                        continue
+                    log(f"{section}: run {index + 1}: Node burn-down of {jobs} jobs")
+                    name = bench.database_name("node")
+                    try:
+                        output = await run_command(
+                            [node, str(script), bench.uri, name, str(jobs)],
+                            timeout=1800,
+                            cwd=folder,
+                        )
+                    finally:
+                        await bench.drop(name)
+                    stats = json.loads(output.strip().splitlines()[-1])
+                    node_rates.append(float(stats["rate"]))
+                    bench.report.note(
+                        section,
+                        f"Node {fmt_int(jobs)} jobs: {stats['handled']:,} handler calls "
+                        f"({stats['distinct']:,} distinct ids, {stats['duplicates']} duplicates, "
+                        f"{stats['errors']} worker errors) in {stats['seconds']:.2f} s = "
+                        f"{fmt_rate(stats['rate'])}.",
                     )
-                finally:
-                    await bench.drop(name)
-                stats = json.loads(output.strip().splitlines()[-1])
-                node_rates.append(float(stats["rate"]))
-                bench.report.note(
-                    section,
-                    f"Node {fmt_int(jobs)} jobs: {stats['handled']:,} handler calls "
-                    f"({stats['distinct']:,} distinct ids, {stats['duplicates']} duplicates, "
-                    f"{stats['errors']} worker errors) in {stats['seconds']:.2f} s = "
-                    f"{fmt_rate(stats['rate'])}.",
-                )
-            python = median_rate(await python_burns(bench, jobs))
+            for result in python_runs:
+                bench.report.note(section, f"Python beside Node: {result.describe()}")
+            python = median_rate(python_runs)
             node_rate = statistics.median(node_rates)
             ratio = python / node_rate if node_rate else float("inf")
             shown = ", ".join(f"{value:,.0f}" for value in node_rates)
@@ -952,6 +973,15 @@ async def section_node(bench: Bench, node_version: list[str]) -> None:
                 "—",
                 None,
             )
+            bench.report.add(
+                section,
+                f"Python, {fmt_int(jobs)} jobs, each run beside a Node run "
+                f"({bench.args.workers} workers)",
+                runs_value(python_runs),
+                "—",
+                None,
+            )
+            add_once_row(bench, section, f"Python beside Node, {fmt_int(jobs)} jobs", python_runs)
             bench.report.add(
                 section,
                 f"Python / Node, {fmt_int(jobs)} jobs (medians)",
@@ -1081,7 +1111,7 @@ async def main(args: argparse.Namespace) -> int:
     print(text)
     RESULTS_DIR.mkdir(exist_ok=True)
     suffix = "-quick" if args.quick else ""
-    path = RESULTS_DIR / f"{started_at:%Y-%m-%d}-{socket.gethostname()}{suffix}.md"
+    path = RESULTS_DIR / f"{started_at:%Y-%m-%d-%H%M}-{socket.gethostname()}{suffix}.md"
     path.write_text(text + "\n")
     (RESULTS_DIR / "latest.md").write_text(text + "\n")
     log(f"report written to {path} and {RESULTS_DIR / 'latest.md'}")
