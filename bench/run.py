@@ -65,7 +65,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from mongo_job_scheduler import Job, MongoJobStore, Scheduler
 from mongo_job_scheduler._mongod import LocalMongod
 from mongo_job_scheduler.stores._mongo_common import (
-    CANDIDATE_PROJECTION,
     CLAIM_SORT,
     DEFAULT_COLLECTION,
     due_filter,
@@ -565,7 +564,6 @@ async def explain_claim(db: AsyncDatabase[Doc], names: Sequence[str] | None, lim
             "explain": {
                 "find": DEFAULT_COLLECTION,
                 "filter": due_filter(utcnow(), names=names),
-                "projection": CANDIDATE_PROJECTION,
                 "sort": dict(CLAIM_SORT),
                 "limit": limit,
             },

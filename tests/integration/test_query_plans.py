@@ -13,7 +13,6 @@ the store builds (``stores/_mongo_common.py``) and walks the plan.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -253,7 +252,6 @@ def test_due_query_uses_claim_order_without_sort_and_bounded_keys(
         q.due_filter(populated.now),
         sort=q.CLAIM_SORT,
         limit=limit,
-        projection=q.CANDIDATE_PROJECTION,
     )
     assert_index_backed(explained, index="claim_order")
     st = stats(explained)
@@ -265,9 +263,7 @@ def test_due_query_uses_claim_order_without_sort_and_bounded_keys(
 
 
 def test_due_query_with_small_limit_stops_early(populated: Collection) -> None:
-    explained = populated.explain_find(
-        q.due_filter(populated.now), sort=q.CLAIM_SORT, limit=5, projection=q.CANDIDATE_PROJECTION
-    )
+    explained = populated.explain_find(q.due_filter(populated.now), sort=q.CLAIM_SORT, limit=5)
     assert_index_backed(explained, index="claim_order")
     st = stats(explained)
     assert st["nReturned"] == 5
@@ -281,7 +277,6 @@ def test_due_query_excluding_saturated_names_stays_on_claim_order(
         q.due_filter(populated.now, ["email", "report"]),
         sort=q.CLAIM_SORT,
         limit=DUE + 4,
-        projection=q.CANDIDATE_PROJECTION,
     )
     assert_index_backed(explained, index="claim_order")
     st = stats(explained)
@@ -297,7 +292,6 @@ def test_contended_lane_query_stays_on_claim_order(populated: Collection) -> Non
         sort=q.CLAIM_SORT,
         skip=8,
         limit=8,
-        projection=q.CANDIDATE_PROJECTION,
     )
     assert_index_backed(explained, index="claim_order")
     st = stats(explained)
@@ -308,11 +302,7 @@ def test_contended_lane_query_stays_on_claim_order(populated: Collection) -> Non
 
 def test_due_query_returns_the_global_order(populated: Collection) -> None:
     """The plan's order is the claim order (priority, then due time, then insertion)."""
-    cursor = (
-        populated.db[populated.name]
-        .find(q.due_filter(populated.now), q.CANDIDATE_PROJECTION)
-        .sort(q.CLAIM_SORT)
-    )
+    cursor = populated.db[populated.name].find(q.due_filter(populated.now)).sort(q.CLAIM_SORT)
     got = [d["_id"] for d in cursor.to_list()]
     docs = populated.db[populated.name].find({"_id": {"$in": populated.due_ids}}).to_list()
     expected = [
@@ -375,7 +365,6 @@ def test_due_query_for_routed_names_stays_on_claim_order(populated: Collection) 
         q.due_filter(populated.now, names=["email", "billing"]),
         sort=q.CLAIM_SORT,
         limit=DUE + 4,
-        projection=q.CANDIDATE_PROJECTION,
     )
     assert_index_backed(explained, index="claim_order")
     st = stats(explained)
@@ -384,14 +373,13 @@ def test_due_query_for_routed_names_stays_on_claim_order(populated: Collection) 
 
 
 def _batch_claim_filters(populated: Collection, ids: list[ObjectId]) -> list[dict[str, Any]]:
-    """The filters a batch claim's ``update_many`` may send for ``ids``: by ids, and (where the
-    store also pins each candidate's ``lockVersion`` as read) by ids and versions."""
-    filters = [q.claim_many_filter(ids)]
-    if "versions" in inspect.signature(q.claim_many_filter).parameters:
-        docs = {d["_id"]: d for d in populated.db[populated.name].find({"_id": {"$in": ids}})}
-        versions = [docs[i].get("lockVersion") for i in ids]
-        filters.append(q.claim_many_filter(ids, versions))  # type: ignore[call-arg]
-    return filters
+    """The filters a batch claim's ``update_many`` may send for ``ids``: by ids, and (the quick
+    path, which does not read the batch back) by ids and each job's ``updatedAt`` as read."""
+    docs = {d["_id"]: d for d in populated.db[populated.name].find({"_id": {"$in": ids}})}
+    return [
+        q.claim_many_filter(ids),
+        q.unchanged_filter(q.claim_many_filter(ids), [docs[i] for i in ids]),
+    ]
 
 
 def test_batch_claim_update_many_reads_only_its_ids(populated: Collection) -> None:
@@ -415,9 +403,8 @@ def test_batch_claim_update_many_reads_only_its_ids(populated: Collection) -> No
         )
         assert_index_backed(explained, index="_id_")
         st = stats(explained)
-        assert len(ids) <= st["totalKeysExamined"] <= 2 * len(ids) + 1, st
-        # Each id's document is read once, or twice with the per-id (_id, lockVersion) branches.
-        assert st["totalDocsExamined"] <= 2 * len(ids), st
+        assert len(ids) <= st["totalKeysExamined"] <= len(ids) + 4, st
+        assert st["totalDocsExamined"] <= len(ids), st
         update_stage = next(s for s in walk(st["executionStages"]) if s["stage"] == "UPDATE")
         # Due and lease-expired jobs match; live leases and finished jobs do not.
         assert update_stage["nMatched"] == len(claimable), update_stage

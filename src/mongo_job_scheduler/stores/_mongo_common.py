@@ -200,6 +200,39 @@ def claim_update(owner: str, lease: timedelta, claim_id: Any = None) -> list[dic
     ]
 
 
+def unchanged_filter(flt: dict[str, Any], docs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``flt`` narrowed to the documents still as they were read in ``docs``: each must keep
+    the ``updatedAt`` it had (every write to a job stamps it, see :func:`claimed_as_read`)."""
+    pairs = [[doc["_id"], doc["updatedAt"]] for doc in docs]
+    unchanged = {"$in": [["$_id", "$updatedAt"], {"$literal": pairs}]}
+    return {**flt, "$expr": {"$and": [flt["$expr"], unchanged]}}
+
+
+def claimed_as_read(
+    doc: dict[str, Any], owner: str, lease: timedelta, claim_id: Any, now: datetime
+) -> dict[str, Any]:
+    """What :func:`claim_update` makes of the pending document ``doc``, with ``now`` (the
+    store's estimate of the server's time, taken before the claim) standing for ``$$NOW``.
+
+    A batch claim that took every job it read, each unchanged since it was read
+    (:func:`unchanged_filter`), uses this instead of reading the jobs back. Only the claim's
+    own timestamps differ from the stored ones: they are a few milliseconds early, so
+    ``lockUntil`` is never later than the lease the server granted. ``doc`` is updated in
+    place and returned."""
+    stamp = now.replace(microsecond=now.microsecond // 1000 * 1000)  # BSON keeps milliseconds
+    expiries, version = doc.get("leaseExpiries"), doc.get("lockVersion")
+    doc["leaseExpiries"] = 0 if expiries is None else expiries
+    doc["status"] = "running"
+    doc["lockedBy"] = owner
+    doc["lockedAt"] = stamp
+    doc["lockUntil"] = stamp + timedelta(milliseconds=int(lease.total_seconds() * 1000))
+    doc["lockVersion"] = (0 if version is None else version) + 1
+    doc["lastRunAt"] = stamp
+    doc["updatedAt"] = stamp
+    doc["claimId"] = claim_id
+    return doc
+
+
 def fence_filter(fence: Fence, expect: Mapping[str, Any] | None = None) -> dict[str, Any]:
     flt: dict[str, Any] = {
         "_id": fence.job_id,

@@ -52,6 +52,11 @@ skips k batches (see :meth:`MongoJobStore.claim`)."""
 CONTENDED_FOR = 1.0
 """Seconds a store keeps claiming from its lane after it last lost a race."""
 
+READ_BACK_MARGIN = timedelta(milliseconds=50)
+"""A batch claim reads its jobs back unless each was last written at least this long before
+the claim read it: a later write always stamps a later ``updatedAt`` then, so the claim can
+tell the job is unchanged (the margin covers the error of the store's server-clock estimate)."""
+
 
 class MongoJobStore(JobStore):
     """Jobs in one MongoDB collection (default ``scheduler_jobs``) of an ``AsyncDatabase``.
@@ -225,6 +230,7 @@ class MongoJobStore(JobStore):
         claimed: list[Claimed] = []
         saturated: list[str] = await self._paused_now()
         contended = self._contention()
+        expired_ids: set[Any] = set()  # candidates read with CANDIDATE_PROJECTION only
         while True:  # each blocked round saturates a new name, so this ends (B8: no cap)
             want = limit - len(claimed)
             # Under contention, take the batch at this store's lane of the queue's head (lane
@@ -247,6 +253,7 @@ class MongoJobStore(JobStore):
                     .to_list()
                 )
                 if expired:
+                    expired_ids.update(doc["_id"] for doc in expired)
                     candidates = sorted(candidates + expired, key=q.claim_order_key)
             blocked = False
             batch: list[Doc] = []  # jobs without a concurrency limit: claimed together
@@ -266,7 +273,10 @@ class MongoJobStore(JobStore):
                 else:
                     claimed.append(result)
             if batch:
-                claimed += await self._claim_batch(batch, owner, lease, max_lease_expiries)
+                whole = not expired_ids.intersection(c["_id"] for c in batch)
+                claimed += await self._claim_batch(
+                    batch, owner, lease, max_lease_expiries, now if whole else None
+                )
             if len(claimed) >= limit or not blocked:
                 break
         claimed.sort(key=lambda c: q.claim_order_key(c.document))
@@ -294,8 +304,9 @@ class MongoJobStore(JobStore):
         return False
 
     async def _candidates(self, flt: Doc, skip: int, limit: int) -> list[Doc]:
-        """Claimable-looking jobs in claim order: ``limit`` of them after the first ``skip``."""
-        cursor = self.jobs.find(flt, q.CANDIDATE_PROJECTION).sort(q.CLAIM_SORT)
+        """Claimable-looking jobs in claim order: ``limit`` of them after the first ``skip``,
+        whole (a batch claim that takes them all unchanged need not read them again)."""
+        cursor = self.jobs.find(flt).sort(q.CLAIM_SORT)
         if skip:
             cursor = cursor.skip(skip)
         found: list[Doc] = await cursor.limit(limit).batch_size(limit).to_list()
@@ -313,25 +324,47 @@ class MongoJobStore(JobStore):
         return max((due - now).total_seconds(), 0.0)
 
     async def _claim_batch(
-        self, candidates: list[Doc], owner: str, lease: timedelta, max_lease_expiries: int
+        self,
+        candidates: list[Doc],
+        owner: str,
+        lease: timedelta,
+        max_lease_expiries: int,
+        read_at: datetime | None = None,
     ) -> list[Claimed]:
-        """Claim several jobs in two round trips: one ``update_many`` that takes those still
-        claimable (each document atomically) and marks them with a fresh ``claimId``, then one
-        ``find`` that reads back the marked ones (as they are now: an ``update_job`` that landed
-        after the candidates were read is in them)."""
+        """Claim several jobs: one ``update_many`` takes those still claimable (each document
+        atomically) and marks them with a fresh ``claimId``.
+
+        ``read_at`` (the server time just before the candidates were read whole) allows the
+        quick path: if every candidate is pending and was last written at least
+        READ_BACK_MARGIN before ``read_at``, the update takes only documents still as they
+        were read, and when it takes them all, the claimed documents are the candidates with
+        the claim's fields applied (:func:`~._mongo_common.claimed_as_read`). Otherwise one
+        ``find`` reads back the marked documents as they are now, so a change that landed
+        after the candidates were read is in them."""
         if len(candidates) == 1:
             one = await self._claim_one(candidates[0], owner, lease, max_lease_expiries)
             return [] if one is None else [one]
         claim_id = ObjectId()
         ids = [c["_id"] for c in candidates]
-        result = await self.jobs.update_many(
-            q.claim_many_filter(ids), q.claim_update(owner, lease, claim_id)
+        flt = q.claim_many_filter(ids)
+        quick = read_at is not None and all(
+            c.get("status") == "pending"
+            and isinstance(written := c.get("updatedAt"), datetime)
+            and written < read_at - READ_BACK_MARGIN
+            for c in candidates
         )
+        if quick:
+            flt = q.unchanged_filter(flt, candidates)
+        result = await self.jobs.update_many(flt, q.claim_update(owner, lease, claim_id))
         if result.modified_count < len(ids):
             self.lost_races = True
         if not result.modified_count:
             return []
-        docs = await self.jobs.find({"_id": {"$in": ids}, "claimId": claim_id}).to_list()
+        if quick and result.modified_count == len(ids):
+            assert read_at is not None
+            docs = [q.claimed_as_read(c, owner, lease, claim_id, read_at) for c in candidates]
+        else:
+            docs = await self.jobs.find({"_id": {"$in": ids}, "claimId": claim_id}).to_list()
         return [
             Claimed(doc, int(doc.get("leaseExpiries") or 0) >= max_lease_expiries) for doc in docs
         ]
