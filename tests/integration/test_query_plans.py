@@ -418,6 +418,7 @@ def test_batch_claim_and_bulk_finish_read_backs_use_id_index(populated: Collecti
     claim_id = ObjectId()
     for flt, projection in (
         ({"_id": {"$in": ids}, "claimId": claim_id}, None),  # the claimed batch
+        ({"_id": {"$in": ids}, "claimId": claim_id}, {"_id": 1}),  # which ones (quick path)
         ({"_id": {"$in": ids}, "claimId": claim_id, "lockedBy": OWNER}, None),
         ({"_id": {"$in": ids}}, q.OUTCOME_PROJECTION),  # which outcomes a bulk write applied
     ):

@@ -337,10 +337,11 @@ class MongoJobStore(JobStore):
         ``read_at`` (the server time just before the candidates were read whole) allows the
         quick path: if every candidate is pending and was last written at least
         READ_BACK_MARGIN before ``read_at``, the update takes only documents still as they
-        were read, and when it takes them all, the claimed documents are the candidates with
-        the claim's fields applied (:func:`~._mongo_common.claimed_as_read`). Otherwise one
-        ``find`` reads back the marked documents as they are now, so a change that landed
-        after the candidates were read is in them."""
+        were read, and the claimed documents are the candidates it took with the claim's
+        fields applied (:func:`~._mongo_common.claimed_as_read`); only when it took fewer than
+        all does one ``find`` ask which (their ids). Otherwise one ``find`` reads back the
+        marked documents as they are now, so a change that landed after the candidates were
+        read is in them."""
         if len(candidates) == 1:
             one = await self._claim_one(candidates[0], owner, lease, max_lease_expiries)
             return [] if one is None else [one]
@@ -360,11 +361,16 @@ class MongoJobStore(JobStore):
             self.lost_races = True
         if not result.modified_count:
             return []
-        if quick and result.modified_count == len(ids):
+        taken = {"_id": {"$in": ids}, "claimId": claim_id}
+        if quick:
             assert read_at is not None
+            if result.modified_count < len(ids):  # which ones: every one taken is as read
+                found = await self.jobs.find(taken, {"_id": 1}).to_list()
+                mine = {doc["_id"] for doc in found}
+                candidates = [c for c in candidates if c["_id"] in mine]
             docs = [q.claimed_as_read(c, owner, lease, claim_id, read_at) for c in candidates]
         else:
-            docs = await self.jobs.find({"_id": {"$in": ids}, "claimId": claim_id}).to_list()
+            docs = await self.jobs.find(taken).to_list()
         return [
             Claimed(doc, int(doc.get("leaseExpiries") or 0) >= max_lease_expiries) for doc in docs
         ]
