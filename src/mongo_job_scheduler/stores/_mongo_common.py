@@ -214,8 +214,9 @@ def claimed_as_read(
     """What :func:`claim_update` makes of the pending document ``doc``, with ``now`` (the
     store's estimate of the server's time, taken before the claim) standing for ``$$NOW``.
 
-    A batch claim that took every job it read, each unchanged since it was read
-    (:func:`unchanged_filter`), uses this instead of reading the jobs back. Only the claim's
+    A batch claim whose ``update_many`` took only jobs unchanged since it read them
+    (:func:`unchanged_filter`) uses this for the ones it took instead of reading them back
+    (``doc`` must have been read whole, while pending). Only the claim's
     own timestamps differ from the stored ones: they are a few milliseconds early, so
     ``lockUntil`` is never later than the lease the server granted. ``doc`` is updated in
     place and returned."""
