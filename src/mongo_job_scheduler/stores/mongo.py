@@ -230,7 +230,6 @@ class MongoJobStore(JobStore):
         claimed: list[Claimed] = []
         saturated: list[str] = await self._paused_now()
         contended = self._contention()
-        expired_ids: set[Any] = set()  # candidates read with CANDIDATE_PROJECTION only
         while True:  # each blocked round saturates a new name, so this ends (B8: no cap)
             want = limit - len(claimed)
             # Under contention, take the batch at this store's lane of the queue's head (lane
@@ -253,7 +252,6 @@ class MongoJobStore(JobStore):
                     .to_list()
                 )
                 if expired:
-                    expired_ids.update(doc["_id"] for doc in expired)
                     candidates = sorted(candidates + expired, key=q.claim_order_key)
             blocked = False
             batch: list[Doc] = []  # jobs without a concurrency limit: claimed together
@@ -273,10 +271,7 @@ class MongoJobStore(JobStore):
                 else:
                     claimed.append(result)
             if batch:
-                whole = not expired_ids.intersection(c["_id"] for c in batch)
-                claimed += await self._claim_batch(
-                    batch, owner, lease, max_lease_expiries, now if whole else None
-                )
+                claimed += await self._claim_batch(batch, owner, lease, max_lease_expiries, now)
             if len(claimed) >= limit or not blocked:
                 break
         claimed.sort(key=lambda c: q.claim_order_key(c.document))
@@ -329,13 +324,14 @@ class MongoJobStore(JobStore):
         owner: str,
         lease: timedelta,
         max_lease_expiries: int,
-        read_at: datetime | None = None,
+        read_at: datetime,
     ) -> list[Claimed]:
         """Claim several jobs: one ``update_many`` takes those still claimable (each document
         atomically) and marks them with a fresh ``claimId``.
 
-        ``read_at`` (the server time just before the candidates were read whole) allows the
-        quick path: if every candidate is pending and was last written at least
+        ``read_at`` (the server time just before the candidates were read) allows the quick
+        path: if every candidate is pending (so read whole: lease-expired candidates are
+        running, and read with ``CANDIDATE_PROJECTION``) and was last written at least
         READ_BACK_MARGIN before ``read_at``, the update takes only documents still as they
         were read, and the claimed documents are the candidates it took with the claim's
         fields applied (:func:`~._mongo_common.claimed_as_read`); only when it took fewer than
@@ -348,7 +344,7 @@ class MongoJobStore(JobStore):
         claim_id = ObjectId()
         ids = [c["_id"] for c in candidates]
         flt = q.claim_many_filter(ids)
-        quick = read_at is not None and all(
+        quick = all(
             c.get("status") == "pending"
             and isinstance(written := c.get("updatedAt"), datetime)
             and written < read_at - READ_BACK_MARGIN
@@ -363,7 +359,6 @@ class MongoJobStore(JobStore):
             return []
         taken = {"_id": {"$in": ids}, "claimId": claim_id}
         if quick:
-            assert read_at is not None
             if result.modified_count < len(ids):  # which ones: every one taken is as read
                 found = await self.jobs.find(taken, {"_id": 1}).to_list()
                 mine = {doc["_id"] for doc in found}
