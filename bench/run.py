@@ -274,16 +274,18 @@ async def burn_down(
     )
 
 
+async def fresh_burn(bench: Bench, jobs: int, label: str = "burn") -> BurnResult:
+    """One burn-down of ``jobs`` on a fresh database, dropped afterwards."""
+    name = bench.database_name(label)
+    try:
+        return await burn_down(bench.client[name], jobs, bench.args.workers)
+    finally:
+        await bench.drop(name)
+
+
 async def python_burns(bench: Bench, jobs: int) -> list[BurnResult]:
     """``--repeat`` burn-downs of ``jobs``, each on a fresh database."""
-    results: list[BurnResult] = []
-    for _ in range(bench.args.repeat):
-        name = bench.database_name("burn")
-        try:
-            results.append(await burn_down(bench.client[name], jobs, bench.args.workers))
-        finally:
-            await bench.drop(name)
-    return results
+    return [await fresh_burn(bench, jobs) for _ in range(bench.args.repeat)]
 
 
 def add_once_row(bench: Bench, section: str, label: str, results: Sequence[Run]) -> None:
@@ -616,9 +618,7 @@ async def section_scale(bench: Bench) -> None:
     try:
         for index in range(args.repeat):
             log(f"{section}: run {index + 1}: {jobs} jobs on an empty collection, then beside")
-            baseline_name = bench.database_name("baseline")
-            baselines.append(await burn_down(bench.client[baseline_name], jobs, args.workers))
-            await bench.drop(baseline_name)
+            baselines.append(await fresh_burn(bench, jobs, "baseline"))
             first = explain if index == 0 else None
             results.append(await burn_down(db, jobs, args.workers, before_start=first))
     finally:
@@ -930,13 +930,7 @@ async def section_node(bench: Bench, node_version: list[str]) -> None:
                 for side in sides:
                     if side == "python":
                         log(f"{section}: run {index + 1}: Python burn-down of {jobs} jobs")
-                        name = bench.database_name("burn_beside_node")
-                        try:
-                            python_runs.append(
-                                await burn_down(bench.client[name], jobs, bench.args.workers)
-                            )
-                        finally:
-                            await bench.drop(name)
+                        python_runs.append(await fresh_burn(bench, jobs, "burn_beside_node"))
                         continue
                     log(f"{section}: run {index + 1}: Node burn-down of {jobs} jobs")
                     name = bench.database_name("node")
