@@ -11,7 +11,6 @@ from ._errors import (
     LeaseLost,
     PoisonJob,
     SchedulerError,
-    SchedulerNotRunning,
     ValidationError,
 )
 from .events import EVENTS
@@ -45,7 +44,6 @@ __all__ = [
     "RunPlan",
     "Scheduler",
     "SchedulerError",
-    "SchedulerNotRunning",
     "SchedulerStats",
     "StopReason",
     "ValidationError",

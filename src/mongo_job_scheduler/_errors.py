@@ -10,7 +10,6 @@ __all__ = [
     "LeaseLost",
     "PoisonJob",
     "SchedulerError",
-    "SchedulerNotRunning",
     "ValidationError",
 ]
 
@@ -57,7 +56,3 @@ class JobTimeout(SchedulerError, TimeoutError):
 
 class PoisonJob(SchedulerError):
     """A job's lease expired too many times without the job finishing (it kept killing workers)."""
-
-
-class SchedulerNotRunning(SchedulerError):
-    """The operation needs a started scheduler."""

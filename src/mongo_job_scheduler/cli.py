@@ -532,11 +532,13 @@ async def _work(
                 )
             client = await connect(uri)
             try:
-                scheduler.store = MongoJobStore(client[options.database], options.collection)
+                scheduler.configure(
+                    store=MongoJobStore(client[options.database], options.collection)
+                )
             except (InvalidName, ValidationError) as exc:
                 raise CliError(mongo_error_message(exc, uri)) from None
         if workers is not None:
-            scheduler.workers = workers
+            scheduler.configure(workers=workers)
         owners: list[str] = []
         scheduler.on("worker:start", owners.append)
         try:
@@ -545,7 +547,7 @@ async def _work(
             raise CliError(f"cannot start the workers: {mongo_error_message(exc)}") from None
         except ValidationError as exc:
             raise CliError(f"cannot start the workers: {exc}") from None
-        names = scheduler._claimable_names()
+        names = scheduler.handled_names()
         shown = "any (catch-all handler)" if names is None else ", ".join(names) or "none"
         _err(
             f"worker started: id={owners[0] if owners else scheduler.id} "

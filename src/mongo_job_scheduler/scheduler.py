@@ -9,8 +9,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
+from ._config import SchedulerConfig
 from ._documents import (
     UNSET,
     DedupeScope,
@@ -26,46 +27,25 @@ from ._errors import ConfigurationError, InvalidJobState, JobNotFound, Validatio
 from .events import EventEmitter, Listener
 from .job import FINISHED_STATUSES, Job, JobStatus, StopReason
 from .rate_limit import RateLimit
-from .repeat import Repeat, _zone
+from .repeat import Repeat
 from .retry import Retry
 from .stats import SchedulerStats
 from .stores.base import UPDATE_ATTEMPTS, JobStore, plan_update, update_gave_up
-from .worker import BackoffFn, Handler, TaskSpec, Worker, WorkerConfig
+from .tasks import BackoffFn, F, Handler, TaskRegistry
+from .worker import Worker
 
 __all__ = ["Scheduler"]
 
 logger = logging.getLogger("mongo_job_scheduler")
-F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _positive_int(field: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(field, f"must be a positive integer, got {value!r}")
-    return value
-
-
-def _retention(value: Any) -> dict[str, timedelta]:
-    """Validate ``retention={"completed": ..., "failed": ..., "cancelled": ...}``."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigurationError("retention", "expected a mapping of final status to duration")
-    out: dict[str, timedelta] = {}
-    for status, keep in value.items():
-        if status not in ("completed", "failed", "cancelled"):
-            raise ConfigurationError(
-                "retention", f"unknown status {status!r}; one of completed, failed, cancelled"
-            )
-        if keep is not None:
-            out[status] = timedelta(seconds=_seconds(f"retention.{status}", keep))
-    return out
-
-
-def _seconds(field: str, value: Any) -> float:
-    try:
-        return to_seconds(field, value)
-    except ValidationError as exc:
-        raise ConfigurationError(field, exc.reason) from None
+def _checked_store(store: Any) -> JobStore | None:
+    if store is not None and not isinstance(store, JobStore):
+        raise ConfigurationError(
+            "store",
+            f"expected a JobStore (MongoJobStore or InMemoryJobStore), got {type(store).__name__}",
+        )
+    return store
 
 
 class Scheduler:
@@ -98,45 +78,104 @@ class Scheduler:
         max_lease_expiries: int = 3,
         retention: Mapping[str, Duration] | None = None,
     ) -> None:
-        if store is not None and not isinstance(store, JobStore):
-            raise ConfigurationError(
-                "store",
-                "expected a JobStore (MongoJobStore or InMemoryJobStore), "
-                f"got {type(store).__name__}",
-            )
+        self._store = _checked_store(store)
         if handler is not None and not callable(handler):
             raise ConfigurationError("handler", "must be callable")
-        self.store = store
-        self.handler = handler
-        self.workers = _positive_int("workers", workers)
-        self.poll_interval = _seconds("poll_interval", poll_interval)
-        self.lock_timeout = _seconds("lock_timeout", lock_timeout)
-        try:
-            _zone(default_timezone, "default_timezone")
-        except ValidationError as exc:
-            raise ConfigurationError(exc.field, exc.reason) from None
-        self.default_timezone = default_timezone
-        self.max_execution = (
-            None
-            if max_execution is None
-            else timedelta(seconds=_seconds("max_execution", max_execution))
+        self._tasks = TaskRegistry(handler)
+        self.config = SchedulerConfig.from_options(
+            workers=workers,
+            poll_interval=poll_interval,
+            lock_timeout=lock_timeout,
+            default_timezone=default_timezone,
+            max_execution=max_execution,
+            id=id,
+            heartbeat_interval=heartbeat_interval,
+            max_lease_expiries=max_lease_expiries,
+            retention=retention,
         )
-        if heartbeat_interval is None:
-            self.heartbeat_interval = min(self.lock_timeout / 3, 5.0)
-        else:
-            self.heartbeat_interval = _seconds("heartbeat_interval", heartbeat_interval)
-            if self.heartbeat_interval >= self.lock_timeout:
-                raise ConfigurationError("heartbeat_interval", "must be shorter than lock_timeout")
-        self.max_lease_expiries = _positive_int("max_lease_expiries", max_lease_expiries)
-        self.retention = _retention(retention)
-        if id is not None and (not isinstance(id, str) or not id or id.startswith("$")):
-            raise ConfigurationError("id", f"must be a non-empty string, got {id!r}")
-        self.id = id or f"scheduler-{uuid.uuid4().hex[:8]}"
+        """The validated options (handed to the workers at each :meth:`start`)."""
         self.events = EventEmitter()
-        self._tasks: dict[str, TaskSpec] = {}
         self._worker: Worker | None = None
         self._stopping: Worker | None = None
         self._running = False
+
+    # -- options ----------------------------------------------------------------------------
+
+    @property
+    def store(self) -> JobStore | None:
+        """Where the jobs live (set it with :meth:`configure` before :meth:`start`)."""
+        return self._store
+
+    @property
+    def handler(self) -> Handler | None:
+        """The catch-all handler: runs jobs whose name has no :meth:`task` of its own."""
+        return self._tasks.catch_all
+
+    @handler.setter
+    def handler(self, handler: Handler | None) -> None:
+        self._tasks.catch_all = handler
+
+    @property
+    def id(self) -> str:
+        """This instance's name in ``lockedBy`` (a unique suffix is added per start)."""
+        return self.config.id
+
+    @property
+    def workers(self) -> int:
+        """How many jobs this process runs at once."""
+        return self.config.workers
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between two polls of an idle worker."""
+        return self.config.poll_interval
+
+    @property
+    def lock_timeout(self) -> float:
+        """The lease length in seconds."""
+        return self.config.lease.total_seconds()
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Seconds between two lease renewals while handlers run."""
+        return self.config.heartbeat_interval
+
+    @property
+    def max_execution(self) -> timedelta | None:
+        """After this long a run's lease is no longer renewed (``job:stalled``)."""
+        return self.config.max_execution
+
+    @property
+    def max_lease_expiries(self) -> int:
+        """How often a job's lease may expire before it is failed as a poison job."""
+        return self.config.max_lease_expiries
+
+    @property
+    def default_timezone(self) -> str:
+        """The zone of cron schedules that name none."""
+        return self.config.default_timezone
+
+    @property
+    def retention(self) -> Mapping[str, timedelta]:
+        """How long finished one-off jobs are kept, by final status (absent: forever)."""
+        return self.config.retention
+
+    def configure(self, *, store: JobStore | None = None, workers: int | None = None) -> None:
+        """Give the scheduler a store, or change how many jobs it runs at once, before
+        :meth:`start` (a command-line runner does this for the scheduler it loaded). Raises
+        :class:`ConfigurationError` for a bad value or while the scheduler is running."""
+        if self._running:
+            raise ConfigurationError("configure", "stop the scheduler before changing it")
+        if store is not None:
+            self._store = _checked_store(store)
+        if workers is not None:
+            self.config = self.config.with_workers(workers)
+
+    def handled_names(self) -> list[str] | None:
+        """The job names this scheduler's workers claim: ``None`` means any name (there is a
+        catch-all ``handler``); otherwise the names registered with :meth:`task`, sorted, so a
+        fleet can split names across processes."""
+        return self._tasks.claimable_names()
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -156,20 +195,9 @@ class Scheduler:
         ``rate_limit={"limit": n, "period": seconds}`` caps starts of this name fleet-wide.
         Async functions run on the event loop; plain functions run in a thread pool.
         """
-        validate_name(name)
-        retry_obj = None if retry is None else Retry.parse(retry)
-        timeout_td = None if timeout is None else timedelta(seconds=to_seconds("timeout", timeout))
-        if backoff is not None and not callable(backoff):
-            raise ValidationError("backoff", "must be callable")
-        rate = None if rate_limit is None else RateLimit.parse(rate_limit)
-
-        def register(fn: F) -> F:
-            if not callable(fn):
-                raise ValidationError("handler", "must be callable")
-            self._tasks[name] = TaskSpec(fn, retry_obj, timeout_td, backoff, rate)
-            return fn
-
-        return register
+        return self._tasks.decorator(
+            name, retry=retry, timeout=timeout, backoff=backoff, rate_limit=rate_limit
+        )
 
     def on(self, event: str, listener: Listener) -> None:
         """Call ``listener`` on ``event`` (see :data:`~mongo_job_scheduler.events.EVENTS`).
@@ -180,21 +208,6 @@ class Scheduler:
     def off(self, event: str, listener: Listener) -> None:
         """Remove a listener added with :meth:`on`."""
         self.events.off(event, listener)
-
-    def _resolve(self, name: str) -> TaskSpec | None:
-        spec = self._tasks.get(name)
-        if spec is None and self.handler is not None:
-            spec = TaskSpec(self.handler)
-        return spec
-
-    def _claimable_names(self) -> list[str] | None:
-        """The job names this instance can run: any with a catch-all ``handler``, else only
-        the names registered with :meth:`task` (so a fleet can split names across processes)."""
-        return None if self.handler is not None else sorted(self._tasks)
-
-    def _rate_limits(self) -> dict[str, RateLimit]:
-        """Rate limits given on :meth:`task` (they override the jobs' own)."""
-        return {name: spec.rate_limit for name, spec in self._tasks.items() if spec.rate_limit}
 
     def _need_store(self) -> JobStore:
         if self.store is None:
@@ -219,25 +232,7 @@ class Scheduler:
         self.events.emit("scheduler:start")
         if self.store is not None:
             owner = f"{self.id}-{uuid.uuid4().hex[:12]}"
-            config = WorkerConfig(
-                owner=owner,
-                workers=self.workers,
-                poll_interval=self.poll_interval,
-                lease=timedelta(seconds=self.lock_timeout),
-                heartbeat_interval=self.heartbeat_interval,
-                max_execution=self.max_execution,
-                max_lease_expiries=self.max_lease_expiries,
-                retention=self.retention,
-                default_timezone=self.default_timezone,
-            )
-            self._worker = Worker(
-                self.store,
-                config,
-                self._resolve,
-                self.events,
-                self._claimable_names,
-                self._rate_limits,
-            )
+            self._worker = Worker(self.store, self.config, owner, self._tasks, self.events)
             self._worker.start()
 
     async def stop(self, graceful: bool = True, timeout: Duration = 30) -> None:

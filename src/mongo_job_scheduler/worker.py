@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import inspect
 import logging
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -33,21 +32,18 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
+from ._config import SchedulerConfig
 from ._documents import validate_bson_value
 from ._errors import JobTimeout, LeaseLost, PoisonJob, ValidationError
 from .events import EventEmitter
 from .job import Job, RunContext, StopReason
-from .rate_limit import RateLimit
 from .repeat import Repeat
-from .retry import Retry
 from .stores.base import LOCK_FIELDS, Claimed, Fence, Finish, JobStore, released_on_finish
+from .tasks import TaskRegistry, TaskSpec
 
-__all__ = ["TaskSpec", "Worker", "WorkerConfig"]
+__all__ = ["Worker"]
 
 logger = logging.getLogger("mongo_job_scheduler")
-
-Handler = Callable[[Job], Any]
-BackoffFn = Callable[[int], "timedelta | float"]
 
 BATCH_WAIT = 0.005
 """Seconds a busy worker waits for more free places before claiming a small batch."""
@@ -64,41 +60,6 @@ time and the worker's estimate of the server clock come from estimates that may 
 few milliseconds, so the first claim may find the job not quite due yet on the server."""
 MAX_ERROR_LENGTH = 4_000
 MAX_TRACE_LENGTH = 16_000
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """How to run jobs of one name: the handler and per-task overrides."""
-
-    handler: Handler
-    retry: Retry | None = None
-    timeout: timedelta | None = None
-    backoff: BackoffFn | None = None
-    rate_limit: RateLimit | None = None
-    is_async: bool = field(init=False, default=False)
-    """Whether the handler is a coroutine function (run on the loop) or not (run in a thread)."""
-
-    def __post_init__(self) -> None:
-        is_async = inspect.iscoroutinefunction(self.handler) or inspect.iscoroutinefunction(
-            getattr(self.handler, "__call__", None)  # noqa: B004
-        )
-        object.__setattr__(self, "is_async", is_async)
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """The scheduler options the worker needs."""
-
-    owner: str
-    workers: int
-    poll_interval: float
-    lease: timedelta
-    heartbeat_interval: float
-    max_execution: timedelta | None
-    max_lease_expiries: int
-    default_timezone: str
-    retention: Mapping[str, timedelta] = field(default_factory=dict)
-    """How long finished one-off jobs are kept, by final status (absent: forever)."""
 
 
 @dataclass
@@ -152,17 +113,17 @@ class Worker:
     def __init__(
         self,
         store: JobStore,
-        config: WorkerConfig,
-        resolve: Callable[[str], TaskSpec | None],
+        config: SchedulerConfig,
+        owner: str,
+        tasks: TaskRegistry,
         events: EventEmitter,
-        claimable_names: Callable[[], list[str] | None] = lambda: None,
-        rate_limits: Callable[[], Mapping[str, RateLimit]] = dict,
     ) -> None:
         self.store = store
         self.config = config
-        self.resolve = resolve
-        self.claimable_names = claimable_names
-        self.rate_limits = rate_limits
+        self.owner = owner
+        self.resolve = tasks.resolve
+        self.claimable_names = tasks.claimable_names
+        self.rate_limits = tasks.rate_limits
         self.events = events
         self.executions: dict[Any, _Execution] = {}
         self._stopping = False
@@ -197,7 +158,7 @@ class Worker:
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="mjs-heartbeat")
         self._guard_task = asyncio.create_task(self._lease_guard_loop(), name="mjs-lease-guard")
         self._set_watching(True)
-        self.events.emit("worker:start", self.config.owner)
+        self.events.emit("worker:start", self.owner)
 
     def wake(self) -> None:
         """A job may have become due now: poll at once."""
@@ -323,7 +284,7 @@ class Worker:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         self._threads.shutdown(wait=False, cancel_futures=True)
-        self.events.emit("worker:stop", self.config.owner)
+        self.events.emit("worker:stop", self.owner)
 
     def request_stop(self, job_id: Any, reason: StopReason) -> bool:
         """Ask the local execution of ``job_id`` (if any) to stop."""
@@ -363,7 +324,7 @@ class Worker:
             sent = time.monotonic()  # the server starts each lease after this instant
             try:
                 claimed = await self.store.claim(
-                    self.config.owner,
+                    self.owner,
                     free,
                     self.config.lease,
                     self.config.max_lease_expiries,
@@ -410,7 +371,7 @@ class Worker:
 
     async def _give_back(self, claimed: Claimed) -> None:
         doc = claimed.document
-        fence = Fence(doc["_id"], self.config.owner, claimed.token, self._slot_name(doc))
+        fence = Fence(doc["_id"], self.owner, claimed.token, self._slot_name(doc))
         try:
             await self.store.release(fence)
         except Exception as exc:
@@ -427,8 +388,8 @@ class Worker:
         """Run a claimed job; ``sent`` is when the claim was sent (``time.monotonic()``): the
         lease the server granted runs at least ``lease`` from then."""
         doc = claimed.document
-        fence = Fence(doc["_id"], self.config.owner, claimed.token, self._slot_name(doc))
-        context = RunContext(claimed.token, self.config.owner, fence.job_id, self._report_progress)
+        fence = Fence(doc["_id"], self.owner, claimed.token, self._slot_name(doc))
+        context = RunContext(claimed.token, self.owner, fence.job_id, self._report_progress)
         execution = _Execution(fence, claimed, context, Job.from_document(doc, context))
         execution.lease_deadline = sent + self.config.lease.total_seconds()
         previous = self.executions.get(fence.job_id)
@@ -497,7 +458,7 @@ class Worker:
             self.events.emit(event, written.job, *extra)
 
     def _worker_error(self, exc: BaseException, message: str) -> None:
-        logger.warning("%s: %s", message, exc, extra={"owner": self.config.owner})
+        logger.warning("%s: %s", message, exc, extra={"owner": self.owner})
         self.events.emit("worker:error", exc)
 
     # -- heartbeats -------------------------------------------------------------------------
