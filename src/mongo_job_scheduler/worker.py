@@ -20,25 +20,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from bson.errors import InvalidDocument
-from pymongo.errors import (
-    BulkWriteError,
-    ConnectionFailure,
-    DocumentTooLarge,
-    InvalidOperation,
-    NetworkTimeout,
-    OperationFailure,
-    PyMongoError,
-    ServerSelectionTimeoutError,
-)
-
 from ._config import SchedulerConfig
 from ._documents import validate_bson_value
 from ._errors import JobTimeout, LeaseLost, PoisonJob, ValidationError
 from .events import EventEmitter
 from .job import Job, RunContext, StopReason
 from .repeat import Repeat
-from .stores.base import LOCK_FIELDS, Claimed, Fence, Finish, JobStore, released_on_finish
+from .stores.base import (
+    LOCK_FIELDS,
+    Claimed,
+    ClaimState,
+    Fence,
+    Finish,
+    JobStore,
+    released_on_finish,
+)
 from .tasks import TaskRegistry, TaskSpec
 
 __all__ = ["Worker"]
@@ -82,25 +78,6 @@ class _Execution:
     be in flight: the next claim overlaps it)."""
 
 
-def _is_transient(exc: BaseException) -> bool:
-    """Whether a database error may pass if the operation is tried again (network trouble,
-    an election, a timeout); a refused document or a bad operation will not."""
-    if isinstance(exc, (ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError)):
-        return True
-    if isinstance(exc, (BulkWriteError, DocumentTooLarge, InvalidOperation)):
-        return False
-    if isinstance(exc, OperationFailure):
-        return exc.has_error_label("RetryableWriteError") or exc.code in _RETRYABLE_CODES
-    return isinstance(exc, PyMongoError) and not isinstance(exc, (InvalidDocument, TypeError))
-
-
-_RETRYABLE_CODES = frozenset(
-    {6, 7, 50, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
-)
-"""Server error codes of interrupted or unreachable operations (network, shutdown, election,
-time limit) after which an idempotent fenced write may be tried again."""
-
-
 def _describe(exc: BaseException) -> tuple[str, str, str]:
     message = str(exc) or type(exc).__name__
     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -139,6 +116,7 @@ class Worker:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._guard_task: asyncio.Task[None] | None = None
         self._acks = _Acks(self)
+        self._claim_state = ClaimState()
         self._busy = 0  # executions whose handler has not returned yet
         self._progress: dict[Any, dict[str, Any]] = {}
         self._progress_timer: asyncio.TimerHandle | None = None
@@ -323,13 +301,14 @@ class Worker:
             self._wake.clear()
             sent = time.monotonic()  # the server starts each lease after this instant
             try:
-                claimed = await self.store.claim(
+                result = await self.store.claim(
                     self.owner,
                     free,
                     self.config.lease,
                     self.config.max_lease_expiries,
                     self.claimable_names(),
                     self.rate_limits(),
+                    state=self._claim_state,
                 )
             except Exception as exc:
                 self._worker_error(exc, "claim failed; retrying")
@@ -337,7 +316,7 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
-            lost_races = self.store.lost_races
+            claimed, lost_races = result.jobs, result.lost_races
             self._note_claim(len(claimed), free, lost_races)
             for item in claimed:
                 if self._stopping:  # stopped while claiming: give the job straight back
@@ -944,7 +923,7 @@ class Worker:
             try:
                 applied = await write()
             except Exception as exc:
-                if not _is_transient(exc) or time.monotonic() > execution.lease_deadline:
+                if not self.store.is_transient(exc) or time.monotonic() > execution.lease_deadline:
                     raise
                 failed_once = True
                 self._worker_error(exc, "write failed; retrying")
@@ -1041,7 +1020,7 @@ class _Acks:
             try:
                 return await self.worker.store.finish_many(items)
             except Exception as exc:
-                if not _is_transient(exc) or time.monotonic() > deadline:
+                if not self.worker.store.is_transient(exc) or time.monotonic() > deadline:
                     raise
                 self.worker._worker_error(exc, "write failed; retrying")
                 await asyncio.sleep(delay)

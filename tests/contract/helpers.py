@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from mongo_job_scheduler import JobStore, Scheduler
+from mongo_job_scheduler.stores.base import Claimed
 from tests.conftest import wait_for
 
 
@@ -66,6 +67,11 @@ async def running_all(*schedulers: Scheduler) -> AsyncIterator[None]:
     finally:
         for scheduler in schedulers:
             await scheduler.stop(graceful=False)
+
+
+async def claim_jobs(store: JobStore, *args: Any, **kwargs: Any) -> list[Claimed]:
+    """The jobs one :meth:`JobStore.claim` takes."""
+    return (await store.claim(*args, **kwargs)).jobs
 
 
 async def stored(store: JobStore, job_id: Any) -> dict[str, Any]:

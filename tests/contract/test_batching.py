@@ -25,6 +25,7 @@ from mongo_job_scheduler import InMemoryJobStore, Job, JobStore, MongoJobStore, 
 from mongo_job_scheduler._documents import build_query
 from mongo_job_scheduler.stores.base import Claimed, Fence, Finish
 from tests.conftest import wait_for
+from tests.contract.helpers import claim_jobs
 
 LEASE = timedelta(seconds=60)
 SHORT_LEASE = timedelta(milliseconds=200)
@@ -135,7 +136,7 @@ async def test_batch_claim_takes_exactly_the_limit_in_the_global_order(
 
     recorder = Commands()
     claimer = views.new(recorder)
-    claimed = await claimer.claim("batch-owner", 50, LEASE, 3)
+    claimed = (await claimer.claim("batch-owner", 50, LEASE, 3)).jobs
 
     assert len(claimed) == 50
     assert _ids(claimed) == [d["_id"] for d in expected]  # returned in the claim order too
@@ -178,7 +179,7 @@ async def test_concurrent_batch_claims_are_disjoint_and_cover_every_job(
         view = views.new()
         mine = got.setdefault(owner, [])
         while True:
-            claimed = await view.claim(owner, 20, LEASE, 3)
+            claimed = (await view.claim(owner, 20, LEASE, 3)).jobs
             for item in claimed:
                 assert item.document["lockedBy"] == owner
                 assert item.token == 1
@@ -199,7 +200,7 @@ async def test_concurrent_batch_claims_are_disjoint_and_cover_every_job(
             assert doc["status"] == "running"
             assert doc["lockedBy"] == owner
             assert doc["lockVersion"] == 1
-    assert await store.claim("late", 50, LEASE, 3) == []
+    assert (await store.claim("late", 50, LEASE, 3)).jobs == []
 
 
 async def test_mixed_batch_respects_concurrency_limits(store: JobStore, views: Views) -> None:
@@ -222,7 +223,7 @@ async def test_mixed_batch_respects_concurrency_limits(store: JobStore, views: V
     assert len(lim) == 12 and len(free) == 24
 
     first = views.new()
-    claimed = await first.claim("owner-a", 20, LEASE, 3)
+    claimed = (await first.claim("owner-a", 20, LEASE, 3)).jobs
     # The three best limited jobs (the limit) and the 17 best free ones, in the global order.
     expected = [j.id for j in jobs if j.id in set(lim[:3]) | set(free[:17])]
     assert _ids(claimed) == expected
@@ -231,7 +232,7 @@ async def test_mixed_batch_respects_concurrency_limits(store: JobStore, views: V
     rest: list[Claimed] = []
 
     async def racer(owner: str) -> None:
-        rest.extend(await views.new().claim(owner, 10, LEASE, 3))
+        rest.extend((await views.new().claim(owner, 10, LEASE, 3)).jobs)
 
     await asyncio.gather(*(racer(f"owner-{n}") for n in "bcde"))
     assert set(_ids(rest)) <= set(free[17:])
@@ -247,7 +248,7 @@ async def test_mixed_batch_respects_concurrency_limits(store: JobStore, views: V
         [(_fence(c, "owner-a"), Finish(set={"status": "completed"})) for c in ended]
     )
     assert results == [True, True, True]
-    again = await views.new().claim("owner-f", 20, LEASE, 3)
+    again = (await views.new().claim("owner-f", 20, LEASE, 3)).jobs
     assert set(_ids(again)) >= set(lim[3:6])
     assert not set(_ids(again)) & set(lim[6:])
     assert await running("lim") == 3
@@ -257,7 +258,7 @@ async def test_mixed_batch_respects_concurrency_limits(store: JobStore, views: V
 
 
 async def _claim_named(store: JobStore, owner: str, names: list[str], count: int) -> list[Claimed]:
-    claimed = await store.claim(owner, 10, LEASE, 3, names)
+    claimed = (await store.claim(owner, 10, LEASE, 3, names)).jobs
     assert len(claimed) == count, [c.document["name"] for c in claimed]
     return claimed
 
@@ -282,8 +283,8 @@ async def test_finish_many_answers_per_item_and_leaves_refused_jobs_unchanged(
 
     # "stale": owner-a's lease expires and owner-b takes the job over (token 2).
     a, b = views.new(), views.new()
-    [stale_a] = await a.claim("owner-a", 1, SHORT_LEASE, 3, ["stale"])
-    stale_b = await wait_for(lambda: b.claim("owner-b", 1, LEASE, 3, ["stale"]), timeout=10)
+    [stale_a] = (await a.claim("owner-a", 1, SHORT_LEASE, 3, ["stale"])).jobs
+    stale_b = await wait_for(lambda: claim_jobs(b, "owner-b", 1, LEASE, 3, ["stale"]), timeout=10)
     assert stale_b[0].token == 2
     # owner-a holds the rest; the two waiting "lim2" jobs find no slot.
     held = {
@@ -339,7 +340,7 @@ async def test_finish_many_answers_per_item_and_leaves_refused_jobs_unchanged(
     # Slots: freed for every item, refused ones too ("changed" still runs, but its slot is
     # gone), so both waiting "lim2" jobs can run now.
     assert (await _doc(store, changed.id))["status"] == "running"
-    third = await views.new().claim("owner-c", 10, LEASE, 3, ["lim2"])
+    third = (await views.new().claim("owner-c", 10, LEASE, 3, ["lim2"])).jobs
     assert sorted(_ids(third)) == sorted(waiting)
 
 
@@ -352,11 +353,11 @@ async def test_finish_many_fences_each_item_by_its_own_token(store: JobStore, vi
     producer = Scheduler(store)
     x, y, z = [await producer.schedule(name) for name in ("x", "y", "z")]
     a = views.new()
-    [x1] = await a.claim("owner-a", 1, SHORT_LEASE, 9, ["x"])
-    [z1] = await a.claim("owner-a", 1, SHORT_LEASE, 9, ["z"])
-    x2 = await wait_for(lambda: a.claim("owner-a", 1, LEASE, 9, ["x"]), timeout=10)
-    z2 = await wait_for(lambda: a.claim("owner-a", 1, LEASE, 9, ["z"]), timeout=10)
-    [y1] = await a.claim("owner-a", 1, LEASE, 9, ["y"])
+    [x1] = (await a.claim("owner-a", 1, SHORT_LEASE, 9, ["x"])).jobs
+    [z1] = (await a.claim("owner-a", 1, SHORT_LEASE, 9, ["z"])).jobs
+    x2 = await wait_for(lambda: claim_jobs(a, "owner-a", 1, LEASE, 9, ["x"]), timeout=10)
+    z2 = await wait_for(lambda: claim_jobs(a, "owner-a", 1, LEASE, 9, ["z"]), timeout=10)
+    [y1] = (await a.claim("owner-a", 1, LEASE, 9, ["y"])).jobs
     assert (x1.token, x2[0].token, z1.token, z2[0].token, y1.token) == (1, 2, 1, 2, 1)
     done = Finish(set={"status": "completed"})
     items = [
@@ -381,8 +382,8 @@ async def test_finish_many_retried_after_a_lost_reply_counts_applied_items(
     lim = await producer.schedule("retry-lim", concurrency=1, priority=1)
     stale = await producer.schedule("retry-stale", priority=1)
     a = views.new()
-    [stale_a] = await a.claim("owner-a", 1, SHORT_LEASE, 3, ["retry-stale"])
-    await wait_for(lambda: views.new().claim("owner-b", 1, LEASE, 3, ["retry-stale"]), 10)
+    [stale_a] = (await a.claim("owner-a", 1, SHORT_LEASE, 3, ["retry-stale"])).jobs
+    await wait_for(lambda: claim_jobs(views.new(), "owner-b", 1, LEASE, 3, ["retry-stale"]), 10)
     held = {
         c.document["_id"]: c for c in await _claim_named(a, "owner-a", ["retry-me", "retry-lim"], 3)
     }
@@ -481,7 +482,7 @@ async def test_batch_claim_returns_each_job_as_it_is_when_claimed(
 
     interleave = UpdateBeforeTheClaimWrite()
     try:
-        claimed = await views.new(interleave).claim("owner-a", 3, LEASE, 3)
+        claimed = (await views.new(interleave).claim("owner-a", 3, LEASE, 3)).jobs
     finally:
         other.close()
     assert interleave.done

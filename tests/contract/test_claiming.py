@@ -30,7 +30,7 @@ async def _claim_after_expiry(store: JobStore, owner: str, lease: timedelta) -> 
     """Claim the (single) job as ``owner`` once the previous lease has expired."""
 
     async def attempt() -> Any:
-        return await store.claim(owner, 1, lease, 3)
+        return (await store.claim(owner, 1, lease, 3)).jobs
 
     claimed = await wait_for(attempt, timeout=10)
     assert len(claimed) == 1
@@ -49,7 +49,7 @@ async def test_concurrent_direct_claims_take_each_job_exactly_once(store: JobSto
     async def claimer(owner: str) -> None:
         view = sibling(store)
         while True:
-            got = await view.claim(owner, 3, LONG_LEASE, 3)
+            got = (await view.claim(owner, 3, LONG_LEASE, 3)).jobs
             if not got:
                 return
             for item in got:
@@ -68,7 +68,7 @@ async def test_concurrent_direct_claims_take_each_job_exactly_once(store: JobSto
         assert doc["lockedBy"] == owner
         assert doc["lockVersion"] == 1
     # Nothing is left to claim: every job has a live lease.
-    assert await store.claim("late", 10, LONG_LEASE, 3) == []
+    assert (await store.claim("late", 10, LONG_LEASE, 3)).jobs == []
 
 
 async def test_many_schedulers_execute_each_job_exactly_once(store: JobStore) -> None:
@@ -109,7 +109,7 @@ async def test_many_schedulers_execute_each_job_exactly_once(store: JobStore) ->
 
 async def test_writes_with_a_stale_fence_are_refused_and_change_nothing(store: JobStore) -> None:
     job = await Scheduler(store).schedule("fenced", {"x": 1})
-    [claimed] = await store.claim("owner-a", 1, LONG_LEASE, 3)
+    [claimed] = (await store.claim("owner-a", 1, LONG_LEASE, 3)).jobs
     token = claimed.token
     assert token == 1
     before = await stored(store, job.id)
@@ -139,7 +139,7 @@ async def test_writes_with_a_stale_fence_are_refused_and_change_nothing(store: J
 
 async def test_worker_that_lost_its_lease_cannot_complete(store: JobStore) -> None:
     job = await Scheduler(store).schedule("lease-lost")
-    [first] = await store.claim("owner-a", 1, TINY_LEASE, 3)
+    [first] = (await store.claim("owner-a", 1, TINY_LEASE, 3)).jobs
     assert first.token == 1
     second = await _claim_after_expiry(sibling(store), "owner-b", LONG_LEASE)
     assert second.token == 2
@@ -158,7 +158,7 @@ async def test_worker_that_lost_its_lease_cannot_complete(store: JobStore) -> No
 
     # The next claim (after owner-b gives the job back) bumps the token again.
     assert await store.release(Fence(job.id, "owner-b", second.token)) is True
-    [third] = await store.claim("owner-c", 1, LONG_LEASE, 3)
+    [third] = (await store.claim("owner-c", 1, LONG_LEASE, 3)).jobs
     assert third.token == 3
     assert (await stored(store, job.id))["lockVersion"] == 3
 
@@ -187,7 +187,7 @@ async def test_claim_writes_lease_times_from_the_server_clock(store: JobStore) -
     await store.setup()
     _skew_clock(store, timedelta(minutes=10))  # this worker's idea of "now" is 10 minutes ahead
     before = await _server_time(store)
-    [claimed] = await store.claim("owner-a", 1, timedelta(seconds=30), 3)
+    [claimed] = (await store.claim("owner-a", 1, timedelta(seconds=30), 3)).jobs
     after = await _server_time(store)
     doc = claimed.document
     margin = timedelta(seconds=2)
@@ -206,7 +206,7 @@ async def test_skewed_worker_clock_neither_takes_future_jobs_nor_steals_live_lea
     future = await producer.schedule("future", run_at=server_now + timedelta(minutes=5))
     live = await producer.schedule("live", priority=1)
     await store.setup()
-    [held] = await store.claim("owner-a", 1, timedelta(minutes=5), 3)
+    [held] = (await store.claim("owner-a", 1, timedelta(minutes=5), 3)).jobs
     assert held.document["_id"] == live.id
     future_before = await stored(store, future.id)
     live_before = await stored(store, live.id)
@@ -215,13 +215,13 @@ async def test_skewed_worker_clock_neither_takes_future_jobs_nor_steals_live_lea
     await skewed.setup()
     _skew_clock(skewed, timedelta(minutes=10))
     assert await skewed.now() > server_now + timedelta(minutes=9)
-    assert await skewed.claim("owner-skewed", 10, LONG_LEASE, 3) == []
+    assert (await skewed.claim("owner-skewed", 10, LONG_LEASE, 3)).jobs == []
     assert await stored(store, future.id) == future_before
     assert await stored(store, live.id) == live_before
 
     # Control: the skewed worker still takes a job that really is due.
     due = await producer.schedule("due-now")
-    claimed = await skewed.claim("owner-skewed", 10, LONG_LEASE, 3)
+    claimed = (await skewed.claim("owner-skewed", 10, LONG_LEASE, 3)).jobs
     assert [c.document["_id"] for c in claimed] == [due.id]
 
 
@@ -230,7 +230,7 @@ async def test_skewed_worker_clock_neither_takes_future_jobs_nor_steals_live_lea
 
 async def test_job_whose_lease_keeps_expiring_is_failed_as_poison(store: JobStore) -> None:
     job = await Scheduler(store).schedule("poison", retry=5)
-    [first] = await store.claim("crash-0", 1, TINY_LEASE, 3)
+    [first] = (await store.claim("crash-0", 1, TINY_LEASE, 3)).jobs
     assert first.poisoned is False
     for n in (1, 2):
         again = await _claim_after_expiry(store, f"crash-{n}", TINY_LEASE)

@@ -157,7 +157,7 @@ async def test_slot_of_a_dead_worker_comes_back_when_its_lease_expires(store: Jo
     first = await producer.schedule("limited-crash", {"i": 1}, concurrency=1)
     second = await producer.schedule("limited-crash", {"i": 2}, concurrency=1)
     # A worker claims the first job, then dies without finishing or renewing it.
-    claimed = await store.claim("dead-worker", 1, timedelta(seconds=1), 3)
+    claimed = (await store.claim("dead-worker", 1, timedelta(seconds=1), 3)).jobs
     assert [c.document["_id"] for c in claimed] == [first.id]
     dead_until = claimed[0].document["lockUntil"]
     assert dead_until - claimed[0].document["lockedAt"] == timedelta(seconds=1)
@@ -181,7 +181,7 @@ async def test_dead_worker_slots_do_not_leak_into_other_names(store: JobStore) -
     producer = make(store)
     stuck = await producer.schedule("crashy", concurrency=1)
     other = await producer.schedule("healthy", concurrency=1)
-    claimed = await store.claim("dead-worker", 2, timedelta(seconds=60), 3)
+    claimed = (await store.claim("dead-worker", 2, timedelta(seconds=60), 3)).jobs
     assert {c.document["name"] for c in claimed} == {"crashy", "healthy"}
     # Release the healthy one the normal way: its slot is freed; the crashy one keeps its own.
     from mongo_job_scheduler.stores.base import Fence

@@ -41,7 +41,7 @@ async def _steal(store: JobStore, job_id: Any, thief: str) -> int:
 
     async def attempt() -> Any:
         await _backdate_lease(store, job_id)  # a heartbeat may renew it in between: retry
-        return await other.claim(thief, 1, LONG_LEASE, 10)
+        return (await other.claim(thief, 1, LONG_LEASE, 10)).jobs
 
     [claimed] = await wait_for(attempt, timeout=10)
     assert claimed.document["_id"] == job_id
@@ -152,7 +152,7 @@ async def test_stalled_handler_is_stopped_once_another_owner_takes_the_job(
         thief = sibling(store)
 
         async def steal() -> Any:
-            return await thief.claim("thief", 1, LONG_LEASE, 10)
+            return (await thief.claim("thief", 1, LONG_LEASE, 10)).jobs
 
         await wait_for(steal, timeout=10)  # the lease expires on its own: no renewals
         await wait_for(lambda: "stop_reason" in seen, timeout=10)

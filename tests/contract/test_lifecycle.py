@@ -20,7 +20,7 @@ from mongo_job_scheduler import (
     StopReason,
     ValidationError,
 )
-from mongo_job_scheduler.stores.base import Claimed
+from mongo_job_scheduler.stores.base import ClaimResult
 from tests.conftest import wait_for
 from tests.contract.helpers import make, running_all, sibling, status_of, stored
 
@@ -195,9 +195,9 @@ async def test_job_claimed_while_stopping_is_given_back(
     gate = asyncio.Event()
     original = store.claim
 
-    async def gated_claim(*args: Any, **kwargs: Any) -> list[Claimed]:
+    async def gated_claim(*args: Any, **kwargs: Any) -> ClaimResult:
         result = await original(*args, **kwargs)
-        if result and not claimed_one.is_set():
+        if result.jobs and not claimed_one.is_set():
             claimed_one.set()
             await gate.wait()  # stop() begins while this claim is "in flight"
         return result
@@ -358,7 +358,7 @@ class FlakyMongoJobStore(MongoJobStore):
             self.failing[what] -= 1
             raise AutoReconnect(f"injected {what} failure")
 
-    async def claim(self, *args: Any, **kwargs: Any) -> list[Claimed]:
+    async def claim(self, *args: Any, **kwargs: Any) -> ClaimResult:
         self.calls["claim"] += 1
         self._blip("claim")
         return await super().claim(*args, **kwargs)

@@ -149,7 +149,7 @@ async def test_scheduler_without_any_handler_claims_nothing(store: JobStore) -> 
     job = await idle.schedule("anything")
     async with running(idle):
         await wait_for(lambda: len(claims) >= 5, timeout=10)
-    assert all(result == [] for result in claims)
+    assert all(result.jobs == [] for result in claims)
     assert_untouched(await _doc(store, job.id))
 
 

@@ -46,7 +46,7 @@ class IdleClaims:
         async def claim(*args: Any, **kwargs: Any) -> Any:
             result = await original(*args, **kwargs)
             self.calls += 1
-            if not result:
+            if not result.jobs:
                 self.empty.set()
             return result
 

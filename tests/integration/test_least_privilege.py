@@ -402,7 +402,7 @@ async def test_change_stream_wakes_an_idle_worker_with_readwrite_only(secured: S
 
     async def claim(*args: Any, **kwargs: Any) -> Any:
         result = await original_claim(*args, **kwargs)
-        if not result:
+        if not result.jobs:
             claimed_nothing.set()
         return result
 

@@ -25,6 +25,7 @@ import pytest
 from tests.conftest import wait_for
 
 from mongo_job_scheduler import MongoJobStore, Scheduler
+from mongo_job_scheduler.stores.base import ClaimState
 
 pytestmark = [pytest.mark.slow, pytest.mark.mongo_only]
 
@@ -255,11 +256,11 @@ async def test_a_stale_candidate_never_frees_the_slot_of_the_running_owner(mongo
     second = await scheduler.schedule("limited", {"n": 2}, concurrency=1)
     store_a, store_b = MongoJobStore(mongo_db), MongoJobStore(mongo_db)
     lease = timedelta(seconds=30)
-    [claimed] = await store_a.claim("owner-a", 1, lease, 3)
+    [claimed] = (await store_a.claim("owner-a", 1, lease, 3)).jobs
     assert claimed.document["_id"] == first.id
     stale = {"_id": first.id, "name": "limited", "concurrency": 1}
-    assert await store_b._claim_one(stale, "owner-b", lease, 3) is None
-    assert await store_b.claim("owner-b", 2, lease, 3) == []
+    assert await store_b._claim_one(stale, "owner-b", lease, 3, ClaimState()) is None
+    assert (await store_b.claim("owner-b", 2, lease, 3)).jobs == []
     slots = await mongo_db.scheduler_jobs_slots.find_one({"_id": "limited"})
     assert [(h["job"], h["owner"]) for h in slots["holders"]] == [(first.id, "owner-a")]
     doc = await mongo_db.scheduler_jobs.find_one({"_id": second.id})

@@ -52,7 +52,7 @@ async def claim_all(
     store: JobStore, owner: str = "w1", limit: int = 100, lease: float = 60
 ) -> list[Claimed]:
     """One claim round for ``owner`` (as a worker would make it)."""
-    return await store.claim(owner, limit, timedelta(seconds=lease), 3)
+    return (await store.claim(owner, limit, timedelta(seconds=lease), 3)).jobs
 
 
 class Recorder:

@@ -12,9 +12,20 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bson.codec_options import CodecOptions
+from bson.errors import InvalidDocument
 from bson.min_key import MinKey
 from pymongo import ASCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    InvalidOperation,
+    NetworkTimeout,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 
 from .._documents import JobQuery
 from .._errors import InvalidJobState
@@ -319,6 +330,28 @@ def shows_outcome(doc: Mapping[str, Any] | None, fence: Fence, finish: Finish) -
         and doc.get("lockedBy") is None
         and doc.get("status") == finish.set.get("status")
     )
+
+
+OWNERSHIP_PROJECTION = {"status": 1, "lockedBy": 1, "lockVersion": 1}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a PyMongo error may pass if the operation is tried again (network trouble, an
+    election, a timeout); a refused document or a bad operation will not."""
+    if isinstance(exc, (ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError)):
+        return True
+    if isinstance(exc, (BulkWriteError, DocumentTooLarge, InvalidOperation)):
+        return False
+    if isinstance(exc, OperationFailure):
+        return exc.has_error_label("RetryableWriteError") or exc.code in RETRYABLE_CODES
+    return isinstance(exc, PyMongoError) and not isinstance(exc, (InvalidDocument, TypeError))
+
+
+RETRYABLE_CODES = frozenset(
+    {6, 7, 50, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+)
+"""Server error codes of interrupted or unreachable operations (network, shutdown, election,
+time limit) after which an idempotent fenced write may be tried again."""
 
 
 def renew_filter(fences: Sequence[Fence]) -> dict[str, Any]:

@@ -23,14 +23,19 @@ from ..rate_limit import RateLimit
 __all__ = [
     "LOCK_FIELDS",
     "UPDATE_ATTEMPTS",
+    "ClaimResult",
+    "ClaimState",
     "Claimed",
     "DedupeDecision",
     "Fence",
     "JobStore",
+    "Ownership",
     "UpdatePlan",
     "decide_dedupe",
+    "ownership_of",
     "plan_update",
     "released_on_finish",
+    "shows_release",
     "update_gave_up",
 ]
 
@@ -53,6 +58,71 @@ class Claimed:
     @property
     def token(self) -> int:
         return int(self.document.get("lockVersion") or 0)
+
+
+@dataclass
+class ClaimState:
+    """What one worker's claims remember between calls. Each worker owns one and passes it
+    to every :meth:`JobStore.claim`; a store object may serve several workers, so it keeps no
+    such state itself. A store may use the fields it needs and ignore the rest."""
+
+    lost_races: bool = False
+    """The last claim came back short because other workers took jobs it had chosen."""
+    lane: int = 0
+    """Which part of the queue's head to claim from while contended (0: the head itself)."""
+    left_head_at: float = 0.0
+    """When (``time.monotonic()``) the claims last moved away from lane 0."""
+    contended_until: float = 0.0
+    """Claims stay in their lane until then (``time.monotonic()``)."""
+    next_expired_scan: float = 0.0
+    """When (``time.monotonic()``) to look for expired leases again under constant load."""
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """What one :meth:`JobStore.claim` took, in the claim order, and whether it came back
+    short because other workers took jobs it had chosen (more may be due: claim again at once
+    rather than wait as when the queue is drained)."""
+
+    jobs: list[Claimed]
+    lost_races: bool = False
+
+
+class Ownership(Enum):
+    """Who has a claimed job now, as its execution's fence sees it."""
+
+    OWNED = "owned"
+    """Still this execution's: running, same owner, same token."""
+    CANCELLED = "cancelled"
+    """Cancelled (by an operator or another process): nothing more is written for it."""
+    LOST = "lost"
+    """Anything else: taken over after its lease expired, finished, released or deleted."""
+
+
+def ownership_of(doc: Mapping[str, Any] | None, fence: Fence) -> Ownership:
+    """Who has the job ``doc`` (as stored now) from the point of view of ``fence``."""
+    if doc is None:
+        return Ownership.LOST
+    if doc.get("status") == "cancelled":
+        return Ownership.CANCELLED
+    if (
+        doc.get("status") == "running"
+        and doc.get("lockedBy") == fence.owner
+        and doc.get("lockVersion") == fence.token
+    ):
+        return Ownership.OWNED
+    return Ownership.LOST
+
+
+def shows_release(doc: Mapping[str, Any] | None, fence: Fence) -> bool:
+    """Whether ``doc`` shows the release written under ``fence`` (pending, lock cleared, the
+    fence's token): a retried release whose first try was applied before its reply was lost."""
+    return (
+        doc is not None
+        and doc.get("lockVersion") == fence.token
+        and doc.get("lockedBy") is None
+        and doc.get("status") == "pending"
+    )
 
 
 @dataclass(frozen=True)
@@ -197,11 +267,6 @@ def update_gave_up(job_id: Any) -> InvalidJobState:
 class JobStore(ABC):
     """Where jobs live. All methods are coroutines; documents use the stored field names."""
 
-    lost_races: bool = False
-    """Whether the last :meth:`claim` came back short because other workers took jobs it had
-    chosen (more may be due: claim again at once, rather than wait as when the queue is
-    drained)."""
-
     @abstractmethod
     async def setup(self) -> None:
         """Create indexes and side collections (idempotent)."""
@@ -234,7 +299,9 @@ class JobStore(ABC):
         max_lease_expiries: int,
         names: Sequence[str] | None = None,
         rate_limits: Mapping[str, RateLimit] | None = None,
-    ) -> list[Claimed]:
+        *,
+        state: ClaimState | None = None,
+    ) -> ClaimResult:
         """Atomically take up to ``limit`` due jobs for ``owner`` in the global order (priority,
         then due time, then insertion): pending jobs whose ``nextRunAt`` has passed, and running
         jobs whose lease expired (counting the expiry in ``leaseExpiries``). Each claim bumps
@@ -242,7 +309,8 @@ class JobStore(ABC):
         store's clock. Jobs with a ``concurrency`` limit are claimed only with a free slot.
         ``names`` restricts the claim to those job names (``None``: any name). A job is
         started only within its name's rate limit (``rate_limits[name]``, else the job's own
-        ``rateLimit``): each start is recorded; a claim that then fails gives it back."""
+        ``rateLimit``): each start is recorded; a claim that then fails gives it back.
+        ``state`` is the calling worker's memory between claims (none: a fresh one)."""
 
     @abstractmethod
     async def renew(self, fences: Sequence[Fence], lease: timedelta) -> set[Any]:
@@ -288,7 +356,19 @@ class JobStore(ABC):
 
     @abstractmethod
     async def release(self, fence: Fence) -> bool:
-        """Give a claimed job back without counting an attempt: pending, due now, unlocked."""
+        """Give a claimed job back without counting an attempt: pending, due now, unlocked.
+        Returns whether the job is released by this fence: now, or by an earlier try of the
+        same release whose reply was lost."""
+
+    async def ownership(self, fence: Fence) -> Ownership:
+        """Who has the job of ``fence`` now (one read)."""
+        return ownership_of(await self.get(fence.job_id), fence)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether an error this store raised may pass if the operation is tried again
+        (network trouble, an election, a timeout); a refused document or a bad operation will
+        not. Stores that never fail that way keep the default, ``False``."""
+        return False
 
     @abstractmethod
     async def cancel(self, job_id: Any) -> tuple[dict[str, Any] | None, bool]:

@@ -20,6 +20,8 @@ from ..rate_limit import RateLimit
 from .base import (
     LOCK_FIELDS,
     Claimed,
+    ClaimResult,
+    ClaimState,
     DedupeDecision,
     Fence,
     Finish,
@@ -27,6 +29,7 @@ from .base import (
     decide_dedupe,
     rate_limit_of,
     released_on_finish,
+    shows_release,
 )
 
 __all__ = ["InMemoryJobStore"]
@@ -198,7 +201,9 @@ class InMemoryJobStore(JobStore):
         max_lease_expiries: int,
         names: Sequence[str] | None = None,
         rate_limits: Mapping[str, RateLimit] | None = None,
-    ) -> list[Claimed]:
+        *,
+        state: ClaimState | None = None,
+    ) -> ClaimResult:
         now = utcnow()
         due = [
             d
@@ -238,7 +243,7 @@ class InMemoryJobStore(JobStore):
             )
             poisoned = int(doc.get("leaseExpiries") or 0) >= max_lease_expiries
             claimed.append(Claimed(copy.deepcopy(doc), poisoned))
-        return claimed
+        return ClaimResult(claimed)  # each claim is atomic here: no races to lose
 
     async def next_due(self, names: Sequence[str] | None, within: timedelta) -> float | None:
         now = utcnow()
@@ -311,7 +316,7 @@ class InMemoryJobStore(JobStore):
         doc = self._owned(fence)
         self._free_slot(fence)
         if doc is None:
-            return False
+            return shows_release(self._jobs.get(fence.job_id), fence)
         for key in LOCK_FIELDS:
             doc.pop(key, None)
         now = utcnow()

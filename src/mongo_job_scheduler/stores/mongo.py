@@ -25,13 +25,18 @@ from ..rate_limit import RateLimit
 from . import _mongo_common as q
 from .base import (
     Claimed,
+    ClaimResult,
+    ClaimState,
     DedupeDecision,
     Fence,
     Finish,
     JobStore,
+    Ownership,
     decide_dedupe,
+    ownership_of,
     rate_limit_of,
     released_on_finish,
+    shows_release,
 )
 
 __all__ = ["MongoJobStore"]
@@ -93,10 +98,6 @@ class MongoJobStore(JobStore):
             q.rates_collection_name(collection), codec_options=options
         )
         self._clock = ServerClock()
-        self._next_expired_scan = 0.0
-        self._lane = 0
-        self._left_head_at = 0.0
-        self._contended_until = 0.0
         self._ready = False
         self._setup_lock = asyncio.Lock()
 
@@ -224,27 +225,31 @@ class MongoJobStore(JobStore):
         max_lease_expiries: int,
         names: Sequence[str] | None = None,
         rate_limits: Mapping[str, RateLimit] | None = None,
-    ) -> list[Claimed]:
+        *,
+        state: ClaimState | None = None,
+    ) -> ClaimResult:
         await self.setup()
+        state = ClaimState() if state is None else state
         now = await self.now()
         claimed: list[Claimed] = []
         saturated: list[str] = await self._paused_now()
-        contended = self._contention()
+        contended = in_contention(state, time.monotonic())
+        state.lost_races = False
         while True:  # each blocked round saturates a new name, so this ends (B8: no cap)
             want = limit - len(claimed)
             # Under contention, take the batch at this store's lane of the queue's head (lane
             # k skips k batches), so competing workers spread over the head instead of all
             # racing for its first jobs; from the head itself when the queue is shorter.
             size = want + 4
-            skip = self._lane * size if contended else 0
+            skip = state.lane * size if contended else 0
             due = q.due_filter(now, saturated, names)
             candidates = await self._candidates(due, skip, size)
             if skip and len(candidates) < size:
                 candidates = await self._candidates(due, 0, size)
             # Expired leases are looked for when there is spare capacity, and at least every
             # EXPIRED_SCAN_EVERY seconds under constant load.
-            if len(candidates) < size or time.monotonic() >= self._next_expired_scan:
-                self._next_expired_scan = time.monotonic() + EXPIRED_SCAN_EVERY
+            if len(candidates) < size or time.monotonic() >= state.next_expired_scan:
+                state.next_expired_scan = time.monotonic() + EXPIRED_SCAN_EVERY
                 expired = await (
                     self.jobs.find(q.expired_filter(now, saturated, names), q.CANDIDATE_PROJECTION)
                     .sort("lockUntil", 1)
@@ -264,39 +269,22 @@ class MongoJobStore(JobStore):
                 if not candidate.get("concurrency") and rate is None:
                     batch.append(candidate)
                     continue
-                result = await self._claim_one(candidate, owner, lease, max_lease_expiries, rate)
+                result = await self._claim_one(
+                    candidate, owner, lease, max_lease_expiries, state, rate
+                )
                 if result is None:
                     blocked = True
                     saturated.append(candidate["name"])
                 else:
                     claimed.append(result)
             if batch:
-                claimed += await self._claim_batch(batch, owner, lease, max_lease_expiries, now)
+                claimed += await self._claim_batch(
+                    batch, owner, lease, max_lease_expiries, now, state
+                )
             if len(claimed) >= limit or not blocked:
                 break
         claimed.sort(key=lambda c: q.claim_order_key(c.document))
-        return claimed
-
-    def _contention(self) -> bool:
-        """Whether this store claims from its lane (it lost a race within CONTENDED_FOR), after
-        moving lanes if the last claim lost races. Other workers took jobs this one had chosen:
-        it moves to another lane, so competing processes settle on different lanes; a store
-        away from the head (lane 0) for CONTENDED_FOR goes back to it, so the first jobs of the
-        queue never wait much longer than that while every worker sits in other lanes."""
-        if self.lost_races:
-            self.lost_races = False
-            moment = time.monotonic()
-            if self._lane and moment - self._left_head_at >= CONTENDED_FOR:
-                self._lane = 0
-            else:
-                if not self._lane:
-                    self._left_head_at = moment
-                self._lane = random.choice([lane for lane in range(LANES) if lane != self._lane])
-            self._contended_until = moment + CONTENDED_FOR
-        if time.monotonic() < self._contended_until:
-            return True
-        self._lane = 0  # the next contention starts from the head
-        return False
+        return ClaimResult(claimed, state.lost_races)
 
     async def _candidates(self, flt: Doc, skip: int, limit: int) -> list[Doc]:
         """Claimable-looking jobs in claim order: ``limit`` of them after the first ``skip``,
@@ -325,6 +313,7 @@ class MongoJobStore(JobStore):
         lease: timedelta,
         max_lease_expiries: int,
         read_at: datetime,
+        state: ClaimState,
     ) -> list[Claimed]:
         """Claim several jobs: one ``update_many`` takes those still claimable (each document
         atomically) and marks them with a fresh ``claimId``.
@@ -339,7 +328,7 @@ class MongoJobStore(JobStore):
         marked documents as they are now, so a change that landed after the candidates were
         read is in them."""
         if len(candidates) == 1:
-            one = await self._claim_one(candidates[0], owner, lease, max_lease_expiries)
+            one = await self._claim_one(candidates[0], owner, lease, max_lease_expiries, state)
             return [] if one is None else [one]
         claim_id = ObjectId()
         ids = [c["_id"] for c in candidates]
@@ -354,7 +343,7 @@ class MongoJobStore(JobStore):
             flt = q.unchanged_filter(flt, candidates)
         result = await self.jobs.update_many(flt, q.claim_update(owner, lease, claim_id))
         if result.modified_count < len(ids):
-            self.lost_races = True
+            state.lost_races = True
         if not result.modified_count:
             return []
         taken = {"_id": {"$in": ids}, "claimId": claim_id}
@@ -376,6 +365,7 @@ class MongoJobStore(JobStore):
         owner: str,
         lease: timedelta,
         max_lease_expiries: int,
+        state: ClaimState,
         rate: RateLimit | None = None,
     ) -> Claimed | None:
         """Claim one job: first its concurrency slot and its rate-limit start, if it has
@@ -412,7 +402,7 @@ class MongoJobStore(JobStore):
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:  # another worker took it first
-            self.lost_races = True
+            state.lost_races = True
             if slot:
                 await self.free_slot(Fence(job_id, owner, 0, candidate["name"]))
             if start_id is not None:
@@ -544,7 +534,18 @@ class MongoJobStore(JobStore):
     async def release(self, fence: Fence) -> bool:
         result = await self.jobs.update_one(q.fence_filter(fence), q.release_update())
         await self.free_slot(fence)
-        return bool(result.matched_count)
+        if result.matched_count:
+            return True
+        # Refused: released already, if an earlier try was applied before its reply was lost.
+        doc = await self.jobs.find_one({"_id": fence.job_id}, q.OUTCOME_PROJECTION)
+        return shows_release(doc, fence)
+
+    async def ownership(self, fence: Fence) -> Ownership:
+        doc = await self.jobs.find_one({"_id": fence.job_id}, q.OWNERSHIP_PROJECTION)
+        return ownership_of(doc, fence)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return q.is_transient(exc)
 
     # -- admin ------------------------------------------------------------------------------
 
@@ -645,3 +646,27 @@ def _grouped_finishes(items: Sequence[tuple[Fence, Finish]]) -> list[UpdateOne |
             ids = [items[i][0].job_id for i in members]
             writes.append(UpdateMany(q.fences_filter(ids, fence, finish.expect), update))
     return writes
+
+
+def in_contention(
+    state: ClaimState, now: float, choose: Callable[[list[int]], int] | None = None
+) -> bool:
+    """Whether a worker's next claim takes its batch from its lane of the queue's head rather
+    than the head itself (it lost a race within CONTENDED_FOR), after moving lanes if its last
+    claim lost races. Other workers took jobs it had chosen: it moves to another lane, so
+    competing processes settle on different lanes; a worker away from the head (lane 0) for
+    CONTENDED_FOR goes back to it, so the first jobs of the queue never wait much longer than
+    that while every worker sits in other lanes. ``now`` is ``time.monotonic()``."""
+    if state.lost_races:
+        if state.lane and now - state.left_head_at >= CONTENDED_FOR:
+            state.lane = 0
+        else:
+            if not state.lane:
+                state.left_head_at = now
+            others = [lane for lane in range(LANES) if lane != state.lane]
+            state.lane = (choose or random.choice)(others)
+        state.contended_until = now + CONTENDED_FOR
+    if now < state.contended_until:
+        return True
+    state.lane = 0  # the next contention starts from the head
+    return False
