@@ -162,6 +162,8 @@ class Job:
     lock_until: datetime | None
     lock_version: int
     lease_expiries: int
+    missed_runs: int
+    """Slots of a repeating job run late in a row under ``misfire="all"`` (0 otherwise)."""
     created_at: datetime | None
     updated_at: datetime | None
     document: Mapping[str, Any] = field(repr=False, compare=False)
@@ -197,6 +199,7 @@ class Job:
             lock_until=_dt(get("lockUntil")),
             lock_version=int(get("lockVersion") or 0),
             lease_expiries=int(get("leaseExpiries") or 0),
+            missed_runs=int(get("missedRuns") or 0),
             created_at=_dt(get("createdAt")),
             updated_at=_dt(get("updatedAt")),
             document=dict(doc),

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mongo_job_scheduler.worker import _uncancel
+from mongo_job_scheduler.worker._running import uncancel as _uncancel
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="tasks count cancellations from 3.11")

@@ -17,7 +17,7 @@ from typing import Any
 
 from .._documents import JobChanges, JobQuery, NewJob
 from .._errors import InvalidJobState
-from ..job import ACTIVE_STATUSES
+from ..job import ACTIVE_STATUSES, Job, RunContext
 from ..rate_limit import RateLimit
 
 __all__ = [
@@ -57,7 +57,26 @@ class Claimed:
 
     @property
     def token(self) -> int:
+        """The claim's fencing token (the ``lockVersion`` it wrote)."""
         return int(self.document.get("lockVersion") or 0)
+
+    @property
+    def job_id(self) -> Any:
+        """The claimed job's id."""
+        return self.document["_id"]
+
+    @property
+    def slot_name(self) -> str | None:
+        """The name whose concurrency slot the claim took (jobs with a ``concurrency``
+        limit), else ``None``."""
+        limit = self.document.get("concurrency")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1:
+            return str(self.document["name"])
+        return None
+
+    def job(self, run: RunContext | None = None) -> Job:
+        """The claimed job's view (with ``run``, the view its handler gets)."""
+        return Job.from_document(self.document, run)
 
 
 @dataclass

@@ -1,0 +1,263 @@
+"""Acknowledging runs: outcome writes batched into few store calls, transient errors retried
+while the lease lasts, and the carrying out of the plans that :mod:`.._outcomes` decides
+(write, then events, wake-ups and logs; or, for a stopped run, release or free its slot)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from .. import _outcomes
+from .._errors import LeaseLost
+from ..events import EventEmitter
+from ..job import Job, StopReason
+from ..stores.base import LOCK_FIELDS, Finish, JobStore, Ownership, ownership_of
+from ._progress import ProgressReports
+from ._running import Execution
+from ._wakeups import Wakeups
+
+__all__ = ["Acks", "Outcomes", "retry_transient"]
+
+logger = logging.getLogger("mongo_job_scheduler")
+
+T = TypeVar("T")
+ErrorReporter = Callable[[BaseException, str], None]
+
+SCHEDULE_CHANGE_TRIES = 5
+"""How often a repeating job's next occurrence is computed again when its schedule keeps
+changing under the run."""
+
+
+async def retry_transient(
+    store: JobStore, write: Callable[[], Awaitable[T]], deadline: float, report: ErrorReporter
+) -> T:
+    """Run ``write``, trying again after errors the store calls transient until ``deadline``
+    (``time.monotonic()``; the lease's end: after it the job may be someone else's). The
+    store's fenced writes are safe to repeat: a try applied before its reply was lost counts
+    as applied."""
+    delay = 0.05
+    while True:
+        try:
+            return await write()
+        except Exception as exc:
+            if not store.is_transient(exc) or time.monotonic() > deadline:
+                raise
+            report(exc, "write failed; retrying")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+class Acks:
+    """Outcome writes, batched: those that arrive while a write is in flight (or in the same
+    turn of the event loop) go to the store together in one ``finish_many``. Each caller still
+    waits for its own result, so nothing is acknowledged before its handler finished."""
+
+    MAX_BATCH = 500
+
+    def __init__(self, store: JobStore, report: ErrorReporter) -> None:
+        self.store = store
+        self.report = report
+        self.pending: list[tuple[Execution, Finish, asyncio.Future[bool]]] = []
+        self.flusher: asyncio.Task[None] | None = None
+
+    async def submit(self, execution: Execution, finish: Finish) -> bool:
+        """Write ``finish`` for ``execution``; whether it was applied (the fence held)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.pending.append((execution, finish, future))
+        if self.flusher is None:
+            self.flusher = asyncio.create_task(self._flush(), name="mjs-acks")
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let the completions of this loop turn join the batch
+            while self.pending:
+                batch = self.pending[: self.MAX_BATCH]
+                del self.pending[: self.MAX_BATCH]
+                items = [(execution.fence, finish) for execution, finish, _ in batch]
+                deadline = min(execution.lease_deadline for execution, _, _ in batch)
+                try:
+                    results = await retry_transient(
+                        self.store,
+                        functools.partial(self.store.finish_many, items),
+                        deadline,
+                        self.report,
+                    )
+                except Exception as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, _, future), applied in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(applied)
+        finally:
+            self.flusher = None
+
+
+class Written:
+    """A job document as an outcome write left it (the claimed document with the outcome
+    applied); the document and the ``Job`` view are built on demand."""
+
+    __slots__ = ("_claimed", "_document", "_finish", "_job")
+
+    def __init__(self, claimed: dict[str, Any], finish: Finish) -> None:
+        self._claimed = claimed
+        self._finish = finish
+        self._document: dict[str, Any] | None = None
+        self._job: Job | None = None
+
+    @property
+    def document(self) -> dict[str, Any]:
+        if self._document is None:
+            doc = {k: v for k, v in self._claimed.items() if k not in LOCK_FIELDS}
+            for key in self._finish.unset:
+                doc.pop(key, None)
+            doc.update(self._finish.set)
+            self._document = doc
+        return self._document
+
+    @property
+    def job(self) -> Job:
+        if self._job is None:
+            self._job = Job.from_document(self.document)
+        return self._job
+
+
+class Outcomes:
+    """Carries out the plans of a worker's executions."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        policy: _outcomes.Policy,
+        executions: dict[Any, Execution],
+        progress: ProgressReports,
+        wakeups: Wakeups,
+        events: EventEmitter,
+        report: ErrorReporter,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.executions = executions
+        self.progress = progress
+        self.wakeups = wakeups
+        self.events = events
+        self.report = report
+        self.acks = Acks(store, report)
+
+    async def carry_out(self, execution: Execution, plan: _outcomes.Plan) -> None:
+        """Write the plan's outcome (computed again if a repeating job's schedule changed
+        meanwhile), then wake for the job's next due time, log and emit its events."""
+        if plan.start is not None:
+            written = await self._write_next_occurrence(execution, plan)
+        else:
+            written = await self._write(execution, plan.finish)
+        if written is None:
+            return
+        document = written.document
+        if document.get("status") == "pending" and document.get("nextRunAt") is not None:
+            now = await self.store.now()
+            self.wakeups.wake_in((document["nextRunAt"] - now).total_seconds())
+        if plan.failed:
+            logger.warning(
+                "job %s (%s) failed: %s",
+                execution.fence.job_id,
+                execution.job.name,
+                document.get("lastError"),
+                extra={"job_id": str(execution.fence.job_id), "job_name": execution.job.name},
+            )
+        for event in plan.events:
+            if self.events.listening(event):
+                extra = (plan.error,) if event == "job:fail" else ()
+                self.events.emit(event, written.job, *extra)
+
+    async def stopped(self, execution: Execution, reason: StopReason) -> None:
+        """A stopped run: give the job back at shutdown; otherwise it is no longer this
+        worker's, so only its concurrency slot is freed (unless a newer run of the same job
+        on this worker holds it), and a lost lease is reported."""
+        plan = _outcomes.after_stop(reason)
+        if plan.release:
+            try:
+                await retry_transient(
+                    self.store,
+                    functools.partial(self.store.release, execution.fence),
+                    execution.lease_deadline,
+                    self.report,
+                )
+            except Exception as exc:
+                self.report(exc, "could not release a job at shutdown")
+            return
+        newer = self.executions.get(execution.fence.job_id)
+        if plan.free_slot and (newer is None or newer is execution):
+            with contextlib.suppress(Exception):
+                await self.store.free_slot(execution.fence)
+        if plan.lease_lost:
+            lost = LeaseLost(
+                f"lost the lease of job {execution.fence.job_id}; its handler was stopped"
+            )
+            self.report(lost, "lease lost")
+
+    async def _write(
+        self, execution: Execution, finish: Finish, *, quiet: bool = False
+    ) -> Written | None:
+        """Apply a fenced outcome write; the job as written, or ``None`` if this worker no
+        longer owned it (nothing was written; reported unless ``quiet``)."""
+        reason = execution.context.stop_reason
+        if reason in (StopReason.CANCELLED, StopReason.LEASE_LOST):
+            assert reason is not None
+            await self.stopped(execution, reason)
+            return None
+        progress = self.progress.take(execution.fence.job_id)
+        if progress is not None:
+            finish.set.setdefault("progress", progress)
+        if await self.acks.submit(execution, finish):
+            return Written(execution.claimed.document, finish)
+        if not quiet:
+            await self._refused(execution)
+        return None
+
+    async def _refused(self, execution: Execution) -> None:
+        """An outcome write was refused: a cancel elsewhere as the run ended is a cancel
+        (nothing to write, no lost lease); anything else is reported."""
+        with contextlib.suppress(Exception):
+            if await self.store.ownership(execution.fence) is Ownership.CANCELLED:
+                await self.stopped(execution, StopReason.CANCELLED)
+                return
+        error = LeaseLost(
+            f"job {execution.fence.job_id} is no longer owned by this worker (its lease "
+            "expired and another worker took it over, or it was changed meanwhile); its "
+            "outcome was not written"
+        )
+        self.report(error, "outcome not written")
+
+    async def _write_next_occurrence(
+        self, execution: Execution, plan: _outcomes.Plan
+    ) -> Written | None:
+        """Write a repeating job's next occurrence; if ``update_job`` changed the schedule
+        meanwhile, compute it again from the new schedule (the change applies from the next
+        occurrence)."""
+        for _ in range(SCHEDULE_CHANGE_TRIES):
+            written = await self._write(execution, plan.finish, quiet=True)
+            if written is not None:
+                return written
+            if execution.context.stop_reason in (StopReason.CANCELLED, StopReason.LEASE_LOST):
+                return None  # the stop was known before the write: _write handled it
+            current = await self.store.get(execution.fence.job_id)
+            owner = ownership_of(current, execution.fence)
+            if owner is Ownership.CANCELLED:  # cancelled elsewhere as this run ended
+                await self.stopped(execution, StopReason.CANCELLED)
+                return None
+            if current is None or owner is not Ownership.OWNED:
+                break
+            plan = _outcomes.after_schedule_change(Job.from_document(current), plan, self.policy)
+        error = LeaseLost(
+            f"job {execution.fence.job_id} changed owner before its outcome was written"
+        )
+        self.report(error, "outcome not written")
+        return None

@@ -1,0 +1,289 @@
+"""The worker: claims due jobs, runs their handlers and acknowledges the outcomes.
+
+It only talks to a :class:`~mongo_job_scheduler.stores.base.JobStore`. What a run's outcome
+means for the job is decided by the pure functions of :mod:`.._outcomes`; this module runs the
+claim loop and each execution, and hands the decisions to the helpers that carry them out:
+:class:`~._wakeups.Wakeups` (when to claim), :class:`~._leases.LeaseKeeper` (renewals, stalls,
+the lease guard), :class:`~._acks.Outcomes` (writes, events) and
+:class:`~._progress.ProgressReports`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .. import _outcomes
+from .._config import SchedulerConfig
+from ..events import EventEmitter
+from ..job import RunContext, StopReason
+from ..stores.base import Claimed, ClaimState, Fence, JobStore
+from ..tasks import TaskRegistry
+from ._acks import Outcomes
+from ._leases import LeaseKeeper
+from ._progress import ProgressReports
+from ._running import Execution, Stopped, run_handler
+from ._wakeups import Wakeups
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger("mongo_job_scheduler")
+
+BATCH_WAIT = 0.005
+"""Seconds a busy worker waits for more free places before claiming a small batch."""
+STOP_WAIT = 30.0
+"""Seconds a stop waits for stopped handlers to hand their jobs back."""
+
+
+class Worker:
+    """Runs up to ``config.workers`` jobs at once for one scheduler instance; ``owner`` is its
+    id in ``lockedBy``."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        config: SchedulerConfig,
+        owner: str,
+        tasks: TaskRegistry,
+        events: EventEmitter,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.owner = owner
+        self.tasks = tasks
+        self.events = events
+        self.executions: dict[Any, Execution] = {}
+        self.policy = _outcomes.Policy(
+            config.default_timezone, config.max_lease_expiries, config.retention
+        )
+        self.wakeups = Wakeups(store, config.poll_interval, self._report)
+        self.leases = LeaseKeeper(store, config, self.executions, events, self._report)
+        self.progress = ProgressReports(store, self.executions, self._report)
+        self.outcomes = Outcomes(
+            store, self.policy, self.executions, self.progress, self.wakeups, events, self._report
+        )
+        self._claim_state = ClaimState()
+        self._stopping = False
+        self._slot_freed = asyncio.Event()
+        self._claim_task: asyncio.Task[None] | None = None
+        self._busy = 0  # executions whose handler has not returned yet
+        self._threads = ThreadPoolExecutor(
+            max_workers=max(2, config.workers * 2), thread_name_prefix="mjs-handler"
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start claiming, renewing and following notifications (on the running loop)."""
+        self.progress.start()
+        self._claim_task = asyncio.create_task(self._claim_loop(), name="mjs-claim")
+        self.leases.start()
+        self.wakeups.set_watching(True)
+        self.events.emit("worker:start", self.owner)
+
+    def wake(self) -> None:
+        """A job may have become due now: claim at once."""
+        self.wakeups.wake()
+
+    def wake_in(self, seconds: float) -> None:
+        """A job becomes due in ``seconds``: claim then."""
+        self.wakeups.wake_in(seconds)
+
+    def request_stop(self, job_id: Any, reason: StopReason) -> bool:
+        """Ask the local execution of ``job_id`` (if any) to stop."""
+        execution = self.executions.get(job_id)
+        if execution is None:
+            return False
+        execution.request_stop(reason)
+        return True
+
+    async def stop(self, graceful: bool, timeout: float) -> None:
+        """Stop claiming; let running jobs finish for ``timeout`` seconds if ``graceful``, then
+        stop their handlers and give their jobs back so other workers take them at once."""
+        self._stopping = True
+        self.wakeups.wake()
+        self._slot_freed.set()
+        if self._claim_task is not None:
+            await asyncio.gather(self._claim_task, return_exceptions=True)
+        tasks = [e.task for e in self.executions.values() if e.task is not None]
+        if graceful and tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        for execution in list(self.executions.values()):
+            execution.request_stop(StopReason.SHUTDOWN)
+        tasks = [e.task for e in self.executions.values() if e.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_WAIT)
+        await self.leases.close()
+        await self.wakeups.close()
+        await self.progress.close()  # every execution has ended: nothing left to report
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        self.events.emit("worker:stop", self.owner)
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        backoff = 0.1
+        while not self._stopping:
+            self._slot_freed.clear()
+            free = self.config.workers - self._busy
+            if free <= 0:
+                await self._slot_freed.wait()
+                continue
+            if free < self.config.workers // 2 and not self.wakeups.event.is_set():
+                # A few places just freed while most workers are busy: wait a moment for
+                # more to free so the next claim takes a batch, not a job at a time.
+                await self.wakeups.sleep(BATCH_WAIT)
+                free = self.config.workers - self._busy
+            self.wakeups.event.clear()
+            sent = time.monotonic()  # the server starts each lease after this instant
+            try:
+                result = await self.store.claim(
+                    self.owner,
+                    free,
+                    self.config.lease,
+                    self.config.max_lease_expiries,
+                    self.tasks.claimable_names(),
+                    self.tasks.rate_limits(),
+                    state=self._claim_state,
+                )
+            except Exception as exc:
+                self._report(exc, "claim failed; retrying")
+                if not self._stopping:
+                    await self.wakeups.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            await self._take(result.jobs, sent)
+            self.wakeups.note_claim(len(result.jobs), free, result.lost_races)
+            # Sleep only when nothing was claimed: a short claim may have lost races to other
+            # workers while more jobs are due, so claim again at once (it comes back empty
+            # when the queue is really drained).
+            if not result.jobs and not result.lost_races and not self._stopping:
+                await self._idle(sent)
+
+    async def _take(self, claimed: list[Claimed], sent: float) -> None:
+        """Run what a claim took, or give it straight back if the worker stopped meanwhile."""
+        for item in claimed:
+            if self._stopping:
+                await self._give_back(item)
+            else:
+                self._launch(item, sent)
+
+    async def _idle(self, sent: float) -> None:
+        """Wait after a claim that found nothing: until woken, or until the next poll. Polls
+        start one poll interval apart (the claim's round trip is part of the interval), so a
+        job that becomes due waits at most one interval plus a round trip even without change
+        notifications; a polling worker also arms a timer for a job due before then."""
+        if not self.wakeups.notified:
+            await self.wakeups.look_ahead(self.tasks.claimable_names())
+        elapsed = time.monotonic() - sent
+        await self.wakeups.sleep(max(self.config.poll_interval - elapsed, 0.0))
+
+    async def _give_back(self, claimed: Claimed) -> None:
+        try:
+            await self.store.release(self._fence(claimed))
+        except Exception as exc:
+            self._report(exc, "could not release a job claimed during stop")
+
+    def _fence(self, claimed: Claimed) -> Fence:
+        return Fence(claimed.job_id, self.owner, claimed.token, claimed.slot_name)
+
+    def _launch(self, claimed: Claimed, sent: float) -> None:
+        """Run a claimed job; ``sent`` is when the claim was sent (``time.monotonic()``): the
+        lease the server granted runs at least ``lease`` from then."""
+        fence = self._fence(claimed)
+        context = RunContext(claimed.token, self.owner, fence.job_id, self.progress.report)
+        execution = Execution(fence, claimed, context, claimed.job(context))
+        execution.lease_deadline = sent + self.config.lease.total_seconds()
+        previous = self.executions.get(fence.job_id)
+        if previous is not None:
+            # This worker took its own job over (an earlier run stalled and its lease expired):
+            # that run lost the lease, exactly as if another owner had taken the job.
+            previous.request_stop(StopReason.LEASE_LOST)
+        self.executions[fence.job_id] = execution
+        self._busy += 1
+        execution.task = asyncio.create_task(
+            self._execute(execution), name=f"mjs-job-{fence.job_id}"
+        )
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def _execute(self, execution: Execution) -> None:
+        try:
+            await self._run(execution)
+        except Exception as exc:  # never let one job kill the worker
+            self._report(exc, f"unexpected error while running job {execution.fence.job_id}")
+        finally:
+            self._not_busy(execution)
+            if self.executions.get(execution.fence.job_id) is execution:
+                del self.executions[execution.fence.job_id]
+            self._slot_freed.set()
+
+    def _not_busy(self, execution: Execution) -> None:
+        """The execution's handler is over: its place in ``workers`` is free for the next claim."""
+        if execution.busy:
+            execution.busy = False
+            self._busy -= 1
+            self._slot_freed.set()
+
+    async def _run(self, execution: Execution) -> None:
+        """One execution: decide whether to run, run the handler, decide and carry out what
+        its outcome means for the job."""
+        job = execution.job
+        decided = _outcomes.before_run(
+            job,
+            poisoned=execution.claimed.poisoned,
+            now=await self.store.now(),
+            policy=self.policy,
+        )
+        if isinstance(decided, _outcomes.Plan):
+            await self.outcomes.carry_out(execution, decided)
+            return
+        spec = self.tasks.resolve(job.name)
+        if spec is None:
+            missing = LookupError(f"no handler registered for job name {job.name!r}")
+            await self._fail(execution, missing, None)
+            return
+        self.events.emit("job:start", job)
+        try:
+            result = await run_handler(
+                execution, spec, spec.timeout or job.timeout, self._threads, self._time_out
+            )
+            if execution.fence.slot_name is None:  # a concurrency slot frees with the outcome
+                self._not_busy(execution)
+        except Stopped as stopped:
+            await self.outcomes.stopped(execution, stopped.reason)
+            return
+        except Exception as exc:
+            await self._fail(execution, exc, decided)
+            return
+        unstorable = _outcomes.unstorable_result(job, result)
+        if unstorable is not None:
+            await self._fail(execution, unstorable, decided)
+            return
+        now = await self.store.now()
+        plan = _outcomes.after_success(job, result, decided, now=now, policy=self.policy)
+        await self.outcomes.carry_out(execution, plan)
+
+    async def _fail(
+        self, execution: Execution, error: BaseException, start: _outcomes.Start | None
+    ) -> None:
+        plan = _outcomes.after_failure(
+            execution.job,
+            error,
+            start,
+            task=self.tasks.resolve(execution.job.name),
+            now=await self.store.now(),
+            policy=self.policy,
+        )
+        await self.outcomes.carry_out(execution, plan)
+
+    def _time_out(self, execution: Execution) -> None:
+        execution.request_stop(StopReason.TIMEOUT)
+
+    def _report(self, exc: BaseException, message: str) -> None:
+        logger.warning("%s: %s", message, exc, extra={"owner": self.owner})
+        self.events.emit("worker:error", exc)
