@@ -13,14 +13,13 @@ import importlib
 import inspect
 import json
 import logging
-import math
 import os
 import re
 import secrets
 import signal
 import sys
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -44,6 +43,7 @@ from rich.text import Text
 
 from . import __version__
 from ._errors import InvalidJobState, JobNotFound, ValidationError
+from ._format import fmt_compact_duration, fmt_iso, fmt_line, fmt_when, to_json
 from .job import Job, JobStatus
 from .scheduler import Scheduler
 from .stats import SchedulerStats
@@ -272,64 +272,6 @@ def _run_with_scheduler(options: CliOptions, action: Callable[[Scheduler], Await
             await client.close()
 
     return asyncio.run(run())
-
-
-def _plain(value: Any) -> Any:
-    """``value`` with every BSON type made JSON-able (non-finite floats become strings)."""
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted((_plain(item) for item in value), key=str)
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, datetime):
-        return _iso(value)
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).hex()
-    return str(value)  # ObjectId, Decimal128, UUID, Regex, ...
-
-
-def to_json(value: Any, *, indent: int | None = None) -> str:
-    """``value`` as JSON: datetimes as ISO 8601 UTC, ObjectIds and other BSON types as strings."""
-    return json.dumps(_plain(value), indent=indent, ensure_ascii=False)
-
-
-def _iso(value: datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    text = value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
-
-
-def _when(value: datetime | None) -> str:
-    return "-" if value is None else value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _ago(delta: timedelta | None) -> str:
-    if delta is None:
-        return "-"
-    seconds = delta.total_seconds()
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{int(seconds // size)}{unit}")
-            seconds %= size
-    return " ".join(parts[:2])
-
-
-def _truncate(text: str | None, width: int) -> str:
-    if not text:
-        return ""
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _console() -> Console:
@@ -659,9 +601,9 @@ def jobs_list(
             Text(job.status.value, style=_STATUS_STYLE.get(job.status.value, "")),
             str(job.attempts),
             str(job.priority),
-            _when(job.next_run_at),
-            _when(job.updated_at),
-            Text(_truncate(job.last_error, 60)),
+            fmt_when(job.next_run_at),
+            fmt_when(job.updated_at),
+            Text(fmt_line(job.last_error, 60)),
         )
     _console().print(table)
     if len(found) == limit:
@@ -695,7 +637,7 @@ def jobs_show(options: CliOptions, job_id: str, as_json: bool) -> None:
         return
     summary = (
         f"job {job.id}  {job.name}  {job.status.value}  attempts {job.attempts}  "
-        f"priority {job.priority}  next run {_when(job.next_run_at)}"
+        f"priority {job.priority}  next run {fmt_when(job.next_run_at)}"
     )
     click.echo(summary)
     document = {k: v for k, v in job.document.items() if k != "lastErrorTrace"}
@@ -736,7 +678,7 @@ def jobs_retry(options: CliOptions, job_id: str) -> None:
         return await scheduler.retry_job(job_id)
 
     job = _run_with_scheduler(options, action)
-    click.echo(f"Job {job.id} ({job.name}) is pending again, due {_when(job.next_run_at)} UTC.")
+    click.echo(f"Job {job.id} ({job.name}) is pending again, due {fmt_when(job.next_run_at)} UTC.")
 
 
 @jobs.command("purge", short_help="Delete finished jobs older than a date or duration.")
@@ -781,14 +723,14 @@ def jobs_purge(options: CliOptions, older_than: str, statuses: tuple[str, ...], 
                     f"refusing to delete {what} without confirmation: pass --yes "
                     "(no terminal to ask on)"
                 )
-            question = f"Delete {what} last updated before {_iso(before)}?"
+            question = f"Delete {what} last updated before {fmt_iso(before)}?"
             if not click.confirm(question, default=False, err=True):
                 raise CliError("purge aborted; nothing was deleted")
         return matching, await scheduler.purge(before, statuses=chosen), before
 
     matching, deleted, before = _run_with_scheduler(options, action)
     if matching == 0:
-        click.echo(f"No {'/'.join(chosen)} jobs last updated before {_iso(before)}.")
+        click.echo(f"No {'/'.join(chosen)} jobs last updated before {fmt_iso(before)}.")
         return
     click.echo(f"Deleted {deleted} job{'s' if deleted != 1 else ''}.")
 
@@ -867,9 +809,11 @@ def stats(options: CliOptions, as_json: bool) -> None:
             row = [str(counts.get(status, 0)) for status in statuses]
             by_name.add_row(Text(name), *row, str(sum(counts.values())))
         console.print(by_name)
-    oldest = "" if snapshot.oldest_due_at is None else f" (due {_when(snapshot.oldest_due_at)} UTC)"
+    oldest = (
+        "" if snapshot.oldest_due_at is None else f" (due {fmt_when(snapshot.oldest_due_at)} UTC)"
+    )
     click.echo(f"Due, not started: {snapshot.due}")
-    click.echo(f"Lag of the oldest due job: {_ago(lag)}{oldest}")
+    click.echo(f"Lag of the oldest due job: {fmt_compact_duration(lag)}{oldest}")
     click.echo(f"Failed in the last hour: {snapshot.failed_last_hour}")
     click.echo(f"Paused names: {', '.join(snapshot.paused) if snapshot.paused else 'none'}")
 

@@ -29,17 +29,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._errors import ConfigurationError, InvalidJobState, JobNotFound, ValidationError
-from ..job import Job, JobStatus
-from ..scheduler import Scheduler
-from ..stats import SchedulerStats
-from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer
-from ._format import (
+from .._format import (
     compact_json,
     document_for_display,
     fmt_datetime,
     fmt_duration,
     pretty_json,
 )
+from ..job import Job, JobStatus
+from ..scheduler import Scheduler
+from ..stats import SchedulerStats
+from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer
 
 __all__ = ["create_app"]
 
