@@ -5,6 +5,9 @@ Two JSON renderings of a job document: :func:`to_json` for the command line (ins
 :func:`pretty_json` / :func:`compact_json` for the dashboard (instants with microseconds and a
 ``+00:00`` offset, bytes as ``{"$binary": base64}``). Date/times are shown in UTC, a naive one
 being taken as UTC already. The dashboard escapes everything it shows later.
+
+Also the one rule for the other direction, a value an operator types for a data filter
+(:func:`parse_data_value`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ __all__ = [
     "fmt_iso",
     "fmt_line",
     "fmt_when",
+    "parse_data_value",
     "pretty_json",
     "shorten",
     "to_json",
@@ -193,3 +197,19 @@ def document_for_display(document: Mapping[str, Any]) -> dict[str, Any]:
         if key != "_id":
             ordered[key] = value
     return ordered
+
+
+# -- operator input -----------------------------------------------------------------------------
+
+
+def parse_data_value(raw: str) -> Any:
+    """A value typed for a data filter: the JSON value when ``raw`` parses as JSON (``3``,
+    ``true``, ``"42"``, but not ``NaN`` or ``Infinity``), else ``raw`` itself as a string."""
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except ValueError:
+        return raw
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
