@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -29,17 +28,18 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._errors import ConfigurationError, InvalidJobState, JobNotFound, ValidationError
-from ..job import Job, JobStatus
-from ..scheduler import Scheduler
-from ..stats import SchedulerStats
-from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer
-from ._format import (
+from .._format import (
     compact_json,
     document_for_display,
     fmt_datetime,
     fmt_duration,
+    parse_data_value,
     pretty_json,
 )
+from ..job import Job, JobStatus
+from ..scheduler import Scheduler
+from ..stats import SchedulerStats
+from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer
 
 __all__ = ["create_app"]
 
@@ -109,10 +109,6 @@ class JobsFilter:
         return urlencode(pairs)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
 def parse_data_filter(items: Sequence[str]) -> dict[str, Any]:
     """``key=value`` filters as a ``get_jobs(data=...)`` mapping: a value that parses as JSON is
     that value (``count=3``, ``flag=true``, ``id="42"``), anything else is a string."""
@@ -122,11 +118,7 @@ def parse_data_filter(items: Sequence[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ValidationError("data", f"expected key=value, got {item!r}")
-        try:
-            value: Any = json.loads(raw, parse_constant=_no_constant)
-        except ValueError:
-            value = raw
-        data[key] = value
+        data[key] = parse_data_value(raw)
     return data
 
 

@@ -1,0 +1,215 @@
+"""Display formatting of stored values, shared by the command line and the dashboard.
+
+Two JSON renderings of a job document: :func:`to_json` for the command line (instants as
+``2024-05-01T12:00:00.000Z``, bytes as hex, non-finite floats as strings) and
+:func:`pretty_json` / :func:`compact_json` for the dashboard (instants with microseconds and a
+``+00:00`` offset, bytes as ``{"$binary": base64}``). Date/times are shown in UTC, a naive one
+being taken as UTC already. The dashboard escapes everything it shows later.
+
+Also the one rule for the other direction, a value an operator types for a data filter
+(:func:`parse_data_value`).
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from bson import ObjectId
+
+__all__ = [
+    "as_utc",
+    "compact_json",
+    "document_for_display",
+    "fmt_compact_duration",
+    "fmt_datetime",
+    "fmt_duration",
+    "fmt_iso",
+    "fmt_line",
+    "fmt_when",
+    "parse_data_value",
+    "pretty_json",
+    "shorten",
+    "to_json",
+    "to_plain",
+]
+
+
+# -- text ---------------------------------------------------------------------------------------
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the last of them ``…`` when it was cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def fmt_line(text: str | None, width: int) -> str:
+    """``text`` on one line (each run of whitespace one space) cut to ``width``; ``""`` for
+    no text."""
+    if not text:
+        return ""
+    return shorten(" ".join(text.split()), width)
+
+
+# -- date/times ---------------------------------------------------------------------------------
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (a naive one is taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def fmt_iso(value: datetime) -> str:
+    """ISO 8601 in UTC to the millisecond: ``2024-05-01T12:00:00.000Z``."""
+    return as_utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _utc_seconds(value: datetime) -> str:
+    return as_utc(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_when(value: datetime | None) -> str:
+    """``2024-05-01 12:00:00`` (UTC), or ``-`` for no value (command-line tables)."""
+    return "-" if value is None else _utc_seconds(value)
+
+
+def fmt_datetime(value: Any) -> str:
+    """``2024-05-01 12:00:00Z`` (UTC), or an em dash for no value (dashboard pages)."""
+    return _utc_seconds(value) + "Z" if isinstance(value, datetime) else "—"
+
+
+# -- durations ----------------------------------------------------------------------------------
+
+
+def fmt_compact_duration(delta: timedelta | None) -> str:
+    """``4.2s`` under a minute, else the two largest non-zero units: ``3m 5s``, ``2h``,
+    ``1d 4h``; ``-`` for no value (command-line output)."""
+    if delta is None:
+        return "-"
+    seconds = delta.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{int(seconds // size)}{unit}")
+            seconds %= size
+    return " ".join(parts[:2])
+
+
+def fmt_duration(value: timedelta | float | None) -> str:
+    """A short human duration: ``850 ms``, ``4.2 s``, ``3 min 5 s``, ``2 h 10 min``, ``3 d 4 h``
+    (dashboard pages)."""
+    if value is None:
+        return "—"
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not math.isfinite(seconds):
+        return "—"
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+# -- JSON ---------------------------------------------------------------------------------------
+
+
+def to_plain(value: Any) -> Any:
+    """``value`` with every BSON type made JSON-able (non-finite floats become strings)."""
+    if isinstance(value, Mapping):
+        return {str(key): to_plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(item) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((to_plain(item) for item in value), key=str)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, datetime):
+        return fmt_iso(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    return str(value)  # ObjectId, Decimal128, UUID, Regex, ...
+
+
+def to_json(value: Any, *, indent: int | None = None) -> str:
+    """``value`` as JSON: datetimes as ISO 8601 UTC, ObjectIds and other BSON types as strings."""
+    return json.dumps(to_plain(value), indent=indent, ensure_ascii=False)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (ObjectId, uuid.UUID)):
+        return str(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$binary": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    return str(value)
+
+
+def pretty_json(value: Any) -> str:
+    """Indented JSON of a stored value (datetimes ISO, ObjectIds as strings)."""
+    return json.dumps(value, default=_json_default, indent=2, ensure_ascii=False)
+
+
+def compact_json(value: Any, limit: int = 80) -> str:
+    """One-line JSON of ``value``, cut to ``limit`` characters."""
+    if value is None:
+        return ""
+    text = json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    return shorten(text, limit)
+
+
+def document_for_display(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored document as a plain dict (``_id`` first)."""
+    ordered: dict[str, Any] = {}
+    if "_id" in document:
+        ordered["_id"] = document["_id"]
+    for key, value in document.items():
+        if key != "_id":
+            ordered[key] = value
+    return ordered
+
+
+# -- operator input -----------------------------------------------------------------------------
+
+
+def parse_data_value(raw: str) -> Any:
+    """A value typed for a data filter: the JSON value when ``raw`` parses as JSON (``3``,
+    ``true``, ``"42"``, but not ``NaN`` or ``Infinity``), else ``raw`` itself as a string."""
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except ValueError:
+        return raw
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")

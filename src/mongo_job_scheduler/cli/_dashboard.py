@@ -1,0 +1,112 @@
+"""``dashboard``: serve the web dashboard (``dashboard.create_app``) with uvicorn for the
+configured database and collection."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import click
+from pymongo import AsyncMongoClient
+from pymongo.errors import InvalidName
+
+from .._errors import ValidationError
+from ..scheduler import Scheduler
+from ..stores import MongoJobStore
+from ._connection import CliError, CliOptions, connect, require_uri
+
+__all__ = ["dashboard"]
+
+
+@click.command(short_help="Serve the web dashboard (job counts, lists, details, actions).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--token",
+    envvar="MJS_DASHBOARD_TOKEN",
+    help="Token that signs in and authorises actions (env MJS_DASHBOARD_TOKEN); "
+    "a random one is generated and printed when not given.",
+)
+@click.option(
+    "--refresh",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 3600),
+    help="Seconds between live refreshes of the open page.",
+)
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Serve queue gauges at /metrics (token needed) when prometheus-client is installed.",
+)
+@click.pass_obj
+def dashboard(
+    options: CliOptions, host: str, port: int, token: str | None, refresh: float, metrics: bool
+) -> None:
+    """Serve the dashboard for the configured database and collection until Ctrl-C.
+
+    Needs the `dashboard` extra (pip install 'mongo-job-scheduler[dashboard]'). Every page and
+    action needs the token; see docs/dashboard.md.
+    """
+    try:
+        import uvicorn
+
+        from ..dashboard import create_app
+    except ImportError as exc:
+        raise CliError(
+            f"the dashboard needs its extra: pip install 'mongo-job-scheduler[dashboard]' ({exc})"
+        ) from None
+    uri = require_uri(options)
+    asyncio.run(_check_reachable(uri))
+    if not token:
+        token = secrets.token_urlsafe(24)
+        click.echo(f"Dashboard token (generated): {token}", err=True)
+    try:
+        store = MongoJobStore(AsyncMongoClient(uri)[options.database], options.collection)
+        scheduler = Scheduler(store)
+        registry, on_startup = _dashboard_metrics(scheduler) if metrics else (None, None)
+        app: Any = create_app(
+            scheduler, token=token, refresh_seconds=refresh, metrics_registry=registry
+        )
+    except (InvalidName, ValidationError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    if on_startup is not None:
+        app = _on_lifespan(app, on_startup)
+    click.echo(f"Dashboard on http://{host}:{port}/ (Ctrl-C stops it)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _dashboard_metrics(scheduler: Scheduler) -> tuple[Any, Callable[[], Any] | None]:
+    """A registry with the scheduler's queue gauges (refreshed every 15 s once serving), or
+    ``(None, None)`` when prometheus-client is not installed."""
+    try:
+        from prometheus_client import CollectorRegistry
+
+        from ..metrics import instrument
+    except ImportError:
+        return None, None
+    registry = CollectorRegistry()
+    instrumented = instrument(scheduler, registry=registry)
+    return registry, instrumented.start_refreshing
+
+
+def _on_lifespan(app: Any, start: Callable[[], Any]) -> Any:
+    """Wrap an ASGI app so ``start()`` runs once inside the server's event loop."""
+    started = False
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            start()
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+async def _check_reachable(uri: str) -> None:
+    client = await connect(uri)
+    await client.close()

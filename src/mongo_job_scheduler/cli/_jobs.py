@@ -1,0 +1,255 @@
+"""``jobs list|show|cancel|retry|purge``: look at and act on jobs of the configured collection
+through a worker-less :class:`~mongo_job_scheduler.Scheduler`."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+
+import click
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from .._format import fmt_iso, fmt_line, fmt_when, to_json
+from ..job import ACTIVE_STATUSES, FINISHED_STATUSES, Job
+from ..scheduler import Scheduler
+from ._connection import CliError, CliOptions, run_with_scheduler
+from ._output import STATUS_STYLE, console, err
+from ._parsing import parse_data_filters, parse_older_than, parse_sort
+
+__all__ = ["jobs"]
+
+
+@click.group(short_help="List, show, cancel, retry and purge jobs.")
+def jobs() -> None:
+    """List, show, cancel, retry and purge jobs (on --database / --collection).
+
+    Errors (bad input, unknown job, unreachable server) print one line and exit 1.
+    """
+
+
+@jobs.command("list", short_help="List jobs by name, status and data (table or JSON).")
+@click.option("--name", help="Only jobs with this exact name.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    help="Only jobs in this status (pending, running, completed, failed, cancelled); repeat "
+    "for several.",
+)
+@click.option(
+    "--data",
+    "data_filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only jobs whose data KEY (dotted for nested fields) equals VALUE (JSON if it parses, "
+    "else a string); repeat for several.",
+)
+@click.option(
+    "--sort",
+    metavar="FIELD[:asc|desc]",
+    help="Order by nextRunAt, createdAt, updatedAt, lastRunAt, priority, name or status.",
+)
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many jobs.")
+@click.option("--skip", type=int, default=0, show_default=True, help="Skip this many first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document per line.")
+@click.pass_obj
+def jobs_list(
+    options: CliOptions,
+    name: str | None,
+    statuses: tuple[str, ...],
+    data_filters: tuple[str, ...],
+    sort: str | None,
+    limit: int,
+    skip: int,
+    as_json: bool,
+) -> None:
+    """List jobs matching every filter (a table, or JSON lines with --json)."""
+    data = parse_data_filters(data_filters) if data_filters else None
+    order = parse_sort(sort) if sort else None
+
+    async def action(scheduler: Scheduler) -> list[Job]:
+        return await scheduler.get_jobs(
+            name=name,
+            status=list(statuses) or None,
+            data=data,
+            sort=order,
+            limit=limit,
+            skip=skip,
+        )
+
+    found = run_with_scheduler(options, action)
+    if as_json:
+        for job in found:
+            click.echo(to_json(job.document))
+        return
+    if not found:
+        err("No jobs match.")
+        return
+    _print_jobs(found)
+    if len(found) == limit:
+        err(f"Showing {limit} jobs from {skip}; --skip {skip + limit} shows the next ones.")
+
+
+def _print_jobs(found: list[Job]) -> None:
+    """``found`` as a table on stdout."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("id", no_wrap=True, min_width=24)
+    table.add_column("name", overflow="fold", min_width=6)
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("attempts", justify="right", min_width=3)
+    table.add_column("priority", justify="right", min_width=3)
+    table.add_column("next run (UTC)", min_width=10)
+    table.add_column("updated (UTC)", min_width=10)
+    table.add_column("last error", overflow="fold")
+    for job in found:
+        table.add_row(
+            Text(str(job.id)),
+            Text(job.name),
+            Text(job.status.value, style=STATUS_STYLE.get(job.status.value, "")),
+            str(job.attempts),
+            str(job.priority),
+            fmt_when(job.next_run_at),
+            fmt_when(job.updated_at),
+            Text(fmt_line(job.last_error, 60)),
+        )
+    console().print(table)
+
+
+@jobs.command("show", short_help="Every field of one job, error and traceback included.")
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="The stored document as JSON only.")
+@click.pass_obj
+def jobs_show(options: CliOptions, job_id: str, as_json: bool) -> None:
+    """Show every field of a job: the stored document, with its error and traceback."""
+
+    async def action(scheduler: Scheduler) -> Job | None:
+        return await scheduler.get_job(job_id)
+
+    job = run_with_scheduler(options, action)
+    if job is None:
+        raise CliError(f"job {job_id} not found")
+    if as_json:
+        click.echo(to_json(job.document, indent=2))
+        return
+    summary = (
+        f"job {job.id}  {job.name}  {job.status.value}  attempts {job.attempts}  "
+        f"priority {job.priority}  next run {fmt_when(job.next_run_at)}"
+    )
+    click.echo(summary)
+    document = {k: v for k, v in job.document.items() if k != "lastErrorTrace"}
+    click.echo(to_json(document, indent=2))
+    trace = job.document.get("lastErrorTrace")
+    if trace:
+        click.echo("lastErrorTrace:")
+        click.echo(str(trace).rstrip("\n"))
+
+
+@jobs.command("cancel", short_help="Cancel a pending or running job.")
+@click.argument("job_id", metavar="ID")
+@click.pass_obj
+def jobs_cancel(options: CliOptions, job_id: str) -> None:
+    """Cancel a pending or running job (a running handler is asked to stop).
+
+    Exits 1 if the job had already finished (nothing changes).
+    """
+
+    async def action(scheduler: Scheduler) -> tuple[bool, Job | None]:
+        changed = await scheduler.cancel(job_id)
+        return changed, None if changed else await scheduler.get_job(job_id)
+
+    changed, job = run_with_scheduler(options, action)
+    if not changed:
+        status = job.status.value if job is not None else "gone"
+        raise CliError(f"job {job_id} is already {status}: nothing to cancel")
+    click.echo(f"Cancelled job {job_id}.")
+
+
+@jobs.command("retry", short_help="Run a failed or cancelled job again now.")
+@click.argument("job_id", metavar="ID")
+@click.pass_obj
+def jobs_retry(options: CliOptions, job_id: str) -> None:
+    """Run a failed or cancelled job again now, with fresh attempts."""
+
+    async def action(scheduler: Scheduler) -> Job:
+        return await scheduler.retry_job(job_id)
+
+    job = run_with_scheduler(options, action)
+    click.echo(f"Job {job.id} ({job.name}) is pending again, due {fmt_when(job.next_run_at)} UTC.")
+
+
+@jobs.command("purge", short_help="Delete finished jobs older than a date or duration.")
+@click.option(
+    "--older-than",
+    required=True,
+    metavar="DURATION_OR_DATE",
+    help="Delete jobs last updated before this: a duration back from now (30m, 12h, 7d, 2w) "
+    "or an ISO date/time (2026-01-01T00:00:00Z; UTC unless it has an offset).",
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    help="Only these finished statuses (default: completed, failed and cancelled); repeat for "
+    "several.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def jobs_purge(options: CliOptions, older_than: str, statuses: tuple[str, ...], yes: bool) -> None:
+    """Delete finished jobs last updated before a date. Pending and running jobs are never
+    deleted. Asks for confirmation (showing how many jobs match) unless --yes; without a
+    terminal to ask on, refuses (exit 1) unless --yes."""
+    chosen = list(statuses) or list(FINISHED_STATUSES)
+
+    active = sorted({s for s in chosen if s in ACTIVE_STATUSES})
+    if active:
+        raise CliError(f"--status: only finished jobs can be purged, not {', '.join(active)}")
+
+    async def action(scheduler: Scheduler) -> tuple[int, int, datetime]:
+        store = scheduler.store
+        assert store is not None
+        before = parse_older_than(older_than, await store.now())
+        matching = await _count_purgeable(scheduler, before, chosen)
+        if matching == 0:
+            return 0, 0, before
+        if not yes:
+            what = f"{matching} {'/'.join(chosen)} job{'s' if matching != 1 else ''}"
+            if not sys.stdin.isatty():
+                raise CliError(
+                    f"refusing to delete {what} without confirmation: pass --yes "
+                    "(no terminal to ask on)"
+                )
+            question = f"Delete {what} last updated before {fmt_iso(before)}?"
+            if not click.confirm(question, default=False, err=True):
+                raise CliError("purge aborted; nothing was deleted")
+        return matching, await scheduler.purge(before, statuses=chosen), before
+
+    matching, deleted, before = run_with_scheduler(options, action)
+    if matching == 0:
+        click.echo(f"No {'/'.join(chosen)} jobs last updated before {fmt_iso(before)}.")
+        return
+    click.echo(f"Deleted {deleted} job{'s' if deleted != 1 else ''}.")
+
+
+async def _count_purgeable(scheduler: Scheduler, before: datetime, statuses: list[str]) -> int:
+    """How many jobs in ``statuses`` were last updated before ``before`` (paging through
+    ``get_jobs`` oldest update first, so validation matches :meth:`Scheduler.purge`)."""
+    page = 10_000
+    count = 0
+    skip = 0
+    while True:
+        batch = await scheduler.get_jobs(
+            status=statuses, sort=("updatedAt", "asc"), limit=page, skip=skip
+        )
+        for job in batch:
+            if job.updated_at is None:
+                continue
+            if job.updated_at >= before:
+                return count
+            count += 1
+        if len(batch) < page:
+            return count
+        skip += page

@@ -1,0 +1,109 @@
+"""``stats``, ``pause NAME`` and ``resume NAME``: the queue's counts and backlog, and the
+fleet-wide pause of a job name."""
+
+from __future__ import annotations
+
+import click
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from .._format import fmt_compact_duration, fmt_when, to_json
+from ..job import JobStatus
+from ..scheduler import Scheduler
+from ..stats import SchedulerStats
+from ._connection import CliOptions, run_with_scheduler
+from ._output import STATUS_STYLE, console
+
+__all__ = ["pause", "resume", "stats"]
+
+
+@click.command(short_help="Counts by status and name, due backlog and lag, recent failures.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@click.pass_obj
+def stats(options: CliOptions, as_json: bool) -> None:
+    """Counts by status and by name, how many jobs are due but not started and how long the
+    oldest has waited, and how many jobs failed in the last hour."""
+
+    async def action(scheduler: Scheduler) -> SchedulerStats:
+        return await scheduler.stats()
+
+    snapshot = run_with_scheduler(options, action)
+    lag = snapshot.lag
+    if as_json:
+        click.echo(
+            to_json(
+                {
+                    "at": snapshot.at,
+                    "total": snapshot.total,
+                    "by_status": snapshot.by_status,
+                    "by_name": snapshot.by_name,
+                    "due": snapshot.due,
+                    "oldest_due_at": snapshot.oldest_due_at,
+                    "lag_seconds": None if lag is None else lag.total_seconds(),
+                    "failed_last_hour": snapshot.failed_last_hour,
+                    "paused": snapshot.paused,
+                }
+            )
+        )
+        return
+    _print_counts(snapshot)
+    oldest = (
+        "" if snapshot.oldest_due_at is None else f" (due {fmt_when(snapshot.oldest_due_at)} UTC)"
+    )
+    click.echo(f"Due, not started: {snapshot.due}")
+    click.echo(f"Lag of the oldest due job: {fmt_compact_duration(lag)}{oldest}")
+    click.echo(f"Failed in the last hour: {snapshot.failed_last_hour}")
+    click.echo(f"Paused names: {', '.join(snapshot.paused) if snapshot.paused else 'none'}")
+
+
+def _print_counts(snapshot: SchedulerStats) -> None:
+    """The counts of ``snapshot`` by status, then by name, as tables on stdout."""
+    output = console()
+    statuses = [status.value for status in JobStatus]
+    by_status = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title="Jobs by status")
+    by_status.add_column("status")
+    by_status.add_column("jobs", justify="right")
+    for status in statuses:
+        by_status.add_row(
+            Text(status, style=STATUS_STYLE.get(status, "")), str(snapshot.by_status[status])
+        )
+    by_status.add_row(Text("total", style="bold"), str(snapshot.total))
+    output.print(by_status)
+    if snapshot.by_name:
+        by_name = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title="Jobs by name")
+        by_name.add_column("name", overflow="fold")
+        for status in statuses:
+            by_name.add_column(status, justify="right")
+        by_name.add_column("total", justify="right")
+        for name, counts in sorted(snapshot.by_name.items()):
+            row = [str(counts.get(status, 0)) for status in statuses]
+            by_name.add_row(Text(name), *row, str(sum(counts.values())))
+        output.print(by_name)
+
+
+@click.command(short_help="Stop every worker from starting jobs of a name.")
+@click.argument("name")
+@click.pass_obj
+def pause(options: CliOptions, name: str) -> None:
+    """Stop every worker, everywhere, from starting jobs named NAME (running ones finish).
+    The pause survives restarts; undo it with `resume NAME`."""
+
+    async def action(scheduler: Scheduler) -> bool:
+        return await scheduler.pause(name)
+
+    changed = run_with_scheduler(options, action)
+    click.echo(f"Paused {name}." if changed else f"{name} was already paused.")
+
+
+@click.command(short_help="Let workers start jobs of a paused name again.")
+@click.argument("name")
+@click.pass_obj
+def resume(options: CliOptions, name: str) -> None:
+    """Let workers start jobs named NAME again."""
+
+    async def action(scheduler: Scheduler) -> bool:
+        return await scheduler.resume(name)
+
+    changed = run_with_scheduler(options, action)
+    click.echo(f"Resumed {name}." if changed else f"{name} was not paused.")
