@@ -12,10 +12,10 @@ the worker does instead. The worker carries plans out; every branch here has a u
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._documents import validate_bson_value
 from ._errors import PoisonJob, ValidationError
@@ -28,6 +28,7 @@ from .tasks import TaskSpec
 __all__ = [
     "MAX_ERROR_LENGTH",
     "MAX_TRACE_LENGTH",
+    "Clock",
     "Plan",
     "Start",
     "StopPlan",
@@ -45,6 +46,9 @@ MAX_ERROR_LENGTH = 4_000
 MAX_TRACE_LENGTH = 16_000
 """Characters of a traceback kept in ``lastErrorTrace`` (its end)."""
 
+Clock = Callable[[], datetime]
+"""The store's clock: decisions read it only when they depend on the time."""
+
 CARRIED_OVER = ("lastError", "lastErrorType", "lastErrorTrace", "result", "progress")
 """Fields of an outcome kept when a repeating job's next occurrence is computed again."""
 
@@ -58,8 +62,7 @@ class Policy:
     retention: Mapping[str, timedelta]
 
 
-@dataclass(frozen=True)
-class Start:
+class Start(NamedTuple):
     """Run the handler. For a repeating job, ``slot`` is the occurrence the run is for and
     ``caught_up`` tells that it is an older missed slot run under ``misfire="all"``."""
 
@@ -67,8 +70,7 @@ class Start:
     caught_up: bool = False
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """One outcome to write: the fenced ``finish``, then the ``events`` to emit with the job as
     written (``job:fail`` listeners also get ``error``). ``start`` is set when ``finish`` is a
     repeating job's next occurrence computed from that start (to compute again if the schedule
@@ -83,6 +85,14 @@ class Plan:
     def failed(self) -> bool:
         """Whether this outcome ends an execution that failed for good (``job:fail``)."""
         return "job:fail" in self.events
+
+
+RUN = Start()
+"""Run a one-off job's handler."""
+SUCCEEDED = ("job:success", "job:complete")
+COMPLETED = ("job:complete",)
+RETRIED = ("job:retry",)
+FAILED = ("job:fail",)
 
 
 @dataclass(frozen=True)
@@ -105,7 +115,7 @@ def describe(exc: BaseException) -> tuple[str, str, str]:
     return message[:MAX_ERROR_LENGTH], type(exc).__name__, trace[-MAX_TRACE_LENGTH:]
 
 
-def before_run(job: Job, *, poisoned: bool, now: datetime, policy: Policy) -> Plan | Start:
+def before_run(job: Job, *, poisoned: bool, now: Clock, policy: Policy) -> Plan | Start:
     """Whether a claimed job runs: quarantine a poison job (its lease expired too often),
     fail a job whose stored schedule is unusable, skip a repeating job's missed slots when
     its misfire policy says so; otherwise :class:`Start` for the slot it runs for."""
@@ -124,13 +134,13 @@ def before_run(job: Job, *, poisoned: bool, now: datetime, policy: Policy) -> Pl
         )
     repeat = job.repeat
     if repeat is None:
-        return Start()
+        return RUN
     slot = job.last_scheduled_at or job.next_run_at
     if job.attempts or slot is None:
         return Start(slot)
     decided = repeat.plan(
         slot,
-        now,
+        now(),
         caught_up_in_a_row=job.missed_runs,
         default_timezone=policy.default_timezone,
     )
@@ -145,18 +155,17 @@ def before_run(job: Job, *, poisoned: bool, now: datetime, policy: Policy) -> Pl
     return Plan(Finish(set=skip))
 
 
-def after_success(job: Job, result: Any, start: Start, *, now: datetime, policy: Policy) -> Plan:
+def after_success(job: Job, result: Any, start: Start, *, now: Clock, policy: Policy) -> Plan:
     """A handler returned ``result``: a one-off job completes (``job:success``, then
     ``job:complete``); a repeating job moves to its next slot (``job:complete``)."""
     if job.repeat is not None and start.slot is not None:
         finish = _next_occurrence(job, job.repeat, start, policy, {"result": result})
-        return Plan(finish, ("job:complete",), start=start)
+        return Plan(finish, COMPLETED, start=start)
     fields = {"status": "completed", "leaseExpiries": 0, "result": result}
-    finish = Finish(
-        set={**fields, **_expiry("completed", now, policy)},
-        release_dedupe_key=released_on_finish(job.document),
-    )
-    return Plan(finish, ("job:success", "job:complete"))
+    if policy.retention:
+        fields.update(_expiry("completed", now, policy))
+    finish = Finish(set=fields, release_dedupe_key=released_on_finish(job.document))
+    return Plan(finish, SUCCEEDED)
 
 
 def after_failure(
@@ -165,7 +174,7 @@ def after_failure(
     start: Start | None,
     *,
     task: TaskSpec | None,
-    now: datetime,
+    now: Clock,
     policy: Policy,
     final: bool = False,
     drop_repeat: bool = False,
@@ -181,26 +190,26 @@ def after_failure(
     slot = start.slot if start is not None else None
     retry = (task.retry if task is not None else None) or job.retry
     if not final and retry is not None and retry.allows_another(attempts):
-        due = now + max(_retry_delay(task, retry, attempts), timedelta(0))
+        due = now() + max(_retry_delay(task, retry, attempts), timedelta(0))
         if job.repeat is not None and slot is not None:
             due = min(due, job.repeat.next_after(slot, policy.default_timezone))
         fields: dict[str, Any] = {"status": "pending", "nextRunAt": due, "attempts": attempts}
         if slot is not None:
             fields["lastScheduledAt"] = slot
-        return Plan(Finish(set={**fields, **errors}), ("job:retry",))
+        return Plan(Finish(set={**fields, **errors}), RETRIED)
     repeat = None if drop_repeat else job.repeat
     if slot is None:
         slot = job.last_scheduled_at or job.next_run_at
     if repeat is not None and slot is not None:
         following = Start(slot)
         finish = _next_occurrence(job, repeat, following, policy, errors)
-        return Plan(finish, ("job:fail",), error, start=following)
+        return Plan(finish, FAILED, error, start=following)
     fields = {"status": "failed", "attempts": attempts, **errors}
     finish = Finish(
         set={**fields, **_expiry("failed", now, policy)},
         release_dedupe_key=released_on_finish(job.document),
     )
-    return Plan(finish, ("job:fail",), error)
+    return Plan(finish, FAILED, error)
 
 
 def after_schedule_change(current: Job, plan: Plan, policy: Policy) -> Plan:
@@ -213,7 +222,7 @@ def after_schedule_change(current: Job, plan: Plan, policy: Policy) -> Plan:
         finish = Finish(set={"status": "completed", **extra}, expect={"repeat": None})
     else:
         finish = _next_occurrence(current, current.repeat, start, policy, extra)
-    return replace(plan, finish=finish)
+    return plan._replace(finish=finish)
 
 
 def after_stop(reason: StopReason) -> StopPlan:
@@ -266,7 +275,7 @@ def _retry_delay(task: TaskSpec | None, retry: Retry, attempts: int) -> timedelt
     return retry.delay_for(attempts)
 
 
-def _expiry(status: str, now: datetime, policy: Policy) -> dict[str, Any]:
+def _expiry(status: str, now: Clock, policy: Policy) -> dict[str, Any]:
     """The ``expireAt`` that retention gives a one-off job finishing ``status``, if any."""
     keep = policy.retention.get(status)
-    return {} if keep is None else {"expireAt": now + keep}
+    return {} if keep is None else {"expireAt": now() + keep}

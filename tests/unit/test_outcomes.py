@@ -28,6 +28,7 @@ from mongo_job_scheduler.tasks import TaskSpec
 
 NOW = datetime(2026, 3, 2, 12, 0, 30, tzinfo=timezone.utc)
 MINUTE_CRON = {"cron": "* * * * *", "timezone": "UTC"}
+CLOCK = lambda: NOW  # noqa: E731 - the decisions' clock, fixed
 POLICY = Policy(default_timezone="UTC", max_lease_expiries=3, retention={})
 KEEP = Policy(
     default_timezone="UTC",
@@ -70,18 +71,18 @@ def fail(
     policy: Policy = POLICY,
 ) -> Plan:
     """``after_failure`` at NOW."""
-    return after_failure(failed, error, start, task=task, now=NOW, policy=policy)
+    return after_failure(failed, error, start, task=task, now=CLOCK, policy=policy)
 
 
 # -- before the run -------------------------------------------------------------------------
 
 
 def test_a_one_off_job_runs() -> None:
-    assert before_run(job(), poisoned=False, now=NOW, policy=POLICY) == Start()
+    assert before_run(job(), poisoned=False, now=CLOCK, policy=POLICY) == Start()
 
 
 def test_a_poison_job_is_failed_without_running() -> None:
-    plan = before_run(job(leaseExpiries=3), poisoned=True, now=NOW, policy=POLICY)
+    plan = before_run(job(leaseExpiries=3), poisoned=True, now=CLOCK, policy=POLICY)
     assert isinstance(plan, Plan)
     assert plan.finish.set["status"] == "failed"
     assert plan.finish.set["lastErrorType"] == "PoisonJob"
@@ -93,12 +94,12 @@ def test_a_poison_job_is_failed_without_running() -> None:
 
 def test_a_poison_job_fails_even_with_attempts_left() -> None:
     doc = job(leaseExpiries=3, retry={"maxAttempts": 5, "delay": 1000})
-    plan = before_run(doc, poisoned=True, now=NOW, policy=POLICY)
+    plan = before_run(doc, poisoned=True, now=CLOCK, policy=POLICY)
     assert isinstance(plan, Plan) and plan.finish.set["status"] == "failed"
 
 
 def test_a_repeating_poison_job_moves_to_its_next_slot() -> None:
-    plan = before_run(repeating(leaseExpiries=3), poisoned=True, now=NOW, policy=POLICY)
+    plan = before_run(repeating(leaseExpiries=3), poisoned=True, now=CLOCK, policy=POLICY)
     assert isinstance(plan, Plan)
     assert plan.finish.set["status"] == "pending"
     assert plan.finish.set["nextRunAt"] == NOW.replace(second=0) + timedelta(minutes=1)
@@ -108,27 +109,29 @@ def test_a_repeating_poison_job_moves_to_its_next_slot() -> None:
 
 def test_an_unusable_stored_schedule_fails_the_job_for_good() -> None:
     broken = job(repeat={"cron": "not a cron"})
-    plan = before_run(broken, poisoned=False, now=NOW, policy=POLICY)
+    plan = before_run(broken, poisoned=False, now=CLOCK, policy=POLICY)
     assert isinstance(plan, Plan)
     assert plan.finish.set["status"] == "failed"
     assert "invalid repeat" in plan.finish.set["lastError"]
 
 
 def test_a_repeating_job_on_time_runs_its_slot() -> None:
-    decided = before_run(repeating(), poisoned=False, now=NOW, policy=POLICY)
+    decided = before_run(repeating(), poisoned=False, now=CLOCK, policy=POLICY)
     assert decided == Start(NOW.replace(second=0))
 
 
 def test_missed_slots_run_once_at_the_latest() -> None:
     old = NOW.replace(second=0) - timedelta(minutes=10)
     late = job(repeat=MINUTE_CRON, nextRunAt=old, lastScheduledAt=old)
-    assert before_run(late, poisoned=False, now=NOW, policy=POLICY) == Start(NOW.replace(second=0))
+    assert before_run(late, poisoned=False, now=CLOCK, policy=POLICY) == Start(
+        NOW.replace(second=0)
+    )
 
 
 def test_missed_slots_are_skipped_under_the_skip_policy() -> None:
     old = NOW.replace(second=0) - timedelta(minutes=10)
     late = job(repeat={**MINUTE_CRON, "misfire": "skip"}, nextRunAt=old, lastScheduledAt=old)
-    plan = before_run(late, poisoned=False, now=NOW, policy=POLICY)
+    plan = before_run(late, poisoned=False, now=CLOCK, policy=POLICY)
     assert isinstance(plan, Plan)
     following = NOW.replace(second=0) + timedelta(minutes=1)
     assert plan.finish.set == {
@@ -144,9 +147,9 @@ def test_missed_slots_are_each_run_under_the_all_policy_up_to_its_cap() -> None:
     old = NOW.replace(second=0) - timedelta(minutes=10)
     schedule = {**MINUTE_CRON, "misfire": "all", "catchUpLimit": 2}
     late = job(repeat=schedule, nextRunAt=old, lastScheduledAt=old)
-    assert before_run(late, poisoned=False, now=NOW, policy=POLICY) == Start(old, caught_up=True)
+    assert before_run(late, poisoned=False, now=CLOCK, policy=POLICY) == Start(old, caught_up=True)
     capped = job(repeat=schedule, nextRunAt=old, lastScheduledAt=old, missedRuns=2)
-    assert before_run(capped, poisoned=False, now=NOW, policy=POLICY) == Start(
+    assert before_run(capped, poisoned=False, now=CLOCK, policy=POLICY) == Start(
         NOW.replace(second=0)
     )
 
@@ -154,14 +157,14 @@ def test_missed_slots_are_each_run_under_the_all_policy_up_to_its_cap() -> None:
 def test_a_retry_run_of_a_repeating_job_runs_its_own_slot() -> None:
     old = NOW.replace(second=0) - timedelta(minutes=10)
     retrying = job(repeat=MINUTE_CRON, nextRunAt=NOW, lastScheduledAt=old, attempts=1)
-    assert before_run(retrying, poisoned=False, now=NOW, policy=POLICY) == Start(old)
+    assert before_run(retrying, poisoned=False, now=CLOCK, policy=POLICY) == Start(old)
 
 
 # -- success -------------------------------------------------------------------------------
 
 
 def test_success_completes_a_one_off_job() -> None:
-    plan = after_success(job(dedupeKey="k"), {"ok": 1}, Start(), now=NOW, policy=POLICY)
+    plan = after_success(job(dedupeKey="k"), {"ok": 1}, Start(), now=CLOCK, policy=POLICY)
     assert plan.finish.set == {"status": "completed", "leaseExpiries": 0, "result": {"ok": 1}}
     assert plan.finish.release_dedupe_key == "k"
     assert plan.events == ("job:success", "job:complete")
@@ -170,20 +173,20 @@ def test_success_completes_a_one_off_job() -> None:
 
 def test_success_keeps_the_dedupe_key_of_a_forever_scope() -> None:
     plan = after_success(
-        job(dedupeKey="k", dedupeScope="forever"), None, Start(), now=NOW, policy=POLICY
+        job(dedupeKey="k", dedupeScope="forever"), None, Start(), now=CLOCK, policy=POLICY
     )
     assert plan.finish.release_dedupe_key is None
 
 
 def test_success_sets_the_retention_expiry() -> None:
-    plan = after_success(job(), None, Start(), now=NOW, policy=KEEP)
+    plan = after_success(job(), None, Start(), now=CLOCK, policy=KEEP)
     assert plan.finish.set["expireAt"] == NOW + timedelta(hours=1)
 
 
 def test_success_moves_a_repeating_job_to_its_next_slot() -> None:
     done = repeating(attempts=0, leaseExpiries=1)
     slot = NOW.replace(second=0)
-    plan = after_success(done, "r", Start(slot), now=NOW, policy=KEEP)
+    plan = after_success(done, "r", Start(slot), now=CLOCK, policy=KEEP)
     following = slot + timedelta(minutes=1)
     assert plan.finish.set == {
         "status": "pending",
@@ -203,7 +206,7 @@ def test_success_moves_a_repeating_job_to_its_next_slot() -> None:
 def test_a_caught_up_slot_counts_missed_runs() -> None:
     late = repeating(missedRuns=1)
     slot = NOW.replace(second=0) - timedelta(minutes=5)
-    plan = after_success(late, None, Start(slot, caught_up=True), now=NOW, policy=POLICY)
+    plan = after_success(late, None, Start(slot, caught_up=True), now=CLOCK, policy=POLICY)
     assert plan.finish.set["missedRuns"] == 2
     assert plan.finish.set["nextRunAt"] == slot + timedelta(minutes=1)
 
@@ -254,7 +257,7 @@ def test_a_job_without_retry_fails_at_once() -> None:
 def test_the_tasks_retry_policy_and_backoff_function_win() -> None:
     task = TaskSpec(noop, retry=Retry.parse(4), backoff=lambda attempt: attempt * 10)
     plan = after_failure(
-        job(attempts=1), ValueError("x"), Start(), task=task, now=NOW, policy=POLICY
+        job(attempts=1), ValueError("x"), Start(), task=task, now=CLOCK, policy=POLICY
     )
     assert plan.finish.set["nextRunAt"] == NOW + timedelta(seconds=20)
     as_timedelta = TaskSpec(noop, retry=Retry.parse(4), backoff=lambda _: timedelta(minutes=1))
@@ -318,7 +321,7 @@ def test_errors_are_stored_cut_to_size() -> None:
 
 def test_the_next_occurrence_follows_a_schedule_changed_during_the_run() -> None:
     slot = NOW.replace(second=0)
-    plan = after_success(repeating(), "r", Start(slot), now=NOW, policy=POLICY)
+    plan = after_success(repeating(), "r", Start(slot), now=CLOCK, policy=POLICY)
     hourly = {"cron": "0 * * * *", "timezone": "UTC"}
     current = job(repeat=hourly, nextRunAt=slot, lastScheduledAt=slot)
     again = after_schedule_change(current, plan, POLICY)
@@ -331,7 +334,7 @@ def test_the_next_occurrence_follows_a_schedule_changed_during_the_run() -> None
 def test_a_schedule_removed_during_the_run_completes_the_job() -> None:
     slot = NOW.replace(second=0)
     failed = after_failure(
-        repeating(), ValueError("x"), Start(slot), task=None, now=NOW, policy=POLICY
+        repeating(), ValueError("x"), Start(slot), task=None, now=CLOCK, policy=POLICY
     )
     current = job(nextRunAt=slot)
     again = after_schedule_change(current, failed, POLICY)

@@ -295,6 +295,11 @@ class JobStore(ABC):
         """The store's clock (the database server's, for MongoDB)."""
 
     @abstractmethod
+    def clock(self) -> datetime:
+        """The store's clock as last measured, without a round trip (:meth:`now` measures
+        it again when the measurement is old; a worker's claims keep it fresh)."""
+
+    @abstractmethod
     async def insert(
         self, jobs: Sequence[NewJob], *, session: Any = None
     ) -> list[tuple[dict[str, Any], bool]]:

@@ -94,6 +94,9 @@ class InMemoryJobStore(JobStore):
     async def now(self) -> datetime:
         return utcnow()
 
+    def clock(self) -> datetime:
+        return utcnow()
+
     # -- producers --------------------------------------------------------------------------
 
     async def insert(

@@ -120,6 +120,9 @@ class MongoJobStore(JobStore):
             await self._refresh_clock()
         return self._clock.now()
 
+    def clock(self) -> datetime:
+        return self._clock.now()
+
     # -- producers --------------------------------------------------------------------------
 
     async def insert(

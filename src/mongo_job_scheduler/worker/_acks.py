@@ -113,6 +113,11 @@ class Written:
         self._job: Job | None = None
 
     @property
+    def finish(self) -> Finish:
+        """The outcome that was written."""
+        return self._finish
+
+    @property
     def document(self) -> dict[str, Any]:
         if self._document is None:
             doc = {k: v for k, v in self._claimed.items() if k not in LOCK_FIELDS}
@@ -160,16 +165,16 @@ class Outcomes:
             written = await self._write(execution, plan.finish)
         if written is None:
             return
-        document = written.document
-        if document.get("status") == "pending" and document.get("nextRunAt") is not None:
-            now = await self.store.now()
-            self.wakeups.wake_in((document["nextRunAt"] - now).total_seconds())
+        written_set = written.finish.set
+        if written_set.get("status") == "pending" and written_set.get("nextRunAt") is not None:
+            due = written_set["nextRunAt"] - self.store.clock()
+            self.wakeups.wake_in(due.total_seconds())
         if plan.failed:
             logger.warning(
                 "job %s (%s) failed: %s",
                 execution.fence.job_id,
                 execution.job.name,
-                document.get("lastError"),
+                written_set.get("lastError"),
                 extra={"job_id": str(execution.fence.job_id), "job_name": execution.job.name},
             )
         for event in plan.events:

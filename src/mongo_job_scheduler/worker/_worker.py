@@ -184,18 +184,19 @@ class Worker:
 
     async def _give_back(self, claimed: Claimed) -> None:
         try:
-            await self.store.release(self._fence(claimed))
+            await self.store.release(self._fence(claimed, claimed.token))
         except Exception as exc:
             self._report(exc, "could not release a job claimed during stop")
 
-    def _fence(self, claimed: Claimed) -> Fence:
-        return Fence(claimed.job_id, self.owner, claimed.token, claimed.slot_name)
+    def _fence(self, claimed: Claimed, token: int) -> Fence:
+        return Fence(claimed.job_id, self.owner, token, claimed.slot_name)
 
     def _launch(self, claimed: Claimed, sent: float) -> None:
         """Run a claimed job; ``sent`` is when the claim was sent (``time.monotonic()``): the
         lease the server granted runs at least ``lease`` from then."""
-        fence = self._fence(claimed)
-        context = RunContext(claimed.token, self.owner, fence.job_id, self.progress.report)
+        token = claimed.token
+        fence = self._fence(claimed, token)
+        context = RunContext(token, self.owner, fence.job_id, self.progress.report)
         execution = Execution(fence, claimed, context, claimed.job(context))
         execution.lease_deadline = sent + self.config.lease.total_seconds()
         previous = self.executions.get(fence.job_id)
@@ -236,7 +237,7 @@ class Worker:
         decided = _outcomes.before_run(
             job,
             poisoned=execution.claimed.poisoned,
-            now=await self.store.now(),
+            now=self.store.clock,
             policy=self.policy,
         )
         if isinstance(decided, _outcomes.Plan):
@@ -264,8 +265,9 @@ class Worker:
         if unstorable is not None:
             await self._fail(execution, unstorable, decided)
             return
-        now = await self.store.now()
-        plan = _outcomes.after_success(job, result, decided, now=now, policy=self.policy)
+        plan = _outcomes.after_success(
+            job, result, decided, now=self.store.clock, policy=self.policy
+        )
         await self.outcomes.carry_out(execution, plan)
 
     async def _fail(
@@ -276,7 +278,7 @@ class Worker:
             error,
             start,
             task=self.tasks.resolve(execution.job.name),
-            now=await self.store.now(),
+            now=self.store.clock,
             policy=self.policy,
         )
         await self.outcomes.carry_out(execution, plan)
