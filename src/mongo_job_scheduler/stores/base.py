@@ -191,17 +191,6 @@ def _window_end(holder: Mapping[str, Any]) -> datetime | None:
     return finished + timedelta(milliseconds=window)
 
 
-def rate_limit_of(
-    doc: Mapping[str, Any], rate_limits: Mapping[str, RateLimit] | None
-) -> RateLimit | None:
-    """The rate limit a job's start counts against: its task's, else its own."""
-    if rate_limits:
-        task_limit = rate_limits.get(str(doc.get("name")))
-        if task_limit is not None:
-            return task_limit
-    return RateLimit.from_document(doc.get("rateLimit"))
-
-
 def released_on_finish(doc: Mapping[str, Any]) -> str | None:
     """The dedupe key a job gives back when it finishes (completed, failed, cancelled): none
     under the "forever" scope, nor with a dedupe window (the key stays taken for the window;

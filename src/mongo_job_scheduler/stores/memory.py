@@ -16,7 +16,7 @@ from bson import ObjectId
 from .._documents import JobQuery, NewJob
 from .._durations import utcnow
 from ..job import ACTIVE_STATUSES
-from ..rate_limit import RateLimit
+from ..rate_limit import RateLimit, rate_limit_for
 from .base import (
     LOCK_FIELDS,
     Claimed,
@@ -27,7 +27,6 @@ from .base import (
     Finish,
     JobStore,
     decide_dedupe,
-    rate_limit_of,
     released_on_finish,
     shows_release,
 )
@@ -227,7 +226,7 @@ class InMemoryJobStore(JobStore):
                 break
             if not self._take_slot(doc, owner, until, now):
                 continue
-            if not self._take_rate(doc, rate_limit_of(doc, rate_limits), now):
+            if not self._take_rate(doc, rate_limit_for(doc, rate_limits), now):
                 self._free_slot(Fence(doc["_id"], owner, 0, doc["name"]))
                 continue
             if doc["status"] == "running":

@@ -21,7 +21,7 @@ from .._documents import JobQuery, NewJob
 from .._durations import as_aware_utc, utcnow
 from .._errors import ConfigurationError
 from ..job import ACTIVE_STATUSES
-from ..rate_limit import RateLimit
+from ..rate_limit import RateLimit, rate_limit_for
 from . import _mongo_common as q
 from .base import (
     Claimed,
@@ -34,7 +34,6 @@ from .base import (
     Ownership,
     decide_dedupe,
     ownership_of,
-    rate_limit_of,
     released_on_finish,
     shows_release,
 )
@@ -265,7 +264,7 @@ class MongoJobStore(JobStore):
                     break
                 if candidate["name"] in saturated:
                     continue
-                rate = rate_limit_of(candidate, rate_limits)
+                rate = rate_limit_for(candidate, rate_limits)
                 if not candidate.get("concurrency") and rate is None:
                     batch.append(candidate)
                     continue
