@@ -34,13 +34,13 @@ from ._documents import (
 )
 from ._durations import Duration
 from ._errors import ConfigurationError, JobNotFound, ValidationError
+from ._updates import UPDATE_ATTEMPTS, plan_update, update_gave_up
 from .events import EventEmitter, Listener
 from .job import Job, JobStatus
 from .rate_limit import RateLimit
 from .repeat import Repeat, _zone
 from .retry import Retry
 from .stores._mongo_sync import MongoJobStore
-from .stores.base import UPDATE_ATTEMPTS, plan_update, update_gave_up
 
 __all__ = ["MongoJobStore", "Scheduler"]
 

@@ -15,14 +15,12 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
-from .._documents import JobChanges, JobQuery, NewJob
-from .._errors import InvalidJobState
+from .._documents import JobQuery, NewJob
 from ..job import ACTIVE_STATUSES
 from ..rate_limit import RateLimit
 
 __all__ = [
     "LOCK_FIELDS",
-    "UPDATE_ATTEMPTS",
     "ClaimResult",
     "ClaimState",
     "Claimed",
@@ -30,13 +28,10 @@ __all__ = [
     "Fence",
     "JobStore",
     "Ownership",
-    "UpdatePlan",
     "decide_dedupe",
     "ownership_of",
-    "plan_update",
     "released_on_finish",
     "shows_release",
-    "update_gave_up",
 ]
 
 LOCK_FIELDS = ("lockedBy", "lockedAt", "lockUntil")
@@ -199,58 +194,6 @@ def released_on_finish(doc: Mapping[str, Any]) -> str | None:
     if key is None or doc.get("dedupeScope") == "forever" or doc.get("dedupeWindowMs"):
         return None
     return str(key)
-
-
-UPDATE_ATTEMPTS = 5
-"""How often ``update_job`` re-reads a job whose status changed under it before giving up."""
-
-
-@dataclass(frozen=True)
-class UpdatePlan:
-    """How ``update_job`` changes a job seen in status ``expect_status``: the write to apply if
-    the status is still that one, and the dedupe key to take back first (reviving a job)."""
-
-    expect_status: str
-    set: dict[str, Any]
-    unset: list[str]
-    reserve_dedupe_key: str | None = None
-
-    def dedupe_conflict(self, job_id: Any) -> InvalidJobState:
-        """The error when :attr:`reserve_dedupe_key` is held by another active job."""
-        return InvalidJobState(
-            f"job {job_id} cannot run again: another active job holds its dedupe key"
-        )
-
-
-def plan_update(job_id: Any, current: Mapping[str, Any], changes: JobChanges) -> UpdatePlan:
-    """Decide how ``changes`` apply to the stored job ``current``: cancelled jobs refuse every
-    change, running ones refuse ``run_at``; a new ``repeat`` moves a pending job to its first
-    slot; ``run_at`` on a completed or failed job makes it pending again (fresh attempts)."""
-    status = str(current.get("status"))
-    fields = dict(changes.set)
-    if status == "cancelled":
-        raise InvalidJobState(f"job {job_id} is cancelled; cancelled jobs never run again")
-    if status == "running" and changes.reschedules:
-        raise InvalidJobState(
-            f"job {job_id} is running; wait for it to finish before changing run_at"
-        )
-    if changes.reschedules and (current.get("repeat") or "repeat" in fields):
-        fields["lastScheduledAt"] = fields["nextRunAt"]  # the new due time starts the grid
-    if status == "pending" and changes.repeat_first_slot is not None:
-        fields["nextRunAt"] = changes.repeat_first_slot
-        fields["lastScheduledAt"] = changes.repeat_first_slot
-    reserve = None
-    if status in ("completed", "failed") and changes.reschedules:
-        key = current.get("dedupeKey")
-        reserve = None if key is None else str(key)
-        fields.update(status="pending", attempts=0, leaseExpiries=0)
-        return UpdatePlan(status, fields, [*changes.unset, "expireAt"], reserve)
-    return UpdatePlan(status, fields, list(changes.unset), reserve)
-
-
-def update_gave_up(job_id: Any) -> InvalidJobState:
-    """The error when a job kept changing state for :data:`UPDATE_ATTEMPTS` tries."""
-    return InvalidJobState(f"job {job_id} kept changing state; update not applied")
 
 
 class JobStore(ABC):
