@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ._config import SchedulerConfig
+from ._dedupe import released_on_finish
 from ._documents import validate_bson_value
 from ._errors import JobTimeout, LeaseLost, PoisonJob, ValidationError
 from .events import EventEmitter
@@ -33,7 +34,6 @@ from .stores.base import (
     Fence,
     Finish,
     JobStore,
-    released_on_finish,
 )
 from .tasks import TaskRegistry, TaskSpec
 

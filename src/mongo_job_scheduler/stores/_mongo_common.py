@@ -28,8 +28,7 @@ from pymongo.errors import (
 )
 
 from .._documents import JobQuery
-from .._errors import InvalidJobState
-from .base import LOCK_FIELDS, DedupeDecision, Fence, Finish, decide_dedupe
+from .base import LOCK_FIELDS, Fence, Finish
 
 DEFAULT_COLLECTION = "scheduler_jobs"
 
@@ -491,24 +490,6 @@ def is_dedupe_index_conflict(exc: DuplicateKeyError) -> bool:
     details = exc.details or {}
     return "dedupeKey" in (details.get("keyPattern") or {}) or "dedupeKey_1" in str(
         details.get("errmsg", "")
-    )
-
-
-def index_holder(
-    holder: Mapping[str, Any] | None, key: str, scope: str, now: datetime
-) -> Mapping[str, Any] | None:
-    """Dedupe against ``holder``, the job that holds ``key`` in a unique ``dedupeKey`` index:
-    return it if it is active (or either scope is "forever"); ``None`` if it is gone (try
-    again). A finished holder keeps its key in that index, which forbids a new job with it."""
-    if holder is None:
-        return None
-    if decide_dedupe(holder, None, now, scope) is DedupeDecision.RETURN_EXISTING:
-        return holder
-    raise InvalidJobState(
-        f"dedupe key {key!r} is still held by {holder.get('status')} job {holder.get('_id')}: "
-        "the jobs collection has a unique index on dedupeKey (the Node library's MongoJobStore "
-        "creates it), which forbids reusing a finished job's key; purge that job or use "
-        "another key"
     )
 
 

@@ -21,12 +21,12 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from .._clock import ServerClock
+from .._dedupe import DedupeDecision, decide_dedupe, index_holder, released_on_finish
 from .._documents import JobQuery, NewJob
 from .._durations import utcnow
 from .._errors import ConfigurationError
 from ..job import ACTIVE_STATUSES
 from . import _mongo_common as q
-from .base import DedupeDecision, decide_dedupe, released_on_finish
 
 __all__ = ["MongoJobStore"]
 
@@ -135,7 +135,7 @@ class MongoJobStore:
             # A Node-made unique dedupeKey index: a job unknown to the registry holds the key.
             self.dedupe.delete_one({"_id": key, "jobId": job.id}, session=session)
             holder = self.jobs.find_one({"dedupeKey": key}, session=session)
-            found = q.index_holder(holder, key, job.dedupe_scope, now)
+            found = index_holder(holder, key, job.dedupe_scope, now)
             if found is None:
                 return self._insert_deduped(job, key, session)
             return dict(found), False

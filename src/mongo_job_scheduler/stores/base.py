@@ -11,12 +11,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
 from .._documents import JobQuery, NewJob
-from ..job import ACTIVE_STATUSES
 from ..rate_limit import RateLimit
 
 __all__ = [
@@ -24,22 +23,15 @@ __all__ = [
     "ClaimResult",
     "ClaimState",
     "Claimed",
-    "DedupeDecision",
     "Fence",
     "JobStore",
     "Ownership",
-    "decide_dedupe",
     "ownership_of",
-    "released_on_finish",
     "shows_release",
 ]
 
 LOCK_FIELDS = ("lockedBy", "lockedAt", "lockUntil")
 """The fields of a job's current lease, removed when the job is released or finished."""
-
-DEDUPE_GRACE = timedelta(seconds=10)
-"""How long a dedupe registration may point at a job that does not exist yet before another
-producer treats its creator as crashed and takes the key over."""
 
 
 @dataclass(frozen=True)
@@ -141,59 +133,6 @@ class Finish:
     """Extra equality conditions (e.g. the ``repeat`` the worker computed from)."""
     release_dedupe_key: str | None = None
     """Free this dedupe key (the job reached a terminal state and its scope is "active")."""
-
-
-class DedupeDecision(Enum):
-    """What ``schedule`` does when a dedupe key is already registered."""
-
-    RETURN_EXISTING = "return"
-    WAIT = "wait"
-    TAKE_OVER = "take_over"
-
-
-def decide_dedupe(
-    holder: Mapping[str, Any] | None,
-    registered_at: datetime | None,
-    now: datetime,
-    scope: str,
-) -> DedupeDecision:
-    """Decide for a dedupe key already registered to ``holder`` (``None`` if that job does not
-    exist). Active holders always win; finished ones win only under the "forever" scope; a
-    missing holder is waited for during :data:`DEDUPE_GRACE` (its creator may be between its
-    two inserts), then taken over."""
-    if holder is not None:
-        if holder.get("status") in ACTIVE_STATUSES:
-            return DedupeDecision.RETURN_EXISTING
-        if scope == "forever" or holder.get("dedupeScope") == "forever":
-            return DedupeDecision.RETURN_EXISTING
-        held_until = _window_end(holder)
-        if held_until is not None and now < held_until:
-            return DedupeDecision.RETURN_EXISTING
-        return DedupeDecision.TAKE_OVER
-    if registered_at is not None and now - registered_at < DEDUPE_GRACE:
-        return DedupeDecision.WAIT
-    return DedupeDecision.TAKE_OVER
-
-
-def _window_end(holder: Mapping[str, Any]) -> datetime | None:
-    """When a finished job's dedupe window (``dedupeWindowMs`` after it finished) ends."""
-    window = holder.get("dedupeWindowMs")
-    finished = holder.get("updatedAt")
-    if not isinstance(window, (int, float)) or not isinstance(finished, datetime):
-        return None
-    if finished.tzinfo is None:
-        finished = finished.replace(tzinfo=timezone.utc)
-    return finished + timedelta(milliseconds=window)
-
-
-def released_on_finish(doc: Mapping[str, Any]) -> str | None:
-    """The dedupe key a job gives back when it finishes (completed, failed, cancelled): none
-    under the "forever" scope, nor with a dedupe window (the key stays taken for the window;
-    :func:`decide_dedupe` lets it go afterwards)."""
-    key = doc.get("dedupeKey")
-    if key is None or doc.get("dedupeScope") == "forever" or doc.get("dedupeWindowMs"):
-        return None
-    return str(key)
 
 
 class JobStore(ABC):

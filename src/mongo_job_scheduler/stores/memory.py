@@ -13,6 +13,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from .._dedupe import DedupeDecision, decide_dedupe, released_on_finish
 from .._documents import JobQuery, NewJob
 from .._durations import utcnow
 from ..job import ACTIVE_STATUSES
@@ -22,12 +23,9 @@ from .base import (
     Claimed,
     ClaimResult,
     ClaimState,
-    DedupeDecision,
     Fence,
     Finish,
     JobStore,
-    decide_dedupe,
-    released_on_finish,
     shows_release,
 )
 

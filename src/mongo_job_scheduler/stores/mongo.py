@@ -17,6 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from .._clock import ServerClock
+from .._dedupe import DedupeDecision, decide_dedupe, index_holder, released_on_finish
 from .._documents import JobQuery, NewJob
 from .._durations import as_aware_utc, utcnow
 from .._errors import ConfigurationError
@@ -27,14 +28,11 @@ from .base import (
     Claimed,
     ClaimResult,
     ClaimState,
-    DedupeDecision,
     Fence,
     Finish,
     JobStore,
     Ownership,
-    decide_dedupe,
     ownership_of,
-    released_on_finish,
     shows_release,
 )
 
@@ -172,7 +170,7 @@ class MongoJobStore(JobStore):
             # A Node-made unique dedupeKey index: a job unknown to the registry holds the key.
             await self.dedupe.delete_one({"_id": key, "jobId": job.id}, session=session)
             holder = await self.jobs.find_one({"dedupeKey": key}, session=session)
-            found = q.index_holder(holder, key, job.dedupe_scope, now)
+            found = index_holder(holder, key, job.dedupe_scope, now)
             if found is None:
                 return await self._insert_deduped(job, session)
             return dict(found), False
