@@ -1,10 +1,12 @@
-"""The blocking job store behind :mod:`mongo_job_scheduler.sync`, on PyMongo's sync client.
+"""The blocking job store behind :mod:`mongo_job_scheduler.sync`, on PyMongo's sync client: the
+:class:`~.base.SyncJobStore` contract on MongoDB.
 
 It reads and writes the same documents, side collections and indexes as the asyncio
-:class:`~mongo_job_scheduler.stores.mongo.MongoJobStore` (every filter and update comes from
-:mod:`._mongo_common`, every decision from :mod:`.base`), so jobs produced here are run by async
-workers and jobs produced there are administered here. Only the producer and admin operations
-exist: running jobs is the async scheduler's business.
+:class:`~mongo_job_scheduler.stores.mongo.MongoJobStore`: every filter and update comes from
+:mod:`._mongo_common`, and dedupe follows the same procedure from
+:mod:`mongo_job_scheduler._dedupe`. So jobs produced here are run by async workers and jobs
+produced there are administered here. Only the producer and admin operations exist: running
+jobs is the async scheduler's business.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
-"""The seam between the scheduling logic and a database: the ``JobStore`` contract.
+"""The seam between the scheduling logic and a database: the store contracts.
 
-A store keeps job documents (SPEC §4) and performs the few operations that must be atomic:
-creating with dedupe, claiming due jobs under a lease, renewing leases, and fenced writes that
-only the current owner may make. Scheduling maths, retries and the worker loop live elsewhere and
-call these methods; ``MongoJobStore`` and ``InMemoryJobStore`` pass the same contract suite.
+A store keeps job documents (docs/schema.md) and performs the few operations that must be
+atomic: creating with dedupe, claiming due jobs under a lease, renewing leases, and fenced writes
+that only the current owner may make. Scheduling maths, retries, dedupe and update rules and the
+worker loop live elsewhere and call these methods. ``JobStore`` is the asyncio contract, which
+``MongoJobStore`` and ``InMemoryJobStore`` fulfil (they pass the same contract suite);
+``SyncJobStore`` is the blocking one behind :mod:`mongo_job_scheduler.sync`, producer and admin
+operations only.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from .._documents import JobQuery, NewJob
 from ..rate_limit import RateLimit
@@ -26,6 +29,7 @@ __all__ = [
     "Fence",
     "JobStore",
     "Ownership",
+    "SyncJobStore",
     "ownership_of",
     "shows_release",
 ]
@@ -286,3 +290,47 @@ class JobStore(ABC):
     async def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
         """Register ``key`` for ``job_id`` (reviving a finished job); False if another job
         holds it."""
+
+
+class SyncJobStore(Protocol):
+    """Where the blocking :class:`mongo_job_scheduler.sync.Scheduler` keeps jobs: the producer
+    and admin operations of :class:`JobStore`, as plain blocking methods, with the same
+    documents and semantics (a job stored here is claimed by the asyncio workers of a
+    ``JobStore`` on the same data). Running jobs is not part of it."""
+
+    def setup(self) -> None:
+        """Create indexes (idempotent)."""
+
+    def now(self) -> datetime:
+        """The store's clock (the database server's, for MongoDB)."""
+
+    def insert(
+        self, jobs: Sequence[NewJob], *, session: Any = None
+    ) -> list[tuple[dict[str, Any], bool]]:
+        """Store new jobs, deduping by key; returns ``(document, created)`` per job, in order.
+        A deduped job returns the existing holder's document and ``created=False``."""
+
+    def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
+        """Register ``key`` for ``job_id`` (reviving a finished job); False if another job
+        holds it."""
+
+    def get(self, job_id: Any) -> dict[str, Any] | None:
+        """The document with this id, or ``None``."""
+
+    def find(self, query: JobQuery) -> list[dict[str, Any]]:
+        """Documents matching a validated query."""
+
+    def cancel(self, job_id: Any) -> tuple[dict[str, Any] | None, bool]:
+        """Cancel a pending or running job. Returns ``(document after, changed)``; the
+        document is ``None`` if the job does not exist."""
+
+    def update(
+        self,
+        job_id: Any,
+        *,
+        expect_status: Sequence[str],
+        set: Mapping[str, Any],
+        unset: Sequence[str] = (),
+    ) -> dict[str, Any] | None:
+        """Apply a user's change if the job's status is one of ``expect_status``; returns the
+        document after, or ``None`` if it did not match."""
