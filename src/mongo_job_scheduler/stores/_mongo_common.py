@@ -1,6 +1,7 @@
-"""MongoDB queries shared by the async store and the sync facade (pure builders, no I/O).
+"""MongoDB queries shared by the async store and the sync store (pure builders, no I/O), and
+each operation of the dedupe procedure as the PyMongo call that performs it (built, not made).
 
-Sharding rule (SPEC §5.8): every ``findAndModify`` and upsert on the jobs collection names
+Sharding rule: every ``findAndModify`` and upsert on the jobs collection names
 ``_id``; the only unique index there is ``_id``; dedupe keys and concurrency slots live in side
 collections keyed by ``_id``.
 """

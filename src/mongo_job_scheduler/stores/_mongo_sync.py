@@ -91,14 +91,14 @@ class MongoJobStore:
     def insert(self, jobs: Sequence[NewJob], *, session: Any = None) -> list[tuple[Doc, bool]]:
         """Store new jobs, deduping by key; ``(document, created)`` per job, in order."""
         self.setup()
-        return self._run(insert_jobs(jobs, q.in_transaction(session)), session)
+        return self._run_dedupe(insert_jobs(jobs, q.in_transaction(session)), session)
 
     def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
         """Register ``key`` for ``job_id`` (reviving a finished job); False if another job
         holds it."""
-        return self._run(reserve_key(key, job_id))
+        return self._run_dedupe(reserve_key(key, job_id))
 
-    def _run(self, procedure: Procedure[T], session: Any = None) -> T:
+    def _run_dedupe(self, procedure: Procedure[T], session: Any = None) -> T:
         """Carry out a dedupe procedure on this store's collections, through ``session``."""
         result: Any = None
         while True:

@@ -124,12 +124,12 @@ class MongoJobStore(JobStore):
         self, jobs: Sequence[NewJob], *, session: Any = None
     ) -> list[tuple[Doc, bool]]:
         await self.setup()
-        return await self._run(insert_jobs(jobs, q.in_transaction(session)), session)
+        return await self._run_dedupe(insert_jobs(jobs, q.in_transaction(session)), session)
 
     async def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
-        return await self._run(reserve_key(key, job_id))
+        return await self._run_dedupe(reserve_key(key, job_id))
 
-    async def _run(self, procedure: Procedure[T], session: Any = None) -> T:
+    async def _run_dedupe(self, procedure: Procedure[T], session: Any = None) -> T:
         """Carry out a dedupe procedure on this store's collections, through ``session``."""
         result: Any = None
         while True:
