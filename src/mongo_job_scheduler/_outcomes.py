@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from ._dedupe import released_on_finish
 from ._documents import validate_bson_value
 from ._errors import PoisonJob, ValidationError
 from .job import Job, StopReason
 from .repeat import Repeat
 from .retry import Retry
-from .stores.base import Finish, released_on_finish
+from .stores.base import Finish
 from .tasks import TaskSpec
 
 __all__ = [

@@ -11,7 +11,7 @@ from typing import Any
 from ._durations import MAX_INT64, to_seconds
 from ._errors import ValidationError
 
-__all__ = ["RateLimit"]
+__all__ = ["RateLimit", "rate_limit_for"]
 
 _KEYS = {"limit", "period"}
 
@@ -78,3 +78,16 @@ class RateLimit:
     @property
     def period_ms(self) -> int:
         return round(self.period / timedelta(milliseconds=1))
+
+
+def rate_limit_for(
+    doc: Mapping[str, Any], task_limits: Mapping[str, RateLimit] | None
+) -> RateLimit | None:
+    """The rate limit a start of the stored job ``doc`` counts against: the limit of its
+    name's task in ``task_limits`` (the claiming scheduler's), else the job's own stored
+    ``rateLimit``; ``None`` when neither applies."""
+    if task_limits:
+        task_limit = task_limits.get(str(doc.get("name")))
+        if task_limit is not None:
+            return task_limit
+    return RateLimit.from_document(doc.get("rateLimit"))

@@ -23,14 +23,15 @@ from ._documents import (
     validate_name,
 )
 from ._durations import Duration, to_seconds, to_utc
-from ._errors import ConfigurationError, InvalidJobState, JobNotFound, ValidationError
+from ._errors import ConfigurationError, JobNotFound, ValidationError
+from ._updates import UPDATE_ATTEMPTS, plan_retry, plan_update, update_gave_up
 from .events import EventEmitter, Listener
 from .job import FINISHED_STATUSES, Job, JobStatus, StopReason
 from .rate_limit import RateLimit
 from .repeat import Repeat
 from .retry import Retry
 from .stats import SchedulerStats
-from .stores.base import UPDATE_ATTEMPTS, JobStore, plan_update, update_gave_up
+from .stores.base import JobStore
 from .tasks import BackoffFn, F, Handler, TaskRegistry
 from .worker import Worker
 
@@ -491,26 +492,13 @@ class Scheduler:
             current = await store.get(oid)
             if current is None:
                 raise JobNotFound(job_id)
-            status = str(current.get("status"))
-            if status not in ("failed", "cancelled"):
-                raise InvalidJobState(
-                    f"job {job_id} is {status}; only failed or cancelled jobs can be retried"
-                )
-            key = current.get("dedupeKey")
-            if key is not None and not await store.reserve_dedupe_key(str(key), oid):
-                raise InvalidJobState(
-                    f"job {job_id} cannot run again: another active job holds its dedupe key"
-                )
-            now = await store.now()
-            fields: dict[str, Any] = {
-                "status": "pending",
-                "nextRunAt": now,
-                "attempts": 0,
-                "leaseExpiries": 0,
-            }
-            if current.get("repeat"):
-                fields["lastScheduledAt"] = now
-            doc = await store.update(oid, expect_status=[status], set=fields, unset=["expireAt"])
+            plan = plan_retry(job_id, current, await store.now())
+            key = plan.reserve_dedupe_key
+            if key is not None and not await store.reserve_dedupe_key(key, oid):
+                raise plan.dedupe_conflict(job_id)
+            doc = await store.update(
+                oid, expect_status=[plan.expect_status], set=plan.set, unset=plan.unset
+            )
             if doc is not None:
                 job = Job.from_document(doc)
                 await self._wake_if_due(job)

@@ -34,13 +34,14 @@ from ._documents import (
 )
 from ._durations import Duration
 from ._errors import ConfigurationError, JobNotFound, ValidationError
+from ._updates import UPDATE_ATTEMPTS, plan_update, update_gave_up
 from .events import EventEmitter, Listener
 from .job import Job, JobStatus
 from .rate_limit import RateLimit
 from .repeat import Repeat, _zone
 from .retry import Retry
 from .stores._mongo_sync import MongoJobStore
-from .stores.base import UPDATE_ATTEMPTS, plan_update, update_gave_up
+from .stores.base import SyncJobStore
 
 __all__ = ["MongoJobStore", "Scheduler"]
 
@@ -70,7 +71,7 @@ class Scheduler:
             _zone(default_timezone, "default_timezone")
         except ValidationError as exc:
             raise ConfigurationError(exc.field, exc.reason) from None
-        self.store = store
+        self.store: SyncJobStore = store
         self.default_timezone = default_timezone
         self.events = EventEmitter()
 

@@ -305,7 +305,7 @@ async def test_fresh_registration_of_a_missing_job_is_waited_for_then_taken_over
     writes: it is waited for, and taken over once the grace period has passed."""
     assert isinstance(store, MongoJobStore)
     await store.setup()
-    from mongo_job_scheduler.stores.base import DEDUPE_GRACE
+    from mongo_job_scheduler._dedupe import DEDUPE_GRACE
 
     almost_stale = await store.now() - DEDUPE_GRACE + timedelta(milliseconds=400)
     await registry(store).insert_one(

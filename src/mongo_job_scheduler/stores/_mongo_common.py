@@ -1,20 +1,25 @@
-"""MongoDB queries shared by the async store and the sync facade (pure builders, no I/O).
+"""MongoDB queries shared by the async store and the sync store (pure builders, no I/O), and
+each operation of the dedupe procedure as the PyMongo call that performs it (built, not made).
 
-Sharding rule (SPEC §5.8): every ``findAndModify`` and upsert on the jobs collection names
+Sharding rule: every ``findAndModify`` and upsert on the jobs collection names
 ``_id``; the only unique index there is ``_id``; dedupe keys and concurrency slots live in side
 collections keyed by ``_id``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from functools import partial
+from typing import Any, NoReturn
 
 from bson.codec_options import CodecOptions
 from bson.errors import InvalidDocument
 from bson.min_key import MinKey
 from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.collection import Collection
 from pymongo.errors import (
     BulkWriteError,
     ConnectionFailure,
@@ -27,9 +32,21 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
+from .._dedupe import (
+    AddEntry,
+    DedupeOp,
+    DropEntry,
+    InsertJob,
+    InsertJobs,
+    Pause,
+    ReadClock,
+    ReadEntry,
+    ReadJob,
+    ReadKeyHolder,
+    TakeOver,
+)
 from .._documents import JobQuery
-from .._errors import InvalidJobState
-from .base import LOCK_FIELDS, DedupeDecision, Fence, Finish, decide_dedupe
+from .base import LOCK_FIELDS, Fence, Finish
 
 DEFAULT_COLLECTION = "scheduler_jobs"
 
@@ -494,22 +511,89 @@ def is_dedupe_index_conflict(exc: DuplicateKeyError) -> bool:
     )
 
 
-def index_holder(
-    holder: Mapping[str, Any] | None, key: str, scope: str, now: datetime
-) -> Mapping[str, Any] | None:
-    """Dedupe against ``holder``, the job that holds ``key`` in a unique ``dedupeKey`` index:
-    return it if it is active (or either scope is "forever"); ``None`` if it is gone (try
-    again). A finished holder keeps its key in that index, which forbids a new job with it."""
-    if holder is None:
-        return None
-    if decide_dedupe(holder, None, now, scope) is DedupeDecision.RETURN_EXISTING:
-        return holder
-    raise InvalidJobState(
-        f"dedupe key {key!r} is still held by {holder.get('status')} job {holder.get('_id')}: "
-        "the jobs collection has a unique index on dedupeKey (the Node library's MongoJobStore "
-        "creates it), which forbids reusing a finished job's key; purge that job or use "
-        "another key"
-    )
+def in_transaction(session: Any) -> bool:
+    """Whether ``session`` (a PyMongo session, or ``None``) is inside a transaction."""
+    return session is not None and bool(session.in_transaction)
+
+
+def _as_returned(returned: Any) -> Any:
+    return returned
+
+
+def _raise(exc: DuplicateKeyError) -> NoReturn:
+    raise exc
+
+
+def _nothing(returned: Any) -> None:
+    return None
+
+
+def _yes(returned: Any) -> bool:
+    return True
+
+
+def _no(exc: DuplicateKeyError) -> bool:
+    return False
+
+
+def _matched(returned: Any) -> bool:
+    return bool(returned.matched_count)
+
+
+@dataclass(frozen=True)
+class DedupeStep:
+    """One operation of a dedupe procedure (:mod:`.._dedupe`) as a call on a store's
+    collections, the same for PyMongo's blocking and asyncio APIs: ``call()`` performs it (on
+    the asyncio API it returns the awaitable to await), ``result`` turns what the call returned
+    into the procedure's result, and ``refused`` gives the procedure's result when the call
+    raised ``DuplicateKeyError``, or raises that error again."""
+
+    call: Callable[[], Any]
+    result: Callable[[Any], Any] = _as_returned
+    refused: Callable[[DuplicateKeyError], Any] = _raise
+
+
+def dedupe_step(
+    op: DedupeOp,
+    jobs: Collection[Any] | AsyncCollection[Any],
+    registry: Collection[Any] | AsyncCollection[Any],
+    session: Any,
+    clock: Callable[[], Any],
+    pause: Callable[[float], Any],
+) -> DedupeStep:
+    """The call that performs ``op`` on the ``jobs`` collection and the dedupe ``registry``
+    (both PyMongo collections of one API), through ``session``; ``clock()`` reads the store's
+    clock and ``pause(seconds)`` waits."""
+    if isinstance(op, ReadClock):
+        return DedupeStep(clock)
+    if isinstance(op, Pause):
+        return DedupeStep(partial(pause, op.seconds), _nothing)
+    if isinstance(op, AddEntry):
+        entry = dedupe_entry(op.key, op.job_id, op.at)
+        return DedupeStep(partial(registry.insert_one, entry, session=session), _yes, _no)
+    if isinstance(op, ReadEntry):
+        return DedupeStep(partial(registry.find_one, {"_id": op.key}, session=session))
+    if isinstance(op, ReadJob):
+        return DedupeStep(partial(jobs.find_one, {"_id": op.job_id}, session=session))
+    if isinstance(op, TakeOver):
+        flt, update = dedupe_takeover(op.key, op.holder_id, op.job_id, op.at)
+        return DedupeStep(partial(registry.update_one, flt, update, session=session), _matched)
+    if isinstance(op, InsertJobs):
+        insert_many = partial(jobs.insert_many, op.documents, ordered=True, session=session)
+        return DedupeStep(insert_many, _nothing)
+    if isinstance(op, InsertJob):
+        fallback = op.index_fallback
+        return DedupeStep(
+            partial(jobs.insert_one, op.document, session=session),
+            _yes,
+            lambda exc: False if fallback and is_dedupe_index_conflict(exc) else _raise(exc),
+        )
+    if isinstance(op, DropEntry):
+        drop = partial(registry.delete_one, {"_id": op.key, "jobId": op.job_id}, session=session)
+        return DedupeStep(drop, _nothing)
+    if isinstance(op, ReadKeyHolder):
+        return DedupeStep(partial(jobs.find_one, {"dedupeKey": op.key}, session=session))
+    raise TypeError(f"not a dedupe operation: {op!r}")
 
 
 def status_filter(job_id: Any, statuses: Sequence[str]) -> dict[str, Any]:

@@ -1,10 +1,12 @@
-"""The blocking job store behind :mod:`mongo_job_scheduler.sync`, on PyMongo's sync client.
+"""The blocking job store behind :mod:`mongo_job_scheduler.sync`, on PyMongo's sync client: the
+:class:`~.base.SyncJobStore` contract on MongoDB.
 
 It reads and writes the same documents, side collections and indexes as the asyncio
-:class:`~mongo_job_scheduler.stores.mongo.MongoJobStore` (every filter and update comes from
-:mod:`._mongo_common`, every decision from :mod:`.base`), so jobs produced here are run by async
-workers and jobs produced there are administered here. Only the producer and admin operations
-exist: running jobs is the async scheduler's business.
+:class:`~mongo_job_scheduler.stores.mongo.MongoJobStore`: every filter and update comes from
+:mod:`._mongo_common`, and dedupe follows the same procedure from
+:mod:`mongo_job_scheduler._dedupe`. So jobs produced here are run by async workers and jobs
+produced there are administered here. Only the producer and admin operations exist: running
+jobs is the async scheduler's business.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
@@ -21,19 +23,17 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from .._clock import ServerClock
+from .._dedupe import Procedure, insert_jobs, released_on_finish, reserve_key
 from .._documents import JobQuery, NewJob
 from .._durations import utcnow
 from .._errors import ConfigurationError
 from ..job import ACTIVE_STATUSES
 from . import _mongo_common as q
-from .base import DedupeDecision, decide_dedupe, released_on_finish
 
 __all__ = ["MongoJobStore"]
 
 Doc = dict[str, Any]
-
-DEDUPE_WAIT = 0.05
-"""Seconds to wait before looking again at a dedupe key whose job is still being created."""
+T = TypeVar("T")
 
 
 class MongoJobStore:
@@ -91,77 +91,27 @@ class MongoJobStore:
     def insert(self, jobs: Sequence[NewJob], *, session: Any = None) -> list[tuple[Doc, bool]]:
         """Store new jobs, deduping by key; ``(document, created)`` per job, in order."""
         self.setup()
-        out: list[tuple[Doc, bool] | None] = [None] * len(jobs)
-        plain = [i for i, job in enumerate(jobs) if job.dedupe_key is None]
-        if plain:
-            self.jobs.insert_many([jobs[i].document for i in plain], ordered=True, session=session)
-            for i in plain:
-                out[i] = (jobs[i].document, True)
-        for i, job in enumerate(jobs):
-            if job.dedupe_key is not None:
-                out[i] = self._insert_deduped(job, job.dedupe_key, session)
-        return [item for item in out if item is not None]
-
-    def _insert_deduped(self, job: NewJob, key: str, session: Any) -> tuple[Doc, bool]:
-        """Register ``key`` for ``job`` then insert it, or return the job that holds the key."""
-        while True:
-            now = self.now()
-            try:
-                self.dedupe.insert_one(q.dedupe_entry(key, job.id, now), session=session)
-                break
-            except DuplicateKeyError:
-                pass
-            entry = self.dedupe.find_one({"_id": key}, session=session)
-            if entry is None:
-                continue  # released meanwhile: try again
-            holder = self.jobs.find_one({"_id": entry["jobId"]}, session=session)
-            decision = decide_dedupe(holder, entry.get("registeredAt"), now, job.dedupe_scope)
-            if decision is DedupeDecision.RETURN_EXISTING and holder is not None:
-                return holder, False
-            if decision is DedupeDecision.WAIT:
-                time.sleep(DEDUPE_WAIT)
-                continue
-            taken = self.dedupe.update_one(
-                *q.dedupe_takeover(key, entry["jobId"], job.id, now), session=session
-            )
-            if taken.matched_count:
-                break
-        try:
-            self.jobs.insert_one(job.document, session=session)
-        except DuplicateKeyError as exc:
-            in_transaction = session is not None and session.in_transaction
-            if in_transaction or not q.is_dedupe_index_conflict(exc):
-                raise
-            # A Node-made unique dedupeKey index: a job unknown to the registry holds the key.
-            self.dedupe.delete_one({"_id": key, "jobId": job.id}, session=session)
-            holder = self.jobs.find_one({"dedupeKey": key}, session=session)
-            found = q.index_holder(holder, key, job.dedupe_scope, now)
-            if found is None:
-                return self._insert_deduped(job, key, session)
-            return dict(found), False
-        return job.document, True
+        return self._run_dedupe(insert_jobs(jobs, q.in_transaction(session)), session)
 
     def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
         """Register ``key`` for ``job_id`` (reviving a finished job); False if another job
         holds it."""
+        return self._run_dedupe(reserve_key(key, job_id))
+
+    def _run_dedupe(self, procedure: Procedure[T], session: Any = None) -> T:
+        """Carry out a dedupe procedure on this store's collections, through ``session``."""
+        result: Any = None
         while True:
-            now = self.now()
             try:
-                self.dedupe.insert_one(q.dedupe_entry(key, job_id, now))
-                return True
-            except DuplicateKeyError:
-                pass
-            entry = self.dedupe.find_one({"_id": key})
-            if entry is not None:
-                break  # else released meanwhile: try again
-        if entry["jobId"] == job_id:
-            return True
-        holder = self.jobs.find_one({"_id": entry["jobId"]})
-        decision = decide_dedupe(holder, entry.get("registeredAt"), now, "active")
-        if decision is not DedupeDecision.TAKE_OVER:
-            return False
-        taken = self.dedupe.update_one(*q.dedupe_takeover(key, entry["jobId"], job_id, now))
-        return bool(taken.matched_count)
+                op = procedure.send(result)
+            except StopIteration as done:
+                value: T = done.value
+                return value
+            step = q.dedupe_step(op, self.jobs, self.dedupe, session, self.now, time.sleep)
+            try:
+                result = step.result(step.call())
+            except DuplicateKeyError as exc:
+                result = step.refused(exc)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -1,9 +1,12 @@
-"""The seam between the scheduling logic and a database: the ``JobStore`` contract.
+"""The seam between the scheduling logic and a database: the store contracts.
 
-A store keeps job documents (SPEC §4) and performs the few operations that must be atomic:
-creating with dedupe, claiming due jobs under a lease, renewing leases, and fenced writes that
-only the current owner may make. Scheduling maths, retries and the worker loop live elsewhere and
-call these methods; ``MongoJobStore`` and ``InMemoryJobStore`` pass the same contract suite.
+A store keeps job documents (docs/schema.md) and performs the few operations that must be
+atomic: creating with dedupe, claiming due jobs under a lease, renewing leases, and fenced writes
+that only the current owner may make. Scheduling maths, retries, dedupe and update rules and the
+worker loop live elsewhere and call these methods. ``JobStore`` is the asyncio contract, which
+``MongoJobStore`` and ``InMemoryJobStore`` fulfil (they pass the same contract suite);
+``SyncJobStore`` is the blocking one behind :mod:`mongo_job_scheduler.sync`, producer and admin
+operations only.
 """
 
 from __future__ import annotations
@@ -11,40 +14,29 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
-from .._documents import JobChanges, JobQuery, NewJob
-from .._errors import InvalidJobState
-from ..job import ACTIVE_STATUSES, Job, RunContext
+from .._documents import JobQuery, NewJob
+from ..job import Job, RunContext
 from ..rate_limit import RateLimit
 
 __all__ = [
     "LOCK_FIELDS",
-    "UPDATE_ATTEMPTS",
     "ClaimResult",
     "ClaimState",
     "Claimed",
-    "DedupeDecision",
     "Fence",
     "JobStore",
     "Ownership",
-    "UpdatePlan",
-    "decide_dedupe",
+    "SyncJobStore",
     "ownership_of",
-    "plan_update",
-    "released_on_finish",
     "shows_release",
-    "update_gave_up",
 ]
 
 LOCK_FIELDS = ("lockedBy", "lockedAt", "lockUntil")
 """The fields of a job's current lease, removed when the job is released or finished."""
-
-DEDUPE_GRACE = timedelta(seconds=10)
-"""How long a dedupe registration may point at a job that does not exist yet before another
-producer treats its creator as crashed and takes the key over."""
 
 
 @dataclass(frozen=True)
@@ -165,122 +157,6 @@ class Finish:
     """Extra equality conditions (e.g. the ``repeat`` the worker computed from)."""
     release_dedupe_key: str | None = None
     """Free this dedupe key (the job reached a terminal state and its scope is "active")."""
-
-
-class DedupeDecision(Enum):
-    """What ``schedule`` does when a dedupe key is already registered."""
-
-    RETURN_EXISTING = "return"
-    WAIT = "wait"
-    TAKE_OVER = "take_over"
-
-
-def decide_dedupe(
-    holder: Mapping[str, Any] | None,
-    registered_at: datetime | None,
-    now: datetime,
-    scope: str,
-) -> DedupeDecision:
-    """Decide for a dedupe key already registered to ``holder`` (``None`` if that job does not
-    exist). Active holders always win; finished ones win only under the "forever" scope; a
-    missing holder is waited for during :data:`DEDUPE_GRACE` (its creator may be between its
-    two inserts), then taken over."""
-    if holder is not None:
-        if holder.get("status") in ACTIVE_STATUSES:
-            return DedupeDecision.RETURN_EXISTING
-        if scope == "forever" or holder.get("dedupeScope") == "forever":
-            return DedupeDecision.RETURN_EXISTING
-        held_until = _window_end(holder)
-        if held_until is not None and now < held_until:
-            return DedupeDecision.RETURN_EXISTING
-        return DedupeDecision.TAKE_OVER
-    if registered_at is not None and now - registered_at < DEDUPE_GRACE:
-        return DedupeDecision.WAIT
-    return DedupeDecision.TAKE_OVER
-
-
-def _window_end(holder: Mapping[str, Any]) -> datetime | None:
-    """When a finished job's dedupe window (``dedupeWindowMs`` after it finished) ends."""
-    window = holder.get("dedupeWindowMs")
-    finished = holder.get("updatedAt")
-    if not isinstance(window, (int, float)) or not isinstance(finished, datetime):
-        return None
-    if finished.tzinfo is None:
-        finished = finished.replace(tzinfo=timezone.utc)
-    return finished + timedelta(milliseconds=window)
-
-
-def rate_limit_of(
-    doc: Mapping[str, Any], rate_limits: Mapping[str, RateLimit] | None
-) -> RateLimit | None:
-    """The rate limit a job's start counts against: its task's, else its own."""
-    if rate_limits:
-        task_limit = rate_limits.get(str(doc.get("name")))
-        if task_limit is not None:
-            return task_limit
-    return RateLimit.from_document(doc.get("rateLimit"))
-
-
-def released_on_finish(doc: Mapping[str, Any]) -> str | None:
-    """The dedupe key a job gives back when it finishes (completed, failed, cancelled): none
-    under the "forever" scope, nor with a dedupe window (the key stays taken for the window;
-    :func:`decide_dedupe` lets it go afterwards)."""
-    key = doc.get("dedupeKey")
-    if key is None or doc.get("dedupeScope") == "forever" or doc.get("dedupeWindowMs"):
-        return None
-    return str(key)
-
-
-UPDATE_ATTEMPTS = 5
-"""How often ``update_job`` re-reads a job whose status changed under it before giving up."""
-
-
-@dataclass(frozen=True)
-class UpdatePlan:
-    """How ``update_job`` changes a job seen in status ``expect_status``: the write to apply if
-    the status is still that one, and the dedupe key to take back first (reviving a job)."""
-
-    expect_status: str
-    set: dict[str, Any]
-    unset: list[str]
-    reserve_dedupe_key: str | None = None
-
-    def dedupe_conflict(self, job_id: Any) -> InvalidJobState:
-        """The error when :attr:`reserve_dedupe_key` is held by another active job."""
-        return InvalidJobState(
-            f"job {job_id} cannot run again: another active job holds its dedupe key"
-        )
-
-
-def plan_update(job_id: Any, current: Mapping[str, Any], changes: JobChanges) -> UpdatePlan:
-    """Decide how ``changes`` apply to the stored job ``current``: cancelled jobs refuse every
-    change, running ones refuse ``run_at``; a new ``repeat`` moves a pending job to its first
-    slot; ``run_at`` on a completed or failed job makes it pending again (fresh attempts)."""
-    status = str(current.get("status"))
-    fields = dict(changes.set)
-    if status == "cancelled":
-        raise InvalidJobState(f"job {job_id} is cancelled; cancelled jobs never run again")
-    if status == "running" and changes.reschedules:
-        raise InvalidJobState(
-            f"job {job_id} is running; wait for it to finish before changing run_at"
-        )
-    if changes.reschedules and (current.get("repeat") or "repeat" in fields):
-        fields["lastScheduledAt"] = fields["nextRunAt"]  # the new due time starts the grid
-    if status == "pending" and changes.repeat_first_slot is not None:
-        fields["nextRunAt"] = changes.repeat_first_slot
-        fields["lastScheduledAt"] = changes.repeat_first_slot
-    reserve = None
-    if status in ("completed", "failed") and changes.reschedules:
-        key = current.get("dedupeKey")
-        reserve = None if key is None else str(key)
-        fields.update(status="pending", attempts=0, leaseExpiries=0)
-        return UpdatePlan(status, fields, [*changes.unset, "expireAt"], reserve)
-    return UpdatePlan(status, fields, list(changes.unset), reserve)
-
-
-def update_gave_up(job_id: Any) -> InvalidJobState:
-    """The error when a job kept changing state for :data:`UPDATE_ATTEMPTS` tries."""
-    return InvalidJobState(f"job {job_id} kept changing state; update not applied")
 
 
 class JobStore(ABC):
@@ -439,3 +315,47 @@ class JobStore(ABC):
     async def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
         """Register ``key`` for ``job_id`` (reviving a finished job); False if another job
         holds it."""
+
+
+class SyncJobStore(Protocol):
+    """Where the blocking :class:`mongo_job_scheduler.sync.Scheduler` keeps jobs: the producer
+    and admin operations of :class:`JobStore`, as plain blocking methods, with the same
+    documents and semantics (a job stored here is claimed by the asyncio workers of a
+    ``JobStore`` on the same data). Running jobs is not part of it."""
+
+    def setup(self) -> None:
+        """Create indexes (idempotent)."""
+
+    def now(self) -> datetime:
+        """The store's clock (the database server's, for MongoDB)."""
+
+    def insert(
+        self, jobs: Sequence[NewJob], *, session: Any = None
+    ) -> list[tuple[dict[str, Any], bool]]:
+        """Store new jobs, deduping by key; returns ``(document, created)`` per job, in order.
+        A deduped job returns the existing holder's document and ``created=False``."""
+
+    def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
+        """Register ``key`` for ``job_id`` (reviving a finished job); False if another job
+        holds it."""
+
+    def get(self, job_id: Any) -> dict[str, Any] | None:
+        """The document with this id, or ``None``."""
+
+    def find(self, query: JobQuery) -> list[dict[str, Any]]:
+        """Documents matching a validated query."""
+
+    def cancel(self, job_id: Any) -> tuple[dict[str, Any] | None, bool]:
+        """Cancel a pending or running job. Returns ``(document after, changed)``; the
+        document is ``None`` if the job does not exist."""
+
+    def update(
+        self,
+        job_id: Any,
+        *,
+        expect_status: Sequence[str],
+        set: Mapping[str, Any],
+        unset: Sequence[str] = (),
+    ) -> dict[str, Any] | None:
+        """Apply a user's change if the job's status is one of ``expect_status``; returns the
+        document after, or ``None`` if it did not match."""

@@ -13,22 +13,19 @@ from typing import Any
 
 from bson import ObjectId
 
+from .._dedupe import DedupeDecision, decide_dedupe, released_on_finish
 from .._documents import JobQuery, NewJob
 from .._durations import utcnow
 from ..job import ACTIVE_STATUSES
-from ..rate_limit import RateLimit
+from ..rate_limit import RateLimit, rate_limit_for
 from .base import (
     LOCK_FIELDS,
     Claimed,
     ClaimResult,
     ClaimState,
-    DedupeDecision,
     Fence,
     Finish,
     JobStore,
-    decide_dedupe,
-    rate_limit_of,
-    released_on_finish,
     shows_release,
 )
 
@@ -230,7 +227,7 @@ class InMemoryJobStore(JobStore):
                 break
             if not self._take_slot(doc, owner, until, now):
                 continue
-            if not self._take_rate(doc, rate_limit_of(doc, rate_limits), now):
+            if not self._take_rate(doc, rate_limit_for(doc, rate_limits), now):
                 self._free_slot(Fence(doc["_id"], owner, 0, doc["name"]))
                 continue
             if doc["status"] == "running":

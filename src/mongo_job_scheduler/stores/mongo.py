@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from bson import ObjectId, encode
 from pymongo import ReturnDocument, UpdateMany, UpdateOne
@@ -17,31 +17,29 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from .._clock import ServerClock
+from .._dedupe import Procedure, insert_jobs, released_on_finish, reserve_key
 from .._documents import JobQuery, NewJob
 from .._durations import as_aware_utc, utcnow
 from .._errors import ConfigurationError
 from ..job import ACTIVE_STATUSES
-from ..rate_limit import RateLimit
+from ..rate_limit import RateLimit, rate_limit_for
 from . import _mongo_common as q
 from .base import (
     Claimed,
     ClaimResult,
     ClaimState,
-    DedupeDecision,
     Fence,
     Finish,
     JobStore,
     Ownership,
-    decide_dedupe,
     ownership_of,
-    rate_limit_of,
-    released_on_finish,
     shows_release,
 )
 
 __all__ = ["MongoJobStore"]
 
 Doc = dict[str, Any]
+T = TypeVar("T")
 logger = logging.getLogger("mongo_job_scheduler")
 
 PAUSED_REFRESH = 1.0
@@ -129,79 +127,25 @@ class MongoJobStore(JobStore):
         self, jobs: Sequence[NewJob], *, session: Any = None
     ) -> list[tuple[Doc, bool]]:
         await self.setup()
-        out: list[tuple[Doc, bool] | None] = [None] * len(jobs)
-        plain = [i for i, job in enumerate(jobs) if job.dedupe_key is None]
-        if plain:
-            await self.jobs.insert_many(
-                [jobs[i].document for i in plain], ordered=True, session=session
-            )
-            for i in plain:
-                out[i] = (jobs[i].document, True)
-        for i, job in enumerate(jobs):
-            if job.dedupe_key is not None:
-                out[i] = await self._insert_deduped(job, session)
-        return [item for item in out if item is not None]
-
-    async def _insert_deduped(self, job: NewJob, session: Any) -> tuple[Doc, bool]:
-        key = job.dedupe_key
-        assert key is not None  # only jobs with a key are inserted here
-        while True:
-            now = await self.now()
-            try:
-                await self.dedupe.insert_one(q.dedupe_entry(key, job.id, now), session=session)
-                break
-            except DuplicateKeyError:
-                pass
-            entry = await self.dedupe.find_one({"_id": key}, session=session)
-            if entry is None:
-                continue  # released meanwhile: try again
-            holder = await self.jobs.find_one({"_id": entry["jobId"]}, session=session)
-            decision = decide_dedupe(holder, entry.get("registeredAt"), now, job.dedupe_scope)
-            if decision is DedupeDecision.RETURN_EXISTING and holder is not None:
-                return holder, False
-            if decision is DedupeDecision.WAIT:
-                await asyncio.sleep(0.05)
-                continue
-            taken = await self.dedupe.update_one(
-                *q.dedupe_takeover(key, entry["jobId"], job.id, now), session=session
-            )
-            if taken.matched_count:
-                break
-        try:
-            await self.jobs.insert_one(job.document, session=session)
-        except DuplicateKeyError as exc:
-            in_transaction = session is not None and session.in_transaction
-            if in_transaction or not q.is_dedupe_index_conflict(exc):
-                raise
-            # A Node-made unique dedupeKey index: a job unknown to the registry holds the key.
-            await self.dedupe.delete_one({"_id": key, "jobId": job.id}, session=session)
-            holder = await self.jobs.find_one({"dedupeKey": key}, session=session)
-            found = q.index_holder(holder, key, job.dedupe_scope, now)
-            if found is None:
-                return await self._insert_deduped(job, session)
-            return dict(found), False
-        return job.document, True
+        return await self._run_dedupe(insert_jobs(jobs, q.in_transaction(session)), session)
 
     async def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
-        now = await self.now()
-        try:
-            await self.dedupe.insert_one(q.dedupe_entry(key, job_id, now))
-            return True
-        except DuplicateKeyError:
-            pass
-        entry = await self.dedupe.find_one({"_id": key})
-        if entry is None:
-            return await self.reserve_dedupe_key(key, job_id)
-        if entry["jobId"] == job_id:
-            return True
-        holder = await self.jobs.find_one({"_id": entry["jobId"]})
-        if (
-            decide_dedupe(holder, entry.get("registeredAt"), now, "active")
-            is not DedupeDecision.TAKE_OVER
-        ):
-            return False
-        taken = await self.dedupe.update_one(*q.dedupe_takeover(key, entry["jobId"], job_id, now))
-        return bool(taken.matched_count)
+        return await self._run_dedupe(reserve_key(key, job_id))
+
+    async def _run_dedupe(self, procedure: Procedure[T], session: Any = None) -> T:
+        """Carry out a dedupe procedure on this store's collections, through ``session``."""
+        result: Any = None
+        while True:
+            try:
+                op = procedure.send(result)
+            except StopIteration as done:
+                value: T = done.value
+                return value
+            step = q.dedupe_step(op, self.jobs, self.dedupe, session, self.now, asyncio.sleep)
+            try:
+                result = step.result(await step.call())
+            except DuplicateKeyError as exc:
+                result = step.refused(exc)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -268,7 +212,7 @@ class MongoJobStore(JobStore):
                     break
                 if candidate["name"] in saturated:
                     continue
-                rate = rate_limit_of(candidate, rate_limits)
+                rate = rate_limit_for(candidate, rate_limits)
                 if not candidate.get("concurrency") and rate is None:
                     batch.append(candidate)
                     continue
