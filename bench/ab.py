@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import subprocess
@@ -112,6 +113,8 @@ class Measured:
     pair: int
     revision: Revision
     result: MultiResult
+    load: float
+    """The one-minute load average when the run started (other work on the machine)."""
 
 
 @dataclass(frozen=True)
@@ -144,8 +147,9 @@ async def measure(
                 f"pair {pair}/{args.pairs}: {revision.label} ({revision.short}), "
                 f"{args.jobs:,} jobs, {args.processes} process(es) x {args.workers} workers"
             )
+            load = os.getloadavg()[0]
             result = await multi_burn(bench, args.processes, args.jobs, revision.src)
-            runs.append(Measured(len(runs) + 1, pair, revision, result))
+            runs.append(Measured(len(runs) + 1, pair, revision, result, load))
             log(
                 f"  {fmt_rate(result.rate)}, worker {result.cpu_per_job * 1e6:,.0f} µs CPU/job, "
                 f"mongod {result.server_cpu:.2f} s CPU, "
@@ -199,6 +203,7 @@ def run_rows(runs: Sequence[Measured]) -> list[list[str]]:
                 str(m.index),
                 str(m.pair),
                 f"{m.revision.label} `{m.revision.short}`",
+                f"{m.load:.2f}",
                 f"{r.seconds:.2f}",
                 *(metric.shown(metric.value(r)) for metric in METRICS),
                 " / ".join(fmt_int(count) for count in r.per_process),
@@ -245,6 +250,7 @@ def render(
         "Run",
         "Pair",
         "Side",
+        "Load (1 min)",
         "Seconds",
         *(metric.title.split(" (")[0] for metric in METRICS),
         "Jobs per process",
