@@ -275,6 +275,11 @@ class DocFactory:
 # -- worker subprocesses ----------------------------------------------------------------------
 
 
+def inside(path: str, folder: Path) -> bool:
+    """Whether ``path`` (a file) lies somewhere under ``folder``."""
+    return bool(path) and folder.resolve() in Path(path).resolve().parents
+
+
 @dataclass
 class ChildStatus:
     """What one worker subprocess last reported."""
@@ -282,15 +287,22 @@ class ChildStatus:
     count: int = 0
     last_run: float = 0.0
     errors: list[str] = field(default_factory=list)
+    package: str = ""
+    """The ``mongo_job_scheduler/__init__.py`` the process imported (told with ``ready``)."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     bye: asyncio.Event = field(default_factory=asyncio.Event)
     progress: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Child:
-    """One ``bench/child.py`` worker process: it builds a Scheduler, says ``ready``, starts on
-    ``go``, reports ``progress <count> <wall time of its last handler>`` and stops on
-    ``stop`` (writing the ids it ran to ``ids_file`` in ``burn`` mode)."""
+    """One ``bench/child.py`` worker process: it builds a Scheduler, says ``ready`` with the
+    file of the package it imported, starts on ``go``, reports ``progress <count> <wall time of
+    its last handler>`` and stops on ``stop`` (writing the ids it ran to ``ids_file`` in
+    ``burn`` mode).
+
+    With ``package_src`` (a directory holding ``mongo_job_scheduler/``, such as another git
+    revision's ``src``), the process runs with ``PYTHONPATH=package_src`` and
+    :meth:`wait_ready` fails unless the package it imported lies in that directory."""
 
     def __init__(
         self,
@@ -301,7 +313,9 @@ class Child:
         workers: int,
         poll_interval: float,
         ids_file: Path | None = None,
+        package_src: Path | None = None,
     ) -> None:
+        self.package_src = package_src
         self.args = [
             "--uri",
             uri,
@@ -326,12 +340,16 @@ class Child:
         return self.process.pid
 
     async def spawn(self) -> None:
+        env = None
+        if self.package_src is not None:
+            env = {**os.environ, "PYTHONPATH": str(self.package_src)}
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(CHILD_SCRIPT),
             *self.args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            env=env,
         )
         self._reader = asyncio.create_task(self._read())
 
@@ -346,6 +364,7 @@ class Child:
                 continue
             kind, rest = parts[0], (parts[1].strip() if len(parts) > 1 else "")
             if kind == "ready":
+                self.status.package = rest
                 self.status.ready.set()
             elif kind == "progress":
                 count, last = rest.split()
@@ -369,6 +388,11 @@ class Child:
         await asyncio.wait_for(self.status.ready.wait(), timeout)
         if self.process is not None and self.process.returncode not in (None, 0):
             raise RuntimeError(f"worker process exited with {self.process.returncode}")
+        if self.package_src is not None and not inside(self.status.package, self.package_src):
+            raise RuntimeError(
+                f"worker process imported mongo_job_scheduler from "
+                f"{self.status.package or '(nothing reported)'}, not from {self.package_src}"
+            )
 
     async def stop(self, timeout: float = 60.0) -> None:
         """Ask the child to stop gracefully; kill it if it does not exit in time."""

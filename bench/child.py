@@ -1,11 +1,13 @@
-"""A worker process of the benchmark (driven by ``bench/run.py`` over stdin/stdout).
+"""A worker process of the benchmark (driven by ``bench/run.py`` and ``bench/ab.py`` over
+stdin/stdout).
 
 It builds ``Scheduler(MongoJobStore(db), workers=W, poll_interval=P)`` with an async no-op
-handler for jobs named ``noop`` and prints ``ready``; on the line ``go`` it starts the
-scheduler and prints ``progress <count> <wall time of the last handler start>`` whenever the
-count changed (at most every 100 ms); on ``stop`` it stops gracefully, writes the ids it ran
-(``burn`` mode only: ``memory`` mode keeps no per-job state), prints ``bye`` and exits. Worker
-errors are printed as ``error <text>``.
+handler for jobs named ``noop`` and prints ``ready <file of the mongo_job_scheduler package it
+imported>`` (``bench/ab.py`` points ``PYTHONPATH`` at another revision's source, so it uses only
+the public API); on the line ``go`` it starts the scheduler and prints ``progress <count>
+<wall time of the last handler start>`` whenever the count changed (at most every 100 ms); on
+``stop`` it stops gracefully, writes the ids it ran (``burn`` mode only: ``memory`` mode keeps
+no per-job state), prints ``bye`` and exits. Worker errors are printed as ``error <text>``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
+import mongo_job_scheduler
 from mongo_job_scheduler import Job, MongoJobStore, Scheduler
 
 JOB_NAME = "noop"
@@ -63,7 +66,7 @@ async def main(args: argparse.Namespace) -> None:
     scheduler.on("worker:error", lambda exc: say(f"error {type(exc).__name__}: {exc}"))
     scheduler.on("scheduler:error", lambda exc: say(f"error {type(exc).__name__}: {exc}"))
     await client.admin.command("ping")
-    say("ready")
+    say(f"ready {mongo_job_scheduler.__file__}")
     line = await asyncio.to_thread(sys.stdin.readline)
     if line.strip() != "go":
         await client.close()

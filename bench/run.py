@@ -30,7 +30,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -765,10 +766,21 @@ class MultiResult:
     errors: list[str]
     cpu: list[float]
     server: str
+    server_cpu: float
+    """Seconds of CPU the ``mongod`` used from ``go`` to the last handler."""
+    rss: list[int]
+    """Each worker process's RSS right after the last handler."""
+    packages: list[str]
+    """The ``mongo_job_scheduler/__init__.py`` each worker process imported."""
 
     @property
     def rate(self) -> float:
         return rate(self.check.ran, self.seconds)
+
+    @property
+    def cpu_per_job(self) -> float:
+        """Worker processes' CPU seconds (summed) per job run."""
+        return sum(self.cpu) / self.check.ran if self.check.ran else float("nan")
 
     @property
     def ok(self) -> bool:
@@ -785,9 +797,13 @@ class MultiResult:
         )
 
 
-async def multi_burn(bench: Bench, processes: int, jobs: int) -> MultiResult:
+async def multi_burn(
+    bench: Bench, processes: int, jobs: int, package_src: Path | None = None
+) -> MultiResult:
     """Burn-down of ``jobs`` by ``processes`` worker subprocesses, timed from the ``go`` sent
-    to all of them until the last handler ran; the ids each ran are checked for duplicates."""
+    to all of them until the last handler ran; the ids each ran are checked for duplicates.
+    With ``package_src``, the workers import ``mongo_job_scheduler`` from that directory (see
+    :class:`benchlib.Child`); the jobs are written by this process's package either way."""
     name = bench.database_name(f"multi{processes}")
     db = bench.client[name]
     ids = await insert_with_schedule_bulk(Scheduler(MongoJobStore(db)), jobs)
@@ -800,6 +816,7 @@ async def multi_burn(bench: Bench, processes: int, jobs: int) -> MultiResult:
             workers=bench.args.workers,
             poll_interval=0.05,
             ids_file=folder / f"{index}.ids",
+            package_src=package_src,
         )
         for index in range(processes)
     ]
@@ -819,7 +836,9 @@ async def multi_burn(bench: Bench, processes: int, jobs: int) -> MultiResult:
         last = max(c.status.last_run for c in children)
         seconds = (last if last > started else time.time()) - started
         cpu = [cpu_seconds(c.pid) - before for c, before in zip(children, cpu_before, strict=True)]
-        server = (await ServerLoad.read(bench.client)).since(server_before, jobs)
+        rss = [rss_bytes(child.pid) for child in children]
+        server_after = await ServerLoad.read(bench.client)
+        server = server_after.since(server_before, jobs)
         await asyncio.gather(*(child.stop() for child in children))
         runs: Counter[Any] = Counter()
         for index in range(processes):
@@ -843,6 +862,9 @@ async def multi_burn(bench: Bench, processes: int, jobs: int) -> MultiResult:
         errors,
         cpu,
         server,
+        server_after.cpu - server_before.cpu,
+        rss,
+        [child.status.package for child in children],
     )
 
 
@@ -1017,10 +1039,26 @@ def code_revision() -> str:
     return f"{commit}" + (" with uncommitted changes under src/" if dirty else "")
 
 
-def command_line() -> str:
+def command_line(script: str = "scripts/bench", module: str = "bench/run.py") -> str:
+    """How this run was started: ``script`` when it ran through it (``BENCH_VIA_SCRIPT``)."""
     if os.environ.get("BENCH_VIA_SCRIPT"):
-        return shlex.join(["scripts/bench", *sys.argv[1:]])
-    return shlex.join(["python", "bench/run.py", *sys.argv[1:]])
+        return shlex.join([script, *sys.argv[1:]])
+    return shlex.join(["python", module, *sys.argv[1:]])
+
+
+def machine_facts() -> dict[str, str]:
+    """The machine, OS, Python and PyMongo lines of a report header."""
+    return {
+        "Machine": f"{os.cpu_count()} cores (nproc), {cpu_model()}, {ram_total()} RAM",
+        "OS": os_name(),
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "PyMongo": pymongo.version,
+    }
+
+
+def table_row(cells: Sequence[str]) -> str:
+    """One markdown table row (``|`` inside cells escaped)."""
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
 def render(bench: Bench, facts: dict[str, str]) -> str:
@@ -1035,7 +1073,7 @@ def render(bench: Bench, facts: dict[str, str]) -> str:
     ]
     for row in bench.report.rows:
         cells = [row.section, row.measurement, row.value, row.target, f"**{row.verdict}**"]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        lines.append(table_row(cells))
     lines += ["", "## Details", ""]
     for section, notes in bench.report.details.items():
         lines += [f"### {section}", ""]
@@ -1044,20 +1082,39 @@ def render(bench: Bench, facts: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-async def main(args: argparse.Namespace) -> int:
+def cancel_on_sigterm() -> None:
+    """Let SIGTERM stop the run the way Ctrl-C does (``finally`` blocks stop the servers)."""
     task = asyncio.current_task()
-    if task is not None:  # SIGTERM stops the run the way Ctrl-C does: servers are stopped
+    if task is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    started_at = utcnow()
-    load_before = load_average()
-    clock = Stopwatch()
+
+
+@asynccontextmanager
+async def replica_set_bench(args: argparse.Namespace) -> AsyncIterator[Bench]:
+    """A :class:`Bench` on a new single-node replica set ``rs0`` on 127.0.0.1 (WiredTiger cache
+    ``args.cache_gb``), for one ``async with`` block; its client is closed and the server
+    stopped afterwards."""
     mongod = LocalMongod(replica_set="rs0", cache_size_gb=args.cache_gb)
     log(f"starting mongod (replica set rs0, WiredTiger cache {args.cache_gb} GB)")
     mongod.start()
-    node_version: list[str] = []
-    bench = Bench(args, mongod)
-    failures: list[str] = []
     try:
+        bench = Bench(args, mongod)
+        try:
+            yield bench
+        finally:
+            await bench.client.close()
+    finally:
+        mongod.stop()
+
+
+async def main(args: argparse.Namespace) -> int:
+    cancel_on_sigterm()
+    started_at = utcnow()
+    load_before = load_average()
+    clock = Stopwatch()
+    node_version: list[str] = []
+    failures: list[str] = []
+    async with replica_set_bench(args) as bench:
         build = await bench.client.admin.command("buildInfo")
         for key, title, run in SECTIONS:
             if getattr(args, f"skip_{key}"):
@@ -1077,15 +1134,10 @@ async def main(args: argparse.Namespace) -> int:
             except Exception as exc:
                 log(f"7. Node comparison failed: {type(exc).__name__}: {exc}")
                 bench.report.add("7. Node comparison", "(section)", f"error: {exc!r}", "", False)
-    finally:
-        await bench.client.close()
-        mongod.stop()
+    mongod = bench.mongod
     facts = {
         "Date": started_at.strftime("%Y-%m-%d %H:%M UTC"),
-        "Machine": f"{os.cpu_count()} cores (nproc), {cpu_model()}, {ram_total()} RAM",
-        "OS": os_name(),
-        "Python": f"{platform.python_implementation()} {platform.python_version()}",
-        "PyMongo": pymongo.version,
+        **machine_facts(),
         "MongoDB server": (
             f"{build.get('version')} (`{mongod.binary}`), on 127.0.0.1, single-node replica set "
             f"`rs0` (plus a standalone server for the polling figure), WiredTiger cache "

