@@ -1,6 +1,6 @@
 """The database server's clock, estimated from the local clock plus a measured offset.
 
-Leases and due checks follow the server's clock (SPEC §5.1): the authoritative checks run on the
+Leases and due checks follow the server's clock: the authoritative checks run on the
 server with ``$$NOW``; this estimate serves the queries that choose candidates and the times a
 producer writes (``createdAt``, an immediate ``nextRunAt``), so a worker or producer whose clock
 is minutes off behaves as if it were right.

@@ -182,7 +182,7 @@ class MongoJobStore(JobStore):
         saturated: list[str] = await self._paused_now()
         contended = in_contention(state, time.monotonic())
         state.lost_races = False
-        while True:  # each blocked round saturates a new name, so this ends (B8: no cap)
+        while True:  # each blocked round saturates a new name, so this ends without a cap
             want = limit - len(claimed)
             # Under contention, take the batch at this store's lane of the queue's head (lane
             # k skips k batches), so competing workers spread over the head instead of all
