@@ -24,7 +24,8 @@ from ._documents import (
 )
 from ._durations import Duration, to_seconds, to_utc
 from ._errors import ConfigurationError, JobNotFound, ValidationError
-from ._updates import UPDATE_ATTEMPTS, plan_retry, plan_update, update_gave_up
+from ._procedures import apply_update, run_async
+from ._updates import plan_retry, plan_update
 from .events import EventEmitter, Listener
 from .job import FINISHED_STATUSES, Job, JobStatus, StopReason
 from .rate_limit import RateLimit
@@ -438,23 +439,14 @@ class Scheduler:
             max_execution=max_execution,
             timeout=timeout,
         )
-        for _ in range(UPDATE_ATTEMPTS):
-            current = await store.get(oid)
-            if current is None:
-                raise JobNotFound(job_id)
-            plan = plan_update(job_id, current, changes)
-            key = plan.reserve_dedupe_key
-            if key is not None and not await store.reserve_dedupe_key(key, oid):
-                raise plan.dedupe_conflict(job_id)
-            doc = await store.update(
-                oid, expect_status=[plan.expect_status], set=plan.set, unset=plan.unset
-            )
-            if doc is not None:
-                job = Job.from_document(doc)
-                if job.status is JobStatus.PENDING:
-                    await self._wake_if_due(job)
-                return job
-        raise update_gave_up(job_id)
+        doc = await run_async(
+            apply_update(job_id, oid, lambda current, _: plan_update(job_id, current, changes)),
+            store,
+        )
+        job = Job.from_document(doc)
+        if job.status is JobStatus.PENDING:
+            await self._wake_if_due(job)
+        return job
 
     async def cancel(self, job_id: Any) -> bool:
         """Cancel a pending or running job; a running handler is asked to stop and the job ends
@@ -488,22 +480,13 @@ class Scheduler:
         :class:`InvalidJobState`; re-running a completed job is ``update_job(run_at=...)``."""
         store = self._need_store()
         oid = parse_job_id(job_id)
-        for _ in range(UPDATE_ATTEMPTS):
-            current = await store.get(oid)
-            if current is None:
-                raise JobNotFound(job_id)
-            plan = plan_retry(job_id, current, await store.now())
-            key = plan.reserve_dedupe_key
-            if key is not None and not await store.reserve_dedupe_key(key, oid):
-                raise plan.dedupe_conflict(job_id)
-            doc = await store.update(
-                oid, expect_status=[plan.expect_status], set=plan.set, unset=plan.unset
-            )
-            if doc is not None:
-                job = Job.from_document(doc)
-                await self._wake_if_due(job)
-                return job
-        raise update_gave_up(job_id)
+        doc = await run_async(
+            apply_update(job_id, oid, lambda current, now: plan_retry(job_id, current, now)),
+            store,
+        )
+        job = Job.from_document(doc)
+        await self._wake_if_due(job)
+        return job
 
     async def purge(
         self,

@@ -34,7 +34,8 @@ from ._documents import (
 )
 from ._durations import Duration
 from ._errors import ConfigurationError, JobNotFound, ValidationError
-from ._updates import UPDATE_ATTEMPTS, plan_update, update_gave_up
+from ._procedures import apply_update, run_sync
+from ._updates import plan_update
 from .events import EventEmitter, Listener
 from .job import Job, JobStatus
 from .rate_limit import RateLimit
@@ -215,20 +216,11 @@ class Scheduler:
             max_execution=max_execution,
             timeout=timeout,
         )
-        for _ in range(UPDATE_ATTEMPTS):
-            current = self.store.get(oid)
-            if current is None:
-                raise JobNotFound(job_id)
-            plan = plan_update(job_id, current, changes)
-            key = plan.reserve_dedupe_key
-            if key is not None and not self.store.reserve_dedupe_key(key, oid):
-                raise plan.dedupe_conflict(job_id)
-            doc = self.store.update(
-                oid, expect_status=[plan.expect_status], set=plan.set, unset=plan.unset
-            )
-            if doc is not None:
-                return Job.from_document(doc)
-        raise update_gave_up(job_id)
+        doc = run_sync(
+            apply_update(job_id, oid, lambda current, _: plan_update(job_id, current, changes)),
+            self.store,
+        )
+        return Job.from_document(doc)
 
     def cancel(self, job_id: Any) -> bool:
         """Cancel a pending or running job (a running one is stopped by its worker at its next
