@@ -1,4 +1,4 @@
-"""The benchmark of issue 3 ("Fast at any size"): run with ``scripts/bench [options]``.
+"""The benchmark of the scheduler's speed at any size: run with ``scripts/bench [options]``.
 
 It starts its own ``mongod`` servers on 127.0.0.1 (a single-node replica set, and a standalone
 server for the polling figure), runs the sections below, stops the servers, prints a markdown
@@ -78,7 +78,7 @@ NODE_PACKAGES = ["mongo-job-scheduler@1.2.4", "mongodb@6"]
 NODE_SCRIPT = BENCH_DIR / "node_burn_down.js"
 RESULTS_DIR = BENCH_DIR / "results"
 
-# Targets of issue 3.
+# The benchmark's goals.
 TARGET_RATE = 5_000.0
 TARGET_NODE_RATIO = 10.0
 TARGET_IDLE_P50 = 0.025
@@ -1068,7 +1068,7 @@ def render(bench: Bench, facts: dict[str, str]) -> str:
         "",
         "## Results",
         "",
-        "| Section | Measurement | Value | Target (issue 3) | Result |",
+        "| Section | Measurement | Value | Goal | Result |",
         "|---|---|---|---|---|",
     ]
     for row in bench.report.rows:

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real mongod for the whole session (SPEC §8), fresh databases per test,
+"""Shared fixtures: a real mongod (never a mock) for the whole session, fresh databases per test,
 and the ``store`` fixture that runs each contract test over both stores."""
 
 from __future__ import annotations

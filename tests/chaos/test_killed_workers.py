@@ -1,4 +1,4 @@
-"""Killed workers (issue 5, scenario 1): worker processes are SIGKILLed at random every 2 s
+"""Chaos scenario 1, killed workers: worker processes are SIGKILLed at random every 2 s
 while they run a mixed load, and a new one is started for each. Every job must end in its right
 final state, no job may ever run under two live owners at once, and the only re-executions
 allowed are those of jobs whose owner was killed before their outcome was written (counted and

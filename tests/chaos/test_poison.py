@@ -1,4 +1,4 @@
-"""Poison job (issue 5, scenario 7): a handler that kills its own process is quarantined after
+"""Chaos scenario 7, poison job: a handler that kills its own process is quarantined after
 the configured number of lease expiries, with a clear ``lastError``, while the normal jobs
 scheduled beside it all complete.
 

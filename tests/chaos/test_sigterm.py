@@ -1,4 +1,4 @@
-"""SIGTERM under load (issue 5, scenario 6): a graceful stop leaves no job running; a second
+"""Chaos scenario 6, SIGTERM under load: a graceful stop leaves no job running; a second
 SIGTERM stops at once and still loses nothing.
 
 (a) Busy workers (jobs of 0-2 s) all get SIGTERM: they exit 0 within the stop timeout (short on

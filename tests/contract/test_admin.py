@@ -1,4 +1,4 @@
-"""Administering jobs (SPEC §3, §5.7): get_job, get_jobs (filters, sort, paging, no operator
+"""Administering jobs: get_job, get_jobs (filters, sort, paging, no operator
 injection), cancel (sticks, stops running handlers: B4) and update_job (never orphans a running
 job: B18). Runs over both stores."""
 

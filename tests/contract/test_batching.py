@@ -1,5 +1,5 @@
-"""Contract: batched claims and bulk outcome writes (SPEC §6 "round trips are batched where
-correctness allows", with every guarantee of §5.1 kept), over both stores.
+"""Contract: batched claims and bulk outcome writes (round trips are batched where correctness
+allows, and every claiming and ownership guarantee still holds), over both stores.
 
 - ``claim(owner, n, ...)`` takes up to ``n`` due jobs in the one global order; on MongoDB the jobs
   without a concurrency limit are taken by one ``update_many`` marked with a ``claimId`` and read

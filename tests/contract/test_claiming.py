@@ -1,4 +1,4 @@
-"""Contract: claiming and ownership (SPEC §5.1) — atomic claims, fencing, server-clock leases,
+"""Contract: claiming and ownership — atomic claims, fencing, server-clock leases,
 poison jobs and the one global order, over both stores."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Concurrency limits per job name (SPEC §5.6): global across schedulers, never exceeded, a
+"""Concurrency limits per job name: global across schedulers, never exceeded, a
 dead worker's slot comes back when its lease expires (B6), names are limited independently,
 and saturated names never starve others (B8). Runs over both stores."""
 

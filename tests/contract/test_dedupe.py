@@ -1,4 +1,4 @@
-"""Dedupe keys (SPEC §5.5): one active job per key, reuse after it finished, the "forever"
+"""Dedupe keys: one active job per key, reuse after it finished, the "forever"
 scope, race safety under concurrent producers, bulk dedupe, and recovery of registrations left
 by a crashed producer. Runs over both stores (crash cases: MongoDB only)."""
 

@@ -1,4 +1,4 @@
-"""Dedupe windows (issue 6 item 7): the key stays taken for ``dedupe_window`` after the job
+"""Dedupe windows: the key stays taken for ``dedupe_window`` after the job
 finished (throttling), beside the "active" and "forever" scopes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Contract: leases while handlers run (SPEC §5.1, §5.2) — the lease-lost signal, heartbeats,
+"""Contract: leases while handlers run — the lease-lost signal, heartbeats,
 ``timeout`` and ``max_execution``, over both stores."""
 
 from __future__ import annotations

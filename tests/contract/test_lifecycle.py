@@ -1,4 +1,4 @@
-"""Contract: the scheduler's lifecycle (SPEC §5.7) — stop, start, ``async with``, events, and
+"""Contract: the scheduler's lifecycle — stop, start, ``async with``, events, and
 surviving transient database errors, over both stores."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pause and resume by job name, over both stores (issue 6 item 3)."""
+"""Pause and resume by job name, over both stores."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rate limits per job name (issue 6 item 5): at most ``limit`` starts per ``period`` across
+"""Rate limits per job name: at most ``limit`` starts per ``period`` across
 all workers, race-free; jobs over the budget wait for the window."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Repeating jobs (SPEC §5.4): the fixed grid, cron with seconds, the first slot, no
+"""Repeating jobs: the fixed grid, cron with seconds, the first slot, no
 self-overlap, misfire policies, retries of repeating jobs, and validation at schedule time.
 Runs over both stores."""
 

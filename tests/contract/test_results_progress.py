@@ -1,4 +1,4 @@
-"""Job results, ``wait`` and progress reporting, over both stores (issue 6 items 1 and 2)."""
+"""Job results, ``wait`` and progress reporting, over both stores."""
 
 from __future__ import annotations
 

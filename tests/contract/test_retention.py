@@ -1,4 +1,4 @@
-"""Retention of finished jobs (issue 6 item 4): ``expireAt`` set when a job finishes, a TTL
+"""Retention of finished jobs: ``expireAt`` set when a job finishes, a TTL
 index on MongoDB, repeating jobs never removed this way."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Retries (SPEC §5.3): how many executions, the waits between them, per-task overrides, and
+"""Retries: how many executions, the waits between them, per-task overrides, and
 attempts that survive a restart. Runs over both stores.
 
 Waits are checked on the stored document: after a failed attempt, ``nextRunAt - updatedAt`` is

@@ -1,4 +1,4 @@
-"""Transactional enqueue (issue 6 item 6): jobs scheduled inside the caller's MongoDB
+"""Transactional enqueue: jobs scheduled inside the caller's MongoDB
 transaction exist only if it commits."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Validation (SPEC §3: "every option is validated before anything is written"), table-driven.
+"""Validation: every option is validated before anything is written. Table-driven.
 
 Every case must raise a ``ValidationError`` (a ``ValueError``) that names the offending field,
 and leave the store exactly as it was: no job, no dedupe registration, an updated job unchanged.

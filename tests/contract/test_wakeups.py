@@ -1,4 +1,4 @@
-"""Contract: wake-ups (SPEC §6). An idle worker polls rarely (``poll_interval=30`` here), yet
+"""Contract: wake-ups. An idle worker polls rarely (``poll_interval=30`` here), yet
 runs a job as soon as it becomes due:
 
 - on a replica set, a change stream tells it (while it is idle) that a job became pending

@@ -1,4 +1,4 @@
-"""Claims under contention (SPEC §6): after a batch claim lost races to other workers, a
+"""Claims under contention: after a batch claim lost races to other workers, a
 ``MongoJobStore`` takes its next batches from its own lane of the queue's head (lane k skips k
 batches), so competing processes spread over the head instead of all reading and racing for its
 first jobs; when the queue is shorter than the lane's offset, it takes the head itself. Without

@@ -668,7 +668,7 @@ async def test_second_signal_stops_now_and_hands_the_job_back(ctx: Ctx, start_wo
 
 
 async def test_worker_serves_prometheus_metrics(ctx: Ctx, start_worker: Any) -> None:
-    """`worker --metrics-port 0` serves the scheduler's metrics (issue 4 item 3)."""
+    """`worker --metrics-port 0` serves the scheduler's metrics."""
     import re
     import urllib.request
 
@@ -725,7 +725,7 @@ def test_worker_bad_targets(ctx: Ctx, tmp_path: Path) -> None:
 
 
 def test_pause_and_resume_show_in_stats(mongodb_uri: str) -> None:
-    """`pause NAME` / `resume NAME` and the paused names in `stats` (issue 6 item 3)."""
+    """`pause NAME` / `resume NAME` and the paused names in `stats`."""
     import json as _json
     import subprocess
     import sys
@@ -764,7 +764,7 @@ def test_pause_and_resume_show_in_stats(mongodb_uri: str) -> None:
 
 
 def test_dashboard_command_serves_the_dashboard(mongodb_uri: str) -> None:
-    """`dashboard --port P --token T` serves pages that need the token (issue 4 item 1)."""
+    """`dashboard --port P --token T` serves pages that need the token."""
     import socket
     import subprocess
     import sys

@@ -1,5 +1,5 @@
-"""A handler whose lease can no longer be renewed is stopped when the lease may have run out
-(SPEC §5.1): the database becomes unreachable mid-run, the renewal hangs in server selection,
+"""A handler whose lease can no longer be renewed is stopped when the lease may have run out:
+the database becomes unreachable mid-run, the renewal hangs in server selection,
 and the handler must still be stopped before another worker could claim the job — not 12 s
 later when the renewal gives up."""
 

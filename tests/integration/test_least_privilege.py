@@ -1,4 +1,4 @@
-"""Least privilege (issue 5, "Hostile users"): the library needs nothing but ``readWrite`` on
+"""Least privilege: the library needs nothing but ``readWrite`` on
 its own database.
 
 One ``mongod`` for the module, started with ``--keyFile`` (a single-node replica set with

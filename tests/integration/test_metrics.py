@@ -1,4 +1,4 @@
-"""Prometheus metrics and OpenTelemetry spans over a real Scheduler on a real mongod (SPEC §7)."""
+"""Prometheus metrics and OpenTelemetry spans over a real Scheduler on a real mongod."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Several worker processes on one database (SPEC §5.1, §5.6, §8): each job runs exactly once
+"""Several worker processes on one database: each job runs exactly once
 while every worker is healthy, concurrency limits hold across processes, and the jobs of a
 worker killed with SIGKILL are run again by the survivors (at-least-once) — and only those.
 

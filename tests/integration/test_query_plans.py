@@ -1,4 +1,4 @@
-"""Query plans of the hot paths (SPEC §6): every claim, heartbeat, completion and cancel query is
+"""Query plans of the hot paths: every claim, heartbeat, completion and cancel query is
 answered from an index, without a collection scan or an in-memory sort, and the claim query's
 cost does not grow with the number of finished or future jobs in the collection. That includes
 the candidate query of a routed scheduler (``name $in``), the batch claim's ``update_many``

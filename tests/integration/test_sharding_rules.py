@@ -1,4 +1,4 @@
-"""Sharding rules (SPEC §5.8), proved without a sharded cluster.
+"""Sharding rules, proved without a sharded cluster.
 
 A jobs collection sharded on ``{_id: "hashed"}`` keeps working only if the library never needs a
 unique index there other than ``_id`` and names ``_id`` (by equality) in every ``findAndModify``,

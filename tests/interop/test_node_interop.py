@@ -1,4 +1,4 @@
-"""Mixed fleets (SPEC §4, §9; issue 4 item 5): the Node library ``mongo-job-scheduler`` 1.2.4,
+"""Mixed fleets: the Node library ``mongo-job-scheduler`` 1.2.4,
 installed from npm, and this project share one ``scheduler_jobs`` collection.
 
 Every test uses a fresh database on the test server. Node runs the scripts of

@@ -1,6 +1,7 @@
-"""Node-parity tests: one short test per behaviour of the Node library's test suite (seed
-behaviour §9) that this project keeps, and one regression test per Node bug (§8, B1-B27).
-``docs/node-parity.md`` maps every item to its test or to the SPEC section that changes it.
+"""Node-parity tests: one short test per behaviour of the Node library's test suite that this
+project keeps, and one regression test per known Node bug (B1-B27). ``docs/node-parity.md``
+numbers those bugs and behaviours and maps every item to its test, to the rule of this project
+that changes it, or to the reason it was dropped.
 
 Small helpers shared by both test files live here.
 """

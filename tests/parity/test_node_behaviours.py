@@ -1,8 +1,9 @@
-"""Node parity, seed-behaviour §9: each behaviour of the Node library's own test suite that this
+"""Node parity: each behaviour of the Node library's own test suite that this
 project keeps, tested against the Python API and (where it applies) over both stores.
 
-Test names carry the §9 item number (``test_node_NNN_...``); items whose behaviour SPEC changes
-test the project's behaviour instead and say so. ``docs/node-parity.md`` maps every item.
+Test names carry the item's number in ``docs/node-parity.md`` (``test_node_NNN_...``), which
+maps every item; items whose behaviour this project changes test the project's behaviour
+instead and say so.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ async def test_node_003_second_claim_of_single_job_returns_nothing(store: JobSto
 
 
 async def test_node_004_expired_lease_makes_job_claimable_again(store: JobStore) -> None:
-    # Node: recoverStaleJobs() at start. Here (SPEC §5.1) the claim itself takes over a running
+    # Node: recoverStaleJobs() at start. Here the claim itself takes over a running
     # job whose lease expired, and counts the expiry.
     doc = await insert(store, "a")
     await claim_all(store, "dead-worker", lease=0.05)
@@ -356,7 +357,7 @@ async def test_node_030_graceful_stop_waits_for_the_running_handler(store: JobSt
 
 
 async def test_node_031_graceful_stop_timeout_returns_and_releases_the_job(store: JobStore) -> None:
-    # Node resolves and leaves the job running in the background; SPEC §5.7: after the timeout
+    # Node resolves and leaves the job running in the background; here, after the timeout
     # the handler is stopped and the job released so another worker takes it at once.
     started = asyncio.Event()
 
@@ -443,7 +444,7 @@ async def test_node_035_per_job_max_execution_overrides_global(store: JobStore) 
 
 @pytest.mark.parametrize("bad", [0, -1, "500", timedelta(0)])
 def test_node_037_scheduler_rejects_invalid_max_execution(bad: Any) -> None:
-    # 1.5 is valid here: durations are seconds (SPEC §3), so "positive integer" became "positive".
+    # 1.5 is valid here: durations are seconds, so "positive integer" became "positive".
     with pytest.raises(ConfigurationError):
         Scheduler(max_execution=bad)
     assert Scheduler(max_execution=1.5).max_execution == timedelta(seconds=1.5)
@@ -459,7 +460,7 @@ async def test_node_038_schedule_rejects_invalid_max_execution(store: JobStore) 
 
 
 async def test_node_039_stalled_job_is_taken_again_after_its_lease_expires(store: JobStore) -> None:
-    # Node's memory store never re-takes a stalled job (one call). SPEC §5.1/§5.2: delivery is
+    # Node's memory store never re-takes a stalled job (one call). Here delivery is
     # at-least-once, so once the un-renewed lease expires another worker runs it again.
     release = asyncio.Event()
     stalls: list[Job] = []
@@ -814,7 +815,7 @@ async def test_node_083_rescheduling_a_completed_job_revives_it(store: JobStore)
 
 
 async def test_node_084_update_repeat_with_and_without_run_at(store: JobStore) -> None:
-    # Node requires nextRunAt with repeat; SPEC §5.7: a new repeat applies from the next
+    # Node requires nextRunAt with repeat; here a new repeat applies from the next
     # occurrence, so without run_at a pending job moves to the new schedule's first slot.
     scheduler = Scheduler(store)
     job = await scheduler.schedule("r", repeat={"every": 60_000})
@@ -1136,7 +1137,7 @@ async def test_node_107_every_second_cron_runs_on_consecutive_slots(store: JobSt
 
 
 async def test_node_108_interval_shorter_than_handler_never_overlaps(store: JobStore) -> None:
-    # Node: the first gap is handler + every (>= 200 ms for every 100 / handler 120). SPEC §5.4:
+    # Node: the first gap is handler + every (>= 200 ms for every 100 / handler 120). Here:
     # a fixed grid from the first slot, and the next occurrence waits for the current run.
     rec = Recorder()
     spans: list[tuple[float, float]] = []
@@ -1213,7 +1214,8 @@ async def test_node_112_cron_far_in_the_past_runs_once_then_next_future_slot(
 
 
 async def test_node_113_zero_interval_is_rejected(store: JobStore) -> None:
-    # Node floors every:0 to 100 ms at run time; SPEC §5.4 rejects zero, negative, non-finite.
+    # Node floors every:0 to 100 ms at run time; here every interval under 100 ms (zero and
+    # negative ones included) and every non-finite one is rejected.
     scheduler = Scheduler(store)
     for bad in (0, -5, 50, float("inf"), float("nan")):
         with pytest.raises(ValidationError) as info:
@@ -1352,7 +1354,7 @@ async def test_node_124_interval_due_in_the_past_runs_then_keeps_its_grid(store:
 async def test_node_125_repeating_job_without_run_at_waits_for_its_first_slot(
     store: JobStore,
 ) -> None:
-    # SPEC §5.4: the first run is the first slot after now (Node runs it at once).
+    # The first run is the first slot after now (Node runs it at once).
     scheduler = Scheduler(store)
     before = await store.now()
     job = await scheduler.schedule("tick", repeat={"every": 60_000})
@@ -1587,7 +1589,7 @@ async def test_node_138_scheduler_default_timezone_applies_to_first_slot(store: 
 async def test_node_139_dedupe_hit_emits_no_created_and_finished_key_is_reusable(
     store: JobStore,
 ) -> None:
-    # SPEC §5.5: active scope by default; a dedupe hit is not a creation.
+    # A key is unique among active jobs by default; a dedupe hit is not a creation.
     created: list[Job] = []
     scheduler = Scheduler(store)
     scheduler.on("job:created", created.append)
@@ -1619,7 +1621,7 @@ async def test_node_140_run_at_of_a_repeating_job_is_its_first_slot(store: JobSt
 async def test_node_144_non_graceful_stop_cancels_handler_and_releases_job(
     store: JobStore,
 ) -> None:
-    # Node: the in-flight job keeps running and is marked completed. SPEC §5.7:
+    # Node: the in-flight job keeps running and is marked completed. Here
     # stop(graceful=False) cancels handlers and releases their leases now.
     started = asyncio.Event()
     cancelled: list[bool] = []

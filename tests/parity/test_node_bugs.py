@@ -1,4 +1,4 @@
-"""Node parity, seed-behaviour §8: one regression test per bug B1-B27 of the Node library,
+"""Node parity: one regression test per known bug B1-B27 of the Node library,
 showing this project's right behaviour (over both stores where it applies).
 
 ``docs/node-parity.md`` says, per bug, what the Node library did and what this project does.
@@ -273,7 +273,7 @@ async def test_b04_cancel_of_finished_job_is_a_no_op(store: JobStore) -> None:
 
 
 async def test_b04_update_cannot_revive_a_cancelled_job(store: JobStore) -> None:
-    # Node's updateJob({nextRunAt}) revives cancelled jobs; SPEC §5.7: cancel sticks.
+    # Node's updateJob({nextRunAt}) revives cancelled jobs; here a cancel sticks.
     scheduler = Scheduler(store)
     job = await scheduler.schedule("a")
     await scheduler.cancel(job.id)

@@ -1,4 +1,4 @@
-"""Pure tests of repeating schedules (SPEC §5.4): parsing, next slots, the fixed grid,
+"""Pure tests of repeating schedules: parsing, next slots, the fixed grid,
 missed slots and misfire plans."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pure tests of retry policies (SPEC §5.3): parsing, stored form and backoff maths."""
+"""Pure tests of retry policies: parsing, stored form and backoff maths."""
 
 from __future__ import annotations
 
