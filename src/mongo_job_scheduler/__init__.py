@@ -13,7 +13,9 @@ from ._errors import (
     SchedulerError,
     ValidationError,
 )
+from ._version import __version__
 from .events import EVENTS
+from .fleet import WorkerInfo
 from .job import Job, JobStatus, Progress, StopReason
 from .rate_limit import RateLimit
 from .repeat import Repeat, RunPlan
@@ -21,8 +23,6 @@ from .retry import Retry
 from .scheduler import Scheduler
 from .stats import SchedulerStats
 from .stores import InMemoryJobStore, JobStore, MongoJobStore
-
-__version__ = "0.1.0"
 
 __all__ = [
     "EVENTS",
@@ -47,5 +47,6 @@ __all__ = [
     "SchedulerStats",
     "StopReason",
     "ValidationError",
+    "WorkerInfo",
     "__version__",
 ]

@@ -27,6 +27,7 @@ from ._errors import ConfigurationError, JobNotFound, ValidationError
 from ._procedures import apply_update, run_async
 from ._updates import plan_retry, plan_update
 from .events import EventEmitter, Listener
+from .fleet import LIVE_FOR, WorkerInfo, unhandled
 from .job import FINISHED_STATUSES, Job, JobStatus, StopReason
 from .rate_limit import RateLimit
 from .repeat import Repeat
@@ -528,10 +529,12 @@ class Scheduler:
         return await self._need_store().paused_names()
 
     async def stats(self) -> SchedulerStats:
-        """Counts by status and name, the due backlog and its lag, failures in the last hour."""
+        """Counts by status and name, the due backlog and its lag, failures in the last hour,
+        and the due jobs whose name no live worker handles."""
         store = self._need_store()
         now = await store.now()
         raw = await store.stats(now)
+        live = await self._live_workers(store, now)
         return SchedulerStats(
             at=now,
             by_name=raw["by_name"],
@@ -539,7 +542,18 @@ class Scheduler:
             oldest_due_at=raw["oldest_due"],
             failed_last_hour=int(raw["failed_since_hour"]),
             paused=await store.paused_names(),
+            unhandled=unhandled(await store.due_by_name(now), live),
         )
+
+    async def live_workers(self) -> list[WorkerInfo]:
+        """The workers running now, in every process on this store (each registers itself
+        every few seconds while it runs), oldest start first."""
+        store = self._need_store()
+        return await self._live_workers(store, await store.now())
+
+    @staticmethod
+    async def _live_workers(store: JobStore, now: datetime) -> list[WorkerInfo]:
+        return [WorkerInfo.from_document(d) for d in await store.live_workers(now - LIVE_FOR)]
 
 
 def _far_future() -> datetime:

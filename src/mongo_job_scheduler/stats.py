@@ -27,6 +27,9 @@ class SchedulerStats:
     failed_last_hour: int
     paused: list[str] = field(default_factory=list)
     """Job names paused with :meth:`Scheduler.pause`."""
+    unhandled: dict[str, int] = field(default_factory=dict)
+    """Due jobs, by name, that no live worker handles: they wait until a worker with a task
+    for that name (or a catch-all handler) starts."""
 
     @property
     def by_status(self) -> dict[str, int]:

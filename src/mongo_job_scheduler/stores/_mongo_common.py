@@ -46,6 +46,7 @@ from .._dedupe import (
     TakeOver,
 )
 from .._documents import JobQuery
+from ..fleet import FORGET_AFTER
 from .base import LOCK_FIELDS, Fence, Finish
 
 DEFAULT_COLLECTION = "scheduler_jobs"
@@ -114,6 +115,30 @@ def rate_acquire_update(start_id: Any, limit: int, period_ms: int) -> list[dict[
             }
         }
     ]
+
+
+def workers_collection_name(collection: str) -> str:
+    """Name of the collection of live worker registrations (``_id`` = the owner id)."""
+    return f"{collection}_workers"
+
+
+WORKER_INDEXES = [
+    # Registrations not renewed for an hour are deleted by MongoDB's TTL monitor.
+    IndexModel(
+        [("lastSeen", ASCENDING)],
+        name="forget",
+        expireAfterSeconds=int(FORGET_AFTER.total_seconds()),
+    ),
+]
+
+
+def due_by_name_pipeline(now: datetime, head: int | None) -> list[dict[str, Any]]:
+    """Counts of due pending jobs by name (among the first ``head`` in claim order if given:
+    bounded by the ``claim_order`` index)."""
+    stages: list[dict[str, Any]] = [{"$match": due_filter(now)}]
+    if head is not None:
+        stages += [{"$sort": dict(CLAIM_SORT)}, {"$limit": head}]
+    return [*stages, {"$group": {"_id": "$name", "n": {"$sum": 1}}}]
 
 
 def paused_collection_name(collection: str) -> str:

@@ -312,6 +312,25 @@ class JobStore(ABC):
         ``failed_since_hour`` (jobs failed in the hour before ``now``)."""
 
     @abstractmethod
+    async def due_by_name(self, now: datetime, head: int | None = None) -> dict[str, int]:
+        """How many pending jobs are due by ``now``, by name: all of them, or only among the
+        first ``head`` in the claim order (a bounded look)."""
+
+    @abstractmethod
+    async def register_worker(self, worker_id: str, fields: Mapping[str, Any]) -> None:
+        """Record that the worker ``worker_id`` is running (``fields``: who it is, what it
+        handles, how busy it is), stamping ``lastSeen`` with the store's clock; once per
+        registration interval while it runs."""
+
+    @abstractmethod
+    async def unregister_worker(self, worker_id: str) -> None:
+        """Forget a worker that stopped."""
+
+    @abstractmethod
+    async def live_workers(self, since: datetime) -> list[dict[str, Any]]:
+        """The registrations seen at or after ``since``, oldest start first."""
+
+    @abstractmethod
     async def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
         """Register ``key`` for ``job_id`` (reviving a finished job); False if another job
         holds it."""

@@ -84,6 +84,7 @@ class InMemoryJobStore(JobStore):
         self._slots: dict[str, dict[tuple[Any, str], datetime]] = {}
         self._paused: set[str] = set()
         self._rates: dict[str, list[datetime]] = {}
+        self._workers: dict[str, dict[str, Any]] = {}
 
     async def setup(self) -> None:
         return None
@@ -365,6 +366,28 @@ class InMemoryJobStore(JobStore):
 
     async def paused_names(self) -> list[str]:
         return sorted(self._paused)
+
+    async def due_by_name(self, now: datetime, head: int | None = None) -> dict[str, int]:
+        due = sorted(
+            (d for d in self._jobs.values() if d["status"] == "pending" and d["nextRunAt"] <= now),
+            key=_sort_key,
+        )
+        counts: dict[str, int] = {}
+        for doc in due[:head] if head is not None else due:
+            counts[str(doc["name"])] = counts.get(str(doc["name"]), 0) + 1
+        return counts
+
+    async def register_worker(self, worker_id: str, fields: Mapping[str, Any]) -> None:
+        entry = self._workers.setdefault(worker_id, {"_id": worker_id})
+        entry.update(copy.deepcopy(dict(fields)), lastSeen=utcnow())
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        self._workers.pop(worker_id, None)
+
+    async def live_workers(self, since: datetime) -> list[dict[str, Any]]:
+        live = [w for w in self._workers.values() if w["lastSeen"] >= since]
+        live.sort(key=lambda w: w.get("startedAt") or w["lastSeen"])
+        return copy.deepcopy(live)
 
     async def stats(self, now: datetime) -> dict[str, Any]:
         self._expire()

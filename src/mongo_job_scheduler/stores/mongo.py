@@ -95,6 +95,9 @@ class MongoJobStore(JobStore):
         self.rates: AsyncCollection[Doc] = database.get_collection(
             q.rates_collection_name(collection), codec_options=options
         )
+        self.workers: AsyncCollection[Doc] = database.get_collection(
+            q.workers_collection_name(collection), codec_options=options
+        )
         self._clock = ServerClock()
         self._ready = False
         self._setup_lock = asyncio.Lock()
@@ -105,6 +108,7 @@ class MongoJobStore(JobStore):
         async with self._setup_lock:
             if not self._ready:
                 await self.jobs.create_indexes(q.JOB_INDEXES)
+                await self.workers.create_indexes(q.WORKER_INDEXES)
                 await self._refresh_clock()
                 self._ready = True
 
@@ -538,6 +542,26 @@ class MongoJobStore(JobStore):
             cached = (time.monotonic(), await self.paused_names())
             self._paused_cache = cached
         return list(cached[1])
+
+    async def due_by_name(self, now: datetime, head: int | None = None) -> dict[str, int]:
+        rows = await (await self.jobs.aggregate(q.due_by_name_pipeline(now, head))).to_list()
+        return {str(row["_id"]): int(row["n"]) for row in rows}
+
+    async def register_worker(self, worker_id: str, fields: Mapping[str, Any]) -> None:
+        await self.workers.update_one(
+            {"_id": worker_id},
+            {"$set": dict(fields), "$currentDate": {"lastSeen": True}},
+            upsert=True,
+        )
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self.workers.delete_one({"_id": worker_id})
+
+    async def live_workers(self, since: datetime) -> list[Doc]:
+        found: list[Doc] = await (
+            self.workers.find({"lastSeen": {"$gte": since}}).sort("startedAt", 1).to_list()
+        )
+        return found
 
     async def stats(self, now: datetime) -> dict[str, Any]:
         by_name: dict[str, dict[str, int]] = {}

@@ -25,6 +25,7 @@ from ..tasks import TaskRegistry
 from ._acks import Outcomes
 from ._leases import LeaseKeeper
 from ._progress import ProgressReports
+from ._registration import Registration
 from ._running import Execution, Stopped, run_handler
 from ._wakeups import Wakeups
 
@@ -65,6 +66,9 @@ class Worker:
         self.outcomes = Outcomes(
             store, self.policy, self.executions, self.progress, self.wakeups, events, self._report
         )
+        self.registration = Registration(
+            store, owner, config.id, config.workers, tasks, self.executions, self._report
+        )
         self._claim_state = ClaimState()
         self._stopping = False
         self._slot_freed = asyncio.Event()
@@ -81,6 +85,7 @@ class Worker:
         self.progress.start()
         self._claim_task = asyncio.create_task(self._claim_loop(), name="mjs-claim")
         self.leases.start()
+        self.registration.start()
         self.wakeups.set_watching(True)
         self.events.emit("worker:start", self.owner)
 
@@ -117,6 +122,7 @@ class Worker:
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_WAIT)
         await self.leases.close()
+        await self.registration.close()
         await self.wakeups.close()
         await self.progress.close()  # every execution has ended: nothing left to report
         self._threads.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,124 @@
+"""A running worker's entry in the fleet view: registered at start, renewed every
+``REGISTER_EVERY`` seconds with how busy it is, removed at stop; and the warning, at most once
+in a while per name, about due jobs that no live worker handles."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sized
+from datetime import datetime
+
+from .._version import __version__
+from ..fleet import LIVE_FOR, REGISTER_EVERY, WorkerInfo, unhandled
+from ..stores.base import JobStore
+from ..tasks import TaskRegistry
+
+__all__ = ["Registration"]
+
+logger = logging.getLogger("mongo_job_scheduler")
+
+ErrorReporter = Callable[[BaseException, str], None]
+
+UNHANDLED_CHECK_EVERY = 60.0
+"""Seconds between two looks for due jobs that no live worker handles."""
+UNHANDLED_HEAD = 1_000
+"""The look covers this many due jobs at the head of the queue (bounded work)."""
+WARN_AGAIN_AFTER = 600.0
+"""Seconds before the same unhandled name is warned about again."""
+
+
+class Registration:
+    """Keeps one worker's registration current while it runs."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        owner: str,
+        scheduler_id: str,
+        workers: int,
+        tasks: TaskRegistry,
+        executions: Sized,
+        report: ErrorReporter,
+    ) -> None:
+        self.store = store
+        self.owner = owner
+        self.tasks = tasks
+        self.executions = executions
+        self.report = report
+        self._fixed = {
+            "schedulerId": scheduler_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "workers": workers,
+            "version": __version__,
+        }
+        self._started: datetime | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._next_check = 0.0
+        self._warned: dict[str, float] = {}
+
+    def start(self) -> None:
+        """Register now and keep the registration current."""
+        self._task = asyncio.create_task(self._loop(), name="mjs-registration")
+
+    async def close(self) -> None:
+        """Stop renewing and remove the registration (best effort: a registration left
+        behind stops counting as live after ``LIVE_FOR``)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        try:
+            await self.store.unregister_worker(self.owner)
+        except Exception as exc:
+            self.report(exc, "could not remove this worker from the fleet view")
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.register()
+                if time.monotonic() >= self._next_check:
+                    self._next_check = time.monotonic() + UNHANDLED_CHECK_EVERY
+                    await self.warn_unhandled()
+            except Exception as exc:
+                self.report(exc, "fleet registration failed; retrying")
+            await asyncio.sleep(REGISTER_EVERY)
+
+    async def register(self) -> None:
+        """Write this worker's registration (what it handles, how busy it is)."""
+        if self._started is None:
+            self._started = await self.store.now()
+        names = self.tasks.claimable_names()
+        await self.store.register_worker(
+            self.owner,
+            {
+                **self._fixed,
+                "names": names,
+                "running": len(self.executions),
+                "startedAt": self._started,
+            },
+        )
+
+    async def warn_unhandled(self) -> None:
+        """Log a WARNING for due jobs at the head of the queue whose name no live worker
+        handles (each name at most every ``WARN_AGAIN_AFTER`` seconds)."""
+        now = await self.store.now()
+        due = await self.store.due_by_name(now, UNHANDLED_HEAD)
+        if not due:
+            return
+        live = [WorkerInfo.from_document(d) for d in await self.store.live_workers(now - LIVE_FOR)]
+        moment = time.monotonic()
+        for name, count in unhandled(due, live).items():
+            if moment - self._warned.get(name, -WARN_AGAIN_AFTER) < WARN_AGAIN_AFTER:
+                continue
+            self._warned[name] = moment
+            logger.warning(
+                "%d due job(s) named %r wait for a worker: no live worker handles that name "
+                "(register a task for it, or a catch-all handler)",
+                count,
+                name,
+                extra={"job_name": name, "due": count},
+            )
