@@ -1,9 +1,10 @@
 """MongoDB queries shared by the async store and the sync store (pure builders, no I/O), and
 each operation of the dedupe procedure as the PyMongo call that performs it (built, not made).
 
-Sharding rule: every ``findAndModify`` and upsert on the jobs collection names
-``_id``; the only unique index there is ``_id``; dedupe keys and concurrency slots live in side
-collections keyed by ``_id``.
+Sharding rule: every ``findAndModify`` on the jobs collection names ``_id`` and no upsert
+touches it; the only unique index there is ``_id``; what needs uniqueness (dedupe keys,
+concurrency slots, rate windows, paused names, worker registrations) lives in side collections
+keyed by ``_id``.
 """
 
 from __future__ import annotations

@@ -164,7 +164,8 @@ class JobStore(ABC):
 
     @abstractmethod
     async def setup(self) -> None:
-        """Create indexes and side collections (idempotent)."""
+        """Create the indexes the store relies on (idempotent); side collections come into
+        being with their first write."""
 
     @abstractmethod
     async def now(self) -> datetime:

@@ -64,10 +64,11 @@ tell the job is unchanged (the margin covers the error of the store's server-clo
 class MongoJobStore(JobStore):
     """Jobs in one MongoDB collection (default ``scheduler_jobs``) of an ``AsyncDatabase``.
 
-    Two small side collections sit beside it: ``<collection>_dedupe`` (one document per taken
-    dedupe key, ``_id`` = the key) and ``<collection>_slots`` (one per concurrency-limited name).
-    Indexes are created by :meth:`setup`, which ``Scheduler.start()`` and the first
-    ``schedule()`` call run.
+    Small side collections sit beside it, each keyed by ``_id``: ``<collection>_dedupe`` (one
+    document per taken dedupe key), ``_slots`` (one per concurrency-limited name), ``_rates``
+    (one rate-limit window per name), ``_paused`` (one per paused name) and ``_workers`` (one
+    registration per running worker). Indexes are created by :meth:`setup`, which
+    ``Scheduler.start()`` and the first ``schedule()`` call run.
     """
 
     def __init__(
