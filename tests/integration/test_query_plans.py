@@ -554,3 +554,25 @@ def test_get_jobs_by_name_uses_by_name_index(populated: Collection, name: str, s
     assert of_name > 1_000
     assert st["totalDocsExamined"] <= of_name, st
     assert st["totalKeysExamined"] <= of_name + 1, st
+
+
+# -- fleet view -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head", [5, None])
+def test_due_by_name_reads_only_due_jobs_from_claim_order(
+    populated: Collection, head: int | None
+) -> None:
+    """The count of due jobs by name (the unhandled-names check reads the first ``head`` of
+    them; ``stats`` reads all) walks the due part of ``claim_order``, nothing else."""
+    explained = populated.explain(
+        {
+            "aggregate": populated.name,
+            "pipeline": q.due_by_name_pipeline(populated.now, head),
+            "cursor": {},
+        }
+    )
+    assert "claim_order" in index_names(list(walk(explained))), explained
+    assert "COLLSCAN" not in stage_names(list(walk(explained)))
+    keys = [s.get("keysExamined", 0) for s in walk(explained) if s["stage"] == "IXSCAN"]
+    assert (head or DUE) <= sum(keys) <= (head or DUE) + 10 + 2, explained
