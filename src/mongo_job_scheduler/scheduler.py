@@ -15,6 +15,7 @@ from ._config import SchedulerConfig
 from ._documents import (
     UNSET,
     DedupeScope,
+    NewJob,
     build_bulk,
     build_changes,
     build_new_job,
@@ -24,17 +25,18 @@ from ._documents import (
 )
 from ._durations import Duration, to_seconds, to_utc
 from ._errors import ConfigurationError, JobNotFound, ValidationError
+from ._periodic import Declaration, declare, update_for
 from ._procedures import apply_update, run_async
 from ._updates import plan_retry, plan_update
 from .events import EventEmitter, Listener
 from .fleet import LIVE_FOR, WorkerInfo, unhandled
 from .job import FINISHED_STATUSES, Job, JobStatus, StopReason
 from .rate_limit import RateLimit
-from .repeat import Repeat
+from .repeat import Misfire, Repeat
 from .retry import Retry
 from .stats import SchedulerStats
 from .stores.base import JobStore
-from .tasks import BackoffFn, F, Handler, TaskRegistry
+from .tasks import BackoffFn, Handler, P, R, TaskHandle, TaskRegistry
 from .worker import Worker
 
 __all__ = ["Scheduler"]
@@ -85,6 +87,7 @@ class Scheduler:
         if handler is not None and not callable(handler):
             raise ConfigurationError("handler", "must be callable")
         self._tasks = TaskRegistry(handler)
+        self._periodic: dict[str, Declaration] = {}
         self.config = SchedulerConfig.from_options(
             workers=workers,
             poll_interval=poll_interval,
@@ -190,17 +193,79 @@ class Scheduler:
         timeout: Duration | None = None,
         backoff: BackoffFn | None = None,
         rate_limit: Mapping[str, Any] | RateLimit | None = None,
-    ) -> Callable[[F], F]:
-        """Register the decorated function as the handler of jobs named ``name``.
+    ) -> Callable[[Callable[P, R]], TaskHandle[P, R]]:
+        """Register the decorated function as the handler of jobs named ``name``; it becomes a
+        :class:`~mongo_job_scheduler.tasks.TaskHandle`, still callable as before, with
+        ``await handle.schedule(data, **options)`` and ``schedule_bulk``.
 
         ``retry`` and ``timeout`` override the job's own; ``backoff(attempt) -> seconds |
         timedelta`` computes retry delays in code (attempt is 1 after the first failure);
         ``rate_limit={"limit": n, "period": seconds}`` caps starts of this name fleet-wide.
         Async functions run on the event loop; plain functions run in a thread pool.
         """
-        return self._tasks.decorator(
+        register = self._tasks.decorator(
             name, retry=retry, timeout=timeout, backoff=backoff, rate_limit=rate_limit
         )
+
+        def decorate(fn: Callable[P, R]) -> TaskHandle[P, R]:
+            register(fn)
+            return TaskHandle(self, name, fn.fn if isinstance(fn, TaskHandle) else fn)
+
+        return decorate
+
+    def periodic(
+        self,
+        name: str,
+        *,
+        cron: str | None = None,
+        every: Duration | None = None,
+        timezone: str | None = None,
+        misfire: Misfire = "once",
+        catch_up_limit: int = 100,
+        data: Any = None,
+        retry: int | Mapping[str, Any] | Retry | None = None,
+        priority: int = 5,
+        concurrency: int | None = None,
+        max_execution: Duration | None = None,
+        timeout: Duration | None = None,
+        backoff: BackoffFn | None = None,
+        rate_limit: Mapping[str, Any] | RateLimit | None = None,
+    ) -> Callable[[Callable[P, R]], TaskHandle[P, R]]:
+        """Declare a repeating job in code and register the decorated function as its handler
+        (like :meth:`task`, whose ``backoff`` and ``rate_limit`` it takes).
+
+        ``cron`` (with ``timezone``, default ``default_timezone``) or ``every`` (seconds or a
+        ``timedelta``) is the schedule; ``data``, ``retry``, ``priority``, ``concurrency``,
+        ``max_execution`` and ``timeout`` are stored on the job as with :meth:`schedule`. When
+        the scheduler starts, exactly one active job exists for the declaration fleet-wide:
+        processes starting at once create one between them; a declaration changed in code
+        updates that job in place at the next start (same id); a restart with the same
+        declaration changes nothing. To retire it, remove the declaration and cancel its job
+        (a cancelled periodic job is left cancelled at later starts; ``retry_job`` revives
+        it). Invalid options raise :class:`ValidationError` here, before anything is written.
+        """
+        declaration = declare(
+            name,
+            cron=cron,
+            every=every,
+            timezone_name=timezone,
+            misfire=misfire,
+            catch_up_limit=catch_up_limit,
+            data=data,
+            retry=retry,
+            priority=priority,
+            concurrency=concurrency,
+            max_execution=max_execution,
+            timeout=timeout,
+        )
+        register = self.task(name, backoff=backoff, rate_limit=rate_limit)
+
+        def decorate(fn: Callable[P, R]) -> TaskHandle[P, R]:
+            handle = register(fn)
+            self._periodic[name] = declaration
+            return handle
+
+        return decorate
 
     def on(self, event: str, listener: Listener) -> None:
         """Call ``listener`` on ``event`` (see :data:`~mongo_job_scheduler.events.EVENTS`).
@@ -225,18 +290,46 @@ class Scheduler:
         return self._running
 
     async def start(self) -> None:
-        """Create indexes and start the workers (a no-op if already started). Without a store
-        the scheduler starts in lifecycle-only mode (events only)."""
+        """Create indexes, make sure each :meth:`periodic` declaration has its job, and start
+        the workers (a no-op if already started). Without a store the scheduler starts in
+        lifecycle-only mode (events only)."""
         if self._running:
             return
         if self.store is not None:
             await self.store.setup()
+            await self._ensure_periodic(self.store)
         self._running = True
         self.events.emit("scheduler:start")
         if self.store is not None:
             owner = f"{self.id}-{uuid.uuid4().hex[:12]}"
             self._worker = Worker(self.store, self.config, owner, self._tasks, self.events)
             self._worker.start()
+
+    async def _ensure_periodic(self, store: JobStore) -> None:
+        """One active job per periodic declaration: create it, or bring it in line."""
+        for declaration in list(self._periodic.values()):
+            new = declaration.new_job(await store.now(), self.default_timezone)
+            job, created = await self._store_new(store, new)
+            if created:
+                continue
+            if job.status is JobStatus.CANCELLED:
+                logger.info(
+                    "periodic job %r (%s) is cancelled: left cancelled (retry_job revives it)",
+                    declaration.name,
+                    job.id,
+                    extra={"job_id": str(job.id), "job_name": declaration.name},
+                )
+                continue
+            changes = update_for(declaration, job.document, self.default_timezone)
+            if changes:
+                await self.update_job(job.id, **changes)
+                logger.info(
+                    "periodic job %r (%s) updated to its declaration: %s",
+                    declaration.name,
+                    job.id,
+                    ", ".join(sorted(changes)),
+                    extra={"job_id": str(job.id), "job_name": declaration.name},
+                )
 
     async def stop(self, graceful: bool = True, timeout: Duration = 30) -> None:
         """Stop claiming. If ``graceful``, let running jobs finish for up to ``timeout``
@@ -324,12 +417,20 @@ class Scheduler:
             timeout=timeout,
             rate_limit=rate_limit,
         )
+        job, _ = await self._store_new(store, new, session)
+        return job
+
+    async def _store_new(
+        self, store: JobStore, new: NewJob, session: Any = None
+    ) -> tuple[Job, bool]:
+        """Insert one validated job (or find its dedupe holder): the job and whether it was
+        created (then ``job:created`` is emitted and the local worker woken if it is due)."""
         [(doc, created)] = await store.insert([new], session=session)
         job = Job.from_document(doc)
         if created:
             self.events.emit("job:created", job)
             await self._wake_if_due(job)
-        return job
+        return job, created
 
     async def schedule_bulk(
         self, items: Sequence[Mapping[str, Any]], *, session: Any = None

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, TypeVar
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypedDict, TypeVar
 
 from ._documents import validate_name
 from ._durations import Duration, to_seconds
 from ._errors import ValidationError
 from .job import Job
 from .rate_limit import RateLimit
+from .repeat import Repeat
 from .retry import Retry
 
-__all__ = ["BackoffFn", "F", "Handler", "TaskRegistry", "TaskSpec"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = [
+    "BackoffFn",
+    "F",
+    "Handler",
+    "P",
+    "R",
+    "ScheduleOptions",
+    "TaskHandle",
+    "TaskRegistry",
+    "TaskSpec",
+]
 
 Handler = Callable[[Job], Any]
 """A job handler: an async function (run on the event loop) or a plain one (run in a thread)."""
@@ -23,6 +38,85 @@ BackoffFn = Callable[[int], "timedelta | float"]
 """Computes a retry delay in code: ``backoff(attempt)`` returns seconds or a ``timedelta``
 (``attempt`` is 1 after the first failure)."""
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class ScheduleOptions(TypedDict, total=False):
+    """The keyword options of :meth:`Scheduler.schedule` (what a task handle passes on)."""
+
+    run_at: datetime | None
+    delay: timedelta | float | None
+    repeat: Mapping[str, Any] | Repeat | None
+    retry: int | Mapping[str, Any] | Retry | None
+    dedupe_key: str | None
+    dedupe: Literal["active", "forever"]
+    dedupe_window: timedelta | float | None
+    priority: int
+    concurrency: int | None
+    max_execution: timedelta | float | None
+    timeout: timedelta | float | None
+    rate_limit: Mapping[str, Any] | RateLimit | None
+    session: Any
+
+
+class _Producer(Protocol):
+    def schedule(
+        self, name: str, data: Any = None, **options: Unpack[ScheduleOptions]
+    ) -> Awaitable[Job]: ...
+
+    def schedule_bulk(
+        self, items: Sequence[Mapping[str, Any]], *, session: Any = None
+    ) -> Awaitable[list[Job]]: ...
+
+
+class TaskHandle(Generic[P, R]):
+    """What ``@scheduler.task(name)`` (and ``periodic``) returns: the decorated function, still
+    callable as before, plus :meth:`schedule` and :meth:`schedule_bulk` for jobs of its name,
+    so the name is written once.
+
+    .. code-block:: python
+
+        @scheduler.task("send-email")
+        async def send_email(job: Job) -> None: ...
+
+        await send_email.schedule({"to": "ada@example.com"}, delay=60)
+    """
+
+    def __init__(self, producer: _Producer, name: str, fn: Callable[P, R]) -> None:
+        self._producer = producer
+        self.name = name
+        """The job name this handler runs."""
+        self.fn = fn
+        """The decorated function."""
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.name!r} of {self.fn!r}>"
+
+    async def schedule(self, data: Any = None, **options: Unpack[ScheduleOptions]) -> Job:
+        """Store a job of this task's name (see :meth:`Scheduler.schedule` for the options)."""
+        return await self._producer.schedule(self.name, data, **options)
+
+    async def schedule_bulk(
+        self, items: Iterable[Mapping[str, Any]], *, session: Any = None
+    ) -> list[Job]:
+        """Store many jobs of this task's name in few round trips; each item takes
+        :meth:`schedule`'s options as keys, with ``data`` (a ``name`` key, if given, must be
+        this task's)."""
+        named = []
+        for index, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise ValidationError(f"items[{index}]", "expected a mapping of options")
+            if "name" in item and item["name"] != self.name:
+                raise ValidationError(
+                    f"items[{index}].name", f"this handle schedules {self.name!r} jobs only"
+                )
+            named.append({**item, "name": self.name})
+        return await self._producer.schedule_bulk(named, session=session)
 
 
 @dataclass(frozen=True)
@@ -85,9 +179,10 @@ class TaskRegistry:
         rate = None if rate_limit is None else RateLimit.parse(rate_limit)
 
         def register(fn: F) -> F:
-            if not callable(fn):
+            handler = fn.fn if isinstance(fn, TaskHandle) else fn
+            if not callable(handler):
                 raise ValidationError("handler", "must be callable")
-            self._tasks[name] = TaskSpec(fn, retry_obj, timeout_td, backoff, rate)
+            self._tasks[name] = TaskSpec(handler, retry_obj, timeout_td, backoff, rate)
             return fn
 
         return register
