@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -17,13 +16,13 @@ from .._errors import LeaseLost
 from ..events import EventEmitter
 from ..job import Job, StopReason
 from ..stores.base import LOCK_FIELDS, Finish, JobStore, Ownership, ownership_of
+from ._logs import log_outcome
 from ._progress import ProgressReports
 from ._running import Execution
 from ._wakeups import Wakeups
 
 __all__ = ["Acks", "Outcomes", "retry_transient"]
 
-logger = logging.getLogger("mongo_job_scheduler")
 
 T = TypeVar("T")
 ErrorReporter = Callable[[BaseException, str], None]
@@ -169,14 +168,7 @@ class Outcomes:
         if written_set.get("status") == "pending" and written_set.get("nextRunAt") is not None:
             due = written_set["nextRunAt"] - self.store.clock()
             self.wakeups.wake_in(due.total_seconds())
-        if plan.failed:
-            logger.warning(
-                "job %s (%s) failed: %s",
-                execution.fence.job_id,
-                execution.job.name,
-                written_set.get("lastError"),
-                extra={"job_id": str(execution.fence.job_id), "job_name": execution.job.name},
-            )
+        log_outcome(execution, plan, written_set)
         for event in plan.events:
             if self.events.listening(event):
                 extra = (plan.error,) if event == "job:fail" else ()

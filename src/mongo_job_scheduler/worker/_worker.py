@@ -24,6 +24,7 @@ from ..stores.base import Claimed, ClaimState, Fence, JobStore
 from ..tasks import TaskRegistry
 from ._acks import Outcomes
 from ._leases import LeaseKeeper
+from ._logs import log_start
 from ._progress import ProgressReports
 from ._registration import Registration
 from ._running import Execution, Stopped, run_handler
@@ -255,6 +256,7 @@ class Worker:
             await self._fail(execution, missing, None)
             return
         self.events.emit("job:start", job)
+        log_start(job)
         try:
             result = await run_handler(
                 execution, spec, spec.timeout or job.timeout, self._threads, self._time_out
