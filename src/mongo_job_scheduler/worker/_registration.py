@@ -23,6 +23,9 @@ logger = logging.getLogger("mongo_job_scheduler")
 
 ErrorReporter = Callable[[BaseException, str], None]
 
+UNREGISTER_WITHIN = 2.0
+"""Seconds a stopping worker spends at most removing its registration (the database may be
+gone; a registration left behind stops counting as live after ``LIVE_FOR``)."""
 UNHANDLED_CHECK_EVERY = 60.0
 """Seconds between two looks for due jobs that no live worker handles."""
 UNHANDLED_HEAD = 1_000
@@ -58,6 +61,7 @@ class Registration:
         }
         self._started: datetime | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._next_check = 0.0
         self._warned: dict[str, float] = {}
 
@@ -68,16 +72,17 @@ class Registration:
     async def close(self) -> None:
         """Stop renewing and remove the registration (best effort: a registration left
         behind stops counting as live after ``LIVE_FOR``)."""
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=UNREGISTER_WITHIN)
         try:
-            await self.store.unregister_worker(self.owner)
+            await asyncio.wait_for(self.store.unregister_worker(self.owner), UNREGISTER_WITHIN)
         except Exception as exc:
             self.report(exc, "could not remove this worker from the fleet view")
 
     async def _loop(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await self.register()
                 if time.monotonic() >= self._next_check:
