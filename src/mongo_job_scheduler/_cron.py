@@ -17,12 +17,28 @@ Anything else (``@reboot``, ``W``, ``H``, a wrong field count, values out of ran
 reversed ranges, zero steps, empty items, ...) raises :class:`CronError`, as does
 an expression that can never fire, such as ``0 0 30 2 *``.
 
-A day matches as in Vixie cron and ``cron-parser``: when both day-of-month and
-day-of-week are restricted, a day matches if *either* matches; otherwise both must
-match. A field is unrestricted when it covers its whole range (``*``, ``?``,
-``*/1``, ``1-31``, ``0-7``, ...), as in ``cron-parser``; so ``*/2`` in day-of-month
-counts as restricted (Vixie cron would treat any field starting with ``*`` as
-unrestricted).
+Day-of-month and day-of-week combine as in Vixie cron and ``cron-parser``: when both
+are restricted, a day matches if *either* matches; when either is unrestricted, the
+other alone decides. Which fields count as unrestricted follows ``cron-parser``, which
+goes by how many values a field names rather than by whether it is ``*``:
+
+- Day-of-week is unrestricted when it names all eight values 0-7, Sunday both as 0 and
+  as 7, where a range that includes 7 names 0 as well: ``*``, ``?``, ``*/1``, ``0-7``,
+  ``1-7``, ``0-6,7``. A field that names each day once, with one number for Sunday, is
+  restricted: ``0-6``, ``SUN-SAT``, ``1-6,0``, ``0-6/1``, ``1-6,7``. ``nL`` and ``n#k``
+  items name no plain weekday.
+- Day-of-month is unrestricted *in a given month* when it names every day that month
+  can have, counting February as 29 days in every year; ``L`` names the last of them
+  (the 29th for February). ``*``, ``?``, ``*/1`` and ``1-31`` are unrestricted in every
+  month, ``1-30`` in 30-day months and February, ``1-29`` and ``1-28,L`` in February
+  only. So ``0 0 1-30 * 1`` fires on Mondays only in April, and on days 1-30 and every
+  Monday in May.
+
+So ``0 0 13 * 0-6`` fires every day (the 13th, or any day of the week), while
+``0 0 13 * *`` and ``0 0 13 * 0-7`` fire on the 13th only. An ``n#k`` item matches its
+own day only: with a restricted day-of-month, ``0 0 1 * 5#2`` fires on the 1st and on
+the second Friday. (``docs/interop.md`` lists where ``cron-parser`` differs: it counts
+repeated values, and filters the day-of-month days of ``n#k`` by week.)
 
 Time zones and daylight-saving time
 -----------------------------------
@@ -131,7 +147,8 @@ class CronExpression:
     ``source`` is the text as given. The value tuples are sorted and free of
     duplicates; weekdays run 0 (Sunday) to 6. ``last_day_of_month`` is ``L`` in
     day-of-month, ``last_weekdays`` holds the ``n`` of ``nL`` items and
-    ``nth_weekdays`` the ``(n, k)`` of ``n#k`` items.
+    ``nth_weekdays`` the ``(n, k)`` of ``n#k`` items. ``day_of_week_restricted`` is
+    false when day-of-week names all of 0-7 (see the module docstring).
     """
 
     source: str
@@ -145,6 +162,7 @@ class CronExpression:
     last_day_of_month: bool = False
     last_weekdays: frozenset[int] = frozenset()
     nth_weekdays: frozenset[tuple[int, int]] = frozenset()
+    day_of_week_restricted: bool = True
 
     @classmethod
     def parse(cls, expr: str) -> CronExpression:
@@ -158,15 +176,16 @@ class CronExpression:
         """Whether the hour field leaves out some hour (see the module's DST rules)."""
         return len(self.hours) != 24
 
-    @property
-    def day_of_month_restricted(self) -> bool:
-        """Whether day-of-month leaves out some day (``L`` alone counts as restricted)."""
-        return len(self.days_of_month) != 31
+    def day_of_month_restricted_in(self, ndays: int) -> bool:
+        """Whether day-of-month leaves out a day of an ``ndays``-day month.
 
-    @property
-    def day_of_week_restricted(self) -> bool:
-        """Whether day-of-week leaves out some plain weekday."""
-        return len(self.days_of_week) != 7
+        February counts as 29 days in every year, and ``L`` names the month's last day.
+        """
+        ndays = max(ndays, 29)
+        named = bisect_left(self.days_of_month, ndays + 1)
+        if self.last_day_of_month and (named == 0 or self.days_of_month[named - 1] != ndays):
+            named += 1
+        return named < ndays
 
     def matches_local(self, local: datetime) -> bool:
         """Whether wall-clock time ``local`` (tzinfo ignored) is one of the expression's times."""
@@ -212,7 +231,7 @@ class CronExpression:
             or (weekday in self.last_weekdays and day + 7 > ndays)
             or (weekday, (day + 6) // 7) in self.nth_weekdays
         )
-        if self.day_of_month_restricted and self.day_of_week_restricted:
+        if self.day_of_week_restricted and self.day_of_month_restricted_in(ndays):
             return dom or dow
         return dom and dow
 
@@ -478,7 +497,10 @@ def _parse_field(text: str, spec: _FieldSpec, source: str) -> _Field:
                 raise _field_error(spec, "'L' needs a weekday before it, e.g. '5L'", source)
             result.last_weekdays.add(_value(item[:-1], item, spec, source) % 7)
         else:
-            result.values.update(_range_item(item, spec, source))
+            values = _range_item(item, spec, source)
+            result.values.update(values)
+            if spec is _DOW_SPEC and 7 in values and not item.isdigit():
+                result.values.add(0)  # a range up to 7 names Sunday as 0 too
     return result
 
 
@@ -514,6 +536,7 @@ def _parse(expr: str) -> CronExpression:
         last_day_of_month=days_of_month.last_day,
         last_weekdays=frozenset(days_of_week.last_weekdays),
         nth_weekdays=frozenset(days_of_week.nth_weekdays),
+        day_of_week_restricted=not days_of_week.values.issuperset(range(8)),
     )
     if not parsed._can_fire():
         raise CronError(f"cron expression never fires: no month has a matching day (in {expr!r})")

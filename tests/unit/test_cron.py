@@ -116,8 +116,9 @@ def test_question_mark_means_star_in_day_fields() -> None:
         days_of_month=tuple(range(1, 32)),
         months=tuple(range(1, 13)),
         days_of_week=tuple(range(7)),
+        day_of_week_restricted=False,
     )
-    assert not expr.day_of_month_restricted
+    assert not any(expr.day_of_month_restricted_in(n) for n in (28, 29, 30, 31))
     assert not expr.day_of_week_restricted
 
 
@@ -273,6 +274,113 @@ def test_matches_local() -> None:
     assert not expr.matches_local(datetime(2023, 3, 13, 2, 30, 1))
     assert not expr.matches_local(datetime(2023, 3, 13, 2, 30, 0, 1))
     assert CronExpression.parse("15 30 2 * * *").matches_local(datetime(2023, 3, 13, 2, 30, 15))
+
+
+# ---------------------------------------------------------------------------------
+# Day-of-month and day-of-week: which fields are restricted, how they combine
+# ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["0-6", "SUN-SAT", "1-6,0", "0-6/1", "MON-SAT,SUN", "0,1-6", "1-6,7", "sun,mon-sat", "1-5"],
+)
+def test_day_of_week_naming_each_day_once_is_restricted(field: str) -> None:
+    assert CronExpression.parse(f"0 0 13 * {field}").day_of_week_restricted
+
+
+@pytest.mark.parametrize(
+    "field", ["*", "?", "*/1", "0-7", "1-7", "0-7/1", "1-7/1", "0-6,7", "SUN-SAT,7", "7,0-6"]
+)
+def test_day_of_week_naming_zero_and_seven_is_unrestricted(field: str) -> None:
+    # A range that includes 7 names Sunday as 0 too.
+    assert not CronExpression.parse(f"0 0 13 * {field}").day_of_week_restricted
+
+
+@pytest.mark.parametrize("field", ["5L", "1#2", "7L", "0,7L"])
+def test_last_and_nth_weekdays_are_restricted(field: str) -> None:
+    assert CronExpression.parse(f"0 0 13 * {field}").day_of_week_restricted
+
+
+@pytest.mark.parametrize(
+    ("field", "unrestricted_in"),
+    [
+        ("*", {28, 29, 30, 31}),
+        ("?", {28, 29, 30, 31}),
+        ("*/1", {28, 29, 30, 31}),
+        ("1-31", {28, 29, 30, 31}),
+        ("1-15,16-31", {28, 29, 30, 31}),
+        ("1-30,L", {28, 29, 30, 31}),
+        ("1-30", {28, 29, 30}),
+        ("1-29,L", {28, 29, 30}),
+        # February counts as 29 days in every year; L names its 29th.
+        ("1-29", {28, 29}),
+        ("1-28,L", {28, 29}),
+        ("1-28", set()),
+        ("2-31", set()),
+        ("2-30,L", set()),
+        ("*/2", set()),
+        ("L", set()),
+    ],
+)
+def test_day_of_month_is_unrestricted_in_months_it_covers(
+    field: str, unrestricted_in: set[int]
+) -> None:
+    expr = CronExpression.parse(f"0 0 {field} * 1")
+    for ndays in (28, 29, 30, 31):
+        assert expr.day_of_month_restricted_in(ndays) == (ndays not in unrestricted_in), ndays
+
+
+def days(expr: str, start: datetime, count: int) -> list[int]:
+    """Days of the month of ``count`` successive UTC firings after ``start``."""
+    return [fire.day for fire in run(expr, start, "UTC", count)]
+
+
+@pytest.mark.parametrize("dow", ["0-6", "SUN-SAT", "1-6,0", "0-6/1", "0,1-6", "1-6,7"])
+def test_restricted_day_of_month_or_every_weekday_fires_every_day(dow: str) -> None:
+    assert days(f"0 0 13 * {dow}", utc(2024, 1, 1), 10) == list(range(2, 12))
+
+
+@pytest.mark.parametrize("dow", ["*", "?", "0-7", "1-7", "*/1", "0-6,7"])
+def test_unrestricted_day_of_week_leaves_day_of_month_alone(dow: str) -> None:
+    assert days(f"0 0 13 * {dow}", utc(2024, 1, 1), 3) == [13, 13, 13]
+
+
+def test_day_of_month_naming_every_day_of_the_month_leaves_day_of_week_alone() -> None:
+    # Mondays only in April (30 days); days 1-30 or Mondays in May (31 days).
+    assert days("0 0 1-30 * 1", utc(2024, 4, 1), 4) == [8, 15, 22, 29]
+    assert days("0 0 1-30 * 1", utc(2024, 4, 29), 3) == [1, 2, 3]
+    assert run("0 0 1-30 * 1", utc(2024, 5, 29), "UTC", 3) == [
+        utc(2024, 5, 30),
+        utc(2024, 6, 3),
+        utc(2024, 6, 10),
+    ]
+    # February counts 29 days in every year: 1-28 stays restricted, 1-29 does not.
+    assert days("0 0 1-28 * 1", utc(2023, 2, 26), 3) == [27, 28, 1]
+    assert days("0 0 1-29 * 1", utc(2023, 2, 1), 3) == [6, 13, 20]
+
+
+def test_nth_weekday_with_restricted_day_of_month_adds_its_day() -> None:
+    # The 1st of each month, and the second Friday (cron-parser drops the 1st).
+    assert run("0 0 1 * 5#2", utc(2024, 1, 1), "UTC", 4) == [
+        utc(2024, 1, 12),
+        utc(2024, 2, 1),
+        utc(2024, 2, 9),
+        utc(2024, 3, 1),
+    ]
+
+
+def test_repeated_weekdays_count_once() -> None:
+    # cron-parser counts eight entries in each and treats the fields as unrestricted.
+    assert days("0 0 * * 1-5,1-3", utc(2024, 1, 5), 3) == [8, 9, 10]
+    assert days("0 0 13 * 0-6,0", utc(2024, 1, 1), 3) == [2, 3, 4]
+
+
+def test_stepped_weekday_range_up_to_seven_keeps_its_steps() -> None:
+    # 2-7/2 is Tuesday, Thursday, Saturday: 7 is not on the step (cron-parser adds Sunday).
+    assert CronExpression.parse("0 0 * * 2-7/2").days_of_week == (2, 4, 6)
+    assert CronExpression.parse("0 0 * * 6/2").days_of_week == (6,)
+    assert CronExpression.parse("0 0 * * 1-7/2").days_of_week == (0, 1, 3, 5)
 
 
 # ---------------------------------------------------------------------------------
@@ -1031,7 +1139,11 @@ def test_agrees_with_cronsim_without_dst(text: str, zone: str, start: datetime) 
         return
     parts = text.split()[-5:]
     cronsim_or = not (parts[2].startswith("*") or parts[4].startswith("*"))
-    assume(cronsim_or == (expr.day_of_month_restricted and expr.day_of_week_restricted))
+    ours_or = {
+        expr.day_of_week_restricted and expr.day_of_month_restricted_in(ndays)
+        for ndays in (28, 29, 30, 31)
+    }
+    assume(ours_or == {cronsim_or})
     tz = ZoneInfo(zone)
     after = start.replace(tzinfo=tz)
     try:
