@@ -25,6 +25,8 @@ MAX_NAME_LENGTH = 200
 MAX_DEDUPE_KEY_LENGTH = 512
 MAX_BSON_SIZE = 16 * 1024 * 1024
 MAX_LIMIT = 10_000
+MAX_DEPENDENCIES = 100_000
+"""The most jobs one job may wait for (its ``dependsOn`` list stays far below 16 MB)."""
 DEFAULT_LIMIT = 100
 SORT_FIELDS = {"nextRunAt", "createdAt", "updatedAt", "lastRunAt", "priority", "name", "status"}
 DedupeScope = Literal["active", "forever"]
@@ -149,6 +151,8 @@ class NewJob:
     document: dict[str, Any]
     dedupe_key: str | None = None
     dedupe_scope: DedupeScope = "active"
+    depends_on: list[ObjectId] = field(default_factory=list)
+    """The jobs it waits for (validated against the store before anything is written)."""
 
     @property
     def id(self) -> ObjectId:
@@ -173,9 +177,12 @@ def build_new_job(
     max_execution: Any = None,
     timeout: Any = None,
     rate_limit: Any = None,
+    depends_on: Any = None,
+    run_on_failure: Any = False,
 ) -> NewJob:
     """Validate ``schedule()`` arguments and build the stored document. Raises
-    :class:`ValidationError` naming the first bad field; nothing is written by this function."""
+    :class:`ValidationError` naming the first bad field; nothing is written by this function.
+    With ``depends_on`` the job is stored ``waiting`` (the caller checks the dependencies)."""
     validate_name(name)
     validate_bson_value("data", data)
     repeat_obj = None if repeat is None else with_zone(Repeat.parse(repeat), default_timezone)
@@ -190,6 +197,13 @@ def build_new_job(
     if window_ms is not None and scope == "forever":
         raise ValidationError("dedupe_window", "has no meaning with dedupe='forever'")
     rate = None if rate_limit is None else RateLimit.parse(rate_limit)
+    dependencies = validate_depends_on(depends_on)
+    if not isinstance(run_on_failure, bool):
+        raise ValidationError("run_on_failure", "expected True or False")
+    if run_on_failure and not dependencies:
+        raise ValidationError("run_on_failure", "needs depends_on")
+    if dependencies and repeat_obj is not None:
+        raise ValidationError("depends_on", "a repeating job cannot wait for other jobs")
     max_execution_ms = optional_duration_ms("max_execution", max_execution)
     timeout_ms = optional_duration_ms("timeout", timeout)
     if run_at is not None and delay is not None:
@@ -233,11 +247,40 @@ def build_new_job(
         doc["timeoutMs"] = timeout_ms
     if rate is not None:
         doc["rateLimit"] = rate.to_document()
+    if dependencies:
+        doc["status"] = JobStatus.WAITING.value
+        doc["dependsOn"] = dependencies
+        if run_on_failure:
+            doc["runOnFailure"] = True
     validate_bson_value("job", doc)
-    return NewJob(doc, dedupe_key, scope)
+    return NewJob(doc, dedupe_key, scope, dependencies)
+
+
+def validate_depends_on(value: Any) -> list[ObjectId]:
+    """``depends_on``: jobs (or their ids), duplicates dropped, in the order given."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        raise ValidationError("depends_on", "expected a list of jobs or job ids")
+    ids: list[ObjectId] = []
+    for index, item in enumerate(value):
+        raw = getattr(item, "id", item)
+        try:
+            parsed = parse_job_id(raw)
+        except ValidationError as exc:
+            raise ValidationError(f"depends_on[{index}]", exc.reason) from None
+        if not isinstance(parsed, ObjectId):
+            raise ValidationError(f"depends_on[{index}]", f"not a job id: {raw!r}")
+        if parsed not in ids:
+            ids.append(parsed)
+    if len(ids) > MAX_DEPENDENCIES:
+        raise ValidationError("depends_on", f"at most {MAX_DEPENDENCIES} jobs, got {len(ids)}")
+    return ids
 
 
 _BULK_KEYS = {
+    "depends_on",
+    "run_on_failure",
     "name",
     "data",
     "run_at",
@@ -286,10 +329,13 @@ class JobQuery:
     sort_direction: int = 1
     limit: int = DEFAULT_LIMIT
     skip: int = 0
+    ids: list[ObjectId] | None = None
 
     def to_filter(self) -> dict[str, Any]:
         """The MongoDB filter (equality and ``$in`` on plain values only)."""
         flt: dict[str, Any] = {}
+        if self.ids is not None:
+            flt["_id"] = {"$in": self.ids}
         if self.name is not None:
             flt["name"] = self.name
         if self.statuses is not None:
@@ -305,11 +351,19 @@ def build_query(
     status: Any = None,
     data: Any = None,
     sort: Any = None,
-    limit: Any = DEFAULT_LIMIT,
+    limit: Any = None,
     skip: Any = 0,
+    ids: Any = None,
 ) -> JobQuery:
     """Validate ``get_jobs`` arguments. ``$``-prefixed keys and operator objects are rejected."""
     query = JobQuery()
+    if ids is not None:
+        try:
+            query.ids = validate_depends_on(ids)
+        except ValidationError as exc:
+            raise ValidationError(exc.field.replace("depends_on", "ids"), exc.reason) from None
+    if limit is None:
+        limit = DEFAULT_LIMIT if query.ids is None else max(1, min(len(query.ids), MAX_LIMIT))
     if name is not None:
         query.name = validate_name(name)
     if status is not None:

@@ -59,6 +59,8 @@ def plan_update(job_id: Any, current: Mapping[str, Any], changes: JobChanges) ->
         raise InvalidJobState(
             f"job {job_id} is running; wait for it to finish before changing run_at"
         )
+    if current.get("dependsOn") and "repeat" in fields:
+        raise InvalidJobState(f"job {job_id} waits for other jobs; it cannot repeat")
     if changes.reschedules and (current.get("repeat") or "repeat" in fields):
         fields["lastScheduledAt"] = fields["nextRunAt"]  # the new due time starts the grid
     if status == "pending" and changes.repeat_first_slot is not None:
@@ -82,14 +84,15 @@ def plan_retry(job_id: Any, current: Mapping[str, Any], now: datetime) -> Update
     """Decide how ``retry_job`` runs the stored job ``current`` again at ``now``: only a
     failed or cancelled job may be retried; it becomes pending, due at ``now``, with fresh
     attempts and lease expiries, a repeating job's schedule restarts at ``now``, any retention
-    deadline (``expireAt``) is removed, and its dedupe key is taken back first."""
+    deadline (``expireAt``) is removed, and its dedupe key is taken back first. A job with
+    dependencies (``dependsOn``) waits for them again instead of becoming pending."""
     status = str(current.get("status"))
     if status not in ("failed", "cancelled"):
         raise InvalidJobState(
             f"job {job_id} is {status}; only failed or cancelled jobs can be retried"
         )
     fields: dict[str, Any] = {
-        "status": "pending",
+        "status": "waiting" if current.get("dependsOn") else "pending",
         "nextRunAt": now,
         "attempts": 0,
         "leaseExpiries": 0,

@@ -24,6 +24,8 @@ class JobStatus(str, Enum):
 
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"
+    """Waits for the jobs it depends on (``depends_on``) before it becomes pending."""
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -37,7 +39,7 @@ class JobStatus(str, Enum):
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
-ACTIVE_STATUSES = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
+ACTIVE_STATUSES = (JobStatus.PENDING.value, JobStatus.RUNNING.value, JobStatus.WAITING.value)
 FINISHED_STATUSES = (JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value)
 
 
@@ -164,6 +166,11 @@ class Job:
     lease_expiries: int
     missed_runs: int
     """Slots of a repeating job run late in a row under ``misfire="all"`` (0 otherwise)."""
+    depends_on: tuple[Any, ...]
+    """The ids of the jobs this one waits for (``depends_on``); empty for most jobs."""
+    run_on_failure: bool
+    """Whether it runs once its dependencies finished even if some failed or were
+    cancelled (otherwise it is cancelled with them)."""
     created_at: datetime | None
     updated_at: datetime | None
     document: Mapping[str, Any] = field(repr=False, compare=False)
@@ -200,6 +207,8 @@ class Job:
             lock_version=int(get("lockVersion") or 0),
             lease_expiries=int(get("leaseExpiries") or 0),
             missed_runs=int(get("missedRuns") or 0),
+            depends_on=tuple(get("dependsOn") or ()),
+            run_on_failure=get("runOnFailure") is True,
             created_at=_dt(get("createdAt")),
             updated_at=_dt(get("updatedAt")),
             document=dict(doc),

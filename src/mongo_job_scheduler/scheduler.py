@@ -26,8 +26,9 @@ from ._documents import (
 from ._durations import Duration, to_seconds, to_utc
 from ._errors import ConfigurationError, JobNotFound, ValidationError
 from ._periodic import Declaration, declare, update_for
-from ._procedures import apply_update, run_async
+from ._procedures import apply_update, create_waiting, rewait, run_async, settle_dependants
 from ._updates import plan_retry, plan_update
+from ._workflows import DEPENDANTS_OPEN, DEPENDENCY_PROJECTION, check_dependencies
 from .events import EventEmitter, Listener
 from .fleet import LIVE_FOR, WorkerInfo, unhandled
 from .job import FINISHED_STATUSES, Job, JobStatus, StopReason
@@ -384,6 +385,8 @@ class Scheduler:
         max_execution: Duration | None = None,
         timeout: Duration | None = None,
         rate_limit: Mapping[str, Any] | RateLimit | None = None,
+        depends_on: Sequence[Any] | None = None,
+        run_on_failure: bool = False,
         session: Any = None,
     ) -> Job:
         """Store a new job and return it.
@@ -395,7 +398,10 @@ class Scheduler:
         than that long ago, for throttling). ``priority`` runs 1 (first) to 10 (last).
         ``concurrency`` caps how many jobs of this name run at once across all workers.
         ``timeout`` cancels a run that takes longer (the attempt fails); ``max_execution`` stops
-        renewing its lease instead (``job:stalled``). Invalid input raises
+        renewing its lease instead (``job:stalled``). With ``depends_on`` (jobs or their ids)
+        the job is ``waiting`` until every one of them has completed, then due (at once, or at
+        ``run_at`` if later); if one fails or is cancelled, this job is cancelled too, unless
+        ``run_on_failure`` (then it runs once they have all finished). Invalid input raises
         :class:`ValidationError` and writes nothing.
         """
         store = self._need_store()
@@ -416,6 +422,8 @@ class Scheduler:
             max_execution=max_execution,
             timeout=timeout,
             rate_limit=rate_limit,
+            depends_on=depends_on,
+            run_on_failure=run_on_failure,
         )
         job, _ = await self._store_new(store, new, session)
         return job
@@ -425,7 +433,10 @@ class Scheduler:
     ) -> tuple[Job, bool]:
         """Insert one validated job (or find its dedupe holder): the job and whether it was
         created (then ``job:created`` is emitted and the local worker woken if it is due)."""
-        [(doc, created)] = await store.insert([new], session=session)
+        if new.depends_on:
+            doc, created = await run_async(create_waiting(new, session), store)
+        else:
+            [(doc, created)] = await store.insert([new], session=session)
         job = Job.from_document(doc)
         if created:
             self.events.emit("job:created", job)
@@ -440,7 +451,12 @@ class Scheduler:
         keys dedupe as in :meth:`schedule` (also between items of the same call)."""
         store = self._need_store()
         news = build_bulk(items, now=await store.now(), default_timezone=self.default_timezone)
-        stored = await store.insert(news, session=session)
+        await self._check_bulk_dependencies(store, news, session)
+        plain = iter(await store.insert([n for n in news if not n.depends_on], session=session))
+        stored = [
+            await run_async(create_waiting(n, session), store) if n.depends_on else next(plain)
+            for n in news
+        ]
         jobs = []
         created_jobs = []
         for doc, created in stored:
@@ -453,6 +469,19 @@ class Scheduler:
             first = min(created_jobs, key=lambda j: j.next_run_at or _far_future())
             await self._wake_if_due(first)
         return jobs
+
+    @staticmethod
+    async def _check_bulk_dependencies(store: JobStore, news: list[NewJob], session: Any) -> None:
+        """Every item's dependencies exist and do not repeat, before anything is written."""
+        wanted = list(dict.fromkeys(i for n in news for i in n.depends_on))
+        if not wanted:
+            return
+        found = await store.get_many(wanted, DEPENDENCY_PROJECTION, session=session)
+        for index, new in enumerate(news):
+            try:
+                check_dependencies(new.depends_on, found)
+            except ValidationError as exc:
+                raise ValidationError(f"items[{index}].{exc.field}", exc.reason) from None
 
     async def _wake_if_due(self, job: Job) -> None:
         """Tell the local worker when a job it may run becomes due (now, or at its time)."""
@@ -499,14 +528,27 @@ class Scheduler:
         status: str | JobStatus | Sequence[str | JobStatus] | None = None,
         data: Mapping[str, Any] | None = None,
         sort: tuple[str, str] | None = None,
-        limit: int = 100,
+        limit: int | None = None,
         skip: int = 0,
+        ids: Sequence[Any] | None = None,
     ) -> list[Job]:
         """Jobs matching every given filter: exact ``name``, one or several ``status`` values,
-        and ``data`` keys equal to values (dotted keys reach nested fields). ``sort`` is
-        ``(field, "asc" | "desc")``; ``limit`` defaults to 100 (at most 10,000)."""
-        query = build_query(name=name, status=status, data=data, sort=sort, limit=limit, skip=skip)
+        ``data`` keys equal to values (dotted keys reach nested fields), and ``ids`` (jobs or
+        their ids: e.g. ``job.depends_on`` to read the results of what a job waited for, in
+        one round trip). ``sort`` is ``(field, "asc" | "desc")``; ``limit`` defaults to 100,
+        or to the number of ``ids`` (at most 10,000)."""
+        query = build_query(
+            name=name, status=status, data=data, sort=sort, limit=limit, skip=skip, ids=ids
+        )
         return [Job.from_document(doc) for doc in await self._need_store().find(query)]
+
+    async def dependants(self, job_id: Any, *, limit: int = 100) -> list[Job]:
+        """The jobs that wait (or waited) for this one (``depends_on``), up to ``limit``."""
+        store = self._need_store()
+        waiting = await store.dependants(parse_job_id(job_id), limit)
+        found = await store.get_many(waiting)
+        order = {job_id: index for index, job_id in enumerate(waiting)}
+        return sorted((Job.from_document(d) for d in found), key=lambda j: order[j.id])
 
     # -- administering ----------------------------------------------------------------------
 
@@ -574,6 +616,9 @@ class Scheduler:
         if self._worker is not None:
             self._worker.request_stop(oid, StopReason.CANCELLED)
         self.events.emit("job:cancel", Job.from_document(doc))
+        if doc.get("dependants") == DEPENDANTS_OPEN:  # the jobs waiting for it are cancelled
+            for dependant in await run_async(settle_dependants(doc), store):
+                self.events.emit("job:cancel", Job.from_document(dependant))
         return True
 
     async def retry_job(self, job_id: Any) -> Job:
@@ -586,6 +631,8 @@ class Scheduler:
             apply_update(job_id, oid, lambda current, now: plan_retry(job_id, current, now)),
             store,
         )
+        if doc.get("status") == "waiting":  # it has dependencies: it waits for them again
+            doc = await run_async(rewait(doc), store)
         job = Job.from_document(doc)
         await self._wake_if_due(job)
         return job

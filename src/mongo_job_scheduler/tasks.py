@@ -57,6 +57,8 @@ class ScheduleOptions(TypedDict, total=False):
     max_execution: timedelta | float | None
     timeout: timedelta | float | None
     rate_limit: Mapping[str, Any] | RateLimit | None
+    depends_on: Sequence[Any] | None
+    run_on_failure: bool
     session: Any
 
 

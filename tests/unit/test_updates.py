@@ -141,3 +141,16 @@ def test_retry_refuses_other_statuses(status: str) -> None:
     assert str(refused.value) == (
         f"job {JOB} is {status}; only failed or cancelled jobs can be retried"
     )
+
+
+def test_a_job_with_dependencies_cannot_be_given_a_schedule() -> None:
+    from mongo_job_scheduler._documents import build_changes
+
+    changes = build_changes(now=NOW, default_timezone="UTC", repeat={"cron": "0 * * * *"})
+    with pytest.raises(InvalidJobState, match="cannot repeat"):
+        plan_update("id", {"status": "waiting", "dependsOn": ["a"]}, changes)
+
+
+def test_a_retried_dependant_waits_again() -> None:
+    plan = plan_retry("id", {"status": "cancelled", "dependsOn": ["a"]}, NOW)
+    assert plan.set["status"] == "waiting"

@@ -47,6 +47,7 @@ from .._dedupe import (
     TakeOver,
 )
 from .._documents import JobQuery
+from .._workflows import DEPENDANTS_OPEN, DEPENDANTS_SETTLED, FINISHED
 from ..fleet import FORGET_AFTER
 from .base import LOCK_FIELDS, Fence, Finish
 
@@ -74,6 +75,13 @@ JOB_INDEXES = [
     # Retention: MongoDB's TTL monitor deletes a finished job once its expireAt has passed
     # (set only when a Scheduler has `retention` for its final status; never on repeating jobs).
     IndexModel([("expireAt", ASCENDING)], name="retention", expireAfterSeconds=0, sparse=True),
+    # Finished jobs whose dependants are not settled yet (the sweep after a crash): partial,
+    # so only jobs that have dependants waiting for their end are in it.
+    IndexModel(
+        [("dependants", ASCENDING), ("status", ASCENDING), ("updatedAt", ASCENDING)],
+        name="unsettled_dependants",
+        partialFilterExpression={"dependants": DEPENDANTS_OPEN},
+    ),
     # Listing by name, oldest first (dashboard, CLI, get_jobs(name=...)).
     IndexModel([("name", ASCENDING), ("createdAt", ASCENDING), ("_id", ASCENDING)], name="by_name"),
 ]
@@ -116,6 +124,67 @@ def rate_acquire_update(start_id: Any, limit: int, period_ms: int) -> list[dict[
             }
         }
     ]
+
+
+def deps_collection_name(collection: str) -> str:
+    """Name of the collection of dependency edges (``_id`` = ``{job, on}``: ``job`` waits for
+    ``on``)."""
+    return f"{collection}_deps"
+
+
+DEPS_INDEXES = [
+    IndexModel([("on", ASCENDING)], name="by_dependency"),
+    IndexModel([("job", ASCENDING), ("open", ASCENDING)], name="open_by_job"),
+]
+
+
+def edge_documents(job_id: Any, dependency_ids: Sequence[Any]) -> list[dict[str, Any]]:
+    """The open edges of a new waiting job."""
+    return [
+        {"_id": {"job": job_id, "on": on}, "job": job_id, "on": on, "open": True}
+        for on in dependency_ids
+    ]
+
+
+def mark_dependencies(dependency_ids: Sequence[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Filter and update that mark unfinished dependencies as having dependants to settle
+    when they end (``updatedAt`` stamped: every write to a job is)."""
+    return (
+        {"_id": {"$in": list(dependency_ids)}, "status": {"$nin": list(FINISHED)}},
+        {"$set": {"dependants": DEPENDANTS_OPEN}, "$currentDate": {"updatedAt": True}},
+    )
+
+
+def release_waiting_update() -> list[dict[str, Any]]:
+    """A waiting job becomes pending: due now, or at its own ``nextRunAt`` if later."""
+    return [
+        {
+            "$set": {
+                "status": "pending",
+                "nextRunAt": {"$max": ["$nextRunAt", "$$NOW"]},
+                "updatedAt": "$$NOW",
+            }
+        }
+    ]
+
+
+def cancel_waiting_update(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A waiting job is cancelled because a dependency did not complete."""
+    return {"$set": {"status": "cancelled", **fields}, "$currentDate": {"updatedAt": True}}
+
+
+SETTLED_UPDATE = {"$set": {"dependants": DEPENDANTS_SETTLED}}
+"""A finished job's dependants were all looked at (``updatedAt`` kept: its end is its last
+change)."""
+
+
+def unsettled_filter(before: datetime) -> dict[str, Any]:
+    """Finished jobs last written before ``before`` whose dependants are not settled."""
+    return {
+        "dependants": DEPENDANTS_OPEN,
+        "status": {"$in": list(FINISHED)},
+        "updatedAt": {"$lt": before},
+    }
 
 
 def workers_collection_name(collection: str) -> str:

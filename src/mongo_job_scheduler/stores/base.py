@@ -312,6 +312,62 @@ class JobStore(ABC):
         by ``now``), ``oldest_due`` (the earliest ``nextRunAt`` among them, or ``None``) and
         ``failed_since_hour`` (jobs failed in the hour before ``now``)."""
 
+    # -- jobs that wait for other jobs (depends_on; rules in _workflows) -----------------------
+
+    @abstractmethod
+    async def get_many(
+        self,
+        job_ids: Sequence[Any],
+        projection: Mapping[str, Any] | None = None,
+        *,
+        session: Any = None,
+    ) -> list[dict[str, Any]]:
+        """The documents with these ids that exist (any order), optionally projected."""
+
+    @abstractmethod
+    async def add_dependencies(
+        self, job_id: Any, dependency_ids: Sequence[Any], *, session: Any = None
+    ) -> None:
+        """Open an edge from the new waiting job ``job_id`` to each dependency, and mark the
+        dependencies that have not finished as having dependants to settle when they end."""
+
+    @abstractmethod
+    async def reopen_dependencies(self, job_id: Any, dependency_ids: Sequence[Any]) -> None:
+        """Open again the edges of a job that waits again (it was retried), and mark those
+        dependencies as in :meth:`add_dependencies`."""
+
+    @abstractmethod
+    async def close_dependencies(self, dependency_id: Any) -> list[Any]:
+        """Close every edge on the finished job ``dependency_id``; the ids of all the jobs that
+        wait (or waited) for it."""
+
+    @abstractmethod
+    async def has_open_dependencies(self, job_id: Any) -> bool:
+        """Whether ``job_id`` still waits for a dependency (an open edge is left)."""
+
+    @abstractmethod
+    async def release_waiting(self, job_id: Any) -> dict[str, Any] | None:
+        """A ``waiting`` job becomes ``pending`` (due now, or at its ``nextRunAt`` if later);
+        the document after, or ``None`` if it was not waiting (released once, whoever asks)."""
+
+    @abstractmethod
+    async def cancel_waiting(self, job_id: Any, fields: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A ``waiting`` job is cancelled with ``fields`` (its error); the document after, or
+        ``None`` if it was not waiting."""
+
+    @abstractmethod
+    async def dependants_settled(self, dependency_id: Any) -> None:
+        """Record that the finished job's dependants have all been looked at."""
+
+    @abstractmethod
+    async def unsettled(self, before: datetime, limit: int) -> list[dict[str, Any]]:
+        """Finished jobs last written before ``before`` whose dependants were not settled (the
+        process that finished them died first, or they ended outside this library)."""
+
+    @abstractmethod
+    async def dependants(self, job_id: Any, limit: int) -> list[Any]:
+        """The ids of (up to ``limit``) jobs that wait or waited for ``job_id``."""
+
     @abstractmethod
     async def due_by_name(self, now: datetime, head: int | None = None) -> dict[str, int]:
         """How many pending jobs are due by ``now``, by name: all of them, or only among the

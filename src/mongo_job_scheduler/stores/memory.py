@@ -16,6 +16,7 @@ from bson import ObjectId
 from .._dedupe import DedupeDecision, decide_dedupe, released_on_finish
 from .._documents import JobQuery, NewJob
 from .._durations import utcnow
+from .._workflows import DEPENDANTS_OPEN, DEPENDANTS_SETTLED, FINISHED
 from ..job import ACTIVE_STATUSES
 from ..rate_limit import RateLimit, rate_limit_for
 from .base import (
@@ -85,6 +86,7 @@ class InMemoryJobStore(JobStore):
         self._paused: set[str] = set()
         self._rates: dict[str, list[datetime]] = {}
         self._workers: dict[str, dict[str, Any]] = {}
+        self._edges: dict[tuple[Any, Any], bool] = {}  # (job, on) -> open
 
     async def setup(self) -> None:
         return None
@@ -149,6 +151,8 @@ class InMemoryJobStore(JobStore):
             if query.name is not None and doc.get("name") != query.name:
                 return False
             if query.statuses is not None and doc.get("status") not in query.statuses:
+                return False
+            if query.ids is not None and doc["_id"] not in query.ids:
                 return False
             return all(_data_matches(doc.get("data"), k, v) for k, v in query.data.items())
 
@@ -366,6 +370,82 @@ class InMemoryJobStore(JobStore):
 
     async def paused_names(self) -> list[str]:
         return sorted(self._paused)
+
+    # -- jobs that wait for other jobs -------------------------------------------------------
+
+    async def get_many(
+        self,
+        job_ids: Sequence[Any],
+        projection: Mapping[str, Any] | None = None,
+        *,
+        session: Any = None,
+    ) -> list[dict[str, Any]]:
+        self._refuse(session)
+        self._expire()
+        return [copy.deepcopy(self._jobs[i]) for i in dict.fromkeys(job_ids) if i in self._jobs]
+
+    async def add_dependencies(
+        self, job_id: Any, dependency_ids: Sequence[Any], *, session: Any = None
+    ) -> None:
+        self._refuse(session)
+        await self.reopen_dependencies(job_id, dependency_ids)
+
+    async def reopen_dependencies(self, job_id: Any, dependency_ids: Sequence[Any]) -> None:
+        for on in dependency_ids:
+            self._edges[(job_id, on)] = True
+            doc = self._jobs.get(on)
+            if doc is not None and doc["status"] not in FINISHED:
+                doc.update(dependants=DEPENDANTS_OPEN, updatedAt=utcnow())
+
+    async def close_dependencies(self, dependency_id: Any) -> list[Any]:
+        waiting = [job for (job, on) in self._edges if on == dependency_id]
+        for job in waiting:
+            self._edges[(job, dependency_id)] = False
+        return waiting
+
+    async def has_open_dependencies(self, job_id: Any) -> bool:
+        return any(open_ and job == job_id for (job, _), open_ in self._edges.items())
+
+    async def release_waiting(self, job_id: Any) -> dict[str, Any] | None:
+        doc = self._jobs.get(job_id)
+        if doc is None or doc["status"] != "waiting":
+            return None
+        now = utcnow()
+        doc.update(status="pending", nextRunAt=max(doc["nextRunAt"], now), updatedAt=now)
+        return copy.deepcopy(doc)
+
+    async def cancel_waiting(self, job_id: Any, fields: Mapping[str, Any]) -> dict[str, Any] | None:
+        doc = self._jobs.get(job_id)
+        if doc is None or doc["status"] != "waiting":
+            return None
+        doc.update(copy.deepcopy(dict(fields)), status="cancelled", updatedAt=utcnow())
+        released = released_on_finish(doc)
+        if released is not None and self._dedupe.get(released, (None,))[0] == job_id:
+            del self._dedupe[released]
+        return copy.deepcopy(doc)
+
+    async def dependants_settled(self, dependency_id: Any) -> None:
+        doc = self._jobs.get(dependency_id)
+        if doc is not None and doc["status"] in FINISHED:
+            doc["dependants"] = DEPENDANTS_SETTLED
+
+    async def unsettled(self, before: datetime, limit: int) -> list[dict[str, Any]]:
+        found = [
+            d
+            for d in self._jobs.values()
+            if d.get("dependants") == DEPENDANTS_OPEN
+            and d["status"] in FINISHED
+            and d["updatedAt"] < before
+        ]
+        return copy.deepcopy(found[:limit])
+
+    async def dependants(self, job_id: Any, limit: int) -> list[Any]:
+        return [job for (job, on) in self._edges if on == job_id][:limit]
+
+    @staticmethod
+    def _refuse(session: Any) -> None:
+        if session is not None:
+            raise TypeError("InMemoryJobStore does not support sessions")
 
     async def due_by_name(self, now: datetime, head: int | None = None) -> dict[str, int]:
         due = sorted(

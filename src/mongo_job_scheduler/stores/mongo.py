@@ -21,6 +21,7 @@ from .._dedupe import Procedure, insert_jobs, released_on_finish, reserve_key
 from .._documents import JobQuery, NewJob
 from .._durations import as_aware_utc, utcnow
 from .._errors import ConfigurationError
+from .._workflows import FINISHED
 from ..job import ACTIVE_STATUSES
 from ..rate_limit import RateLimit, rate_limit_for
 from . import _mongo_common as q
@@ -99,6 +100,9 @@ class MongoJobStore(JobStore):
         self.workers: AsyncCollection[Doc] = database.get_collection(
             q.workers_collection_name(collection), codec_options=options
         )
+        self.deps: AsyncCollection[Doc] = database.get_collection(
+            q.deps_collection_name(collection), codec_options=options
+        )
         self._clock = ServerClock()
         self._ready = False
         self._setup_lock = asyncio.Lock()
@@ -110,6 +114,7 @@ class MongoJobStore(JobStore):
             if not self._ready:
                 await self.jobs.create_indexes(q.JOB_INDEXES)
                 await self.workers.create_indexes(q.WORKER_INDEXES)
+                await self.deps.create_indexes(q.DEPS_INDEXES)
                 await self._refresh_clock()
                 self._ready = True
 
@@ -509,10 +514,14 @@ class MongoJobStore(JobStore):
         )
         if doc is None:
             return await self.get(job_id), False
+        await self._release_key(doc)
+        return doc, True
+
+    async def _release_key(self, doc: Doc) -> None:
+        """Give back the dedupe key of a job that just ended, if its scope lets it go."""
         key = released_on_finish(doc)
         if key is not None:
-            await self.dedupe.delete_one({"_id": key, "jobId": job_id})
-        return doc, True
+            await self.dedupe.delete_one({"_id": key, "jobId": doc["_id"]})
 
     async def delete_finished(self, before: datetime, statuses: Sequence[str]) -> int:
         result = await self.jobs.delete_many(
@@ -543,6 +552,79 @@ class MongoJobStore(JobStore):
             cached = (time.monotonic(), await self.paused_names())
             self._paused_cache = cached
         return list(cached[1])
+
+    # -- jobs that wait for other jobs -------------------------------------------------------
+
+    async def get_many(
+        self,
+        job_ids: Sequence[Any],
+        projection: Mapping[str, Any] | None = None,
+        *,
+        session: Any = None,
+    ) -> list[Doc]:
+        if not job_ids:
+            return []
+        found: list[Doc] = await self.jobs.find(
+            {"_id": {"$in": list(job_ids)}}, projection, session=session
+        ).to_list()
+        return found
+
+    async def add_dependencies(
+        self, job_id: Any, dependency_ids: Sequence[Any], *, session: Any = None
+    ) -> None:
+        if dependency_ids:
+            await self.deps.insert_many(
+                q.edge_documents(job_id, dependency_ids), ordered=False, session=session
+            )
+            await self.jobs.update_many(*q.mark_dependencies(dependency_ids), session=session)
+
+    async def reopen_dependencies(self, job_id: Any, dependency_ids: Sequence[Any]) -> None:
+        if dependency_ids:
+            ids = [{"job": job_id, "on": on} for on in dependency_ids]
+            await self.deps.update_many({"_id": {"$in": ids}}, {"$set": {"open": True}})
+            await self.jobs.update_many(*q.mark_dependencies(dependency_ids))
+
+    async def close_dependencies(self, dependency_id: Any) -> list[Any]:
+        await self.deps.update_many({"on": dependency_id, "open": True}, {"$set": {"open": False}})
+        edges = await self.deps.find({"on": dependency_id}, {"job": 1}).to_list()
+        return [edge["job"] for edge in edges]
+
+    async def has_open_dependencies(self, job_id: Any) -> bool:
+        return await self.deps.find_one({"job": job_id, "open": True}, {"_id": 1}) is not None
+
+    async def release_waiting(self, job_id: Any) -> Doc | None:
+        return await self.jobs.find_one_and_update(
+            {"_id": job_id, "status": "waiting"},
+            q.release_waiting_update(),
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def cancel_waiting(self, job_id: Any, fields: Mapping[str, Any]) -> Doc | None:
+        doc = await self.jobs.find_one_and_update(
+            {"_id": job_id, "status": "waiting"},
+            q.cancel_waiting_update(fields),
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is not None:
+            await self._release_key(doc)
+        return doc
+
+    async def dependants_settled(self, dependency_id: Any) -> None:
+        await self.jobs.update_one(
+            {"_id": dependency_id, "status": {"$in": list(FINISHED)}}, q.SETTLED_UPDATE
+        )
+
+    async def unsettled(self, before: datetime, limit: int) -> list[Doc]:
+        found: list[Doc] = await (
+            self.jobs.find(q.unsettled_filter(before), {"status": 1, "name": 1})
+            .limit(limit)
+            .to_list()
+        )
+        return found
+
+    async def dependants(self, job_id: Any, limit: int) -> list[Any]:
+        edges = await self.deps.find({"on": job_id}, {"job": 1}).limit(limit).to_list()
+        return [edge["job"] for edge in edges]
 
     async def due_by_name(self, now: datetime, head: int | None = None) -> dict[str, int]:
         rows = await (await self.jobs.aggregate(q.due_by_name_pipeline(now, head))).to_list()

@@ -8,11 +8,14 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from .. import _outcomes
 from .._errors import LeaseLost
+from .._procedures import run_async, settle_dependants
+from .._workflows import DEPENDANTS_OPEN, FINISHED
 from ..events import EventEmitter
 from ..job import Job, StopReason
 from ..stores.base import LOCK_FIELDS, Finish, JobStore, Ownership, ownership_of
@@ -27,6 +30,11 @@ __all__ = ["Acks", "Outcomes", "retry_transient"]
 T = TypeVar("T")
 ErrorReporter = Callable[[BaseException, str], None]
 
+SETTLE_GRACE = timedelta(seconds=5)
+"""A finished job whose dependants are not settled this long after its end is settled by the
+sweep (sooner would race the process that is settling them)."""
+SWEEP_BATCH = 100
+"""Unsettled jobs settled per sweep."""
 SCHEDULE_CHANGE_TRIES = 5
 """How often a repeating job's next occurrence is computed again when its schedule keeps
 changing under the run."""
@@ -173,6 +181,28 @@ class Outcomes:
             if self.events.listening(event):
                 extra = (plan.error,) if event == "job:fail" else ()
                 self.events.emit(event, written.job, *extra)
+        status = written_set.get("status")
+        if status in FINISHED and execution.claimed.document.get("dependants") == DEPENDANTS_OPEN:
+            ended = {"_id": execution.fence.job_id, "status": status, "name": execution.job.name}
+            await self.settle(ended)
+
+    async def settle(self, dependency: Mapping[str, Any]) -> None:
+        """Release or cancel the jobs that wait for a job that just finished (cancelled ones
+        emit ``job:cancel``); on an error, the sweep of unsettled jobs does it later."""
+        try:
+            cancelled = await run_async(settle_dependants(dependency), self.store)
+        except Exception as exc:
+            self.report(exc, f"could not settle the dependants of job {dependency['_id']}")
+            return
+        for doc in cancelled:
+            self.events.emit("job:cancel", Job.from_document(doc))
+
+    async def sweep(self) -> None:
+        """Settle the dependants of jobs that finished at least SETTLE_GRACE ago without it
+        (their process died first, or a Node worker finished them)."""
+        before = self.store.clock() - SETTLE_GRACE
+        for dependency in await self.store.unsettled(before, SWEEP_BATCH):
+            await self.settle(dependency)
 
     async def stopped(self, execution: Execution, reason: StopReason) -> None:
         """A stopped run: give the job back at shutdown; otherwise it is no longer this

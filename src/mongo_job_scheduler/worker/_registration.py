@@ -1,6 +1,7 @@
-"""A running worker's entry in the fleet view: registered at start, renewed every
-``REGISTER_EVERY`` seconds with how busy it is, removed at stop; and the warning, at most once
-in a while per name, about due jobs that no live worker handles."""
+"""A running worker's upkeep every ``REGISTER_EVERY`` seconds: its entry in the fleet view
+(registered at start, renewed with how busy it is, removed at stop), the sweep of finished jobs
+whose dependants were not settled, and the warning, at most once in a while per name, about due
+jobs that no live worker handles."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sized
+from collections.abc import Awaitable, Callable, Sized
 from datetime import datetime
 
 from .._version import __version__
@@ -46,12 +47,14 @@ class Registration:
         tasks: TaskRegistry,
         executions: Sized,
         report: ErrorReporter,
+        sweep: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.owner = owner
         self.tasks = tasks
         self.executions = executions
         self.report = report
+        self.sweep = sweep
         self._fixed = {
             "schedulerId": scheduler_id,
             "host": socket.gethostname(),
@@ -85,6 +88,8 @@ class Registration:
         while not self._closing:
             try:
                 await self.register()
+                if self.sweep is not None:
+                    await self.sweep()
                 if time.monotonic() >= self._next_check:
                     self._next_check = time.monotonic() + UNHANDLED_CHECK_EVERY
                     await self.warn_unhandled()
