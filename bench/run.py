@@ -172,6 +172,8 @@ class BurnResult:
     timed_out: bool
     cpu: float
     server: str
+    last_at: float = 0.0
+    """``time.perf_counter()`` when the last job's handler ran."""
 
     @property
     def rate(self) -> float:
@@ -231,11 +233,16 @@ async def burn_down(
     jobs: int,
     workers: int,
     before_start: Callable[[], Awaitable[None]] | None = None,
+    prepare: Callable[[Scheduler, list[Any]], Awaitable[Callable[[], Awaitable[Any]]]]
+    | None = None,
 ) -> BurnResult:
     """Insert ``jobs`` no-op jobs, then start one Scheduler and time it from ``start()`` until
-    the last job's handler ran; verify every job ran exactly once."""
+    the last job's handler ran; verify every job ran exactly once. ``prepare`` gets the
+    scheduler and the ids before it starts (to add more jobs and tasks) and returns what to
+    wait for, besides the jobs, before the scheduler stops."""
     scheduler = Scheduler(MongoJobStore(db), workers=workers, poll_interval=0.05)
     ids = await insert_with_schedule_bulk(scheduler, jobs)
+    also = None if prepare is None else await prepare(scheduler, ids)
     if before_start is not None:
         await before_start()
     runs: Counter[Any] = Counter()
@@ -264,6 +271,8 @@ async def burn_down(
     seconds = (last if last else time.perf_counter()) - clock.start
     cpu = time.process_time() - cpu_before
     server = (await ServerLoad.read(db.client)).since(server_before, jobs)
+    if also is not None and not timed_out:
+        await asyncio.wait_for(also(), timeout=120)
     await scheduler.stop(graceful=True)
     completed = 0
     for first in range(0, len(ids), 10_000):
@@ -271,7 +280,7 @@ async def burn_down(
             {"_id": {"$in": ids[first : first + 10_000]}, "status": "completed"}
         )
     return BurnResult(
-        jobs, seconds, check_runs(ids, runs), completed, errors, timed_out, cpu, server
+        jobs, seconds, check_runs(ids, runs), completed, errors, timed_out, cpu, server, last
     )
 
 
@@ -1009,6 +1018,73 @@ async def section_node(bench: Bench, node_version: list[str]) -> None:
 
 # -- the run ----------------------------------------------------------------------------------
 
+# -- 8. workflows ---------------------------------------------------------------------------
+
+
+@dataclass
+class FanIn:
+    """A fan-in waiting for the jobs of a burn-down: when and how often it ran."""
+
+    runs: int = 0
+    started: float = 0.0
+    ran: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def prepare(self, scheduler: Scheduler, ids: list[Any]) -> Callable[[], Awaitable[Any]]:
+        async def joined(job: Job) -> None:
+            self.runs += 1
+            self.started = time.perf_counter()
+            self.ran.set()
+
+        scheduler.task("fan-in")(joined)
+        await scheduler.schedule("fan-in", depends_on=ids)
+        return self.ran.wait
+
+
+async def section_workflow(bench: Bench) -> None:
+    """Burn-downs whose jobs are the dependencies of one fan-in job, beside the same burn-downs
+    without a dependant: the cost per completed dependency, and the fan-in released once."""
+    section = "8. Workflows"
+    for jobs in bench.args.workflow_jobs:
+        plain: list[BurnResult] = []
+        fanned: list[BurnResult] = []
+        fan_ins: list[FanIn] = []
+        for index in range(bench.args.repeat):
+            log(f"{section}: run {index + 1}: {jobs} jobs without, then with a fan-in")
+            plain.append(await fresh_burn(bench, jobs, "flow_plain"))
+            fan_in = FanIn()
+            name = bench.database_name("flow_fan_in")
+            try:
+                result = await burn_down(
+                    bench.client[name], jobs, bench.args.workers, prepare=fan_in.prepare
+                )
+            finally:
+                await bench.drop(name)
+            fanned.append(result)
+            fan_ins.append(fan_in)
+            bench.report.note(section, f"No dependant: {plain[-1].describe()}")
+            bench.report.note(section, f"Fan-in over all {jobs}: {result.describe()}")
+        label = f"{fmt_int(jobs)} jobs"
+        bench.report.add(section, f"{label}, no dependant", runs_value(plain), "—", None)
+        bench.report.add(
+            section, f"{label}, all one fan-in's dependencies", runs_value(fanned), "—", None
+        )
+        ratio = median_rate(fanned) / median_rate(plain)
+        bench.report.add(
+            section, f"{label}: with / without a dependant (medians)", f"{ratio:.2f}x", "—", None
+        )
+        once = all(f.runs == 1 for f in fan_ins)
+        delays = [f.started - r.last_at for f, r in zip(fan_ins, fanned, strict=True)]
+        bench.report.add(
+            section,
+            f"{label}: the fan-in ran exactly once, after the last dependency",
+            f"runs {[f.runs for f in fan_ins]}; started {max(delays) * 1000:.0f} ms after the "
+            "last dependency at most",
+            "once each",
+            once,
+        )
+        add_once_row(bench, section, f"{label} with a fan-in", fanned)
+
+
 SECTIONS: list[tuple[str, str, Callable[[Bench], Awaitable[None]]]] = [
     ("burn", "1. Burn-down", section_burn),
     ("idle", "2. Idle latency", section_idle),
@@ -1016,6 +1092,7 @@ SECTIONS: list[tuple[str, str, Callable[[Bench], Awaitable[None]]]] = [
     ("scale", "4. Flat cost at scale", section_scale),
     ("memory", "5. Memory", section_memory),
     ("multi", "6. Many processes", section_multi),
+    ("workflow", "8. Workflows", section_workflow),
 ]
 
 
@@ -1184,6 +1261,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--scale-finished", type=int, help="completed jobs in the collection (200000)")
     add("--memory-jobs", type=int, help="jobs run by the memory test (default 1000000)")
     add("--multi-jobs", type=int, help="jobs burnt down by 1 vs N processes (default 20000)")
+    add("--workflow-jobs", type=ints, help="dependencies of one fan-in (default 1000,10000)")
     add("--processes", type=int, default=4, help="worker processes compared with one (4)")
     add("--repeat", type=int, help="runs of each throughput figure; medians are compared (3)")
     add("--cache-gb", type=float, default=1.0, help="mongod WiredTiger cache size (1.0 GB)")
@@ -1201,6 +1279,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "scale_finished": 200_000,
         "memory_jobs": 1_000_000,
         "multi_jobs": 20_000,
+        "workflow_jobs": [1_000, 10_000],
         "repeat": 3,
     }
     quick = {
@@ -1213,6 +1292,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "scale_finished": 10_000,
         "memory_jobs": 20_000,
         "multi_jobs": 4_000,
+        "workflow_jobs": [500, 2_000],
         "repeat": 1,
     }
     for key, value in (quick if args.quick else full).items():

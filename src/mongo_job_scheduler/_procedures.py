@@ -19,6 +19,7 @@ from ._documents import NewJob
 from ._errors import JobNotFound
 from ._updates import UPDATE_ATTEMPTS, UpdatePlan, update_gave_up
 from ._workflows import (
+    DEPENDANT_PROJECTION,
     DEPENDANTS_OPEN,
     DEPENDENCY_PROJECTION,
     FINISHED,
@@ -180,7 +181,8 @@ def settle_dependants(dependency: Mapping[str, Any]) -> Procedure[list[dict[str,
         current = queue.pop()
         waiting = yield Call("close_dependencies", (current["_id"],))
         for job_id in waiting:
-            doc = yield Call("get", (job_id,))
+            found = yield Call("get_many", ([job_id], DEPENDANT_PROJECTION))
+            doc = found[0] if found else None
             if doc is None or doc.get("status") != "waiting":
                 continue
             seen = verdict(current.get("status"), doc.get("runOnFailure") is True)

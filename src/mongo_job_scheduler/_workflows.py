@@ -40,6 +40,8 @@ FINISHED = ("completed", "failed", "cancelled")
 
 DEPENDENCY_PROJECTION = {"status": 1, "name": 1, "repeat": 1}
 """What the rules read of a dependency."""
+DEPENDANT_PROJECTION = {"status": 1, "runOnFailure": 1}
+"""What settling reads of a dependant (never its ``dependsOn`` list, which may be long)."""
 
 
 class Verdict(Enum):

@@ -596,6 +596,7 @@ class MongoJobStore(JobStore):
         return await self.jobs.find_one_and_update(
             {"_id": job_id, "status": "waiting"},
             q.release_waiting_update(),
+            projection={"dependsOn": 0},
             return_document=ReturnDocument.AFTER,
         )
 
