@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -21,16 +19,26 @@ from ._documents import (
     build_new_job,
     build_query,
     parse_job_id,
-    validate_name,
 )
-from ._durations import Duration, to_seconds, to_utc
-from ._errors import ConfigurationError, JobNotFound, ValidationError
+from ._durations import Duration, to_seconds
+from ._errors import ConfigurationError, JobNotFound
 from ._periodic import Declaration, declare, update_for
-from ._procedures import apply_update, run_async
-from ._updates import plan_retry, plan_update
+from ._procedures import (
+    apply_update,
+    list_live_workers,
+    list_paused,
+    pause_name,
+    purge_finished,
+    read_stats,
+    resume_name,
+    retry,
+    run_async,
+    wait_finished,
+)
+from ._updates import plan_update
 from .events import EventEmitter, Listener
-from .fleet import LIVE_FOR, WorkerInfo, unhandled
-from .job import FINISHED_STATUSES, Job, JobStatus, StopReason
+from .fleet import WorkerInfo
+from .job import Job, JobStatus, StopReason
 from .rate_limit import RateLimit
 from .repeat import Misfire, Repeat
 from .retry import Retry
@@ -470,22 +478,7 @@ class Scheduler:
         ``job.result`` holds what its handler returned. Raises :class:`JobNotFound` if there
         is no such job and ``TimeoutError`` if ``timeout`` seconds pass first. Works for jobs
         run by any worker (it polls the store, quickly at first)."""
-        store = self._need_store()
-        oid = parse_job_id(job_id)
-        limit = None if timeout is None else to_seconds("timeout", timeout, allow_zero=True)
-        deadline = None if limit is None else time.monotonic() + limit
-        pause = 0.01
-        while True:
-            doc = await store.get(oid)
-            if doc is None:
-                raise JobNotFound(job_id)
-            if doc.get("status") in FINISHED_STATUSES:
-                return Job.from_document(doc)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} still {doc.get('status')} after {limit:g}s")
-            wait = pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic()))
-            await asyncio.sleep(wait)
-            pause = min(pause * 2, 0.25)
+        return await run_async(wait_finished(job_id, timeout), self._need_store())
 
     async def get_job(self, job_id: Any) -> Job | None:
         """The job with this id (an ``ObjectId`` or its 24-hex string), or ``None``."""
@@ -580,13 +573,7 @@ class Scheduler:
         """Run a ``failed`` or ``cancelled`` job again now, with fresh attempts (an operator's
         explicit decision: a cancelled job never runs again by itself). Other statuses raise
         :class:`InvalidJobState`; re-running a completed job is ``update_job(run_at=...)``."""
-        store = self._need_store()
-        oid = parse_job_id(job_id)
-        doc = await run_async(
-            apply_update(job_id, oid, lambda current, now: plan_retry(job_id, current, now)),
-            store,
-        )
-        job = Job.from_document(doc)
+        job = await run_async(retry(job_id), self._need_store())
         await self._wake_if_due(job)
         return job
 
@@ -599,62 +586,35 @@ class Scheduler:
         """Delete finished jobs (``completed``, ``failed``, ``cancelled`` by default) last
         updated before ``older_than`` (an aware datetime, or a duration back from now).
         Pending and running jobs are never purged. Returns how many were deleted."""
-        store = self._need_store()
-        now = await store.now()
-        if isinstance(older_than, datetime):
-            before = to_utc("older_than", older_than)
-        else:
-            before = now - timedelta(seconds=to_seconds("older_than", older_than, allow_zero=True))
-        chosen = build_query(status=list(statuses)).statuses or []
-        active = sorted(set(chosen) - {"completed", "failed", "cancelled"})
-        if active:
-            raise ValidationError("statuses", f"only finished jobs can be purged, not {active}")
-        return await store.delete_finished(before, chosen)
+        return await run_async(purge_finished(older_than, statuses), self._need_store())
 
     async def pause(self, name: str) -> bool:
         """Stop every worker, everywhere, from starting jobs named ``name`` (running ones
         finish; other processes notice within a second). The pause survives restarts.
         Returns ``False`` if it was already paused."""
-        return await self._need_store().pause(validate_name(name))
+        return await run_async(pause_name(name), self._need_store())
 
     async def resume(self, name: str) -> bool:
         """Let workers start jobs named ``name`` again. Returns ``False`` if it was not
         paused."""
-        resumed = await self._need_store().resume(validate_name(name))
+        resumed = await run_async(resume_name(name), self._need_store())
         if resumed and self._worker is not None:
             self._worker.wake()
         return resumed
 
     async def paused_names(self) -> list[str]:
         """The paused job names, sorted."""
-        return await self._need_store().paused_names()
+        return await run_async(list_paused(), self._need_store())
 
     async def stats(self) -> SchedulerStats:
         """Counts by status and name, the due backlog and its lag, failures in the last hour,
         and the due jobs whose name no live worker handles."""
-        store = self._need_store()
-        now = await store.now()
-        raw = await store.stats(now)
-        live = await self._live_workers(store, now)
-        return SchedulerStats(
-            at=now,
-            by_name=raw["by_name"],
-            due=int(raw["due"]),
-            oldest_due_at=raw["oldest_due"],
-            failed_last_hour=int(raw["failed_since_hour"]),
-            paused=await store.paused_names(),
-            unhandled=unhandled(await store.due_by_name(now), live),
-        )
+        return await run_async(read_stats(), self._need_store())
 
     async def live_workers(self) -> list[WorkerInfo]:
         """The workers running now, in every process on this store (each registers itself
         every few seconds while it runs), oldest start first."""
-        store = self._need_store()
-        return await self._live_workers(store, await store.now())
-
-    @staticmethod
-    async def _live_workers(store: JobStore, now: datetime) -> list[WorkerInfo]:
-        return [WorkerInfo.from_document(d) for d in await store.live_workers(now - LIVE_FOR)]
+        return await run_async(list_live_workers(), self._need_store())
 
 
 def _far_future() -> datetime:

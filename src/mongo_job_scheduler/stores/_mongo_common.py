@@ -9,7 +9,7 @@ keyed by ``_id``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -142,9 +142,38 @@ def due_by_name_pipeline(now: datetime, head: int | None) -> list[dict[str, Any]
     return [*stages, {"$group": {"_id": "$name", "n": {"$sum": 1}}}]
 
 
+def due_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """The rows of :func:`due_by_name_pipeline` as ``{name: count}``."""
+    return {str(row["_id"]): int(row["n"]) for row in rows}
+
+
+def live_filter(since: datetime) -> dict[str, Any]:
+    """Worker registrations renewed at or after ``since``."""
+    return {"lastSeen": {"$gte": since}}
+
+
+LIVE_SORT = [("startedAt", ASCENDING)]
+"""Live workers are listed oldest start first."""
+
+
 def paused_collection_name(collection: str) -> str:
     """Name of the collection of paused job names (``_id`` = the name)."""
     return f"{collection}_paused"
+
+
+def pause_upsert(name: str, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Filter and update of the upsert that pauses ``name`` (a second pause keeps the first
+    one's ``pausedAt``; the upsert tells whether the name was paused before)."""
+    return {"_id": name}, {"$setOnInsert": {"pausedAt": now}}
+
+
+NAME_ONLY = {"_id": 1}
+"""Projection of the paused names' documents."""
+
+
+def sorted_names(docs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The names (``_id``) of side-collection documents, sorted (the paused names)."""
+    return sorted(str(doc["_id"]) for doc in docs)
 
 
 def _names(
@@ -309,9 +338,47 @@ def fences_filter(
     return flt
 
 
+# -- operator counts (stats) and clean-up (purge), shared by both stores -----------------------
+
 COUNT_BY_NAME_AND_STATUS: list[dict[str, Any]] = [
     {"$group": {"_id": {"name": "$name", "status": "$status"}, "n": {"$sum": 1}}}
 ]
+
+OLDEST_DUE_PROJECTION = {"nextRunAt": 1}
+OLDEST_DUE_SORT = [("nextRunAt", ASCENDING)]
+"""The oldest due job: :func:`due_filter` read in this order with this projection."""
+
+FAILED_WITHIN = timedelta(hours=1)
+"""``stats`` counts the jobs that failed within this time before now."""
+
+
+def failed_since_filter(now: datetime) -> dict[str, Any]:
+    """Jobs that ended ``failed`` within :data:`FAILED_WITHIN` before ``now``."""
+    return {"status": "failed", "updatedAt": {"$gte": now - FAILED_WITHIN}}
+
+
+def stats_counts(
+    rows: Iterable[Mapping[str, Any]],
+    due: int,
+    oldest: Mapping[str, Any] | None,
+    failed: int,
+) -> dict[str, Any]:
+    """A store's ``stats`` answer from its reads: the :data:`COUNT_BY_NAME_AND_STATUS` rows,
+    the count of due jobs, the oldest due job (or ``None``) and the count of recent failures."""
+    by_name: dict[str, dict[str, int]] = {}
+    for row in rows:
+        by_name.setdefault(str(row["_id"]["name"]), {})[str(row["_id"]["status"])] = int(row["n"])
+    return {
+        "by_name": by_name,
+        "due": due,
+        "oldest_due": None if oldest is None else oldest["nextRunAt"],
+        "failed_since_hour": failed,
+    }
+
+
+def finished_before_filter(before: datetime, statuses: Sequence[str]) -> dict[str, Any]:
+    """``purge``: the jobs in one of ``statuses`` last updated before ``before``."""
+    return {"status": {"$in": list(statuses)}, "updatedAt": {"$lt": before}}
 
 
 PENDING_CHANGES: list[dict[str, Any]] = [

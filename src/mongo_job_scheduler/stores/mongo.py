@@ -515,15 +515,12 @@ class MongoJobStore(JobStore):
         return doc, True
 
     async def delete_finished(self, before: datetime, statuses: Sequence[str]) -> int:
-        result = await self.jobs.delete_many(
-            {"status": {"$in": list(statuses)}, "updatedAt": {"$lt": before}}
-        )
+        result = await self.jobs.delete_many(q.finished_before_filter(before, statuses))
         return int(result.deleted_count)
 
     async def pause(self, name: str) -> bool:
-        result = await self.paused.update_one(
-            {"_id": name}, {"$setOnInsert": {"pausedAt": await self.now()}}, upsert=True
-        )
+        flt, update = q.pause_upsert(name, await self.now())
+        result = await self.paused.update_one(flt, update, upsert=True)
         self._paused_cache = None
         return result.upserted_id is not None
 
@@ -533,7 +530,7 @@ class MongoJobStore(JobStore):
         return bool(result.deleted_count)
 
     async def paused_names(self) -> list[str]:
-        return sorted([str(doc["_id"]) async for doc in self.paused.find({}, {"_id": 1})])
+        return q.sorted_names(await self.paused.find({}, q.NAME_ONLY).to_list())
 
     async def _paused_now(self) -> list[str]:
         """Paused names for a claim, read at most every PAUSED_REFRESH seconds (a pause made
@@ -546,7 +543,7 @@ class MongoJobStore(JobStore):
 
     async def due_by_name(self, now: datetime, head: int | None = None) -> dict[str, int]:
         rows = await (await self.jobs.aggregate(q.due_by_name_pipeline(now, head))).to_list()
-        return {str(row["_id"]): int(row["n"]) for row in rows}
+        return q.due_counts(rows)
 
     async def register_worker(self, worker_id: str, fields: Mapping[str, Any]) -> None:
         await self.workers.update_one(
@@ -559,30 +556,17 @@ class MongoJobStore(JobStore):
         await self.workers.delete_one({"_id": worker_id})
 
     async def live_workers(self, since: datetime) -> list[Doc]:
-        found: list[Doc] = await (
-            self.workers.find({"lastSeen": {"$gte": since}}).sort("startedAt", 1).to_list()
-        )
+        found: list[Doc] = await self.workers.find(q.live_filter(since)).sort(q.LIVE_SORT).to_list()
         return found
 
     async def stats(self, now: datetime) -> dict[str, Any]:
-        by_name: dict[str, dict[str, int]] = {}
-        async for row in await self.jobs.aggregate(q.COUNT_BY_NAME_AND_STATUS):
-            by_name.setdefault(str(row["_id"]["name"]), {})[str(row["_id"]["status"])] = int(
-                row["n"]
-            )
+        rows = await (await self.jobs.aggregate(q.COUNT_BY_NAME_AND_STATUS)).to_list()
         due = await self.jobs.count_documents(q.due_filter(now))
         oldest = await self.jobs.find_one(
-            q.due_filter(now), {"nextRunAt": 1}, sort=q.CLAIM_SORT[1:2]
+            q.due_filter(now), q.OLDEST_DUE_PROJECTION, sort=q.OLDEST_DUE_SORT
         )
-        failed = await self.jobs.count_documents(
-            {"status": "failed", "updatedAt": {"$gte": now - timedelta(hours=1)}}
-        )
-        return {
-            "by_name": by_name,
-            "due": due,
-            "oldest_due": None if oldest is None else oldest["nextRunAt"],
-            "failed_since_hour": failed,
-        }
+        failed = await self.jobs.count_documents(q.failed_since_filter(now))
+        return q.stats_counts(rows, due, oldest, failed)
 
     async def update(
         self,
