@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -21,17 +19,30 @@ from ._documents import (
     build_new_job,
     build_query,
     parse_job_id,
-    validate_name,
 )
-from ._durations import Duration, to_seconds, to_utc
-from ._errors import ConfigurationError, JobNotFound, ValidationError
+from ._durations import Duration, to_seconds
+from ._errors import ConfigurationError, JobNotFound
 from ._periodic import Declaration, declare, update_for
-from ._procedures import apply_update, create_waiting, rewait, run_async, settle_dependants
-from ._updates import plan_retry, plan_update
-from ._workflows import DEPENDANTS_OPEN, DEPENDENCY_PROJECTION, check_dependencies
+from ._procedures import (
+    apply_update,
+    insert_jobs,
+    list_dependants,
+    list_live_workers,
+    list_paused,
+    pause_name,
+    purge_finished,
+    read_stats,
+    resume_name,
+    retry,
+    run_async,
+    settle_dependants,
+    wait_finished,
+)
+from ._updates import plan_update
+from ._workflows import DEPENDANTS_OPEN
 from .events import EventEmitter, Listener
-from .fleet import LIVE_FOR, WorkerInfo, unhandled
-from .job import FINISHED_STATUSES, Job, JobStatus, StopReason
+from .fleet import WorkerInfo
+from .job import Job, JobStatus, StopReason
 from .rate_limit import RateLimit
 from .repeat import Misfire, Repeat
 from .retry import Retry
@@ -433,10 +444,7 @@ class Scheduler:
     ) -> tuple[Job, bool]:
         """Insert one validated job (or find its dedupe holder): the job and whether it was
         created (then ``job:created`` is emitted and the local worker woken if it is due)."""
-        if new.depends_on:
-            doc, created = await run_async(create_waiting(new, session), store)
-        else:
-            [(doc, created)] = await store.insert([new], session=session)
+        [(doc, created)] = await run_async(insert_jobs([new], session), store)
         job = Job.from_document(doc)
         if created:
             self.events.emit("job:created", job)
@@ -451,12 +459,7 @@ class Scheduler:
         keys dedupe as in :meth:`schedule` (also between items of the same call)."""
         store = self._need_store()
         news = build_bulk(items, now=await store.now(), default_timezone=self.default_timezone)
-        await self._check_bulk_dependencies(store, news, session)
-        plain = iter(await store.insert([n for n in news if not n.depends_on], session=session))
-        stored = [
-            await run_async(create_waiting(n, session), store) if n.depends_on else next(plain)
-            for n in news
-        ]
+        stored = await run_async(insert_jobs(news, session, bulk=True), store)
         jobs = []
         created_jobs = []
         for doc, created in stored:
@@ -469,19 +472,6 @@ class Scheduler:
             first = min(created_jobs, key=lambda j: j.next_run_at or _far_future())
             await self._wake_if_due(first)
         return jobs
-
-    @staticmethod
-    async def _check_bulk_dependencies(store: JobStore, news: list[NewJob], session: Any) -> None:
-        """Every item's dependencies exist and do not repeat, before anything is written."""
-        wanted = list(dict.fromkeys(i for n in news for i in n.depends_on))
-        if not wanted:
-            return
-        found = await store.get_many(wanted, DEPENDENCY_PROJECTION, session=session)
-        for index, new in enumerate(news):
-            try:
-                check_dependencies(new.depends_on, found)
-            except ValidationError as exc:
-                raise ValidationError(f"items[{index}].{exc.field}", exc.reason) from None
 
     async def _wake_if_due(self, job: Job) -> None:
         """Tell the local worker when a job it may run becomes due (now, or at its time)."""
@@ -499,22 +489,7 @@ class Scheduler:
         ``job.result`` holds what its handler returned. Raises :class:`JobNotFound` if there
         is no such job and ``TimeoutError`` if ``timeout`` seconds pass first. Works for jobs
         run by any worker (it polls the store, quickly at first)."""
-        store = self._need_store()
-        oid = parse_job_id(job_id)
-        limit = None if timeout is None else to_seconds("timeout", timeout, allow_zero=True)
-        deadline = None if limit is None else time.monotonic() + limit
-        pause = 0.01
-        while True:
-            doc = await store.get(oid)
-            if doc is None:
-                raise JobNotFound(job_id)
-            if doc.get("status") in FINISHED_STATUSES:
-                return Job.from_document(doc)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} still {doc.get('status')} after {limit:g}s")
-            wait = pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic()))
-            await asyncio.sleep(wait)
-            pause = min(pause * 2, 0.25)
+        return await run_async(wait_finished(job_id, timeout), self._need_store())
 
     async def get_job(self, job_id: Any) -> Job | None:
         """The job with this id (an ``ObjectId`` or its 24-hex string), or ``None``."""
@@ -544,11 +519,7 @@ class Scheduler:
 
     async def dependants(self, job_id: Any, *, limit: int = 100) -> list[Job]:
         """The jobs that wait (or waited) for this one (``depends_on``), up to ``limit``."""
-        store = self._need_store()
-        waiting = await store.dependants(parse_job_id(job_id), limit)
-        found = await store.get_many(waiting)
-        order = {job_id: index for index, job_id in enumerate(waiting)}
-        return sorted((Job.from_document(d) for d in found), key=lambda j: order[j.id])
+        return await run_async(list_dependants(job_id, limit), self._need_store())
 
     # -- administering ----------------------------------------------------------------------
 
@@ -625,15 +596,7 @@ class Scheduler:
         """Run a ``failed`` or ``cancelled`` job again now, with fresh attempts (an operator's
         explicit decision: a cancelled job never runs again by itself). Other statuses raise
         :class:`InvalidJobState`; re-running a completed job is ``update_job(run_at=...)``."""
-        store = self._need_store()
-        oid = parse_job_id(job_id)
-        doc = await run_async(
-            apply_update(job_id, oid, lambda current, now: plan_retry(job_id, current, now)),
-            store,
-        )
-        if doc.get("status") == "waiting":  # it has dependencies: it waits for them again
-            doc = await run_async(rewait(doc), store)
-        job = Job.from_document(doc)
+        job = await run_async(retry(job_id), self._need_store())
         await self._wake_if_due(job)
         return job
 
@@ -646,62 +609,35 @@ class Scheduler:
         """Delete finished jobs (``completed``, ``failed``, ``cancelled`` by default) last
         updated before ``older_than`` (an aware datetime, or a duration back from now).
         Pending and running jobs are never purged. Returns how many were deleted."""
-        store = self._need_store()
-        now = await store.now()
-        if isinstance(older_than, datetime):
-            before = to_utc("older_than", older_than)
-        else:
-            before = now - timedelta(seconds=to_seconds("older_than", older_than, allow_zero=True))
-        chosen = build_query(status=list(statuses)).statuses or []
-        active = sorted(set(chosen) - {"completed", "failed", "cancelled"})
-        if active:
-            raise ValidationError("statuses", f"only finished jobs can be purged, not {active}")
-        return await store.delete_finished(before, chosen)
+        return await run_async(purge_finished(older_than, statuses), self._need_store())
 
     async def pause(self, name: str) -> bool:
         """Stop every worker, everywhere, from starting jobs named ``name`` (running ones
         finish; other processes notice within a second). The pause survives restarts.
         Returns ``False`` if it was already paused."""
-        return await self._need_store().pause(validate_name(name))
+        return await run_async(pause_name(name), self._need_store())
 
     async def resume(self, name: str) -> bool:
         """Let workers start jobs named ``name`` again. Returns ``False`` if it was not
         paused."""
-        resumed = await self._need_store().resume(validate_name(name))
+        resumed = await run_async(resume_name(name), self._need_store())
         if resumed and self._worker is not None:
             self._worker.wake()
         return resumed
 
     async def paused_names(self) -> list[str]:
         """The paused job names, sorted."""
-        return await self._need_store().paused_names()
+        return await run_async(list_paused(), self._need_store())
 
     async def stats(self) -> SchedulerStats:
         """Counts by status and name, the due backlog and its lag, failures in the last hour,
         and the due jobs whose name no live worker handles."""
-        store = self._need_store()
-        now = await store.now()
-        raw = await store.stats(now)
-        live = await self._live_workers(store, now)
-        return SchedulerStats(
-            at=now,
-            by_name=raw["by_name"],
-            due=int(raw["due"]),
-            oldest_due_at=raw["oldest_due"],
-            failed_last_hour=int(raw["failed_since_hour"]),
-            paused=await store.paused_names(),
-            unhandled=unhandled(await store.due_by_name(now), live),
-        )
+        return await run_async(read_stats(), self._need_store())
 
     async def live_workers(self) -> list[WorkerInfo]:
         """The workers running now, in every process on this store (each registers itself
         every few seconds while it runs), oldest start first."""
-        store = self._need_store()
-        return await self._live_workers(store, await store.now())
-
-    @staticmethod
-    async def _live_workers(store: JobStore, now: datetime) -> list[WorkerInfo]:
-        return [WorkerInfo.from_document(d) for d in await store.live_workers(now - LIVE_FOR)]
+        return await run_async(list_live_workers(), self._need_store())
 
 
 def _far_future() -> datetime:

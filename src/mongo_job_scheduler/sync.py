@@ -8,12 +8,13 @@
 
     scheduler = Scheduler(MongoJobStore(MongoClient(uri)["my-app"]))
     job = scheduler.schedule("send-email", {"userId": 123}, dedupe_key="email:user:123")
-    scheduler.cancel(job.id)
+    finished = scheduler.wait(job.id, timeout=60)   # run by an asyncio worker elsewhere
 
 It is built on PyMongo's sync ``MongoClient`` (no event loop runs behind it) and writes exactly
 the documents the asyncio API writes: jobs scheduled here are run by the workers of an asyncio
 ``Scheduler`` on the same database and collection, and jobs scheduled there can be read,
-updated and cancelled here. It runs no workers itself.
+updated, cancelled, retried and purged here. It runs no workers itself. The operations both
+schedulers share are written once, in :mod:`._procedures`.
 """
 
 from __future__ import annotations
@@ -34,13 +35,30 @@ from ._documents import (
 )
 from ._durations import Duration
 from ._errors import ConfigurationError, JobNotFound, ValidationError
-from ._procedures import apply_update, run_sync
+from ._procedures import (
+    apply_update,
+    insert_jobs,
+    list_dependants,
+    list_live_workers,
+    list_paused,
+    pause_name,
+    purge_finished,
+    read_stats,
+    resume_name,
+    retry,
+    run_sync,
+    settle_dependants,
+    wait_finished,
+)
 from ._updates import plan_update
+from ._workflows import DEPENDANTS_OPEN
 from .events import EventEmitter, Listener
+from .fleet import WorkerInfo
 from .job import Job, JobStatus
 from .rate_limit import RateLimit
 from .repeat import Repeat, _zone
 from .retry import Retry
+from .stats import SchedulerStats
 from .stores._mongo_sync import MongoJobStore
 from .stores.base import SyncJobStore
 
@@ -113,13 +131,16 @@ class Scheduler:
         max_execution: Duration | None = None,
         timeout: Duration | None = None,
         rate_limit: Mapping[str, Any] | RateLimit | None = None,
+        depends_on: Sequence[Any] | None = None,
+        run_on_failure: bool = False,
         session: Any = None,
     ) -> Job:
         """Store a new job and return it (see :meth:`mongo_job_scheduler.Scheduler.schedule`).
 
         With ``dedupe_key``, the active job holding that key is returned instead of a second
         one (``dedupe="forever"``: any job with that key). ``session`` is a pymongo
-        ``ClientSession`` to enqueue inside the caller's transaction. Invalid input raises
+        ``ClientSession`` to enqueue inside the caller's transaction. ``depends_on`` makes the
+        job wait for other jobs (see the asyncio scheduler). Invalid input raises
         :class:`~mongo_job_scheduler.ValidationError` and writes nothing.
         """
         new = build_new_job(
@@ -139,8 +160,10 @@ class Scheduler:
             max_execution=max_execution,
             timeout=timeout,
             rate_limit=rate_limit,
+            depends_on=depends_on,
+            run_on_failure=run_on_failure,
         )
-        [(doc, created)] = self.store.insert([new], session=session)
+        [(doc, created)] = run_sync(insert_jobs([new], session), self.store)
         job = Job.from_document(doc)
         if created:
             self.events.emit("job:created", job)
@@ -154,7 +177,7 @@ class Scheduler:
         keys dedupe as in :meth:`schedule` (also between items of the same call)."""
         news = build_bulk(items, now=self.store.now(), default_timezone=self.default_timezone)
         jobs = []
-        for doc, created in self.store.insert(news, session=session):
+        for doc, created in run_sync(insert_jobs(news, session, bulk=True), self.store):
             job = Job.from_document(doc)
             jobs.append(job)
             if created:
@@ -162,6 +185,14 @@ class Scheduler:
         return jobs
 
     # -- reading ----------------------------------------------------------------------------
+
+    def wait(self, job_id: Any, timeout: Duration | None = None) -> Job:
+        """Block until the job has finished (completed, failed or cancelled) and return it;
+        ``job.result`` holds what its handler returned. Raises
+        :class:`~mongo_job_scheduler.JobNotFound` if there is no such job and ``TimeoutError``
+        if ``timeout`` seconds pass first. Works for jobs run by any worker (it polls the
+        store, quickly at first)."""
+        return run_sync(wait_finished(job_id, timeout), self.store)
 
     def get_job(self, job_id: Any) -> Job | None:
         """The job with this id (an ``ObjectId`` or its 24-hex string), or ``None``."""
@@ -175,14 +206,22 @@ class Scheduler:
         status: str | JobStatus | Sequence[str | JobStatus] | None = None,
         data: Mapping[str, Any] | None = None,
         sort: tuple[str, str] | None = None,
-        limit: int = 100,
+        limit: int | None = None,
         skip: int = 0,
+        ids: Sequence[Any] | None = None,
     ) -> list[Job]:
         """Jobs matching every given filter: exact ``name``, one or several ``status`` values,
-        and ``data`` keys equal to values (dotted keys reach nested fields). ``sort`` is
-        ``(field, "asc" | "desc")``; ``limit`` defaults to 100 (at most 10,000)."""
-        query = build_query(name=name, status=status, data=data, sort=sort, limit=limit, skip=skip)
+        ``data`` keys equal to values (dotted keys reach nested fields), and ``ids`` (jobs or
+        their ids). ``sort`` is ``(field, "asc" | "desc")``; ``limit`` defaults to 100, or to
+        the number of ``ids`` (at most 10,000)."""
+        query = build_query(
+            name=name, status=status, data=data, sort=sort, limit=limit, skip=skip, ids=ids
+        )
         return [Job.from_document(doc) for doc in self.store.find(query)]
+
+    def dependants(self, job_id: Any, *, limit: int = 100) -> list[Job]:
+        """The jobs that wait (or waited) for this one (``depends_on``), up to ``limit``."""
+        return run_sync(list_dependants(job_id, limit), self.store)
 
     # -- administering ----------------------------------------------------------------------
 
@@ -226,7 +265,8 @@ class Scheduler:
         """Cancel a pending or running job (a running one is stopped by its worker at its next
         heartbeat and ends ``cancelled``). Returns ``False`` (and changes nothing) if the job
         had already finished. Raises :class:`~mongo_job_scheduler.JobNotFound` if there is no
-        such job."""
+        such job. Unlike the asyncio ``Scheduler.cancel`` it sets no ``expireAt`` (this
+        scheduler has no ``retention`` option): the job is kept until it is purged."""
         oid = parse_job_id(job_id)
         doc, changed = self.store.cancel(oid)
         if doc is None:
@@ -240,4 +280,50 @@ class Scheduler:
             )
             return False
         self.events.emit("job:cancel", Job.from_document(doc))
+        if doc.get("dependants") == DEPENDANTS_OPEN:  # the jobs waiting for it are cancelled
+            for dependant in run_sync(settle_dependants(doc), self.store):
+                self.events.emit("job:cancel", Job.from_document(dependant))
         return True
+
+    def retry_job(self, job_id: Any) -> Job:
+        """Run a ``failed`` or ``cancelled`` job again now, with fresh attempts (an operator's
+        explicit decision: a cancelled job never runs again by itself). Other statuses raise
+        :class:`~mongo_job_scheduler.InvalidJobState`; re-running a completed job is
+        ``update_job(run_at=...)``."""
+        return run_sync(retry(job_id), self.store)
+
+    def purge(
+        self,
+        older_than: Any,
+        *,
+        statuses: Sequence[str | JobStatus] = ("completed", "failed", "cancelled"),
+    ) -> int:
+        """Delete finished jobs (``completed``, ``failed``, ``cancelled`` by default) last
+        updated before ``older_than`` (an aware datetime, or a duration back from now).
+        Pending and running jobs are never purged. Returns how many were deleted."""
+        return run_sync(purge_finished(older_than, statuses), self.store)
+
+    def pause(self, name: str) -> bool:
+        """Stop every worker, everywhere, from starting jobs named ``name`` (running ones
+        finish; workers notice within a second). The pause survives restarts. Returns
+        ``False`` if it was already paused."""
+        return run_sync(pause_name(name), self.store)
+
+    def resume(self, name: str) -> bool:
+        """Let workers start jobs named ``name`` again (they notice at a poll, within their
+        poll interval plus a second). Returns ``False`` if it was not paused."""
+        return run_sync(resume_name(name), self.store)
+
+    def paused_names(self) -> list[str]:
+        """The paused job names, sorted."""
+        return run_sync(list_paused(), self.store)
+
+    def stats(self) -> SchedulerStats:
+        """Counts by status and name, the due backlog and its lag, failures in the last hour,
+        and the due jobs whose name no live worker handles."""
+        return run_sync(read_stats(), self.store)
+
+    def live_workers(self) -> list[WorkerInfo]:
+        """The asyncio workers running now, in every process on this database and collection
+        (each registers itself every few seconds while it runs), oldest start first."""
+        return run_sync(list_live_workers(), self.store)

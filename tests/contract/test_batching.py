@@ -460,6 +460,13 @@ async def test_batch_claim_returns_each_job_as_it_is_when_claimed(
     assert isinstance(store, MongoJobStore)
     producer = Scheduler(store)
     jobs = await producer.schedule_bulk([{"name": "fresh", "data": {"v": 1}} for _ in range(3)])
+    # Stamped as written a minute from now: whatever the time the claim takes to start, the
+    # jobs count as just written, so the claim reads them back (the quick path, for jobs left
+    # unchanged for a while, is tested in tests/integration/test_batch_claim.py).
+    ahead = await store.now() + timedelta(minutes=1)
+    await store.jobs.update_many(
+        {"_id": {"$in": [j.id for j in jobs]}}, {"$set": {"updatedAt": ahead}}
+    )
     other: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri)
     blocking = sync.Scheduler(sync.MongoJobStore(other[store.database.name]))
 

@@ -459,11 +459,24 @@ async def test_sync_facade_obeys_the_sharding_rules(
         assert blocking.cancel(first.id) is True
         assert blocking.cancel(first.id) is False
 
+        # The operator calls: retry (re-registers the key), pause, resume, stats, purge.
+        assert blocking.retry_job(first.id).status is JobStatus.PENDING
+        assert blocking.cancel(first.id) is True
+        assert blocking.wait(first.id, timeout=0).status is JobStatus.CANCELLED
+        assert blocking.pause("plain") is True and blocking.paused_names() == ["plain"]
+        assert blocking.resume("plain") is True
+        assert blocking.stats().total == 4
+        blocking.live_workers()
+        cutoff = blocking.store.now() + timedelta(seconds=1)
+        assert blocking.purge(cutoff, statuses=["cancelled"]) == 1
+
         recorded = list(recorder.sent)
         problems = violations(recorded, db_name)
         assert not problems, "sharding rule broken by the sync facade:\n" + "\n".join(problems)
         kinds = {(w.collection, w.kind) for s in recorded for w in writes(s, db_name)}
         assert (JOBS, "findAndModify") in kinds, kinds
         assert any(s.name == "insert" and s.command["insert"] == f"{JOBS}_dedupe" for s in recorded)
+        paused = q.paused_collection_name(JOBS)
+        assert {(paused, "update"), (paused, "delete"), (JOBS, "delete")} <= kinds, kinds
     finally:
         client.close()

@@ -1,10 +1,11 @@
-"""The blocking facade ``mongo_job_scheduler.sync`` on a real mongod: every method, validation
-that writes nothing, and interoperability with the asyncio API on the same database (dedupe
+"""The blocking facade ``mongo_job_scheduler.sync`` on a real mongod, beyond the contract it shares
+with the asyncio API (``tests/contract/test_api_parity.py`` runs every producer and admin method
+against both): construction, the stored document, validation that writes nothing, events,
+transactions, threads, and interoperability with the asyncio API on the same database (dedupe
 across both, jobs produced by one and run or administered through the other)."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -17,9 +18,7 @@ from tests.conftest import wait_for
 
 from mongo_job_scheduler import (
     ConfigurationError,
-    InvalidJobState,
     Job,
-    JobNotFound,
     JobStatus,
     ValidationError,
 )
@@ -196,30 +195,6 @@ def test_invalid_schedule_raises_and_writes_nothing(
 # -- schedule_bulk ------------------------------------------------------------------------
 
 
-def test_schedule_bulk_stores_in_order_and_dedupes(scheduler: Scheduler, sync_db: Any) -> None:
-    created: list[Job] = []
-    scheduler.on("job:created", created.append)
-    existing = scheduler.schedule("email", {"userId": 0}, dedupe_key="email:0")
-    created.clear()
-    jobs = scheduler.schedule_bulk(
-        [
-            {"name": "email", "data": {"userId": 1}},
-            {"name": "email", "data": {"userId": 2}, "dedupe_key": "email:2", "priority": 1},
-            {"name": "email", "data": {"userId": 0}, "dedupe_key": "email:0"},
-            {"name": "email", "data": {"userId": 3}, "dedupe_key": "email:2"},
-            {"name": "report", "delay": 60},
-        ]
-    )
-    assert [j.name for j in jobs] == ["email", "email", "email", "email", "report"]
-    assert jobs[0].data == {"userId": 1}
-    assert jobs[1].priority == 1
-    assert jobs[2].id == existing.id  # deduped against an earlier job
-    assert jobs[3].id == jobs[1].id  # deduped within the call
-    assert _count(sync_db) == 4
-    assert sorted(str(j.id) for j in created) == sorted(str(jobs[i].id) for i in (0, 1, 4))
-    assert scheduler.schedule_bulk([]) == []
-
-
 @pytest.mark.parametrize(
     ("items", "field"),
     [
@@ -243,43 +218,6 @@ def test_invalid_bulk_writes_nothing(
 # -- reading --------------------------------------------------------------------------------
 
 
-def test_get_job_by_object_id_or_hex_string(scheduler: Scheduler) -> None:
-    job = scheduler.schedule("x", {"a": 1})
-    assert scheduler.get_job(job.id) == job
-    fetched = scheduler.get_job(str(job.id))
-    assert fetched is not None and fetched.id == job.id and fetched.data == {"a": 1}
-    assert scheduler.get_job(ObjectId()) is None
-    with pytest.raises(ValidationError):
-        scheduler.get_job("not-an-id")
-    with pytest.raises(ValidationError):
-        scheduler.get_job(12345)
-
-
-def test_get_jobs_filters_sorts_and_pages(scheduler: Scheduler, sync_db: Any) -> None:
-    a = scheduler.schedule("report", {"orgId": "org-1", "meta": {"kind": "x"}}, priority=3)
-    b = scheduler.schedule("report", {"orgId": "org-2"}, priority=1)
-    c = scheduler.schedule("report", {"orgId": "org-1"}, priority=7)
-    d = scheduler.schedule("email", {"orgId": "org-1"})
-    sync_db[COLLECTION].update_one({"_id": c.id}, {"$set": {"status": "failed"}})
-
-    def ids(jobs: list[Job]) -> list[Any]:
-        return [j.id for j in jobs]
-
-    assert ids(scheduler.get_jobs(name="report")) == [a.id, b.id, c.id]
-    assert ids(scheduler.get_jobs(name="report", status="failed")) == [c.id]
-    assert ids(scheduler.get_jobs(status=["failed", "pending"], data={"orgId": "org-1"})) == [
-        a.id,
-        c.id,
-        d.id,
-    ]
-    assert ids(scheduler.get_jobs(data={"meta.kind": "x"})) == [a.id]
-    assert ids(scheduler.get_jobs(sort=("priority", "asc"))) == [b.id, a.id, d.id, c.id]
-    assert ids(scheduler.get_jobs(sort=("priority", "desc"), limit=2)) == [c.id, d.id]
-    assert ids(scheduler.get_jobs(sort=("priority", "asc"), skip=1, limit=2)) == [a.id, d.id]
-    assert scheduler.get_jobs(name="nothing") == []
-    assert all(j.status is JobStatus.FAILED for j in scheduler.get_jobs(status=JobStatus.FAILED))
-
-
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -300,137 +238,6 @@ def test_invalid_get_jobs_raises(scheduler: Scheduler, kwargs: dict[str, Any]) -
     scheduler.schedule("x")
     with pytest.raises(ValidationError):
         scheduler.get_jobs(**kwargs)
-
-
-# -- update_job -----------------------------------------------------------------------------
-
-
-def test_update_job_changes_only_given_fields(scheduler: Scheduler, sync_db: Any) -> None:
-    job = scheduler.schedule("x", {"v": 1}, retry=3, timeout=10, priority=4, run_at=_future())
-    at = datetime(2041, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
-    updated = scheduler.update_job(str(job.id), data={"v": 2}, priority=2, run_at=at, retry=None)
-    assert updated.id == job.id
-    assert updated.data == {"v": 2} and updated.priority == 2 and updated.next_run_at == at
-    assert updated.retry is None and updated.timeout == timedelta(seconds=10)
-    assert updated.updated_at is not None and job.updated_at is not None
-    assert updated.updated_at >= job.updated_at
-    doc = sync_db[COLLECTION].find_one({"_id": job.id})
-    assert doc is not None and "retry" not in doc and doc["timeoutMs"] == 10_000
-
-
-def test_update_job_repeat_on_pending_job_moves_it_to_the_first_slot(
-    scheduler: Scheduler,
-) -> None:
-    job = scheduler.schedule("x", run_at=datetime(2045, 1, 1, tzinfo=timezone.utc))
-    now = scheduler.store.now()
-    updated = scheduler.update_job(job.id, repeat={"every": timedelta(hours=1)})
-    assert updated.repeat is not None
-    assert updated.next_run_at is not None and updated.next_run_at == updated.last_scheduled_at
-    assert now < updated.next_run_at <= now + timedelta(hours=1, seconds=5)
-    cleared = scheduler.update_job(job.id, repeat=None)
-    assert cleared.repeat is None and cleared.last_scheduled_at is None
-
-
-def test_update_job_refusals(scheduler: Scheduler, sync_db: Any) -> None:
-    with pytest.raises(JobNotFound):
-        scheduler.update_job(ObjectId(), data=1)
-    job = scheduler.schedule("x", {"v": 1})
-    before = sync_db[COLLECTION].find_one({"_id": job.id})
-    with pytest.raises(ValidationError, match="nothing to update"):
-        scheduler.update_job(job.id)
-    with pytest.raises(ValidationError):
-        scheduler.update_job(job.id, data={"v": 2}, priority=0)
-    with pytest.raises(ValidationError):
-        scheduler.update_job(job.id, data={"v": 2}, run_at=None)
-    with pytest.raises(ValidationError):
-        scheduler.update_job(job.id, repeat={"cron": "61 * * * *"})
-    assert sync_db[COLLECTION].find_one({"_id": job.id}) == before  # nothing written
-
-    sync_db[COLLECTION].update_one({"_id": job.id}, {"$set": {"status": "running"}})
-    with pytest.raises(InvalidJobState, match="running"):
-        scheduler.update_job(job.id, run_at=_future())
-    assert scheduler.update_job(job.id, data={"v": 3}).status is JobStatus.RUNNING
-
-    assert scheduler.cancel(job.id)
-    with pytest.raises(InvalidJobState, match="cancelled"):
-        scheduler.update_job(job.id, data={"v": 4})
-
-
-def test_update_job_run_at_revives_a_finished_job_unless_its_key_is_taken(
-    scheduler: Scheduler, sync_db: Any
-) -> None:
-    old = scheduler.schedule("x", dedupe_key="k")
-    sync_db[COLLECTION].update_one(
-        {"_id": old.id}, {"$set": {"status": "completed", "attempts": 2}}
-    )
-    at = _future(60)
-    revived = scheduler.update_job(old.id, run_at=at)
-    assert revived.status is JobStatus.PENDING and revived.attempts == 0
-    assert revived.next_run_at == at.replace(microsecond=(at.microsecond // 1000) * 1000)
-    assert sync_db[DEDUPE].find_one({"_id": "k"})["jobId"] == old.id  # type: ignore[index]
-
-    sync_db[COLLECTION].update_one({"_id": old.id}, {"$set": {"status": "failed"}})
-    newer = scheduler.schedule("x", dedupe_key="k")  # takes the key over from the failed job
-    assert newer.id != old.id
-    with pytest.raises(InvalidJobState, match="dedupe key"):
-        scheduler.update_job(old.id, run_at=_future())
-    doc = sync_db[COLLECTION].find_one({"_id": old.id})
-    assert doc is not None and doc["status"] == "failed"
-
-
-# -- cancel -----------------------------------------------------------------------------------
-
-
-def test_cancel_sticks_and_says_when_it_changed_nothing(scheduler: Scheduler, sync_db: Any) -> None:
-    cancelled: list[Job] = []
-    scheduler.on("job:cancel", cancelled.append)
-    job = scheduler.schedule("x")
-    assert scheduler.cancel(str(job.id)) is True
-    assert [j.id for j in cancelled] == [job.id]
-    assert cancelled[0].status is JobStatus.CANCELLED
-    stored = scheduler.get_job(job.id)
-    assert stored is not None and stored.status is JobStatus.CANCELLED
-    assert scheduler.cancel(job.id) is False
-    assert len(cancelled) == 1
-    with pytest.raises(JobNotFound):
-        scheduler.cancel(ObjectId())
-    with pytest.raises(ValidationError):
-        scheduler.cancel("zzz")
-
-    done = scheduler.schedule("y")
-    sync_db[COLLECTION].update_one({"_id": done.id}, {"$set": {"status": "completed"}})
-    assert scheduler.cancel(done.id) is False
-    assert scheduler.get_job(done.id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
-
-
-def test_cancel_releases_an_active_dedupe_key_but_not_a_forever_one(
-    scheduler: Scheduler, sync_db: Any
-) -> None:
-    first = scheduler.schedule("x", dedupe_key="a")
-    assert scheduler.schedule("x", dedupe_key="a").id == first.id
-    scheduler.cancel(first.id)
-    assert _count(sync_db, DEDUPE, _id="a") == 0
-    second = scheduler.schedule("x", dedupe_key="a")
-    assert second.id != first.id and second.status is JobStatus.PENDING
-
-    forever = scheduler.schedule("x", dedupe_key="f", dedupe="forever")
-    scheduler.cancel(forever.id)
-    again = scheduler.schedule("x", dedupe_key="f", dedupe="forever")
-    assert again.id == forever.id and again.status is JobStatus.CANCELLED
-
-
-def test_cancel_a_running_job_keeps_the_lock_fields_cleared(
-    scheduler: Scheduler, sync_db: Any
-) -> None:
-    job = scheduler.schedule("x")
-    sync_db[COLLECTION].update_one(
-        {"_id": job.id},
-        {"$set": {"status": "running", "lockedBy": "w1", "lockUntil": _future(), "lockVersion": 1}},
-    )
-    assert scheduler.cancel(job.id) is True
-    doc = sync_db[COLLECTION].find_one({"_id": job.id})
-    assert doc is not None and doc["status"] == "cancelled"
-    assert "lockedBy" not in doc and "lockUntil" not in doc
 
 
 # -- events -----------------------------------------------------------------------------------
@@ -584,37 +391,6 @@ async def test_an_async_job_is_visible_and_cancellable_from_the_sync_api(
     assert ran == ["sentinel"]
     final = admin.get_job(doomed.id)
     assert final is not None and final.status is JobStatus.CANCELLED and final.attempts == 0
-
-
-async def test_cancelling_from_sync_stops_a_job_running_on_an_async_worker(
-    sync_db: Any, mongo_db: Any
-) -> None:
-    admin = Scheduler(MongoJobStore(sync_db))
-    started = asyncio.Event()
-    stopped = asyncio.Event()
-
-    async with _async_scheduler(mongo_db, lock_timeout=10, heartbeat_interval=0.05) as worker:
-
-        @worker.task("long")
-        async def long(job: Job) -> None:
-            started.set()
-            try:
-                await asyncio.sleep(60)
-            except asyncio.CancelledError:
-                stopped.set()
-                raise
-
-        job = admin.schedule("long")
-        await asyncio.wait_for(started.wait(), timeout=10)
-        running = admin.get_job(job.id)
-        assert running is not None and running.status is JobStatus.RUNNING
-        assert admin.cancel(job.id) is True
-        await asyncio.wait_for(stopped.wait(), timeout=10)
-
-    # The worker stopped gracefully and wrote no outcome over the cancel.
-    final = admin.get_job(job.id)
-    assert final is not None and final.status is JobStatus.CANCELLED
-    assert final.locked_by is None and final.last_error is None
 
 
 # -- threads ------------------------------------------------------------------------------------

@@ -3,15 +3,36 @@ results (no database): the calls they ask for, in order, and how they end."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime, timezone
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from bson import ObjectId
 
-from mongo_job_scheduler import InvalidJobState, JobNotFound
-from mongo_job_scheduler._procedures import Call, Procedure, apply_update, run_async, run_sync
+from mongo_job_scheduler import InvalidJobState, JobNotFound, JobStatus, ValidationError
+from mongo_job_scheduler._procedures import (
+    FIRST_POLL,
+    LONGEST_POLL,
+    Call,
+    Procedure,
+    Sleep,
+    apply_update,
+    list_live_workers,
+    list_paused,
+    pause_name,
+    purge_finished,
+    read_stats,
+    resume_name,
+    retry,
+    run_async,
+    run_sync,
+    wait_finished,
+)
 from mongo_job_scheduler._updates import UPDATE_ATTEMPTS, UpdatePlan
+from mongo_job_scheduler.fleet import LIVE_FOR
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -20,18 +41,28 @@ def plan(current: Mapping[str, Any], now: datetime, *, key: str | None = None) -
     return UpdatePlan(str(current["status"]), {"data": 1, "at": now}, ["expireAt"], key)
 
 
-def script(procedure: Procedure[Any], answers: list[Any]) -> tuple[list[Call], Any]:
-    """Feed ``answers`` to ``procedure`` one per call; the calls it made and its result."""
-    calls: list[Call] = []
+def script(
+    procedure: Procedure[Any],
+    answers: list[Any],
+    on_sleep: Callable[[float], None] | None = None,
+) -> tuple[list[Any], Any]:
+    """Feed ``answers`` to ``procedure`` one per store call (a :class:`Sleep` gets ``None``
+    and is passed to ``on_sleep``); the steps it asked for and its result."""
+    steps: list[Any] = []
     result: Any = None
     feed = iter(answers)
     while True:
         try:
-            call = procedure.send(result)
+            step = procedure.send(result)
         except StopIteration as done:
-            return calls, done.value
-        calls.append(call)
-        result = next(feed)
+            return steps, done.value
+        steps.append(step)
+        if isinstance(step, Sleep):
+            if on_sleep is not None:
+                on_sleep(step.seconds)
+            result = None
+        else:
+            result = next(feed)
 
 
 def test_an_update_reads_plans_and_writes_for_the_status_it_saw() -> None:
@@ -107,3 +138,213 @@ async def test_both_drivers_carry_out_the_same_calls() -> None:
     expected = {"status": "pending", "data": 1, "at": NOW}
     assert run_sync(apply_update("id", "oid", plan), _Store()) == expected
     assert await run_async(apply_update("id", "oid", plan), _AsyncStore()) == expected
+
+
+async def test_both_drivers_sleep_themselves_and_never_ask_the_store_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def napping() -> Procedure[dict[str, Any]]:
+        yield Sleep(0.5)
+        doc: dict[str, Any] = yield Call("get", ("oid",))
+        return doc
+
+    slept: list[tuple[str, float]] = []
+    monkeypatch.setattr(time, "sleep", lambda s: slept.append(("time", s)))
+    real_sleep = asyncio.sleep
+
+    async def async_sleep(seconds: float) -> None:
+        slept.append(("asyncio", seconds))
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", async_sleep)
+    assert run_sync(napping(), _Store()) == {"status": "pending"}
+    assert await run_async(napping(), _AsyncStore()) == {"status": "pending"}
+    assert slept == [("time", 0.5), ("asyncio", 0.5)]
+
+
+# -- wait ----------------------------------------------------------------------------------------
+
+OID = ObjectId()
+PENDING = {"_id": OID, "name": "x", "status": "pending"}
+RUNNING = {"_id": OID, "name": "x", "status": "running"}
+
+
+class Clock:
+    """A monotonic clock that moves only when the procedure sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.mark.parametrize("final", ["completed", "failed", "cancelled"])
+def test_wait_reads_until_the_job_has_finished_polling_ever_more_slowly(final: str) -> None:
+    unfinished = [PENDING, RUNNING] * 4
+    done = {**RUNNING, "status": final, "result": {"ok": True}}
+    steps, job = script(wait_finished(str(OID), None, Clock()), [*unfinished, done])
+    reads = [s for s in steps if isinstance(s, Call)]
+    assert {(c.method, c.args) for c in reads} == {("get", (OID,))}
+    assert len(reads) == 9
+    pauses = [s.seconds for s in steps if isinstance(s, Sleep)]
+    assert pauses == [FIRST_POLL * 2**n for n in range(5)] + [LONGEST_POLL] * 3
+    assert job.id == OID and job.status is JobStatus(final) and job.result == {"ok": True}
+
+
+def test_wait_on_a_finished_job_reads_once() -> None:
+    steps, job = script(wait_finished(OID, 0, Clock()), [{**PENDING, "status": "completed"}])
+    assert steps == [Call("get", (OID,))]
+    assert job.status is JobStatus.COMPLETED
+
+
+def test_wait_gives_up_at_its_deadline_without_sleeping_past_it() -> None:
+    clock = Clock()
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        clock.sleep(seconds)
+
+    with pytest.raises(TimeoutError, match=r"still running after 0\.05s"):
+        script(wait_finished(OID, timedelta(milliseconds=50), clock), [RUNNING] * 100, sleep)
+    assert pauses == pytest.approx([0.01, 0.02, 0.02])  # the last pause ends at the deadline
+    assert clock.t == pytest.approx(100.05)
+
+
+def test_wait_with_no_time_reads_once_then_times_out() -> None:
+    with pytest.raises(TimeoutError, match="still pending after 0s"):
+        script(wait_finished(OID, 0, Clock()), [PENDING])
+
+
+def test_wait_for_a_missing_job_or_with_bad_input() -> None:
+    with pytest.raises(JobNotFound):
+        script(wait_finished(OID, None, Clock()), [None])
+    for job_id, timeout, field in [
+        ("nope", None, "job_id"),
+        (OID, -1, "timeout"),
+        (OID, "5", "timeout"),
+    ]:
+        with pytest.raises(ValidationError) as info:
+            script(wait_finished(job_id, timeout, Clock()), [])  # no store call at all
+        assert info.value.field == field
+
+
+# -- retry_job -----------------------------------------------------------------------------------
+
+
+def test_retry_makes_a_failed_job_pending_now_with_fresh_attempts() -> None:
+    failed = {**PENDING, "status": "failed", "attempts": 3, "dedupeKey": "k"}
+    after = {**failed, "status": "pending", "attempts": 0, "nextRunAt": NOW}
+    steps, job = script(retry(str(OID)), [failed, NOW, True, after])
+    assert [s.method for s in steps] == ["get", "now", "reserve_dedupe_key", "update"]
+    assert steps[2].args == ("k", OID)
+    assert steps[3].kwargs == {
+        "expect_status": ["failed"],
+        "set": {"status": "pending", "nextRunAt": NOW, "attempts": 0, "leaseExpiries": 0},
+        "unset": ["expireAt"],
+    }
+    assert job.status is JobStatus.PENDING and job.attempts == 0 and job.next_run_at == NOW
+
+
+def test_retry_refuses_an_active_job_and_writes_nothing() -> None:
+    with pytest.raises(InvalidJobState, match="only failed or cancelled"):
+        script(retry(OID), [PENDING, NOW])
+    with pytest.raises(ValidationError):
+        script(retry("nope"), [])
+
+
+# -- purge ---------------------------------------------------------------------------------------
+
+
+def test_purge_deletes_finished_jobs_older_than_a_duration_or_a_date() -> None:
+    steps, deleted = script(purge_finished(timedelta(days=1)), [NOW, 7])
+    assert steps == [
+        Call("now"),
+        Call("delete_finished", (NOW - timedelta(days=1), ["cancelled", "completed", "failed"])),
+    ]
+    assert deleted == 7
+    cutoff = datetime(2025, 6, 1, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    steps, _ = script(purge_finished(cutoff, [JobStatus.FAILED]), [NOW, 0])
+    assert steps[1].args == (
+        datetime(2025, 6, 1, 10, 0, 0, 123000, tzinfo=timezone.utc),
+        ["failed"],
+    )
+    steps, _ = script(purge_finished(3600, ("cancelled",)), [NOW, 0])
+    assert steps[1].args == (NOW - timedelta(hours=1), ["cancelled"])
+
+
+@pytest.mark.parametrize(
+    ("older_than", "statuses", "field"),
+    [
+        (0, ["pending"], "statuses"),
+        (0, ["completed", "running"], "statuses"),
+        (0, ["finished"], "status"),
+        (-5, ["completed"], "older_than"),
+        (datetime(2020, 1, 1), ["completed"], "older_than"),
+        ("yesterday", ["completed"], "older_than"),
+    ],
+)
+def test_purge_refuses_bad_input_and_deletes_nothing(
+    older_than: Any, statuses: list[str], field: str
+) -> None:
+    steps: list[Any] = []
+    with pytest.raises(ValidationError) as info:
+        steps, _ = script(purge_finished(older_than, statuses), [NOW])
+    assert info.value.field == field
+    assert steps == []  # never reached the delete
+
+
+# -- pause, resume, paused names -----------------------------------------------------------------
+
+
+def test_pause_and_resume_validate_the_name_first() -> None:
+    assert script(pause_name("report"), [True]) == ([Call("pause", ("report",))], True)
+    assert script(resume_name("report"), [False]) == ([Call("resume", ("report",))], False)
+    assert script(list_paused(), [["a", "b"]]) == ([Call("paused_names")], ["a", "b"])
+    for bad in ("", "   ", 5, None, "x" * 500):
+        for procedure in (pause_name, resume_name):
+            with pytest.raises(ValidationError):
+                script(procedure(bad), [])
+
+
+# -- stats and the fleet -------------------------------------------------------------------------
+
+
+def _registration(worker_id: str, names: list[str] | None) -> dict[str, Any]:
+    return {"_id": worker_id, "schedulerId": "s", "names": names, "workers": 2, "startedAt": NOW}
+
+
+def test_stats_combine_the_store_counts_the_paused_names_and_the_live_workers() -> None:
+    raw = {
+        "by_name": {"a": {"pending": 3}, "b": {"failed": 1}},
+        "due": 3,
+        "oldest_due": NOW - timedelta(minutes=2),
+        "failed_since_hour": 1,
+    }
+    live = [_registration("w-1", ["a"])]
+    steps, stats = script(read_stats(), [NOW, raw, live, ["b"], {"a": 2, "c": 1}])
+    assert steps == [
+        Call("now"),
+        Call("stats", (NOW,)),
+        Call("live_workers", (NOW - LIVE_FOR,)),
+        Call("paused_names"),
+        Call("due_by_name", (NOW,)),
+    ]
+    assert stats.at == NOW and stats.by_name == raw["by_name"]
+    assert stats.due == 3 and stats.lag == timedelta(minutes=2)
+    assert stats.failed_last_hour == 1 and stats.paused == ["b"]
+    assert stats.unhandled == {"c": 1}
+    _, catch_all = script(read_stats(), [NOW, raw, [_registration("w-2", None)], [], {"c": 1}])
+    assert catch_all.unhandled == {}
+
+
+def test_live_workers_are_the_registrations_seen_lately() -> None:
+    steps, workers = script(
+        list_live_workers(), [NOW, [_registration("w-1", None), _registration("w-2", ["a"])]]
+    )
+    assert steps == [Call("now"), Call("live_workers", (NOW - LIVE_FOR,))]
+    assert [(w.id, w.names, w.workers) for w in workers] == [("w-1", None, 2), ("w-2", ("a",), 2)]

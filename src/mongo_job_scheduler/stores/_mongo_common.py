@@ -9,7 +9,7 @@ keyed by ``_id``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from bson.codec_options import CodecOptions
 from bson.errors import InvalidDocument
 from bson.min_key import MinKey
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.collection import Collection
 from pymongo.errors import (
@@ -45,6 +45,7 @@ from .._dedupe import (
     ReadJob,
     ReadKeyHolder,
     TakeOver,
+    released_on_finish,
 )
 from .._documents import JobQuery
 from .._workflows import DEPENDANTS_OPEN, DEPENDANTS_SETTLED, FINISHED
@@ -211,9 +212,38 @@ def due_by_name_pipeline(now: datetime, head: int | None) -> list[dict[str, Any]
     return [*stages, {"$group": {"_id": "$name", "n": {"$sum": 1}}}]
 
 
+def due_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """The rows of :func:`due_by_name_pipeline` as ``{name: count}``."""
+    return {str(row["_id"]): int(row["n"]) for row in rows}
+
+
+def live_filter(since: datetime) -> dict[str, Any]:
+    """Worker registrations renewed at or after ``since``."""
+    return {"lastSeen": {"$gte": since}}
+
+
+LIVE_SORT = [("startedAt", ASCENDING)]
+"""Live workers are listed oldest start first."""
+
+
 def paused_collection_name(collection: str) -> str:
     """Name of the collection of paused job names (``_id`` = the name)."""
     return f"{collection}_paused"
+
+
+def pause_upsert(name: str, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Filter and update of the upsert that pauses ``name`` (a second pause keeps the first
+    one's ``pausedAt``; the upsert tells whether the name was paused before)."""
+    return {"_id": name}, {"$setOnInsert": {"pausedAt": now}}
+
+
+NAME_ONLY = {"_id": 1}
+"""Projection of the paused names' documents."""
+
+
+def sorted_names(docs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The names (``_id``) of side-collection documents, sorted (the paused names)."""
+    return sorted(str(doc["_id"]) for doc in docs)
 
 
 def _names(
@@ -378,9 +408,47 @@ def fences_filter(
     return flt
 
 
+# -- operator counts (stats) and clean-up (purge), shared by both stores -----------------------
+
 COUNT_BY_NAME_AND_STATUS: list[dict[str, Any]] = [
     {"$group": {"_id": {"name": "$name", "status": "$status"}, "n": {"$sum": 1}}}
 ]
+
+OLDEST_DUE_PROJECTION = {"nextRunAt": 1}
+OLDEST_DUE_SORT = [("nextRunAt", ASCENDING)]
+"""The oldest due job: :func:`due_filter` read in this order with this projection."""
+
+FAILED_WITHIN = timedelta(hours=1)
+"""``stats`` counts the jobs that failed within this time before now."""
+
+
+def failed_since_filter(now: datetime) -> dict[str, Any]:
+    """Jobs that ended ``failed`` within :data:`FAILED_WITHIN` before ``now``."""
+    return {"status": "failed", "updatedAt": {"$gte": now - FAILED_WITHIN}}
+
+
+def stats_counts(
+    rows: Iterable[Mapping[str, Any]],
+    due: int,
+    oldest: Mapping[str, Any] | None,
+    failed: int,
+) -> dict[str, Any]:
+    """A store's ``stats`` answer from its reads: the :data:`COUNT_BY_NAME_AND_STATUS` rows,
+    the count of due jobs, the oldest due job (or ``None``) and the count of recent failures."""
+    by_name: dict[str, dict[str, int]] = {}
+    for row in rows:
+        by_name.setdefault(str(row["_id"]["name"]), {})[str(row["_id"]["status"])] = int(row["n"])
+    return {
+        "by_name": by_name,
+        "due": due,
+        "oldest_due": None if oldest is None else oldest["nextRunAt"],
+        "failed_since_hour": failed,
+    }
+
+
+def finished_before_filter(before: datetime, statuses: Sequence[str]) -> dict[str, Any]:
+    """``purge``: the jobs in one of ``statuses`` last updated before ``before``."""
+    return {"status": {"$in": list(statuses)}, "updatedAt": {"$lt": before}}
 
 
 PENDING_CHANGES: list[dict[str, Any]] = [
@@ -709,3 +777,101 @@ def user_update(set_fields: Mapping[str, Any], unset: Sequence[str]) -> dict[str
 def find_sort(query: JobQuery) -> list[tuple[str, int]]:
     """The ``get_jobs`` order: the requested field, then ``_id`` the same way (stable pages)."""
     return [(query.sort_field, query.sort_direction), ("_id", query.sort_direction)]
+
+
+# -- jobs that wait for other jobs: each store operation once, for both PyMongo APIs ---------
+
+AnyCollection = Collection[Any] | AsyncCollection[Any]
+"""A collection of either PyMongo API."""
+
+Calls = Generator[Callable[[], Any], Any, Any]
+"""A store operation as the PyMongo calls it makes, in order: each yielded call returns the
+result (blocking API) or an awaitable of it (asyncio API), which is sent back in. Both MongoDB
+stores run these with a few lines each (``_perform``), so the two cannot drift apart."""
+
+
+def get_many(
+    jobs: AnyCollection, ids: Sequence[Any], projection: Mapping[str, Any] | None, session: Any
+) -> Calls:
+    if not ids:
+        return []
+    cursor = jobs.find({"_id": {"$in": list(ids)}}, projection, session=session)
+    return (yield partial(_to_list, cursor))
+
+
+def add_dependencies(
+    jobs: AnyCollection, deps: AnyCollection, job_id: Any, ids: Sequence[Any], session: Any
+) -> Calls:
+    if ids:
+        edges = edge_documents(job_id, ids)
+        yield partial(deps.insert_many, edges, ordered=False, session=session)
+        yield partial(jobs.update_many, *mark_dependencies(ids), session=session)
+
+
+def reopen_dependencies(
+    jobs: AnyCollection, deps: AnyCollection, job_id: Any, ids: Sequence[Any]
+) -> Calls:
+    if ids:
+        edges = [{"job": job_id, "on": on} for on in ids]
+        yield partial(deps.update_many, {"_id": {"$in": edges}}, {"$set": {"open": True}})
+        yield partial(jobs.update_many, *mark_dependencies(ids))
+
+
+def close_dependencies(deps: AnyCollection, dependency_id: Any) -> Calls:
+    yield partial(deps.update_many, {"on": dependency_id, "open": True}, {"$set": {"open": False}})
+    edges = yield partial(_to_list, deps.find({"on": dependency_id}, {"job": 1}))
+    return [edge["job"] for edge in edges]
+
+
+def has_open_dependencies(deps: AnyCollection, job_id: Any) -> Calls:
+    found = yield partial(deps.find_one, {"job": job_id, "open": True}, {"_id": 1})
+    return found is not None
+
+
+def release_waiting(jobs: AnyCollection, job_id: Any) -> Calls:
+    return (
+        yield partial(
+            jobs.find_one_and_update,
+            {"_id": job_id, "status": "waiting"},
+            release_waiting_update(),
+            projection={"dependsOn": 0},
+            return_document=ReturnDocument.AFTER,
+        )
+    )
+
+
+def cancel_waiting(
+    jobs: AnyCollection, registry: AnyCollection, job_id: Any, fields: Mapping[str, Any]
+) -> Calls:
+    doc = yield partial(
+        jobs.find_one_and_update,
+        {"_id": job_id, "status": "waiting"},
+        cancel_waiting_update(fields),
+        return_document=ReturnDocument.AFTER,
+    )
+    if doc is not None:
+        yield from release_key(registry, doc)
+    return doc
+
+
+def release_key(registry: AnyCollection, doc: Mapping[str, Any]) -> Calls:
+    """Give back the dedupe key of a job that just ended, if its scope lets it go."""
+    key = released_on_finish(doc)
+    if key is not None:
+        yield partial(registry.delete_one, {"_id": key, "jobId": doc["_id"]})
+
+
+def dependants_settled(jobs: AnyCollection, dependency_id: Any) -> Calls:
+    yield partial(
+        jobs.update_one, {"_id": dependency_id, "status": {"$in": list(FINISHED)}}, SETTLED_UPDATE
+    )
+
+
+def dependants(deps: AnyCollection, job_id: Any, limit: int) -> Calls:
+    edges = yield partial(_to_list, deps.find({"on": job_id}, {"job": 1}).limit(limit))
+    return [edge["job"] for edge in edges]
+
+
+def _to_list(cursor: Any) -> Any:
+    """All of a cursor's documents (a list, or an awaitable of one on the asyncio API)."""
+    return cursor.to_list()

@@ -6,7 +6,9 @@ It reads and writes the same documents, side collections and indexes as the asyn
 :mod:`._mongo_common`, and dedupe follows the same procedure from
 :mod:`mongo_job_scheduler._dedupe`. So jobs produced here are run by async workers and jobs
 produced there are administered here. Only the producer and admin operations exist: running
-jobs is the async scheduler's business.
+jobs (claims, leases, outcomes, worker registrations) is the async scheduler's business; the
+operator calls read and write the side collections of paused names and worker registrations
+the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from .._clock import ServerClock
-from .._dedupe import Procedure, insert_jobs, released_on_finish, reserve_key
+from .._dedupe import Procedure, insert_jobs, reserve_key
 from .._documents import JobQuery, NewJob
 from .._durations import utcnow
 from .._errors import ConfigurationError
@@ -38,7 +40,9 @@ T = TypeVar("T")
 
 class MongoJobStore:
     """Jobs in one MongoDB collection (default ``scheduler_jobs``) of a sync pymongo
-    ``Database``, with the dedupe registry ``<collection>_dedupe`` beside it.
+    ``Database``, with the side collections ``<collection>_dedupe`` (the dedupe registry),
+    ``_paused`` (paused names) and ``_workers`` (registrations of running async workers, read
+    only here) beside it.
 
     The layout is the asyncio ``MongoJobStore``'s: point both at the same database and
     collection to produce jobs from blocking code and run them with async workers. Indexes are
@@ -61,6 +65,15 @@ class MongoJobStore:
         self.jobs: Collection[Doc] = database.get_collection(collection, codec_options=options)
         dedupe, _slots = q.side_collection_names(collection)
         self.dedupe: Collection[Doc] = database.get_collection(dedupe, codec_options=options)
+        self.paused: Collection[Doc] = database.get_collection(
+            q.paused_collection_name(collection), codec_options=options
+        )
+        self.workers: Collection[Doc] = database.get_collection(
+            q.workers_collection_name(collection), codec_options=options
+        )
+        self.deps: Collection[Doc] = database.get_collection(
+            q.deps_collection_name(collection), codec_options=options
+        )
         self._clock = ServerClock()
         self._ready = False
         self._setup_lock = threading.Lock()
@@ -141,9 +154,7 @@ class MongoJobStore:
         )
         if doc is None:
             return self.get(job_id), False
-        key = released_on_finish(doc)
-        if key is not None:
-            self.dedupe.delete_one({"_id": key, "jobId": job_id})
+        self._perform(q.release_key(self.dedupe, doc))
         return doc, True
 
     def update(
@@ -161,3 +172,106 @@ class MongoJobStore:
             q.user_update(set, unset),
             return_document=ReturnDocument.AFTER,
         )
+
+    def delete_finished(self, before: datetime, statuses: Sequence[str]) -> int:
+        """Delete jobs in one of ``statuses`` (terminal ones) last updated before ``before``;
+        returns how many were deleted."""
+        return int(self.jobs.delete_many(q.finished_before_filter(before, statuses)).deleted_count)
+
+    def pause(self, name: str) -> bool:
+        """Stop workers everywhere from claiming jobs of ``name``; ``False`` if it was paused
+        already."""
+        flt, update = q.pause_upsert(name, self.now())
+        return self.paused.update_one(flt, update, upsert=True).upserted_id is not None
+
+    def resume(self, name: str) -> bool:
+        """Let workers claim jobs of ``name`` again; ``False`` if it was not paused."""
+        return bool(self.paused.delete_one({"_id": name}).deleted_count)
+
+    def paused_names(self) -> list[str]:
+        """The paused job names, sorted."""
+        return q.sorted_names(self.paused.find({}, q.NAME_ONLY))
+
+    # -- operator reads ---------------------------------------------------------------------
+
+    def stats(self, now: datetime) -> dict[str, Any]:
+        """Counts by name and status, due jobs and the oldest one, failures in the last hour
+        (see :meth:`~.base.JobStore.stats`)."""
+        rows = self.jobs.aggregate(q.COUNT_BY_NAME_AND_STATUS)
+        due = self.jobs.count_documents(q.due_filter(now))
+        oldest = self.jobs.find_one(
+            q.due_filter(now), q.OLDEST_DUE_PROJECTION, sort=q.OLDEST_DUE_SORT
+        )
+        failed = self.jobs.count_documents(q.failed_since_filter(now))
+        return q.stats_counts(rows, due, oldest, failed)
+
+    def due_by_name(self, now: datetime, head: int | None = None) -> dict[str, int]:
+        """How many pending jobs are due by ``now``, by name (among the first ``head`` in the
+        claim order if given)."""
+        return q.due_counts(self.jobs.aggregate(q.due_by_name_pipeline(now, head)))
+
+    def live_workers(self, since: datetime) -> list[Doc]:
+        """The worker registrations seen at or after ``since``, oldest start first."""
+        return list(self.workers.find(q.live_filter(since)).sort(q.LIVE_SORT))
+
+    # -- jobs that wait for other jobs ----------------------------------------------------------
+
+    def get_many(
+        self,
+        job_ids: Sequence[Any],
+        projection: Mapping[str, Any] | None = None,
+        *,
+        session: Any = None,
+    ) -> list[Doc]:
+        """The documents with these ids that exist (any order), optionally projected."""
+        found: list[Doc] = self._perform(q.get_many(self.jobs, job_ids, projection, session))
+        return found
+
+    def add_dependencies(
+        self, job_id: Any, dependency_ids: Sequence[Any], *, session: Any = None
+    ) -> None:
+        """Open the edges of a new waiting job and mark its unfinished dependencies."""
+        self._perform(q.add_dependencies(self.jobs, self.deps, job_id, dependency_ids, session))
+
+    def reopen_dependencies(self, job_id: Any, dependency_ids: Sequence[Any]) -> None:
+        """Open again the edges of a job that waits again (it was retried)."""
+        self._perform(q.reopen_dependencies(self.jobs, self.deps, job_id, dependency_ids))
+
+    def close_dependencies(self, dependency_id: Any) -> list[Any]:
+        """Close the edges on a finished job; the ids of the jobs that wait for it."""
+        return list(self._perform(q.close_dependencies(self.deps, dependency_id)))
+
+    def has_open_dependencies(self, job_id: Any) -> bool:
+        """Whether the job still waits for a dependency."""
+        return bool(self._perform(q.has_open_dependencies(self.deps, job_id)))
+
+    def release_waiting(self, job_id: Any) -> Doc | None:
+        """A waiting job becomes pending; ``None`` if it was not waiting."""
+        released: Doc | None = self._perform(q.release_waiting(self.jobs, job_id))
+        return released
+
+    def cancel_waiting(self, job_id: Any, fields: Mapping[str, Any]) -> Doc | None:
+        """A waiting job is cancelled with ``fields``; ``None`` if it was not waiting."""
+        cancelled: Doc | None = self._perform(
+            q.cancel_waiting(self.jobs, self.dedupe, job_id, fields)
+        )
+        return cancelled
+
+    def dependants_settled(self, dependency_id: Any) -> None:
+        """Record that a finished job's dependants have all been looked at."""
+        self._perform(q.dependants_settled(self.jobs, dependency_id))
+
+    def dependants(self, job_id: Any, limit: int) -> list[Any]:
+        """The ids of (up to ``limit``) jobs that wait or waited for ``job_id``."""
+        return list(self._perform(q.dependants(self.deps, job_id, limit)))
+
+    @staticmethod
+    def _perform(calls: q.Calls) -> Any:
+        """Make the calls of a store operation written once in ``_mongo_common``."""
+        result: Any = None
+        while True:
+            try:
+                call = calls.send(result)
+            except StopIteration as done:
+                return done.value
+            result = call()

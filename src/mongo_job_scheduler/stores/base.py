@@ -435,3 +435,64 @@ class SyncJobStore(Protocol):
     ) -> dict[str, Any] | None:
         """Apply a user's change if the job's status is one of ``expect_status``; returns the
         document after, or ``None`` if it did not match."""
+
+    def delete_finished(self, before: datetime, statuses: Sequence[str]) -> int:
+        """Delete jobs in one of ``statuses`` (terminal ones) last updated before ``before``;
+        returns how many were deleted."""
+
+    def pause(self, name: str) -> bool:
+        """Stop claiming jobs of ``name`` everywhere (running ones finish); returns whether
+        it was not paused before. Survives restarts."""
+
+    def resume(self, name: str) -> bool:
+        """Claim jobs of ``name`` again; returns whether it was paused."""
+
+    def paused_names(self) -> list[str]:
+        """The paused job names, sorted."""
+
+    def stats(self, now: datetime) -> dict[str, Any]:
+        """The counts of :meth:`JobStore.stats`: ``by_name``, ``due``, ``oldest_due`` and
+        ``failed_since_hour``."""
+
+    def due_by_name(self, now: datetime, head: int | None = None) -> dict[str, int]:
+        """How many pending jobs are due by ``now``, by name: all of them, or only among the
+        first ``head`` in the claim order."""
+
+    def live_workers(self, since: datetime) -> list[dict[str, Any]]:
+        """The worker registrations seen at or after ``since``, oldest start first (the
+        asyncio workers write them; nothing here does)."""
+
+    def get_many(
+        self,
+        job_ids: Sequence[Any],
+        projection: Mapping[str, Any] | None = None,
+        *,
+        session: Any = None,
+    ) -> list[dict[str, Any]]:
+        """As :meth:`JobStore.get_many`."""
+
+    def add_dependencies(
+        self, job_id: Any, dependency_ids: Sequence[Any], *, session: Any = None
+    ) -> None:
+        """As :meth:`JobStore.add_dependencies`."""
+
+    def reopen_dependencies(self, job_id: Any, dependency_ids: Sequence[Any]) -> None:
+        """As :meth:`JobStore.reopen_dependencies`."""
+
+    def close_dependencies(self, dependency_id: Any) -> list[Any]:
+        """As :meth:`JobStore.close_dependencies`."""
+
+    def has_open_dependencies(self, job_id: Any) -> bool:
+        """As :meth:`JobStore.has_open_dependencies`."""
+
+    def release_waiting(self, job_id: Any) -> dict[str, Any] | None:
+        """As :meth:`JobStore.release_waiting`."""
+
+    def cancel_waiting(self, job_id: Any, fields: Mapping[str, Any]) -> dict[str, Any] | None:
+        """As :meth:`JobStore.cancel_waiting`."""
+
+    def dependants_settled(self, dependency_id: Any) -> None:
+        """As :meth:`JobStore.dependants_settled`."""
+
+    def dependants(self, job_id: Any, limit: int) -> list[Any]:
+        """As :meth:`JobStore.dependants`."""

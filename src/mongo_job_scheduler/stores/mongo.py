@@ -17,11 +17,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from .._clock import ServerClock
-from .._dedupe import Procedure, insert_jobs, released_on_finish, reserve_key
+from .._dedupe import Procedure, insert_jobs, reserve_key
 from .._documents import JobQuery, NewJob
 from .._durations import as_aware_utc, utcnow
 from .._errors import ConfigurationError
-from .._workflows import FINISHED
 from ..job import ACTIVE_STATUSES
 from ..rate_limit import RateLimit, rate_limit_for
 from . import _mongo_common as q
@@ -514,25 +513,16 @@ class MongoJobStore(JobStore):
         )
         if doc is None:
             return await self.get(job_id), False
-        await self._release_key(doc)
+        await self._perform(q.release_key(self.dedupe, doc))
         return doc, True
 
-    async def _release_key(self, doc: Doc) -> None:
-        """Give back the dedupe key of a job that just ended, if its scope lets it go."""
-        key = released_on_finish(doc)
-        if key is not None:
-            await self.dedupe.delete_one({"_id": key, "jobId": doc["_id"]})
-
     async def delete_finished(self, before: datetime, statuses: Sequence[str]) -> int:
-        result = await self.jobs.delete_many(
-            {"status": {"$in": list(statuses)}, "updatedAt": {"$lt": before}}
-        )
+        result = await self.jobs.delete_many(q.finished_before_filter(before, statuses))
         return int(result.deleted_count)
 
     async def pause(self, name: str) -> bool:
-        result = await self.paused.update_one(
-            {"_id": name}, {"$setOnInsert": {"pausedAt": await self.now()}}, upsert=True
-        )
+        flt, update = q.pause_upsert(name, await self.now())
+        result = await self.paused.update_one(flt, update, upsert=True)
         self._paused_cache = None
         return result.upserted_id is not None
 
@@ -542,7 +532,7 @@ class MongoJobStore(JobStore):
         return bool(result.deleted_count)
 
     async def paused_names(self) -> list[str]:
-        return sorted([str(doc["_id"]) async for doc in self.paused.find({}, {"_id": 1})])
+        return q.sorted_names(await self.paused.find({}, q.NAME_ONLY).to_list())
 
     async def _paused_now(self) -> list[str]:
         """Paused names for a claim, read at most every PAUSED_REFRESH seconds (a pause made
@@ -562,58 +552,37 @@ class MongoJobStore(JobStore):
         *,
         session: Any = None,
     ) -> list[Doc]:
-        if not job_ids:
-            return []
-        found: list[Doc] = await self.jobs.find(
-            {"_id": {"$in": list(job_ids)}}, projection, session=session
-        ).to_list()
+        found: list[Doc] = await self._perform(q.get_many(self.jobs, job_ids, projection, session))
         return found
 
     async def add_dependencies(
         self, job_id: Any, dependency_ids: Sequence[Any], *, session: Any = None
     ) -> None:
-        if dependency_ids:
-            await self.deps.insert_many(
-                q.edge_documents(job_id, dependency_ids), ordered=False, session=session
-            )
-            await self.jobs.update_many(*q.mark_dependencies(dependency_ids), session=session)
+        await self._perform(
+            q.add_dependencies(self.jobs, self.deps, job_id, dependency_ids, session)
+        )
 
     async def reopen_dependencies(self, job_id: Any, dependency_ids: Sequence[Any]) -> None:
-        if dependency_ids:
-            ids = [{"job": job_id, "on": on} for on in dependency_ids]
-            await self.deps.update_many({"_id": {"$in": ids}}, {"$set": {"open": True}})
-            await self.jobs.update_many(*q.mark_dependencies(dependency_ids))
+        await self._perform(q.reopen_dependencies(self.jobs, self.deps, job_id, dependency_ids))
 
     async def close_dependencies(self, dependency_id: Any) -> list[Any]:
-        await self.deps.update_many({"on": dependency_id, "open": True}, {"$set": {"open": False}})
-        edges = await self.deps.find({"on": dependency_id}, {"job": 1}).to_list()
-        return [edge["job"] for edge in edges]
+        return list(await self._perform(q.close_dependencies(self.deps, dependency_id)))
 
     async def has_open_dependencies(self, job_id: Any) -> bool:
-        return await self.deps.find_one({"job": job_id, "open": True}, {"_id": 1}) is not None
+        return bool(await self._perform(q.has_open_dependencies(self.deps, job_id)))
 
     async def release_waiting(self, job_id: Any) -> Doc | None:
-        return await self.jobs.find_one_and_update(
-            {"_id": job_id, "status": "waiting"},
-            q.release_waiting_update(),
-            projection={"dependsOn": 0},
-            return_document=ReturnDocument.AFTER,
-        )
+        released: Doc | None = await self._perform(q.release_waiting(self.jobs, job_id))
+        return released
 
     async def cancel_waiting(self, job_id: Any, fields: Mapping[str, Any]) -> Doc | None:
-        doc = await self.jobs.find_one_and_update(
-            {"_id": job_id, "status": "waiting"},
-            q.cancel_waiting_update(fields),
-            return_document=ReturnDocument.AFTER,
+        cancelled: Doc | None = await self._perform(
+            q.cancel_waiting(self.jobs, self.dedupe, job_id, fields)
         )
-        if doc is not None:
-            await self._release_key(doc)
-        return doc
+        return cancelled
 
     async def dependants_settled(self, dependency_id: Any) -> None:
-        await self.jobs.update_one(
-            {"_id": dependency_id, "status": {"$in": list(FINISHED)}}, q.SETTLED_UPDATE
-        )
+        await self._perform(q.dependants_settled(self.jobs, dependency_id))
 
     async def unsettled(self, before: datetime, limit: int) -> list[Doc]:
         found: list[Doc] = await (
@@ -624,12 +593,21 @@ class MongoJobStore(JobStore):
         return found
 
     async def dependants(self, job_id: Any, limit: int) -> list[Any]:
-        edges = await self.deps.find({"on": job_id}, {"job": 1}).limit(limit).to_list()
-        return [edge["job"] for edge in edges]
+        return list(await self._perform(q.dependants(self.deps, job_id, limit)))
+
+    async def _perform(self, calls: q.Calls) -> Any:
+        """Make the calls of a store operation written once in ``_mongo_common``."""
+        result: Any = None
+        while True:
+            try:
+                call = calls.send(result)
+            except StopIteration as done:
+                return done.value
+            result = await call()
 
     async def due_by_name(self, now: datetime, head: int | None = None) -> dict[str, int]:
         rows = await (await self.jobs.aggregate(q.due_by_name_pipeline(now, head))).to_list()
-        return {str(row["_id"]): int(row["n"]) for row in rows}
+        return q.due_counts(rows)
 
     async def register_worker(self, worker_id: str, fields: Mapping[str, Any]) -> None:
         await self.workers.update_one(
@@ -642,30 +620,17 @@ class MongoJobStore(JobStore):
         await self.workers.delete_one({"_id": worker_id})
 
     async def live_workers(self, since: datetime) -> list[Doc]:
-        found: list[Doc] = await (
-            self.workers.find({"lastSeen": {"$gte": since}}).sort("startedAt", 1).to_list()
-        )
+        found: list[Doc] = await self.workers.find(q.live_filter(since)).sort(q.LIVE_SORT).to_list()
         return found
 
     async def stats(self, now: datetime) -> dict[str, Any]:
-        by_name: dict[str, dict[str, int]] = {}
-        async for row in await self.jobs.aggregate(q.COUNT_BY_NAME_AND_STATUS):
-            by_name.setdefault(str(row["_id"]["name"]), {})[str(row["_id"]["status"])] = int(
-                row["n"]
-            )
+        rows = await (await self.jobs.aggregate(q.COUNT_BY_NAME_AND_STATUS)).to_list()
         due = await self.jobs.count_documents(q.due_filter(now))
         oldest = await self.jobs.find_one(
-            q.due_filter(now), {"nextRunAt": 1}, sort=q.CLAIM_SORT[1:2]
+            q.due_filter(now), q.OLDEST_DUE_PROJECTION, sort=q.OLDEST_DUE_SORT
         )
-        failed = await self.jobs.count_documents(
-            {"status": "failed", "updatedAt": {"$gte": now - timedelta(hours=1)}}
-        )
-        return {
-            "by_name": by_name,
-            "due": due,
-            "oldest_due": None if oldest is None else oldest["nextRunAt"],
-            "failed_since_hour": failed,
-        }
+        failed = await self.jobs.count_documents(q.failed_since_filter(now))
+        return q.stats_counts(rows, due, oldest, failed)
 
     async def update(
         self,

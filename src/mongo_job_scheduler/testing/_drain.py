@@ -116,6 +116,13 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+async def _store_now(scheduler: Scheduler) -> datetime:
+    """The store's clock: jobs are stamped with it (the local clock may be a few milliseconds
+    behind it, and a job due now would then look due later)."""
+    store = scheduler.store
+    return _utcnow() if store is None else await store.now()
+
+
 def _is_due(job: Job, now: datetime) -> bool:
     return job.next_run_at is not None and job.next_run_at <= now
 
@@ -127,7 +134,7 @@ async def _busy_jobs(scheduler: Scheduler, *, limit: int) -> list[Job]:
     come before any job due later; running jobs are then read on their own in case one sorts
     after those.
     """
-    now = _utcnow()
+    now = await _store_now(scheduler)
     page = await scheduler.get_jobs(
         status=[JobStatus.PENDING, JobStatus.RUNNING],
         sort=("nextRunAt", "asc"),
@@ -143,7 +150,7 @@ async def _busy_jobs(scheduler: Scheduler, *, limit: int) -> list[Job]:
 
 async def _bring_forward(scheduler: Scheduler) -> None:
     """Move pending one-off jobs that are due later to now (repeating ones keep their slot)."""
-    now = _utcnow()
+    now = await _store_now(scheduler)
     future = await scheduler.get_jobs(
         status=JobStatus.PENDING, sort=("nextRunAt", "desc"), limit=_PAGE
     )
