@@ -498,3 +498,42 @@ async def test_dedupe_keys_are_shared_with_node_and_its_unique_index(
     assert await scheduler.purge(datetime.now(UTC) + timedelta(minutes=1)) == 2
     again = await scheduler.schedule("dd", {"by": "python"}, dedupe_key="k:node")
     assert again.status is JobStatus.PENDING and again.id != oid(node_job)
+
+
+async def test_node_workers_never_run_a_waiting_job(
+    node: Any, mongo_db: Any, executions: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that waits for another (``depends_on``) has the status ``waiting``, which the
+    Node library never claims. Node runs the dependency as any job; the dependant is released
+    by a Python worker (the sweep settles dependencies that something else completed)."""
+    from mongo_job_scheduler.worker import _acks, _registration
+
+    producer = Scheduler(MongoJobStore(mongo_db))
+    first = await producer.schedule("py.data", DATA)
+    waiting = await producer.schedule("py.data", {"after": "first"}, depends_on=[first])
+    later = await producer.schedule("py.data", {"later": True}, delay=1.5)  # keeps Node polling
+    worker = await node.start(
+        "worker.js",
+        {
+            "workers": 2,
+            "pollIntervalMs": 50,
+            "until": {str(first.id): 1, str(later.id): 1},
+            "deadlineMs": 20000,
+        },
+    )
+    summary = (await worker.finish(timeout=40))[-1]
+    assert summary["done"] is True and summary["errors"] == [], summary
+    assert await execution_counts(executions) == Counter({first.id: 1, later.id: 1})
+    still = await producer.get_job(waiting.id)
+    assert still is not None and still.status is JobStatus.WAITING
+
+    monkeypatch.setattr(_registration, "REGISTER_EVERY", 0.1)
+    monkeypatch.setattr(_acks, "SETTLE_GRACE", timedelta(milliseconds=100))
+    scheduler = Scheduler(
+        MongoJobStore(mongo_db), handler=recording_handler(executions), poll_interval=0.02
+    )
+    async with scheduler:
+        done = await scheduler.wait(waiting.id, timeout=20)
+    assert done.status is JobStatus.COMPLETED
+    [run] = await runs_of(executions, waiting.id)
+    assert run["by"] == "python"
