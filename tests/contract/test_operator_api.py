@@ -145,6 +145,7 @@ async def test_stats_counts_by_status_and_name_with_due_lag_and_recent_failures(
     assert stats.by_status == {
         "pending": 3,
         "running": 0,
+        "waiting": 0,
         "completed": 0,
         "failed": 0,
         "cancelled": 1,

@@ -525,6 +525,7 @@ def test_stats_numbers(ctx: Ctx) -> None:
     assert stats["by_status"] == {
         "pending": 4,
         "running": 0,
+        "waiting": 0,
         "completed": 0,
         "failed": 2,
         "cancelled": 1,
