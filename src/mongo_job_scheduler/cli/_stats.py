@@ -14,6 +14,7 @@ from ..scheduler import Scheduler
 from ..stats import SchedulerStats
 from ._connection import CliOptions, run_with_scheduler
 from ._output import STATUS_STYLE, console
+from ._parsing import check_job_name
 
 __all__ = ["pause", "resume", "stats"]
 
@@ -47,6 +48,7 @@ def stats(options: CliOptions, as_json: bool) -> None:
             )
         )
         return
+    click.echo(f"Jobs in {options.where}, {fmt_when(snapshot.at)} UTC")
     _print_counts(snapshot)
     oldest = (
         "" if snapshot.oldest_due_at is None else f" (due {fmt_when(snapshot.oldest_due_at)} UTC)"
@@ -88,6 +90,7 @@ def _print_counts(snapshot: SchedulerStats) -> None:
 def pause(options: CliOptions, name: str) -> None:
     """Stop every worker, everywhere, from starting jobs named NAME (running ones finish).
     The pause survives restarts; undo it with `resume NAME`."""
+    check_job_name(name)
 
     async def action(scheduler: Scheduler) -> bool:
         return await scheduler.pause(name)
@@ -101,6 +104,7 @@ def pause(options: CliOptions, name: str) -> None:
 @click.pass_obj
 def resume(options: CliOptions, name: str) -> None:
     """Let workers start jobs named NAME again."""
+    check_job_name(name)
 
     async def action(scheduler: Scheduler) -> bool:
         return await scheduler.resume(name)
