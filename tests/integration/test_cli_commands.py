@@ -31,7 +31,7 @@ from bson import Decimal128, ObjectId
 from pymongo import AsyncMongoClient, MongoClient
 from tests.conftest import wait_for
 
-from mongo_job_scheduler import Job, MongoJobStore, Scheduler
+from mongo_job_scheduler import Job, MongoJobStore, Scheduler, __version__
 from mongo_job_scheduler import sync as mjs_sync
 
 RUN_TIMEOUT = 60
@@ -91,6 +91,15 @@ async def bare_record(job):
     _record(job, "ran")
 
 
+async def _anything(job):
+    _record(job, "ran")
+
+
+anything = Scheduler(
+    MongoJobStore(AsyncMongoClient(os.environ["MONGODB_URI"])[os.environ["MJS_DB"]]),
+    _anything,
+    poll_interval=0.05,
+)
 """
 
 BROKEN_MODULES = {
@@ -379,13 +388,13 @@ def test_malformed_values_are_usage_errors_before_connecting(tmp_path: Path) -> 
         (["pause", ""], ("'NAME'", "empty")),
         (["resume", " "], ("'NAME'", "empty")),
         (["--database", "bad/name", "stats"], ("'--database'", "/")),
-        (["--collection", "bad$name", "stats"], ("'--collection'", "bad$name")),
+        (["--collection", "bad$name", "workers"], ("'--collection'", "bad$name")),
         (["--mongodb-uri", "mongodb://[::1", "stats"], ("'--mongodb-uri'", "[::1")),
-        (["--mongodb-uri", "http://example.com", "stats"], ("'--mongodb-uri'", "scheme")),
+        (["--mongodb-uri", "http://example.com", "workers"], ("'--mongodb-uri'", "scheme")),
         (["worker", "tmpmod"], ("'MODULE:ATTR'", "tmpmod")),
         (["worker", "tmpmod:"], ("'MODULE:ATTR'",)),
         (["worker", "tmpmod:bare", "--workers", "0"], ("'--workers'",)),
-        (["stats", "--limit", "3"], ("--limit",)),
+        (["workers", "--limit", "3"], ("--limit",)),
         (["dashboard", "--port", "70000"], ("'--port'",)),
     ]
     results = run_many([args for args, _ in cases], env)
@@ -585,7 +594,7 @@ def test_stats_numbers(ctx: Ctx) -> None:
     long_ago = datetime.now(timezone.utc) - timedelta(minutes=10)
     ctx.db["scheduler_jobs"].update_one({"_id": due[0].id}, {"$set": {"nextRunAt": long_ago}})
 
-    as_json, table = ctx.many(["stats", "--json"], ["stats"])
+    as_json, table = ctx.many(["stats", "--json"], ["stats"])  # no worker is live
     assert as_json.code == 0 and table.code == 0, (as_json, table)
     stats = json.loads(as_json.out)
     assert stats["by_status"] == {
@@ -602,6 +611,7 @@ def test_stats_numbers(ctx: Ctx) -> None:
         "flaky": {"failed": 2},
     }
     assert stats["due"] == 3
+    assert stats["unhandled"] == {"email": 3}
     assert stats["failed_last_hour"] == 2
     assert 590 <= stats["lag_seconds"] <= 900
     oldest = datetime.fromisoformat(stats["oldest_due_at"].replace("Z", "+00:00"))
@@ -620,6 +630,9 @@ def test_stats_numbers(ctx: Ctx) -> None:
     # name, pending, running, completed, failed, cancelled, total
     assert status_rows["report"] == ["1", "0", "0", "0", "1", "2"]
     assert status_rows["flaky"] == ["0", "0", "0", "2", "0", "2"]
+    unhandled = out[out.index("Due but no live worker handles them") :].splitlines()
+    assert unhandled[1].split() == ["name", "due"]
+    assert [line.split() for line in unhandled[3:]] == [["email", "3"]]
 
 
 # -- worker ---------------------------------------------------------------------------------------
@@ -889,6 +902,72 @@ async def test_the_database_named_in_the_uri_is_used(ctx: Ctx, start_worker: Any
         assert password not in worker.err
     finally:
         ctx.db.command("dropUser", user)
+
+
+# -- the fleet ------------------------------------------------------------------------------------
+
+
+async def test_workers_lists_the_live_fleet_and_stats_the_unhandled(
+    ctx: Ctx, start_worker: Any
+) -> None:
+    orphan = ctx.scheduler.schedule("orphan", {"n": 1})
+    named = start_worker("tmpmod:scheduler", "--workers", "2")
+
+    async def listed(count: int) -> list[dict[str, Any]] | None:
+        result = await asyncio.to_thread(ctx.cli, "workers", "--json")
+        assert result.code == 0, result
+        return result.json_lines if len(result.json_lines) == count else None
+
+    [info] = await wait_for(lambda: listed(1), timeout=20)
+    await wait_for(lambda: "worker started" in named.err, timeout=5)
+    assert f"id={info['id']} " in named.err.splitlines()[0]
+    assert info["host"] == socket.gethostname()
+    assert info["pid"] == named.process.pid
+    assert sorted(info["names"]) == ["flaky", "record", "slow"]
+    assert (info["workers"], info["running"]) == (2, 0)
+    assert info["version"] == __version__
+    assert info["id"].startswith(info["scheduler_id"])
+    for key in ("started_at", "last_seen"):
+        seen = datetime.fromisoformat(info[key].replace("Z", "+00:00"))
+        assert abs(seen - datetime.now(timezone.utc)) < timedelta(minutes=1)
+
+    table, stats_json, stats_text = await asyncio.to_thread(
+        ctx.many, ["workers"], ["stats", "--json"], ["stats"]
+    )
+    assert table.code == 0, table
+    header, row = table.out.splitlines()[0], table.out.splitlines()[2]
+    for column in ("id", "host", "pid", "names", "running", "started", "last seen"):
+        assert column in header
+    assert row.startswith(info["id"]) and f" {info['pid']} " in row
+    assert "flaky, record, slow" in row and " 0/2 " in row
+    assert re.search(r" \d+ s ago +\d+ s ago$", row.rstrip()), row
+    # The orphan job is due, but the only live worker has no task for it.
+    assert json.loads(stats_json.out)["unhandled"] == {"orphan": 1}
+    text = stats_text.out
+    assert "Due but no live worker handles them" in text
+    assert text.rstrip().splitlines()[-1].split() == ["orphan", "1"]
+
+    catch_all = start_worker("tmpmod:anything")  # a handler for any name
+    both = await wait_for(lambda: listed(2), timeout=20)
+    [any_name] = [w for w in both if w["pid"] == catch_all.process.pid]
+    assert any_name["names"] is None
+    await wait_for(lambda: ctx.doc(orphan.id)["status"] == "completed", timeout=20)
+    table = await asyncio.to_thread(ctx.cli, "workers")
+    [row] = [line for line in table.out.splitlines() if line.startswith(any_name["id"])]
+    assert " any " in row and " 0/1 " in row
+
+    for run in (named, catch_all):
+        run.process.send_signal(signal.SIGTERM)
+    for run in (named, catch_all):
+        assert await asyncio.to_thread(run.process.wait, 20) == 0, run.err
+
+    async def gone() -> bool:
+        return await listed(0) == []
+
+    await wait_for(gone, timeout=10)  # each removed itself at stop
+    nobody = await asyncio.to_thread(ctx.cli, "workers")
+    assert nobody.code == 0 and nobody.out == "", nobody
+    assert f"No live workers on database {ctx.db_name!r}" in nobody.err
 
 
 def test_pause_and_resume_show_in_stats(mongodb_uri: str) -> None:

@@ -27,6 +27,7 @@ from ._connection import (
 )
 from ._dashboard import dashboard
 from ._demo import demo
+from ._fleet import workers
 from ._jobs import jobs
 from ._stats import pause, resume, stats
 from ._worker import worker
@@ -93,8 +94,9 @@ def main(
     """mongo-job-scheduler: durable background jobs on MongoDB.
 
     Run a scheduler's workers with `worker MODULE:ATTR`; look at and act on jobs with `jobs`
-    and `stats`. Try `mongo-job-scheduler demo` to watch one-off, delayed, retrying, cron,
-    interval, prioritised, deduplicated and concurrency-limited jobs run.
+    and `stats`, at the running workers with `workers`. Try `mongo-job-scheduler demo` to
+    watch one-off, delayed, retrying, cron, interval, prioritised, deduplicated and
+    concurrency-limited jobs run.
 
     \b
     Exit codes:
@@ -113,4 +115,5 @@ main.add_command(jobs)
 main.add_command(stats)
 main.add_command(pause)
 main.add_command(resume)
+main.add_command(workers)
 main.add_command(dashboard)

@@ -24,7 +24,9 @@ __all__ = ["pause", "resume", "stats"]
 @click.pass_obj
 def stats(options: CliOptions, as_json: bool) -> None:
     """Counts by status and by name, how many jobs are due but not started and how long the
-    oldest has waited, and how many jobs failed in the last hour."""
+    oldest has waited, how many jobs failed in the last hour, the paused names, and the due
+    jobs (by name) that no live worker handles: they wait until a worker with a task for
+    that name starts (`workers` lists the live ones)."""
 
     async def action(scheduler: Scheduler) -> SchedulerStats:
         return await scheduler.stats()
@@ -44,6 +46,7 @@ def stats(options: CliOptions, as_json: bool) -> None:
                     "lag_seconds": None if lag is None else lag.total_seconds(),
                     "failed_last_hour": snapshot.failed_last_hour,
                     "paused": snapshot.paused,
+                    "unhandled": snapshot.unhandled,
                 }
             )
         )
@@ -57,6 +60,20 @@ def stats(options: CliOptions, as_json: bool) -> None:
     click.echo(f"Lag of the oldest due job: {fmt_compact_duration(lag)}{oldest}")
     click.echo(f"Failed in the last hour: {snapshot.failed_last_hour}")
     click.echo(f"Paused names: {', '.join(snapshot.paused) if snapshot.paused else 'none'}")
+    if snapshot.unhandled:
+        _print_unhandled(snapshot.unhandled)
+
+
+def _print_unhandled(unhandled: dict[str, int]) -> None:
+    """The due jobs, by name, that no live worker handles, as a table on stdout."""
+    output = console()
+    output.print("Due but no live worker handles them (see `workers`):", style="bold yellow")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("name", overflow="fold")
+    table.add_column("due", justify="right")
+    for name, count in sorted(unhandled.items()):
+        table.add_row(Text(name), str(count))
+    output.print(table)
 
 
 def _print_counts(snapshot: SchedulerStats) -> None:
