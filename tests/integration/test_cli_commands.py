@@ -36,6 +36,10 @@ from mongo_job_scheduler import sync as mjs_sync
 
 RUN_TIMEOUT = 60
 BAD_URI = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300"
+UNREADABLE_KEY_URI = (
+    "mongodb://127.0.0.1:1/?tls=true&tlsCertificateKeyFile=/nonexistent/client.pem"
+    "&tlsCertificateKeyFilePassword=k3ypw"
+)
 
 WORKER_MODULE = """
 import asyncio
@@ -391,6 +395,7 @@ def test_malformed_values_are_usage_errors_before_connecting(tmp_path: Path) -> 
         (["--collection", "bad$name", "workers"], ("'--collection'", "bad$name")),
         (["--mongodb-uri", "mongodb://[::1", "stats"], ("'--mongodb-uri'", "[::1")),
         (["--mongodb-uri", "http://example.com", "workers"], ("'--mongodb-uri'", "scheme")),
+        (["--mongodb-uri", UNREADABLE_KEY_URI, "stats"], ("'--mongodb-uri'", "not readable")),
         (["worker", "tmpmod"], ("'MODULE:ATTR'", "tmpmod")),
         (["worker", "tmpmod:"], ("'MODULE:ATTR'",)),
         (["worker", "tmpmod:bare", "--workers", "0"], ("'--workers'",)),
@@ -400,6 +405,7 @@ def test_malformed_values_are_usage_errors_before_connecting(tmp_path: Path) -> 
     results = run_many([args for args, _ in cases], env)
     for (_, fragments), result in zip(cases, results, strict=True):
         assert_usage_error(result, *fragments)
+        assert "k3ypw" not in result.err  # the key file's password is not printed
 
 
 def test_runtime_errors_are_one_line_and_exit_1(ctx: Ctx) -> None:

@@ -311,7 +311,7 @@ def test_malformed_uri_is_a_usage_error(demo_runs: dict[str, Any]) -> None:
     assert result.err.startswith("Usage: mongo-job-scheduler demo"), result.err
     last = result.err.strip().splitlines()[-1]
     assert last.startswith("Error: Invalid value for '--mongodb-uri'"), last
-    assert "not a MongoDB URI 'mongodb://[::1'" in last
+    assert "unusable MongoDB URI 'mongodb://[::1'" in last
     assert "Runs per job" not in result.out
 
 

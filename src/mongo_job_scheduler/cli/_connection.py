@@ -157,15 +157,15 @@ def mongo_error_message(exc: BaseException, uri: str | None = None) -> str:
 
 
 def _client(uri: str, server_selection_timeout_ms: int) -> AsyncMongoClient[dict[str, Any]]:
-    """A client on ``uri`` (no I/O yet); a usage error on ``--mongodb-uri`` if it does not
-    parse."""
+    """A client on ``uri`` (no I/O with the server yet); a usage error on ``--mongodb-uri`` if
+    it does not parse or names a file that cannot be read."""
     options: dict[str, Any] = {}
     if "serverselectiontimeoutms" not in uri.lower():
         options["serverSelectionTimeoutMS"] = server_selection_timeout_ms
     try:
         return AsyncMongoClient(uri, **options)
-    except (PyMongoError, ValueError, TypeError) as exc:
-        message = f"not a MongoDB URI {redact_uri(uri)!r}: {_one_line(exc, uri)}"
+    except (PyMongoError, ValueError, TypeError, OSError) as exc:
+        message = f"unusable MongoDB URI {redact_uri(uri)!r}: {_one_line(exc, uri)}"
         raise usage_error(message, "mongodb_uri") from None
 
 
