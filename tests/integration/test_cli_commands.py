@@ -855,6 +855,8 @@ def test_a_failed_import_names_its_file_and_line(ctx: Ctx, tmp_path: Path) -> No
 
 
 def test_a_taken_metrics_port_is_one_line_and_exit_1(ctx: Ctx, tmp_path: Path) -> None:
+    """The port error comes before any worker starts; before it, a warning that --database
+    names another database than the scheduler's own store."""
     pytest.importorskip("prometheus_client")
     (tmp_path / "tmpmod.py").write_text(textwrap.dedent(WORKER_MODULE), encoding="utf-8")
     env = _env(ctx.uri, PYTHONPATH=str(tmp_path), MJS_DB=ctx.db_name, MJS_RUNS=str(tmp_path / "r"))
@@ -862,8 +864,15 @@ def test_a_taken_metrics_port_is_one_line_and_exit_1(ctx: Ctx, tmp_path: Path) -
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli(["worker", "tmpmod:scheduler", "--metrics-port", str(port)], env)
-    assert_one_line_error(result, f"cannot serve metrics on 127.0.0.1:{port}")
+        run = ["worker", "tmpmod:scheduler", "--metrics-port", str(port)]
+        plain, own_store = run_many([run, ["--database", "elsewhere", *run]], env)
+    assert_one_line_error(plain, f"cannot serve metrics on 127.0.0.1:{port}")
+    assert own_store.code == 1, own_store
+    warning, error = own_store.err.strip().splitlines()
+    assert warning.startswith("Warning: --database / --collection are not used: tmpmod:scheduler")
+    assert f"database={ctx.db_name} collection=scheduler_jobs" in warning
+    assert error.startswith(f"Error: cannot serve metrics on 127.0.0.1:{port}")
+    assert "worker started" not in own_store.err
 
 
 # -- which database -------------------------------------------------------------------------------
