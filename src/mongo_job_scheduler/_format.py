@@ -27,6 +27,7 @@ __all__ = [
     "as_utc",
     "compact_json",
     "document_for_display",
+    "fmt_ago",
     "fmt_compact_duration",
     "fmt_datetime",
     "fmt_duration",
@@ -103,6 +104,18 @@ def fmt_compact_duration(delta: timedelta | None) -> str:
             parts.append(f"{int(seconds // size)}{unit}")
             seconds %= size
     return " ".join(parts[:2])
+
+
+def fmt_ago(value: datetime | None, now: datetime) -> str:
+    """How long before ``now`` ``value`` was, in its largest whole unit: ``12 s ago``,
+    ``5 min ago``, ``3 h ago``, ``2 d ago``; ``-`` for no value (command-line tables)."""
+    if value is None:
+        return "-"
+    seconds = max(0, int((as_utc(now) - as_utc(value)).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
 
 
 def fmt_duration(value: timedelta | float | None) -> str:

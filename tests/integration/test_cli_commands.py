@@ -12,10 +12,13 @@ import asyncio
 import json
 import os
 import pty
+import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,11 +31,15 @@ from bson import Decimal128, ObjectId
 from pymongo import AsyncMongoClient, MongoClient
 from tests.conftest import wait_for
 
-from mongo_job_scheduler import Job, MongoJobStore, Scheduler
+from mongo_job_scheduler import Job, MongoJobStore, Scheduler, __version__
 from mongo_job_scheduler import sync as mjs_sync
 
 RUN_TIMEOUT = 60
 BAD_URI = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300"
+UNREADABLE_KEY_URI = (
+    "mongodb://127.0.0.1:1/?tls=true&tlsCertificateKeyFile=/nonexistent/client.pem"
+    "&tlsCertificateKeyFilePassword=k3ypw"
+)
 
 WORKER_MODULE = """
 import asyncio
@@ -78,7 +85,34 @@ async def make():
 
 def broken():
     raise RuntimeError("no scheduler today")
+
+
+bare = Scheduler(poll_interval=0.05)  # no store: the command gives it one
+
+
+@bare.task("record")
+async def bare_record(job):
+    _record(job, "ran")
+
+
+async def _anything(job):
+    _record(job, "ran")
+
+
+anything = Scheduler(
+    MongoJobStore(AsyncMongoClient(os.environ["MONGODB_URI"])[os.environ["MJS_DB"]]),
+    _anything,
+    poll_interval=0.05,
+)
 """
+
+BROKEN_MODULES = {
+    "raises": 'import json\n\nVALUE = 1\nraise RuntimeError("boom at import")\n',
+    "syntax": "x = 1\ndef f(:\n    pass\n",
+    "needs": '"""Needs a module that is not installed."""\nimport os\nimport not_installed_mod\n',
+    "deep": 'import json\n\njson.loads("{nope")\n',
+}
+"""Modules of a package ``brokenapp`` whose import fails, each on its line 2, 3 or 4."""
 
 
 # -- running the CLI ------------------------------------------------------------------------------
@@ -110,10 +144,11 @@ def _argv(args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "mongo_job_scheduler", *args]
 
 
-def run_cli(args: Sequence[str], env: dict[str, str]) -> Result:
+def run_cli(args: Sequence[str], env: dict[str, str], cwd: Path | None = None) -> Result:
     done = subprocess.run(
         _argv(args),
         env=env,
+        cwd=cwd,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -123,10 +158,12 @@ def run_cli(args: Sequence[str], env: dict[str, str]) -> Result:
     return Result(done.returncode, done.stdout, done.stderr)
 
 
-def run_many(runs: Sequence[Sequence[str]], env: dict[str, str]) -> list[Result]:
+def run_many(
+    runs: Sequence[Sequence[str]], env: dict[str, str], cwd: Path | None = None
+) -> list[Result]:
     """Run independent CLI invocations at once; results in the order given."""
     with ThreadPoolExecutor(max_workers=len(runs)) as pool:
-        return list(pool.map(lambda args: run_cli(args, env), runs))
+        return list(pool.map(lambda args: run_cli(args, env, cwd), runs))
 
 
 def assert_one_line_error(result: Result, *fragments: str) -> None:
@@ -137,6 +174,28 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
     assert lines[0].startswith("Error: "), lines
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def assert_usage_error(result: Result, *fragments: str) -> None:
+    """Exit 2 with click's usage error: the usage line, a help hint, one ``Error:`` line."""
+    assert result.code == 2, result
+    assert "Traceback" not in result.err + result.out, result
+    assert result.out == "", result
+    lines = result.err.strip().splitlines()
+    assert lines[0].startswith("Usage: mongo-job-scheduler "), lines
+    assert lines[1].startswith("Try 'mongo-job-scheduler "), lines
+    assert lines[-1].startswith("Error: ") and len(lines) == 4, lines
+    for fragment in fragments:
+        assert fragment in lines[-1], (fragment, lines[-1])
+
+
+def with_path(uri: str, database: str, userinfo: str = "") -> str:
+    """``uri`` naming ``database`` in its path (and with ``userinfo@`` before its hosts)."""
+    scheme, _, rest = uri.partition("://")
+    hosts_and_path, _, query = rest.partition("?")
+    hosts = hosts_and_path.partition("/")[0].rpartition("@")[2]
+    user = f"{userinfo}@" if userinfo else ""
+    return f"{scheme}://{user}{hosts}/{database}" + (f"?{query}" if query else "")
 
 
 @dataclass
@@ -309,37 +368,59 @@ def test_list_collection_option(ctx: Ctx, mongodb_uri: str) -> None:
     assert [doc["_id"] for doc in custom.json_lines] == [str(job.id)]
 
 
-def test_bad_input_is_one_line_and_exit_1(ctx: Ctx, tmp_path: Path) -> None:
+def test_malformed_values_are_usage_errors_before_connecting(tmp_path: Path) -> None:
+    """Every malformed argument or option value exits 2 in click's usage format, checked
+    before connecting: the server here does not answer, which would exit 1."""
+    (tmp_path / "tmpmod.py").write_text(textwrap.dedent(WORKER_MODULE), encoding="utf-8")
+    env = _env(BAD_URI, PYTHONPATH=str(tmp_path), MJS_DB="unused", MJS_RUNS=str(tmp_path / "r"))
+    cases: list[tuple[list[str], tuple[str, ...]]] = [
+        (["jobs", "list", "--data", "$where=1"], ("'--data'", "$where")),
+        (["jobs", "list", "--data", 'user={"$gt": 0}'], ("'--data'", "operators")),
+        (["jobs", "list", "--data", "novalue"], ("'--data'", "KEY=VALUE", "novalue")),
+        (["jobs", "list", "--status", "bogus"], ("'--status'", "bogus")),
+        (["jobs", "list", "--sort", "nope:asc"], ("'--sort'", "nope")),
+        (["jobs", "list", "--sort", "priority:sideways"], ("'--sort'", "sideways")),
+        (["jobs", "list", "--limit", "0"], ("'--limit'",)),
+        (["jobs", "list", "--skip", "-1"], ("'--skip'",)),
+        (["jobs", "list", "--name", ""], ("'--name'", "empty")),
+        (["jobs", "show", "not-an-id"], ("'ID'", "not-an-id")),
+        (["jobs", "cancel", "123"], ("'ID'", "123")),
+        (["jobs", "retry", "z" * 24], ("'ID'", "z" * 24)),
+        (["jobs", "purge", "--older-than", "soon", "--yes"], ("'--older-than'", "soon")),
+        (["jobs", "purge", "--older-than", "9999999999w", "--yes"], ("'--older-than'", "far")),
+        (["jobs", "purge", "--older-than", "1d", "--status", "pending"], ("'--status'", "pending")),
+        (["pause", ""], ("'NAME'", "empty")),
+        (["resume", " "], ("'NAME'", "empty")),
+        (["--database", "bad/name", "stats"], ("'--database'", "/")),
+        (["--collection", "bad$name", "workers"], ("'--collection'", "bad$name")),
+        (["--mongodb-uri", "mongodb://[::1", "stats"], ("'--mongodb-uri'", "[::1")),
+        (["--mongodb-uri", "http://example.com", "workers"], ("'--mongodb-uri'", "scheme")),
+        (["--mongodb-uri", UNREADABLE_KEY_URI, "stats"], ("'--mongodb-uri'", "not readable")),
+        (["worker", "tmpmod"], ("'MODULE:ATTR'", "tmpmod")),
+        (["worker", "tmpmod:"], ("'MODULE:ATTR'",)),
+        (["worker", "tmpmod:bare", "--workers", "0"], ("'--workers'",)),
+        (["workers", "--limit", "3"], ("--limit",)),
+        (["dashboard", "--port", "70000"], ("'--port'",)),
+    ]
+    results = run_many([args for args, _ in cases], env)
+    for (_, fragments), result in zip(cases, results, strict=True):
+        assert_usage_error(result, *fragments)
+        assert "k3ypw" not in result.err  # the key file's password is not printed
+
+
+def test_runtime_errors_are_one_line_and_exit_1(ctx: Ctx) -> None:
     job = ctx.scheduler.schedule("email", {"user": 1})
+    missing = str(ObjectId())
     results = ctx.many(
-        ["jobs", "list", "--data", "$where=1"],
-        ["jobs", "list", "--data", 'user={"$gt": 0}'],
-        ["jobs", "list", "--data", "novalue"],
-        ["jobs", "list", "--status", "bogus"],
-        ["jobs", "list", "--sort", "nope:asc"],
-        ["jobs", "list", "--limit", "0"],
-        ["jobs", "show", "not-an-id"],
-        ["jobs", "show", str(ObjectId())],
-        ["jobs", "cancel", str(ObjectId())],
+        ["jobs", "show", missing],
+        ["jobs", "cancel", missing],
         ["jobs", "retry", str(job.id)],
-        ["jobs", "purge", "--older-than", "soon", "--yes"],
-        ["jobs", "purge", "--older-than", "1d", "--status", "pending", "--yes"],
-        ["--database", "bad/name", "stats"],
     )
+    where = f"in database {ctx.db_name!r}, collection 'scheduler_jobs'"
     expected = [
-        ("data", "$where"),
-        ("operators",),
-        ("KEY=VALUE", "novalue"),
-        ("status", "bogus"),
-        ("sort", "nope"),
-        ("limit",),
-        ("job_id", "not-an-id"),
-        ("not found",),
-        ("not found",),
+        ("not found", missing, where),
+        ("not found", where),
         ("pending", "only failed or cancelled"),
-        ("--older-than", "soon"),
-        ("only finished jobs", "pending"),
-        ("database",),
     ]
     for result, fragments in zip(results, expected, strict=True):
         assert_one_line_error(result, *fragments)
@@ -360,9 +441,9 @@ def test_unreachable_server_and_missing_uri(tmp_path: Path) -> None:
         _env(None),
     )
     assert_one_line_error(unreachable, "cannot connect to MongoDB", "127.0.0.1:1")
-    assert_one_line_error(with_password, "cannot connect to MongoDB")
+    assert_one_line_error(with_password, "cannot connect to MongoDB", "ops:***@")
     assert "s3cret" not in with_password.err
-    assert_one_line_error(missing, "--mongodb-uri", "MONGODB_URI")
+    assert_usage_error(missing, "--mongodb-uri", "MONGODB_URI")
 
 
 # -- show, cancel, retry --------------------------------------------------------------------------
@@ -460,7 +541,7 @@ def test_purge_with_yes_and_refusal_without(ctx: Ctx) -> None:
     )
     assert_one_line_error(refused, "refusing", "3", "--yes")
     assert nothing_old.code == 0 and "No " in nothing_old.out, nothing_old
-    assert_one_line_error(bad_status, "bogus")
+    assert_usage_error(bad_status, "'--status'", "bogus")
     assert remaining() == everything
 
     only_failed = ctx.cli("jobs", "purge", "--older-than", "168h", "--status", "failed", "--yes")
@@ -519,7 +600,7 @@ def test_stats_numbers(ctx: Ctx) -> None:
     long_ago = datetime.now(timezone.utc) - timedelta(minutes=10)
     ctx.db["scheduler_jobs"].update_one({"_id": due[0].id}, {"$set": {"nextRunAt": long_ago}})
 
-    as_json, table = ctx.many(["stats", "--json"], ["stats"])
+    as_json, table = ctx.many(["stats", "--json"], ["stats"])  # no worker is live
     assert as_json.code == 0 and table.code == 0, (as_json, table)
     stats = json.loads(as_json.out)
     assert stats["by_status"] == {
@@ -537,12 +618,15 @@ def test_stats_numbers(ctx: Ctx) -> None:
         "flaky": {"failed": 2},
     }
     assert stats["due"] == 3
+    assert stats["unhandled"] == {"email": 3}
     assert stats["failed_last_hour"] == 2
     assert 590 <= stats["lag_seconds"] <= 900
     oldest = datetime.fromisoformat(stats["oldest_due_at"].replace("Z", "+00:00"))
     assert abs(oldest - long_ago) < timedelta(milliseconds=2)
 
     out = table.out
+    first = out.splitlines()[0]
+    assert first.startswith(f"Jobs in database {ctx.db_name!r}, collection 'scheduler_jobs'")
     assert "Due, not started: 3" in out
     assert "Failed in the last hour: 2" in out
     assert "Lag of the oldest due job: 10m" in out
@@ -553,6 +637,9 @@ def test_stats_numbers(ctx: Ctx) -> None:
     # name, pending, running, completed, failed, cancelled, total
     assert status_rows["report"] == ["1", "0", "0", "0", "1", "2"]
     assert status_rows["flaky"] == ["0", "0", "0", "2", "0", "2"]
+    unhandled = out[out.index("Due but no live worker handles them") :].splitlines()
+    assert unhandled[1].split() == ["name", "due"]
+    assert [line.split() for line in unhandled[3:]] == [["email", "3"]]
 
 
 # -- worker ---------------------------------------------------------------------------------------
@@ -584,11 +671,13 @@ def start_worker(ctx: Ctx, tmp_path: Path) -> Iterator[Any]:
     (tmp_path / "tmpmod.py").write_text(textwrap.dedent(WORKER_MODULE), encoding="utf-8")
     started: list[WorkerRun] = []
 
-    def start(*args: str) -> WorkerRun:
+    def start(*args: str, uri: str | None = None) -> WorkerRun:
         n = len(started)
         err_path = tmp_path / f"worker-{n}.err"
         runs_path = tmp_path / f"worker-{n}.runs"
-        env = _env(ctx.uri, PYTHONPATH=str(tmp_path), MJS_DB=ctx.db_name, MJS_RUNS=str(runs_path))
+        env = _env(
+            uri or ctx.uri, PYTHONPATH=str(tmp_path), MJS_DB=ctx.db_name, MJS_RUNS=str(runs_path)
+        )
         with err_path.open("wb") as err:
             process = subprocess.Popen(
                 _argv(["worker", *args]),
@@ -636,6 +725,9 @@ async def test_worker_runs_jobs_and_stops_gracefully_on_sigterm(
     lines = err.splitlines()
     assert lines[0].startswith("worker started: id=scheduler-")
     assert "workers=2" in lines[0] and "record" in lines[0] and "slow" in lines[0]
+    # The module's own store: its client's server, database and collection.
+    assert re.search(r" server=mongodb://[^ ]+:\d+ ", lines[0]), lines[0]
+    assert f" database={ctx.db_name} collection=scheduler_jobs " in lines[0]
     assert any("stopping gracefully" in line for line in lines)
     assert lines[-1] == "stopped"
     # Each seeded job ran exactly once, the retried failed one included.
@@ -670,7 +762,6 @@ async def test_second_signal_stops_now_and_hands_the_job_back(ctx: Ctx, start_wo
 
 async def test_worker_serves_prometheus_metrics(ctx: Ctx, start_worker: Any) -> None:
     """`worker --metrics-port 0` serves the scheduler's metrics."""
-    import re
     import urllib.request
 
     pytest.importorskip("prometheus_client")
@@ -699,20 +790,21 @@ def test_worker_bad_targets(ctx: Ctx, tmp_path: Path) -> None:
     results = run_many(
         [
             ["worker", "nonexistent:thing"],
-            ["worker", "tmpmod"],
             ["worker", "tmpmod:missing"],
             ["worker", "tmpmod:RUNS"],
             ["worker", "tmpmod:broken"],
             ["worker", "os:getcwd"],
         ],
         env,
+        cwd=tmp_path,
     )
+    module_lines = textwrap.dedent(WORKER_MODULE).splitlines()
+    raise_line = module_lines.index('    raise RuntimeError("no scheduler today")') + 1
     expected = [
         ("nonexistent",),
-        ("MODULE:ATTR",),
         ("missing",),
         ("not a Scheduler",),
-        ("tmpmod:broken", "no scheduler today"),
+        (f"calling tmpmod:broken failed at tmpmod.py:{raise_line}: RuntimeError: no scheduler",),
         ("not a Scheduler",),
     ]
     for result, fragments in zip(results, expected, strict=True):
@@ -723,6 +815,175 @@ def test_worker_bad_targets(ctx: Ctx, tmp_path: Path) -> None:
     help_text = run_cli(["worker", "--help"], env)
     assert help_text.code == 0
     assert "Exit codes" in help_text.out
+
+
+def test_a_failed_import_names_its_file_and_line(ctx: Ctx, tmp_path: Path) -> None:
+    """An exception, a syntax error, a missing module, an error deep in the standard library:
+    the one-line error names the line of the application's file; at --log-level debug the
+    whole traceback comes first."""
+    package = tmp_path / "brokenapp"
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    for name, source in BROKEN_MODULES.items():
+        (package / f"{name}.py").write_text(source, encoding="utf-8")
+    env = _env(ctx.uri)
+    raises, syntax, needs, deep, debug = run_many(
+        [
+            ["worker", "brokenapp.raises:scheduler"],
+            ["worker", "brokenapp.syntax:scheduler"],
+            ["worker", "brokenapp.needs:scheduler"],
+            ["worker", "brokenapp.deep:scheduler"],
+            ["--log-level", "debug", "worker", "brokenapp.raises:scheduler"],
+        ],
+        env,
+        cwd=tmp_path,
+    )
+    hint = "(--log-level debug shows the traceback)"
+    at = "importing 'brokenapp.{}' failed at brokenapp/{}.py:{}: "
+    assert_one_line_error(raises, at.format("raises", "raises", 4), "boom at import", hint)
+    assert_one_line_error(syntax, at.format("syntax", "syntax", 2), "SyntaxError: invalid syntax")
+    assert_one_line_error(
+        needs, at.format("needs", "needs", 3), "No module named 'not_installed_mod'", hint
+    )
+    assert_one_line_error(deep, at.format("deep", "deep", 3), "JSONDecodeError")
+
+    assert debug.code == 1, debug
+    assert "Traceback (most recent call last):" in debug.err
+    assert 'raise RuntimeError("boom at import")' in debug.err
+    last = debug.err.strip().splitlines()[-1]
+    assert last.startswith("Error: " + at.format("raises", "raises", 4)), last
+    assert hint not in last
+
+
+def test_a_taken_metrics_port_is_one_line_and_exit_1(ctx: Ctx, tmp_path: Path) -> None:
+    """The port error comes before any worker starts; before it, a warning that --database
+    names another database than the scheduler's own store."""
+    pytest.importorskip("prometheus_client")
+    (tmp_path / "tmpmod.py").write_text(textwrap.dedent(WORKER_MODULE), encoding="utf-8")
+    env = _env(ctx.uri, PYTHONPATH=str(tmp_path), MJS_DB=ctx.db_name, MJS_RUNS=str(tmp_path / "r"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = ["worker", "tmpmod:scheduler", "--metrics-port", str(port)]
+        plain, own_store = run_many([run, ["--database", "elsewhere", *run]], env)
+    assert_one_line_error(plain, f"cannot serve metrics on 127.0.0.1:{port}")
+    assert own_store.code == 1, own_store
+    warning, error = own_store.err.strip().splitlines()
+    assert warning.startswith("Warning: --database / --collection are not used: tmpmod:scheduler")
+    assert f"database={ctx.db_name} collection=scheduler_jobs" in warning
+    assert error.startswith(f"Error: cannot serve metrics on 127.0.0.1:{port}")
+    assert "worker started" not in own_store.err
+
+
+# -- which database -------------------------------------------------------------------------------
+
+
+async def test_the_database_named_in_the_uri_is_used(ctx: Ctx, start_worker: Any) -> None:
+    """Without --database the commands and the worker use the URI's database; --database
+    wins. The worker's first line names the server (password hidden), database and
+    collection."""
+    user, password = f"mjs_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    ctx.db.command(
+        "createUser", user, pwd=password, roles=[{"role": "readWrite", "db": ctx.db_name}]
+    )
+    try:
+        uri = with_path(ctx.uri, ctx.db_name, f"{user}:{password}")
+        waiting = ctx.scheduler.schedule("email", {"n": 1}, delay=3600)
+        other = f"{ctx.db_name}_other"
+        listed, elsewhere, stats, as_option = await asyncio.to_thread(
+            run_many,
+            [
+                ["jobs", "list", "--json"],
+                ["--database", other, "jobs", "list"],
+                ["stats"],
+                ["--mongodb-uri", uri, "jobs", "show", str(waiting.id), "--json"],
+            ],
+            _env(uri),
+        )
+        assert [doc["_id"] for doc in listed.json_lines] == [str(waiting.id)], listed
+        assert elsewhere.code == 0 and elsewhere.out == "", elsewhere
+        assert f"No jobs match in database '{other}', collection 'scheduler_jobs'" in elsewhere.err
+        assert stats.out.startswith(f"Jobs in database {ctx.db_name!r}"), stats
+        assert json.loads(as_option.out)["_id"] == str(waiting.id)
+
+        due = ctx.scheduler.schedule("record", {"n": 2})
+        worker = start_worker("tmpmod:bare", uri=uri)  # no store: the command makes one
+        await wait_for(lambda: ctx.doc(due.id)["status"] == "completed", timeout=20)
+        await wait_for(lambda: "worker started" in worker.err, timeout=5)
+        first = worker.err.splitlines()[0]
+        assert f"server=mongodb://{user}:***@" in first, first
+        assert f"/{ctx.db_name}" in first
+        assert f" database={ctx.db_name} collection=scheduler_jobs names=record" in first
+        assert password not in worker.err
+    finally:
+        ctx.db.command("dropUser", user)
+
+
+# -- the fleet ------------------------------------------------------------------------------------
+
+
+async def test_workers_lists_the_live_fleet_and_stats_the_unhandled(
+    ctx: Ctx, start_worker: Any
+) -> None:
+    orphan = ctx.scheduler.schedule("orphan", {"n": 1})
+    named = start_worker("tmpmod:scheduler", "--workers", "2")
+
+    async def listed(count: int) -> list[dict[str, Any]] | None:
+        result = await asyncio.to_thread(ctx.cli, "workers", "--json")
+        assert result.code == 0, result
+        return result.json_lines if len(result.json_lines) == count else None
+
+    [info] = await wait_for(lambda: listed(1), timeout=20)
+    await wait_for(lambda: "worker started" in named.err, timeout=5)
+    assert f"id={info['id']} " in named.err.splitlines()[0]
+    assert info["host"] == socket.gethostname()
+    assert info["pid"] == named.process.pid
+    assert sorted(info["names"]) == ["flaky", "record", "slow"]
+    assert (info["workers"], info["running"]) == (2, 0)
+    assert info["version"] == __version__
+    assert info["id"].startswith(info["scheduler_id"])
+    for key in ("started_at", "last_seen"):
+        seen = datetime.fromisoformat(info[key].replace("Z", "+00:00"))
+        assert abs(seen - datetime.now(timezone.utc)) < timedelta(minutes=1)
+
+    table, stats_json, stats_text = await asyncio.to_thread(
+        ctx.many, ["workers"], ["stats", "--json"], ["stats"]
+    )
+    assert table.code == 0, table
+    header, row = table.out.splitlines()[0], table.out.splitlines()[2]
+    for column in ("id", "host", "pid", "names", "running", "started", "last seen"):
+        assert column in header
+    assert row.startswith(info["id"]) and f" {info['pid']} " in row
+    assert "flaky, record, slow" in row and " 0/2 " in row
+    assert re.search(r" \d+ s ago +\d+ s ago$", row.rstrip()), row
+    # The orphan job is due, but the only live worker has no task for it.
+    assert json.loads(stats_json.out)["unhandled"] == {"orphan": 1}
+    text = stats_text.out
+    assert "Due but no live worker handles them" in text
+    assert text.rstrip().splitlines()[-1].split() == ["orphan", "1"]
+
+    catch_all = start_worker("tmpmod:anything")  # a handler for any name
+    both = await wait_for(lambda: listed(2), timeout=20)
+    [any_name] = [w for w in both if w["pid"] == catch_all.process.pid]
+    assert any_name["names"] is None
+    await wait_for(lambda: ctx.doc(orphan.id)["status"] == "completed", timeout=20)
+    table = await asyncio.to_thread(ctx.cli, "workers")
+    [row] = [line for line in table.out.splitlines() if line.startswith(any_name["id"])]
+    assert " any " in row and " 0/1 " in row
+
+    for run in (named, catch_all):
+        run.process.send_signal(signal.SIGTERM)
+    for run in (named, catch_all):
+        assert await asyncio.to_thread(run.process.wait, 20) == 0, run.err
+
+    async def gone() -> bool:
+        return await listed(0) == []
+
+    await wait_for(gone, timeout=10)  # each removed itself at stop
+    nobody = await asyncio.to_thread(ctx.cli, "workers")
+    assert nobody.code == 0 and nobody.out == "", nobody
+    assert f"No live workers on database {ctx.db_name!r}" in nobody.err
 
 
 def test_pause_and_resume_show_in_stats(mongodb_uri: str) -> None:
@@ -756,7 +1017,7 @@ def test_pause_and_resume_show_in_stats(mongodb_uri: str) -> None:
         assert "was not paused" in cli("resume", "reports").stdout
         assert _json.loads(cli("stats", "--json").stdout)["paused"] == []
         bad = cli("pause", "")
-        assert bad.returncode == 1 and "Traceback" not in bad.stderr
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr
     finally:
         from pymongo import MongoClient
 

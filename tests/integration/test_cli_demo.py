@@ -291,8 +291,8 @@ def test_demo_without_any_mongod_falls_back_to_memory(demo_runs: dict[str, Any])
 # -- errors, help, interruption ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", sorted(BAD_RUNS))
-def test_unreachable_or_bad_uri_is_one_line_error(demo_runs: dict[str, Any], key: str) -> None:
+@pytest.mark.parametrize("key", sorted(set(BAD_RUNS) - {"bad-malformed"}))
+def test_unreachable_uri_is_one_line_error(demo_runs: dict[str, Any], key: str) -> None:
     result = demo_runs[key].result(timeout=60)
     assert result.code == 1, result.out + result.err
     assert "Traceback" not in result.out + result.err
@@ -300,11 +300,19 @@ def test_unreachable_or_bad_uri_is_one_line_error(demo_runs: dict[str, Any], key
     assert len(lines) == 1, result.err
     assert "hunter2" not in result.out + result.err
     assert "Runs per job" not in result.out
-    if key == "bad-malformed":
-        assert lines[0].startswith("Error: invalid MongoDB URI 'mongodb://[::1'"), lines[0]
-    else:
-        assert lines[0].startswith("Error: cannot connect to MongoDB at mongodb://"), lines[0]
-        assert "127.0.0.1:1" in lines[0]
+    assert lines[0].startswith("Error: cannot connect to MongoDB at mongodb://"), lines[0]
+    assert "127.0.0.1:1" in lines[0]
+
+
+def test_malformed_uri_is_a_usage_error(demo_runs: dict[str, Any]) -> None:
+    result = demo_runs["bad-malformed"].result(timeout=60)
+    assert result.code == 2, result.out + result.err
+    assert "Traceback" not in result.out + result.err
+    assert result.err.startswith("Usage: mongo-job-scheduler demo"), result.err
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("Error: Invalid value for '--mongodb-uri'"), last
+    assert "unusable MongoDB URI 'mongodb://[::1'" in last
+    assert "Runs per job" not in result.out
 
 
 def _console_script() -> str:

@@ -2,8 +2,9 @@
 
 A thin layer over the public API. The group :data:`main` holds what every command shares
 (connection options, logging) and hands the commands a :class:`CliOptions`; each command lives
-in its own module and is registered here. Commands raise :class:`CliError` for anything the
-user should fix: it prints one line to stderr and exits 1, never a traceback.
+in its own module and is registered here. A malformed argument or option value is a usage
+error (click's usage format, exit 2, see ``usage_error``); anything else the user should fix
+raises :class:`CliError`: one line on stderr, exit 1. Never a traceback.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ._connection import (
 )
 from ._dashboard import dashboard
 from ._demo import demo
+from ._fleet import workers
 from ._jobs import jobs
 from ._stats import pause, resume, stats
 from ._worker import worker
@@ -59,20 +61,19 @@ def _configure_logging(level: str) -> None:
 @click.option(
     "--mongodb-uri",
     envvar="MONGODB_URI",
+    show_envvar=True,
     metavar="URI",
-    help="MongoDB connection string (default: $MONGODB_URI).",
+    help="MongoDB connection string; the database in its path, as in mongodb://host/app, "
+    "holds the jobs unless --database is given.",
 )
 @click.option(
     "--database",
-    default=DEFAULT_DATABASE,
-    show_default=True,
-    help="Database holding the jobs.",
+    help="Database holding the jobs (default: the one named in the URI, as in "
+    f"mongodb://host/app, else {DEFAULT_DATABASE}).",
 )
 @click.option(
     "--collection",
-    default=DEFAULT_COLLECTION,
-    show_default=True,
-    help="Collection holding the jobs.",
+    help=f"Collection holding the jobs (default: {DEFAULT_COLLECTION}).",
 )
 @click.option(
     "--log-level",
@@ -84,13 +85,25 @@ def _configure_logging(level: str) -> None:
 @click.version_option(__version__, "--version", prog_name="mongo-job-scheduler")
 @click.pass_context
 def main(
-    ctx: click.Context, mongodb_uri: str | None, database: str, collection: str, log_level: str
+    ctx: click.Context,
+    mongodb_uri: str | None,
+    database: str | None,
+    collection: str | None,
+    log_level: str,
 ) -> None:
     """mongo-job-scheduler: durable background jobs on MongoDB.
 
     Run a scheduler's workers with `worker MODULE:ATTR`; look at and act on jobs with `jobs`
-    and `stats`. Try `mongo-job-scheduler demo` to watch one-off, delayed, retrying, cron,
-    interval, prioritised, deduplicated and concurrency-limited jobs run.
+    and `stats`, at the running workers with `workers`. Try `mongo-job-scheduler demo` to
+    watch one-off, delayed, retrying, cron, interval, prioritised, deduplicated and
+    concurrency-limited jobs run.
+
+    \b
+    Exit codes:
+      0  done (worker: stopped after a signal)
+      1  error: MongoDB unreachable or refusing, no such job, a job in the wrong state,
+         a worker target that cannot be loaded or is not a Scheduler
+      2  usage error: unknown command or option, missing or malformed argument or value
     """
     _configure_logging(log_level)
     ctx.obj = CliOptions(mongodb_uri=mongodb_uri or None, database=database, collection=collection)
@@ -102,4 +115,5 @@ main.add_command(jobs)
 main.add_command(stats)
 main.add_command(pause)
 main.add_command(resume)
+main.add_command(workers)
 main.add_command(dashboard)

@@ -1,5 +1,6 @@
-"""What every command shares: the group's options, user-fixable errors, and the MongoDB
-connection with one-line error messages (no topology dumps, no passwords)."""
+"""What every command shares: the group's options, the two kinds of errors (a usage error,
+exit 2; an error the user can act on, exit 1), and the MongoDB connection with one-line error
+messages (no topology dumps, no passwords)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pymongo.errors import (
     PyMongoError,
     ServerSelectionTimeoutError,
 )
+from pymongo.uri_parser import parse_uri
 
 from .._errors import InvalidJobState, JobNotFound, ValidationError
 from ..scheduler import Scheduler
@@ -34,9 +36,12 @@ __all__ = [
     "CliOptions",
     "connect",
     "mongo_error_message",
+    "open_store",
     "redact_uri",
     "require_uri",
     "run_with_scheduler",
+    "uri_database",
+    "usage_error",
 ]
 
 DEFAULT_DATABASE = "mongo_job_scheduler_demo"
@@ -53,18 +58,72 @@ class CliError(click.ClickException):
         super().__init__(" ".join(message.split()))
 
 
+def usage_error(message: str, param: str | None = None) -> click.UsageError:
+    """A usage error of the running command (exit 2, printed in click's usage format): a bad
+    value of the option or argument whose Python name is ``param`` (looked up in the command
+    and its parents), or a usage error in general when ``param`` is ``None`` or not found."""
+    ctx = click.get_current_context(silent=True)
+    message = " ".join(message.split())
+    context = ctx
+    while param is not None and context is not None:
+        for candidate in context.command.params:
+            if candidate.name == param:
+                return click.BadParameter(message, ctx=ctx, param=candidate)
+        context = context.parent
+    return click.UsageError(message, ctx=ctx)
+
+
+def uri_database(uri: str) -> str | None:
+    """The database named in the path of ``uri`` (``mongodb://host/app`` names ``app``), or
+    ``None`` when it names none or does not parse. No DNS look-up, even for ``mongodb+srv``."""
+    plain = "mongodb://" + uri[len("mongodb+srv://") :] if uri.startswith("mongodb+srv://") else uri
+    try:
+        database = parse_uri(plain, validate=False, warn=False)["database"]
+    except (PyMongoError, ValueError, TypeError):
+        return None
+    return str(database) if database else None
+
+
 @dataclass(frozen=True)
 class CliOptions:
-    """The group's options, handed to every command as the click context object."""
+    """The group's options, handed to every command as the click context object. ``database``
+    and ``collection`` are ``None`` when not given; :attr:`database_name` and
+    :attr:`collection_name` are the ones used."""
 
     mongodb_uri: str | None
-    database: str
-    collection: str = "scheduler_jobs"
+    database: str | None = None
+    collection: str | None = None
+
+    @property
+    def database_name(self) -> str:
+        """``--database`` if given, else the database named in the URI, else
+        :data:`DEFAULT_DATABASE`."""
+        if self.database is not None:
+            return self.database
+        named = uri_database(self.mongodb_uri) if self.mongodb_uri else None
+        return named or DEFAULT_DATABASE
+
+    @property
+    def collection_name(self) -> str:
+        """``--collection`` if given, else :data:`DEFAULT_COLLECTION`."""
+        return DEFAULT_COLLECTION if self.collection is None else self.collection
+
+    @property
+    def where(self) -> str:
+        """Which jobs the commands read: ``database 'app', collection 'scheduler_jobs'``."""
+        return f"database {self.database_name!r}, collection {self.collection_name!r}"
+
+
+_QUERY_SECRETS = re.compile(
+    r"(?<=[?&])((?:tlsCertificateKeyFilePassword|authMechanismProperties)=)[^&]*", re.IGNORECASE
+)
 
 
 def redact_uri(uri: str) -> str:
-    """``uri`` with any password replaced by ``***`` (safe to print)."""
-    return re.sub(r"(?<=://)([^:@/]*):[^@/]*@", r"\1:***@", uri)
+    """``uri`` with any password (and the values of the ``tlsCertificateKeyFilePassword`` and
+    ``authMechanismProperties`` options) replaced by ``***``: safe to print."""
+    uri = re.sub(r"(?<=://)([^:@/]*):[^@/]*@", r"\1:***@", uri)
+    return _QUERY_SECRETS.sub(r"\1***", uri)
 
 
 def _password(uri: str) -> str | None:
@@ -97,51 +156,87 @@ def mongo_error_message(exc: BaseException, uri: str | None = None) -> str:
     return f"MongoDB error{where}: {text}"
 
 
-async def connect(
-    uri: str, *, server_selection_timeout_ms: int = DEFAULT_SERVER_SELECTION_TIMEOUT_MS
-) -> AsyncMongoClient[dict[str, Any]]:
-    """Open a client on ``uri`` and check that the server answers; raise :class:`CliError` if
-    the URI is invalid or the server cannot be reached. A ``serverSelectionTimeoutMS`` in the
-    URI wins over ``server_selection_timeout_ms``."""
+def _client(uri: str, server_selection_timeout_ms: int) -> AsyncMongoClient[dict[str, Any]]:
+    """A client on ``uri`` (no I/O with the server yet); a usage error on ``--mongodb-uri`` if
+    it does not parse or names a file that cannot be read."""
     options: dict[str, Any] = {}
     if "serverselectiontimeoutms" not in uri.lower():
         options["serverSelectionTimeoutMS"] = server_selection_timeout_ms
     try:
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, **options)
-    except (PyMongoError, ValueError, TypeError) as exc:
-        raise CliError(f"invalid MongoDB URI {redact_uri(uri)!r}: {_one_line(exc, uri)}") from None
+        return AsyncMongoClient(uri, **options)
+    except (PyMongoError, ValueError, TypeError, OSError) as exc:
+        message = f"unusable MongoDB URI {redact_uri(uri)!r}: {_one_line(exc, uri)}"
+        raise usage_error(message, "mongodb_uri") from None
+
+
+async def _ping(client: AsyncMongoClient[dict[str, Any]], uri: str) -> None:
+    """Check that the server answers; :class:`CliError` (and the client closed) if not."""
     try:
         await client.admin.command("ping")
     except PyMongoError as exc:
         await client.close()
         raise CliError(mongo_error_message(exc, uri)) from None
+
+
+async def connect(
+    uri: str, *, server_selection_timeout_ms: int = DEFAULT_SERVER_SELECTION_TIMEOUT_MS
+) -> AsyncMongoClient[dict[str, Any]]:
+    """Open a client on ``uri`` and check that the server answers: a usage error if the URI
+    does not parse, :class:`CliError` if the server cannot be reached. A
+    ``serverSelectionTimeoutMS`` in the URI wins over ``server_selection_timeout_ms``."""
+    client = _client(uri, server_selection_timeout_ms)
+    await _ping(client, uri)
     return client
 
 
-def require_uri(options: CliOptions) -> str:
-    """The ``--mongodb-uri`` / ``$MONGODB_URI`` of ``options``; :class:`CliError` without one."""
+def require_uri(options: CliOptions, missing: str | None = None) -> str:
+    """The ``--mongodb-uri`` / ``$MONGODB_URI`` of ``options``; a usage error (with the
+    message ``missing`` if given) without one."""
     if not options.mongodb_uri:
-        raise CliError("no MongoDB server given: pass --mongodb-uri or set MONGODB_URI")
+        raise usage_error(
+            missing or "no MongoDB server given: pass --mongodb-uri or set MONGODB_URI"
+        )
     return options.mongodb_uri
+
+
+async def open_store(
+    options: CliOptions, missing: str | None = None
+) -> tuple[AsyncMongoClient[dict[str, Any]], MongoJobStore]:
+    """A client on the options' server and a :class:`MongoJobStore` on their database and
+    collection. Usage errors (no URI, one that does not parse, an invalid database or
+    collection name) come before any connection; :class:`CliError` if the server does not
+    answer. The caller closes the client."""
+    uri = require_uri(options, missing)
+    client = _client(uri, DEFAULT_SERVER_SELECTION_TIMEOUT_MS)
+    try:
+        database = client[options.database_name]
+    except InvalidName as exc:
+        await client.close()
+        raise usage_error(_one_line(exc, uri), "database") from None
+    try:
+        store = MongoJobStore(database, options.collection_name)
+    except (InvalidName, ValidationError) as exc:
+        await client.close()
+        reason = exc.reason if isinstance(exc, ValidationError) else _one_line(exc, uri)
+        raise usage_error(reason, "collection") from None
+    await _ping(client, uri)
+    return client, store
 
 
 def run_with_scheduler(options: CliOptions, action: Callable[[Scheduler], Awaitable[T]]) -> T:
     """Connect to the configured collection, run ``action`` on a worker-less scheduler, and turn
     every expected failure into a one-line :class:`CliError`."""
-    uri = require_uri(options)
 
     async def run() -> T:
-        client = await connect(uri)
+        client, store = await open_store(options)
         try:
-            try:
-                store = MongoJobStore(client[options.database], options.collection)
-            except (InvalidName, ValidationError) as exc:
-                raise CliError(mongo_error_message(exc, uri)) from None
             return await action(Scheduler(store))
-        except (ValidationError, JobNotFound, InvalidJobState) as exc:
+        except JobNotFound as exc:
+            raise CliError(f"{exc} in {options.where}") from None
+        except (ValidationError, InvalidJobState) as exc:
             raise CliError(str(exc)) from None
         except PyMongoError as exc:
-            raise CliError(mongo_error_message(exc, uri)) from None
+            raise CliError(mongo_error_message(exc, options.mongodb_uri)) from None
         finally:
             await client.close()
 

@@ -10,12 +10,11 @@ from typing import Any
 
 import click
 from pymongo import AsyncMongoClient
-from pymongo.errors import InvalidName
 
 from .._errors import ValidationError
 from ..scheduler import Scheduler
 from ..stores import MongoJobStore
-from ._connection import CliError, CliOptions, connect, require_uri
+from ._connection import CliError, CliOptions, open_store, redact_uri, usage_error
 
 __all__ = ["dashboard"]
 
@@ -59,23 +58,29 @@ def dashboard(
         raise CliError(
             f"the dashboard needs its extra: pip install 'mongo-job-scheduler[dashboard]' ({exc})"
         ) from None
-    uri = require_uri(options)
-    asyncio.run(_check_reachable(uri))
+    asyncio.run(_check_reachable(options))
+    uri = options.mongodb_uri
+    assert uri is not None
     if not token:
         token = secrets.token_urlsafe(24)
         click.echo(f"Dashboard token (generated): {token}", err=True)
+    store = MongoJobStore(AsyncMongoClient(uri)[options.database_name], options.collection_name)
+    scheduler = Scheduler(store)
+    registry, on_startup = _dashboard_metrics(scheduler) if metrics else (None, None)
     try:
-        store = MongoJobStore(AsyncMongoClient(uri)[options.database], options.collection)
-        scheduler = Scheduler(store)
-        registry, on_startup = _dashboard_metrics(scheduler) if metrics else (None, None)
         app: Any = create_app(
             scheduler, token=token, refresh_seconds=refresh, metrics_registry=registry
         )
-    except (InvalidName, ValidationError, ValueError) as exc:
-        raise CliError(str(exc)) from None
+    except ValidationError as exc:
+        param = {"token": "token", "refresh_seconds": "refresh"}.get(exc.field)
+        raise usage_error(exc.reason, param) from None
     if on_startup is not None:
         app = _on_lifespan(app, on_startup)
-    click.echo(f"Dashboard on http://{host}:{port}/ (Ctrl-C stops it)", err=True)
+    click.echo(
+        f"Dashboard on http://{host}:{port}/ for {options.where} at {redact_uri(uri)} "
+        "(Ctrl-C stops it)",
+        err=True,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -107,6 +112,8 @@ def _on_lifespan(app: Any, start: Callable[[], Any]) -> Any:
     return wrapped
 
 
-async def _check_reachable(uri: str) -> None:
-    client = await connect(uri)
+async def _check_reachable(options: CliOptions) -> None:
+    """Usage errors in the connection options, or :class:`CliError` if the server does not
+    answer, before serving anything."""
+    client, _store = await open_store(options)
     await client.close()

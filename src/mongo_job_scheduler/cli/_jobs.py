@@ -4,7 +4,7 @@ through a worker-less :class:`~mongo_job_scheduler.Scheduler`."""
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import click
 from rich import box
@@ -12,11 +12,18 @@ from rich.table import Table
 from rich.text import Text
 
 from .._format import fmt_iso, fmt_line, fmt_when, to_json
-from ..job import ACTIVE_STATUSES, FINISHED_STATUSES, Job
+from ..job import FINISHED_STATUSES, Job, JobStatus
 from ..scheduler import Scheduler
 from ._connection import CliError, CliOptions, run_with_scheduler
 from ._output import STATUS_STYLE, console, err
-from ._parsing import parse_data_filters, parse_older_than, parse_sort
+from ._parsing import (
+    check_job_id,
+    check_offline,
+    data_filters,
+    older_than,
+    older_than_cutoff,
+    sort_spec,
+)
 
 __all__ = ["jobs"]
 
@@ -25,7 +32,9 @@ __all__ = ["jobs"]
 def jobs() -> None:
     """List, show, cancel, retry and purge jobs (on --database / --collection).
 
-    Errors (bad input, unknown job, unreachable server) print one line and exit 1.
+    A malformed value (status, id, sort, data filter, duration) is a usage error: exit 2.
+    Other errors (unknown job, a job in the wrong state, unreachable server) print one line
+    and exit 1.
     """
 
 
@@ -35,21 +44,22 @@ def jobs() -> None:
     "--status",
     "statuses",
     multiple=True,
-    metavar="STATUS",
-    help="Only jobs in this status (pending, running, completed, failed, cancelled); repeat "
-    "for several.",
+    type=click.Choice([status.value for status in JobStatus]),
+    help="Only jobs in this status; repeat for several.",
 )
 @click.option(
     "--data",
-    "data_filters",
+    "data",
     multiple=True,
     metavar="KEY=VALUE",
+    callback=data_filters,
     help="Only jobs whose data KEY (dotted for nested fields) equals VALUE (JSON if it parses, "
     "else a string); repeat for several.",
 )
 @click.option(
     "--sort",
     metavar="FIELD[:asc|desc]",
+    callback=sort_spec,
     help="Order by nextRunAt, createdAt, updatedAt, lastRunAt, priority, name or status.",
 )
 @click.option("--limit", type=int, default=50, show_default=True, help="At most this many jobs.")
@@ -60,33 +70,35 @@ def jobs_list(
     options: CliOptions,
     name: str | None,
     statuses: tuple[str, ...],
-    data_filters: tuple[str, ...],
-    sort: str | None,
+    data: dict[str, object] | None,
+    sort: tuple[str, str] | None,
     limit: int,
     skip: int,
     as_json: bool,
 ) -> None:
     """List jobs matching every filter (a table, or JSON lines with --json)."""
-    data = parse_data_filters(data_filters) if data_filters else None
-    order = parse_sort(sort) if sort else None
 
     async def action(scheduler: Scheduler) -> list[Job]:
         return await scheduler.get_jobs(
             name=name,
             status=list(statuses) or None,
             data=data,
-            sort=order,
+            sort=sort,
             limit=limit,
             skip=skip,
         )
 
+    check_offline(
+        action,
+        {"name": "name", "data": "data", "sort": "sort", "limit": "limit", "skip": "skip"},
+    )
     found = run_with_scheduler(options, action)
     if as_json:
         for job in found:
             click.echo(to_json(job.document))
         return
     if not found:
-        err("No jobs match.")
+        err(f"No jobs match in {options.where}.")
         return
     _print_jobs(found)
     if len(found) == limit:
@@ -124,13 +136,14 @@ def _print_jobs(found: list[Job]) -> None:
 @click.pass_obj
 def jobs_show(options: CliOptions, job_id: str, as_json: bool) -> None:
     """Show every field of a job: the stored document, with its error and traceback."""
+    check_job_id(job_id)
 
     async def action(scheduler: Scheduler) -> Job | None:
         return await scheduler.get_job(job_id)
 
     job = run_with_scheduler(options, action)
     if job is None:
-        raise CliError(f"job {job_id} not found")
+        raise CliError(f"job {job_id} not found in {options.where}")
     if as_json:
         click.echo(to_json(job.document, indent=2))
         return
@@ -155,6 +168,7 @@ def jobs_cancel(options: CliOptions, job_id: str) -> None:
 
     Exits 1 if the job had already finished (nothing changes).
     """
+    check_job_id(job_id)
 
     async def action(scheduler: Scheduler) -> tuple[bool, Job | None]:
         changed = await scheduler.cancel(job_id)
@@ -172,6 +186,7 @@ def jobs_cancel(options: CliOptions, job_id: str) -> None:
 @click.pass_obj
 def jobs_retry(options: CliOptions, job_id: str) -> None:
     """Run a failed or cancelled job again now, with fresh attempts."""
+    check_job_id(job_id)
 
     async def action(scheduler: Scheduler) -> Job:
         return await scheduler.retry_job(job_id)
@@ -183,8 +198,10 @@ def jobs_retry(options: CliOptions, job_id: str) -> None:
 @jobs.command("purge", short_help="Delete finished jobs older than a date or duration.")
 @click.option(
     "--older-than",
+    "cutoff",
     required=True,
     metavar="DURATION_OR_DATE",
+    callback=older_than,
     help="Delete jobs last updated before this: a duration back from now (30m, 12h, 7d, 2w) "
     "or an ISO date/time (2026-01-01T00:00:00Z; UTC unless it has an offset).",
 )
@@ -192,26 +209,23 @@ def jobs_retry(options: CliOptions, job_id: str) -> None:
     "--status",
     "statuses",
     multiple=True,
-    metavar="STATUS",
-    help="Only these finished statuses (default: completed, failed and cancelled); repeat for "
-    "several.",
+    type=click.Choice(FINISHED_STATUSES),
+    help="Only jobs in this finished status (default: all three); repeat for several.",
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
-def jobs_purge(options: CliOptions, older_than: str, statuses: tuple[str, ...], yes: bool) -> None:
+def jobs_purge(
+    options: CliOptions, cutoff: timedelta | datetime, statuses: tuple[str, ...], yes: bool
+) -> None:
     """Delete finished jobs last updated before a date. Pending and running jobs are never
     deleted. Asks for confirmation (showing how many jobs match) unless --yes; without a
     terminal to ask on, refuses (exit 1) unless --yes."""
     chosen = list(statuses) or list(FINISHED_STATUSES)
 
-    active = sorted({s for s in chosen if s in ACTIVE_STATUSES})
-    if active:
-        raise CliError(f"--status: only finished jobs can be purged, not {', '.join(active)}")
-
     async def action(scheduler: Scheduler) -> tuple[int, int, datetime]:
         store = scheduler.store
         assert store is not None
-        before = parse_older_than(older_than, await store.now())
+        before = older_than_cutoff(cutoff, await store.now())
         matching = await _count_purgeable(scheduler, before, chosen)
         if matching == 0:
             return 0, 0, before

@@ -14,6 +14,7 @@ from ..scheduler import Scheduler
 from ..stats import SchedulerStats
 from ._connection import CliOptions, run_with_scheduler
 from ._output import STATUS_STYLE, console
+from ._parsing import check_job_name
 
 __all__ = ["pause", "resume", "stats"]
 
@@ -23,7 +24,9 @@ __all__ = ["pause", "resume", "stats"]
 @click.pass_obj
 def stats(options: CliOptions, as_json: bool) -> None:
     """Counts by status and by name, how many jobs are due but not started and how long the
-    oldest has waited, and how many jobs failed in the last hour."""
+    oldest has waited, how many jobs failed in the last hour, the paused names, and the due
+    jobs (by name) that no live worker handles: they wait until a worker with a task for
+    that name starts (`workers` lists the live ones)."""
 
     async def action(scheduler: Scheduler) -> SchedulerStats:
         return await scheduler.stats()
@@ -43,10 +46,12 @@ def stats(options: CliOptions, as_json: bool) -> None:
                     "lag_seconds": None if lag is None else lag.total_seconds(),
                     "failed_last_hour": snapshot.failed_last_hour,
                     "paused": snapshot.paused,
+                    "unhandled": snapshot.unhandled,
                 }
             )
         )
         return
+    click.echo(f"Jobs in {options.where}, {fmt_when(snapshot.at)} UTC")
     _print_counts(snapshot)
     oldest = (
         "" if snapshot.oldest_due_at is None else f" (due {fmt_when(snapshot.oldest_due_at)} UTC)"
@@ -55,6 +60,20 @@ def stats(options: CliOptions, as_json: bool) -> None:
     click.echo(f"Lag of the oldest due job: {fmt_compact_duration(lag)}{oldest}")
     click.echo(f"Failed in the last hour: {snapshot.failed_last_hour}")
     click.echo(f"Paused names: {', '.join(snapshot.paused) if snapshot.paused else 'none'}")
+    if snapshot.unhandled:
+        _print_unhandled(snapshot.unhandled)
+
+
+def _print_unhandled(unhandled: dict[str, int]) -> None:
+    """The due jobs, by name, that no live worker handles, as a table on stdout."""
+    output = console()
+    output.print("Due but no live worker handles them (see `workers`):", style="bold yellow")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("name", overflow="fold")
+    table.add_column("due", justify="right")
+    for name, count in sorted(unhandled.items()):
+        table.add_row(Text(name), str(count))
+    output.print(table)
 
 
 def _print_counts(snapshot: SchedulerStats) -> None:
@@ -88,6 +107,7 @@ def _print_counts(snapshot: SchedulerStats) -> None:
 def pause(options: CliOptions, name: str) -> None:
     """Stop every worker, everywhere, from starting jobs named NAME (running ones finish).
     The pause survives restarts; undo it with `resume NAME`."""
+    check_job_name(name)
 
     async def action(scheduler: Scheduler) -> bool:
         return await scheduler.pause(name)
@@ -101,6 +121,7 @@ def pause(options: CliOptions, name: str) -> None:
 @click.pass_obj
 def resume(options: CliOptions, name: str) -> None:
     """Let workers start jobs named NAME again."""
+    check_job_name(name)
 
     async def action(scheduler: Scheduler) -> bool:
         return await scheduler.resume(name)

