@@ -229,6 +229,22 @@ def test_job_detail_and_bad_ids(dashboard: DashboardServer) -> None:
         assert "not a valid job id" in invalid.text
 
 
+def test_job_page_links_what_it_waits_for_and_what_waits_for_it(
+    dashboard: DashboardServer,
+) -> None:
+    first = dashboard.jobs.schedule("extract", delay=3600)
+    middle = dashboard.jobs.schedule("transform", depends_on=[first])
+    last = dashboard.jobs.schedule("load", depends_on=[middle])
+    with dashboard.client(headers={"Authorization": f"Bearer {dashboard.token}"}) as client:
+        page = client.get(f"/jobs/{middle.id}").text
+    waits = re.search(r'<ul id="waits-for">(.*?)</ul>', page, re.S)
+    by = re.search(r'<ul id="waited-for-by">(.*?)</ul>', page, re.S)
+    assert waits is not None and by is not None
+    assert f'href="/jobs/{first.id}">extract</a>' in waits.group(1)
+    assert f'href="/jobs/{last.id}">load</a>' in by.group(1)
+    assert 'status-waiting">waiting<' in page
+
+
 def test_metrics_are_served_behind_the_token(dashboard: DashboardServer) -> None:
     with dashboard.client() as client:
         assert client.get("/metrics").status_code == 401

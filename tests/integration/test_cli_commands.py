@@ -1098,3 +1098,25 @@ def test_dashboard_command_serves_the_dashboard(mongodb_uri: str) -> None:
 
         with MongoClient(mongodb_uri) as client:
             client.drop_database(db)
+
+
+def test_jobs_show_lists_what_a_job_waits_for_and_what_waits_for_it(ctx: Ctx) -> None:
+    first = ctx.scheduler.schedule("extract", delay=3600)
+    middle = ctx.scheduler.schedule("transform", depends_on=[first])
+    last = ctx.scheduler.schedule("load", depends_on=[middle])
+    shown = ctx.cli("jobs", "show", str(middle.id))
+    assert shown.code == 0, shown
+    lines = shown.out.splitlines()
+    assert lines[0].startswith(f"job {middle.id}  transform  waiting")
+    waits = lines.index("waits for:")
+    assert lines[waits + 1] == f"  {first.id}  extract  pending"
+    by = lines.index("waited for by:")
+    assert lines[by + 1] == f"  {last.id}  load  waiting"
+    first_shown = ctx.cli("jobs", "show", str(first.id))
+    assert "waits for:" not in first_shown.out
+    assert f"  {middle.id}  transform  waiting" in first_shown.out.splitlines()
+    listed = ctx.cli("jobs", "list", "--status", "waiting", "--json")
+    assert {json.loads(line)["_id"] for line in listed.out.splitlines()} == {
+        str(middle.id),
+        str(last.id),
+    }

@@ -130,6 +130,10 @@ def _print_jobs(found: list[Job]) -> None:
     console().print(table)
 
 
+SHOWN_DEPENDANTS = 100
+"""The most jobs waiting for a job that `jobs show` lists."""
+
+
 @jobs.command("show", short_help="Every field of one job, error and traceback included.")
 @click.argument("job_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="The stored document as JSON only.")
@@ -138,10 +142,14 @@ def jobs_show(options: CliOptions, job_id: str, as_json: bool) -> None:
     """Show every field of a job: the stored document, with its error and traceback."""
     check_job_id(job_id)
 
-    async def action(scheduler: Scheduler) -> Job | None:
-        return await scheduler.get_job(job_id)
+    async def action(scheduler: Scheduler) -> tuple[Job | None, list[Job], list[Job]]:
+        job = await scheduler.get_job(job_id)
+        if job is None:
+            return None, [], []
+        waits_for = await scheduler.get_jobs(ids=job.depends_on) if job.depends_on else []
+        return job, waits_for, await scheduler.dependants(job.id, limit=SHOWN_DEPENDANTS)
 
-    job = run_with_scheduler(options, action)
+    job, waits_for, dependants = run_with_scheduler(options, action)
     if job is None:
         raise CliError(f"job {job_id} not found in {options.where}")
     if as_json:
@@ -152,8 +160,13 @@ def jobs_show(options: CliOptions, job_id: str, as_json: bool) -> None:
         f"priority {job.priority}  next run {fmt_when(job.next_run_at)}"
     )
     click.echo(summary)
-    document = {k: v for k, v in job.document.items() if k != "lastErrorTrace"}
+    document = {k: v for k, v in job.document.items() if k not in ("lastErrorTrace", "dependsOn")}
     click.echo(to_json(document, indent=2))
+    for title, related in (("waits for", waits_for), ("waited for by", dependants)):
+        if related:
+            click.echo(f"{title}:")
+            for other in related:
+                click.echo(f"  {other.id}  {other.name}  {other.status.value}")
     trace = job.document.get("lastErrorTrace")
     if trace:
         click.echo("lastErrorTrace:")

@@ -50,6 +50,8 @@ SORT_FIELDS = ("createdAt", "updatedAt", "nextRunAt", "lastRunAt", "priority", "
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 THROUGHPUT_SAMPLE = 1000
+SHOWN_DEPENDANTS = 100
+"""The most jobs waiting for a job that its page lists."""
 """How many recently completed jobs the throughput estimate reads."""
 JOB_LIST_PARAMS = frozenset({"name", "status", "data", "sort", "dir", "limit", "skip"})
 STATUSES = tuple(status.value for status in JobStatus)
@@ -526,11 +528,14 @@ class _Dashboard:
             context["error"] = f"No job has the id {job_id}."
             return context, 404
         document = document_for_display(job.document)
+        waits_for = await self.scheduler.get_jobs(ids=job.depends_on) if job.depends_on else []
         context.update(
             row=self._job_row(job),
             document=document,
             last_error=document.get("lastError"),
             last_error_trace=document.get("lastErrorTrace"),
+            waits_for=waits_for,
+            dependants=await self.scheduler.dependants(job.id, limit=SHOWN_DEPENDANTS),
         )
         return context, 200
 
