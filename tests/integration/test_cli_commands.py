@@ -634,9 +634,9 @@ def test_stats_numbers(ctx: Ctx) -> None:
     assert status_rows["pending"] == ["4"]
     assert status_rows["failed"] == ["2"]
     assert status_rows["total"] == ["7"]
-    # name, pending, running, completed, failed, cancelled, total
-    assert status_rows["report"] == ["1", "0", "0", "0", "1", "2"]
-    assert status_rows["flaky"] == ["0", "0", "0", "2", "0", "2"]
+    # name, pending, running, waiting, completed, failed, cancelled, total
+    assert status_rows["report"] == ["1", "0", "0", "0", "0", "1", "2"]
+    assert status_rows["flaky"] == ["0", "0", "0", "0", "2", "0", "2"]
     unhandled = out[out.index("Due but no live worker handles them") :].splitlines()
     assert unhandled[1].split() == ["name", "due"]
     assert [line.split() for line in unhandled[3:]] == [["email", "3"]]
