@@ -588,7 +588,7 @@ class Scheduler:
             self._worker.request_stop(oid, StopReason.CANCELLED)
         self.events.emit("job:cancel", Job.from_document(doc))
         if doc.get("dependants") == DEPENDANTS_OPEN:  # the jobs waiting for it are cancelled
-            for dependant in await run_async(settle_dependants(doc), store):
+            for dependant in await run_async(settle_dependants([doc]), store):
                 self.events.emit("job:cancel", Job.from_document(dependant))
         return True
 

@@ -281,7 +281,7 @@ class Scheduler:
             return False
         self.events.emit("job:cancel", Job.from_document(doc))
         if doc.get("dependants") == DEPENDANTS_OPEN:  # the jobs waiting for it are cancelled
-            for dependant in run_sync(settle_dependants(doc), self.store):
+            for dependant in run_sync(settle_dependants([doc]), self.store):
                 self.events.emit("job:cancel", Job.from_document(dependant))
         return True
 

@@ -144,7 +144,7 @@ async def test_a_released_job_keeps_a_later_run_at(store: JobStore) -> None:
     later = await store.now() + timedelta(hours=2)
     waiting = await scheduler.schedule("b", depends_on=[dep], run_at=later)
     await _finish(store, dep)
-    await run_async(settle_dependants({"_id": dep.id, "status": "completed", "name": "a"}), store)
+    await run_async(settle_dependants([{"_id": dep.id, "status": "completed", "name": "a"}]), store)
     released = await scheduler.get_job(waiting.id)
     assert released is not None and released.status is JobStatus.PENDING
     assert released.next_run_at == waiting.next_run_at
@@ -234,13 +234,15 @@ async def test_retrying_a_cancelled_dependant_waits_again(store: JobStore) -> No
     again = await scheduler.retry_job(waiting.id)
     assert again.status is JobStatus.WAITING
     await _finish(store, dep)
-    await run_async(settle_dependants({"_id": dep.id, "status": "completed", "name": "a"}), store)
+    await run_async(settle_dependants([{"_id": dep.id, "status": "completed", "name": "a"}]), store)
     assert await _status(scheduler, waiting) is JobStatus.PENDING
     # Retried after its dependency failed: it is cancelled again, naming it.
     failing = await scheduler.schedule("c")
     second = await scheduler.schedule("d", depends_on=[failing])
     await _finish(store, failing, "failed")
-    await run_async(settle_dependants({"_id": failing.id, "status": "failed", "name": "c"}), store)
+    await run_async(
+        settle_dependants([{"_id": failing.id, "status": "failed", "name": "c"}]), store
+    )
     assert await _status(scheduler, second) is JobStatus.CANCELLED
     retried = await scheduler.retry_job(second.id)
     assert retried.status is JobStatus.CANCELLED

@@ -348,3 +348,51 @@ def test_live_workers_are_the_registrations_seen_lately() -> None:
     )
     assert steps == [Call("now"), Call("live_workers", (NOW - LIVE_FOR,))]
     assert [(w.id, w.names, w.workers) for w in workers] == [("w-1", None, 2), ("w-2", ("a",), 2)]
+
+
+def test_settling_a_batch_of_dependencies_costs_the_same_round_trips() -> None:
+    """Dependencies that finished together are settled with one close, one read of their
+    dependants and one settled mark, whatever their number."""
+    from mongo_job_scheduler._procedures import settle_dependants
+
+    for count in (1, 50):
+        ended = [{"_id": f"d{i}", "status": "completed", "name": "part"} for i in range(count)]
+        pairs = [("fan-in", f"d{i}") for i in range(count)]
+        calls, cancelled = script(
+            settle_dependants(ended),
+            [pairs, [{"_id": "fan-in", "status": "waiting"}], False, None, None],
+        )
+        assert [c.method for c in calls] == [
+            "close_dependencies",
+            "get_many",
+            "has_open_dependencies",
+            "release_waiting",
+            "dependants_settled",
+        ]
+        assert cancelled == []
+
+
+def test_a_failed_dependency_in_a_batch_cancels_the_dependant() -> None:
+    from mongo_job_scheduler._procedures import settle_dependants
+
+    ended = [
+        {"_id": "ok", "status": "completed", "name": "a"},
+        {"_id": "bad", "status": "failed", "name": "b"},
+    ]
+    calls, cancelled = script(
+        settle_dependants(ended),
+        [
+            [("j", "ok"), ("j", "bad")],
+            [{"_id": "j", "status": "waiting"}],
+            {"_id": "j", "status": "cancelled"},
+            None,
+        ],
+    )
+    assert [c.method for c in calls] == [
+        "close_dependencies",
+        "get_many",
+        "cancel_waiting",
+        "dependants_settled",
+    ]
+    assert "'b'" in calls[2].args[1]["lastError"]
+    assert cancelled == [{"_id": "j", "status": "cancelled"}]

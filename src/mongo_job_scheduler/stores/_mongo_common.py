@@ -817,10 +817,11 @@ def reopen_dependencies(
         yield partial(jobs.update_many, *mark_dependencies(ids))
 
 
-def close_dependencies(deps: AnyCollection, dependency_id: Any) -> Calls:
-    yield partial(deps.update_many, {"on": dependency_id, "open": True}, {"$set": {"open": False}})
-    edges = yield partial(_to_list, deps.find({"on": dependency_id}, {"job": 1}))
-    return [edge["job"] for edge in edges]
+def close_dependencies(deps: AnyCollection, dependency_ids: Sequence[Any]) -> Calls:
+    on = {"$in": list(dependency_ids)}
+    yield partial(deps.update_many, {"on": on, "open": True}, {"$set": {"open": False}})
+    edges = yield partial(_to_list, deps.find({"on": on}, {"job": 1, "on": 1}))
+    return [(edge["job"], edge["on"]) for edge in edges]
 
 
 def has_open_dependencies(deps: AnyCollection, job_id: Any) -> Calls:
@@ -861,10 +862,9 @@ def release_key(registry: AnyCollection, doc: Mapping[str, Any]) -> Calls:
         yield partial(registry.delete_one, {"_id": key, "jobId": doc["_id"]})
 
 
-def dependants_settled(jobs: AnyCollection, dependency_id: Any) -> Calls:
-    yield partial(
-        jobs.update_one, {"_id": dependency_id, "status": {"$in": list(FINISHED)}}, SETTLED_UPDATE
-    )
+def dependants_settled(jobs: AnyCollection, dependency_ids: Sequence[Any]) -> Calls:
+    finished = {"_id": {"$in": list(dependency_ids)}, "status": {"$in": list(FINISHED)}}
+    yield partial(jobs.update_many, finished, SETTLED_UPDATE)
 
 
 def dependants(deps: AnyCollection, job_id: Any, limit: int) -> Calls:

@@ -237,9 +237,9 @@ class MongoJobStore:
         """Open again the edges of a job that waits again (it was retried)."""
         self._perform(q.reopen_dependencies(self.jobs, self.deps, job_id, dependency_ids))
 
-    def close_dependencies(self, dependency_id: Any) -> list[Any]:
-        """Close the edges on a finished job; the ids of the jobs that wait for it."""
-        return list(self._perform(q.close_dependencies(self.deps, dependency_id)))
+    def close_dependencies(self, dependency_ids: Sequence[Any]) -> list[tuple[Any, Any]]:
+        """Close the edges on finished jobs; ``(dependant, dependency)`` per edge."""
+        return list(self._perform(q.close_dependencies(self.deps, dependency_ids)))
 
     def has_open_dependencies(self, job_id: Any) -> bool:
         """Whether the job still waits for a dependency."""
@@ -257,9 +257,9 @@ class MongoJobStore:
         )
         return cancelled
 
-    def dependants_settled(self, dependency_id: Any) -> None:
-        """Record that a finished job's dependants have all been looked at."""
-        self._perform(q.dependants_settled(self.jobs, dependency_id))
+    def dependants_settled(self, dependency_ids: Sequence[Any]) -> None:
+        """Record that finished jobs' dependants have all been looked at."""
+        self._perform(q.dependants_settled(self.jobs, dependency_ids))
 
     def dependants(self, job_id: Any, limit: int) -> list[Any]:
         """The ids of (up to ``limit``) jobs that wait or waited for ``job_id``."""

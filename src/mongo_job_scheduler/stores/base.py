@@ -337,9 +337,9 @@ class JobStore(ABC):
         dependencies as in :meth:`add_dependencies`."""
 
     @abstractmethod
-    async def close_dependencies(self, dependency_id: Any) -> list[Any]:
-        """Close every edge on the finished job ``dependency_id``; the ids of all the jobs that
-        wait (or waited) for it."""
+    async def close_dependencies(self, dependency_ids: Sequence[Any]) -> list[tuple[Any, Any]]:
+        """Close every edge on these finished jobs; ``(dependant, dependency)`` for each edge
+        on them (open or closed before)."""
 
     @abstractmethod
     async def has_open_dependencies(self, job_id: Any) -> bool:
@@ -356,8 +356,8 @@ class JobStore(ABC):
         ``None`` if it was not waiting."""
 
     @abstractmethod
-    async def dependants_settled(self, dependency_id: Any) -> None:
-        """Record that the finished job's dependants have all been looked at."""
+    async def dependants_settled(self, dependency_ids: Sequence[Any]) -> None:
+        """Record that these finished jobs' dependants have all been looked at."""
 
     @abstractmethod
     async def unsettled(self, before: datetime, limit: int) -> list[dict[str, Any]]:
@@ -479,7 +479,7 @@ class SyncJobStore(Protocol):
     def reopen_dependencies(self, job_id: Any, dependency_ids: Sequence[Any]) -> None:
         """As :meth:`JobStore.reopen_dependencies`."""
 
-    def close_dependencies(self, dependency_id: Any) -> list[Any]:
+    def close_dependencies(self, dependency_ids: Sequence[Any]) -> list[tuple[Any, Any]]:
         """As :meth:`JobStore.close_dependencies`."""
 
     def has_open_dependencies(self, job_id: Any) -> bool:
@@ -491,7 +491,7 @@ class SyncJobStore(Protocol):
     def cancel_waiting(self, job_id: Any, fields: Mapping[str, Any]) -> dict[str, Any] | None:
         """As :meth:`JobStore.cancel_waiting`."""
 
-    def dependants_settled(self, dependency_id: Any) -> None:
+    def dependants_settled(self, dependency_ids: Sequence[Any]) -> None:
         """As :meth:`JobStore.dependants_settled`."""
 
     def dependants(self, job_id: Any, limit: int) -> list[Any]:

@@ -397,11 +397,12 @@ class InMemoryJobStore(JobStore):
             if doc is not None and doc["status"] not in FINISHED:
                 doc.update(dependants=DEPENDANTS_OPEN, updatedAt=utcnow())
 
-    async def close_dependencies(self, dependency_id: Any) -> list[Any]:
-        waiting = [job for (job, on) in self._edges if on == dependency_id]
-        for job in waiting:
-            self._edges[(job, dependency_id)] = False
-        return waiting
+    async def close_dependencies(self, dependency_ids: Sequence[Any]) -> list[tuple[Any, Any]]:
+        ended = set(dependency_ids)
+        pairs = [(job, on) for (job, on) in self._edges if on in ended]
+        for pair in pairs:
+            self._edges[pair] = False
+        return pairs
 
     async def has_open_dependencies(self, job_id: Any) -> bool:
         return any(open_ and job == job_id for (job, _), open_ in self._edges.items())
@@ -424,10 +425,11 @@ class InMemoryJobStore(JobStore):
             del self._dedupe[released]
         return copy.deepcopy(doc)
 
-    async def dependants_settled(self, dependency_id: Any) -> None:
-        doc = self._jobs.get(dependency_id)
-        if doc is not None and doc["status"] in FINISHED:
-            doc["dependants"] = DEPENDANTS_SETTLED
+    async def dependants_settled(self, dependency_ids: Sequence[Any]) -> None:
+        for dependency_id in dependency_ids:
+            doc = self._jobs.get(dependency_id)
+            if doc is not None and doc["status"] in FINISHED:
+                doc["dependants"] = DEPENDANTS_SETTLED
 
     async def unsettled(self, before: datetime, limit: int) -> list[dict[str, Any]]:
         found = [

@@ -565,8 +565,8 @@ class MongoJobStore(JobStore):
     async def reopen_dependencies(self, job_id: Any, dependency_ids: Sequence[Any]) -> None:
         await self._perform(q.reopen_dependencies(self.jobs, self.deps, job_id, dependency_ids))
 
-    async def close_dependencies(self, dependency_id: Any) -> list[Any]:
-        return list(await self._perform(q.close_dependencies(self.deps, dependency_id)))
+    async def close_dependencies(self, dependency_ids: Sequence[Any]) -> list[tuple[Any, Any]]:
+        return list(await self._perform(q.close_dependencies(self.deps, dependency_ids)))
 
     async def has_open_dependencies(self, job_id: Any) -> bool:
         return bool(await self._perform(q.has_open_dependencies(self.deps, job_id)))
@@ -581,8 +581,8 @@ class MongoJobStore(JobStore):
         )
         return cancelled
 
-    async def dependants_settled(self, dependency_id: Any) -> None:
-        await self._perform(q.dependants_settled(self.jobs, dependency_id))
+    async def dependants_settled(self, dependency_ids: Sequence[Any]) -> None:
+        await self._perform(q.dependants_settled(self.jobs, dependency_ids))
 
     async def unsettled(self, before: datetime, limit: int) -> list[Doc]:
         found: list[Doc] = await (

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -162,6 +162,8 @@ class Outcomes:
         self.events = events
         self.report = report
         self.acks = Acks(store, report)
+        self._to_settle: list[dict[str, Any]] = []
+        self._settler: asyncio.Task[None] | None = None
 
     async def carry_out(self, execution: Execution, plan: _outcomes.Plan) -> None:
         """Write the plan's outcome (computed again if a repeating job's schedule changed
@@ -184,15 +186,29 @@ class Outcomes:
         status = written_set.get("status")
         if status in FINISHED and execution.claimed.document.get("dependants") == DEPENDANTS_OPEN:
             ended = {"_id": execution.fence.job_id, "status": status, "name": execution.job.name}
-            await self.settle(ended)
+            self._to_settle.append(ended)
+            if self._settler is None:
+                self._settler = asyncio.create_task(self._settle_queued(), name="mjs-settle")
 
-    async def settle(self, dependency: Mapping[str, Any]) -> None:
-        """Release or cancel the jobs that wait for a job that just finished (cancelled ones
+    async def _settle_queued(self) -> None:
+        """Settle the dependants of the jobs that finished, those of one loop turn (or that
+        finished while a batch was being settled) together."""
+        try:
+            await asyncio.sleep(0)
+            while self._to_settle:
+                batch = self._to_settle[: Acks.MAX_BATCH]
+                del self._to_settle[: Acks.MAX_BATCH]
+                await self.settle(batch)
+        finally:
+            self._settler = None
+
+    async def settle(self, dependencies: Sequence[Mapping[str, Any]]) -> None:
+        """Release or cancel the jobs that wait for jobs that just finished (cancelled ones
         emit ``job:cancel``); on an error, the sweep of unsettled jobs does it later."""
         try:
-            cancelled = await run_async(settle_dependants(dependency), self.store)
+            cancelled = await run_async(settle_dependants(dependencies), self.store)
         except Exception as exc:
-            self.report(exc, f"could not settle the dependants of job {dependency['_id']}")
+            self.report(exc, f"could not settle the dependants of {len(dependencies)} job(s)")
             return
         for doc in cancelled:
             self.events.emit("job:cancel", Job.from_document(doc))
@@ -201,8 +217,14 @@ class Outcomes:
         """Settle the dependants of jobs that finished at least SETTLE_GRACE ago without it
         (their process died first, or a Node worker finished them)."""
         before = self.store.clock() - SETTLE_GRACE
-        for dependency in await self.store.unsettled(before, SWEEP_BATCH):
-            await self.settle(dependency)
+        unsettled = await self.store.unsettled(before, SWEEP_BATCH)
+        if unsettled:
+            await self.settle(unsettled)
+
+    async def close(self) -> None:
+        """Finish settling what is queued (the worker is stopping)."""
+        if self._settler is not None:
+            await asyncio.gather(self._settler, return_exceptions=True)
 
     async def stopped(self, execution: Execution, reason: StopReason) -> None:
         """A stopped run: give the job back at shutdown; otherwise it is no longer this

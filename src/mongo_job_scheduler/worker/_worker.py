@@ -130,6 +130,7 @@ class Worker:
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_WAIT)
         await self.leases.close()
+        await self.outcomes.close()
         await self.registration.close()
         await self.wakeups.close()
         await self.progress.close()  # every execution has ended: nothing left to report
