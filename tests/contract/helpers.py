@@ -4,6 +4,7 @@ manager that starts and hard-stops it, and polling for a stored document's state
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
@@ -109,3 +110,21 @@ async def steal(store: JobStore, job_id: Any, thief: str) -> int:
     [claimed] = await wait_for(attempt, timeout=10)
     assert claimed.document["_id"] == job_id
     return claimed.token
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def reported_pid(store: JobStore, job_id: Any, timeout: float = 20) -> int:
+    """The pid a handler of ``tests.process_handlers`` reported as its progress message (the
+    process it runs in: a child of the worker)."""
+    doc = await wait_doc(store, job_id, lambda d: bool(d.get("progress")), timeout=timeout)
+    pid = int(doc["progress"]["message"])
+    assert pid != os.getpid()
+    return pid
