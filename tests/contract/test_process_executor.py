@@ -82,7 +82,7 @@ async def test_a_spinning_handler_is_killed_at_its_timeout_while_other_jobs_star
     assert failed.last_error == "handler exceeded its timeout of 2s"
     assert ended < 10  # 2 s, with a wide margin
     assert marker.read_text() == "timeout"  # SIGTERM ran its finally block, reason set
-    assert len(lags) == 4 and max(lags) < 1.5, lags
+    assert len(lags) == 4 and max(lags) < 2, lags  # on time (milliseconds), with a wide margin
 
 
 async def test_a_handler_that_ignores_sigterm_is_killed_after_the_grace(store: JobStore) -> None:

@@ -123,6 +123,7 @@ class Worker:
         """Stop claiming; let running jobs finish for ``timeout`` seconds if ``graceful``, then
         stop their handlers and give their jobs back so other workers take them at once."""
         self._stopping = True
+        self.processes.warm(0)  # no new jobs: children that end are not replaced
         self.wakeups.wake()
         self._slot_freed.set()
         if self._claim_task is not None:
