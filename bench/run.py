@@ -7,7 +7,8 @@ report and writes it to ``bench/results/<date>-<HHMM>-<host>.md`` and ``bench/re
 1. burn-down throughput, one process;  2. idle due-to-start latency (change streams vs polling);
 3. latency under a steady load;  4. flat cost with a large collection (and ``explain``);
 5. worker memory over many jobs;  6. several worker processes on one database;
-7. the same burn-down on the Node library (when ``node`` and ``npm`` are installed).
+7. the same burn-down on the Node library (when ``node`` and ``npm`` are installed);
+8. what each executor (async, thread, process) adds per job (``executors.py``).
 
 ``--quick`` runs every section at small sizes (about two minutes) as a smoke test.
 """
@@ -60,6 +61,8 @@ from benchlib import (
     utcnow,
 )
 from bson import ObjectId
+from executors import EXECUTORS, one_at_a_time
+from executors import burn_down as executor_burn_down
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -87,6 +90,8 @@ TARGET_SCALE_RATIO = 0.85
 TARGET_KEYS_PER_JOB = 1.5
 TARGET_RSS_GROWTH = 10.0
 TARGET_MULTI_RATIO = 1.5
+TARGET_PROCESS_OVER_THREAD = 100e-6
+"""Seconds a no-op job in a child process may take over one in a thread (start → complete)."""
 STEADY_KEEP_UP = 0.95
 
 
@@ -1016,9 +1021,51 @@ async def section_node(bench: Bench, node_version: list[str]) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-# -- the run ----------------------------------------------------------------------------------
+# -- 8. executors -----------------------------------------------------------------------------
 
-# -- 8. workflows ---------------------------------------------------------------------------
+
+async def section_executors(bench: Bench) -> None:
+    """Per-job time of a no-op handler under each executor (see ``executors.py``)."""
+    section = "8. Executors"
+    args = bench.args
+    jobs, repeat = args.executor_jobs, args.repeat
+    log(f"{section}: {jobs} jobs one at a time per executor, in-memory store, {repeat} run(s)")
+    per_job = await one_at_a_time(jobs, repeat)
+    for executor, seconds in per_job.items():
+        extra = seconds - per_job["async"]
+        value = f"{seconds * 1e6:.0f} µs ({extra * 1e6:+.0f} µs over async)"
+        bench.report.add(
+            section, f"{executor}: start → complete, one job at a time", value, "—", None
+        )
+    over_thread = per_job["process"] - per_job["thread"]
+    bench.report.add(
+        section,
+        "process over thread, per job",
+        f"{over_thread * 1e6:+.0f} µs",
+        f"≤ {TARGET_PROCESS_OVER_THREAD * 1e6:.0f} µs",
+        over_thread <= TARGET_PROCESS_OVER_THREAD,
+    )
+    name = bench.database_name("executors")
+    log(f"{section}: burn-down of {jobs} jobs per executor on MongoDB, {args.workers} workers")
+    try:
+        rates = await executor_burn_down(
+            lambda: MongoJobStore(bench.client[name]), jobs, args.workers, repeat
+        )
+    finally:
+        await bench.drop(name)
+    for executor in EXECUTORS:
+        label = f"{executor}: burn-down of {fmt_int(jobs)} jobs, {args.workers} workers"
+        bench.report.add(section, label, fmt_rate(rates[executor]), "—", None)
+    bench.report.note(
+        section,
+        f"start → complete: median over {fmt_int(jobs)} no-op jobs run one after another on an "
+        "InMemoryJobStore (one worker), the median of the runs; burn-down: MongoDB, timed from "
+        "the resume of the paused name to the last completion, the process pool at its default "
+        f"size ({os.cpu_count()} CPUs)",
+    )
+
+
+# -- 9. workflows -----------------------------------------------------------------------------
 
 
 @dataclass
@@ -1043,7 +1090,7 @@ class FanIn:
 async def section_workflow(bench: Bench) -> None:
     """Burn-downs whose jobs are the dependencies of one fan-in job, beside the same burn-downs
     without a dependant: the cost per completed dependency, and the fan-in released once."""
-    section = "8. Workflows"
+    section = "9. Workflows"
     for jobs in bench.args.workflow_jobs:
         plain: list[BurnResult] = []
         fanned: list[BurnResult] = []
@@ -1085,6 +1132,9 @@ async def section_workflow(bench: Bench) -> None:
         add_once_row(bench, section, f"{label} with a fan-in", fanned)
 
 
+# -- the run ----------------------------------------------------------------------------------
+
+
 SECTIONS: list[tuple[str, str, Callable[[Bench], Awaitable[None]]]] = [
     ("burn", "1. Burn-down", section_burn),
     ("idle", "2. Idle latency", section_idle),
@@ -1092,8 +1142,12 @@ SECTIONS: list[tuple[str, str, Callable[[Bench], Awaitable[None]]]] = [
     ("scale", "4. Flat cost at scale", section_scale),
     ("memory", "5. Memory", section_memory),
     ("multi", "6. Many processes", section_multi),
-    ("workflow", "8. Workflows", section_workflow),
 ]
+LATE_SECTIONS: list[tuple[str, str, Callable[[Bench], Awaitable[None]]]] = [
+    ("executors", "8. Executors", section_executors),
+    ("workflow", "9. Workflows", section_workflow),
+]
+"""The sections run after the Node comparison (7)."""
 
 
 def code_revision() -> str:
@@ -1184,6 +1238,25 @@ async def replica_set_bench(args: argparse.Namespace) -> AsyncIterator[Bench]:
         mongod.stop()
 
 
+async def run_sections(
+    bench: Bench,
+    sections: Sequence[tuple[str, str, Callable[[Bench], Awaitable[None]]]],
+    failures: list[str],
+) -> None:
+    """Run each section not skipped by its flag; a failure is reported (and noted in
+    ``failures``), and the next section runs."""
+    for key, title, run in sections:
+        if getattr(bench.args, f"skip_{key}"):
+            bench.report.skip(title, "(whole section)", "skipped by flag")
+            continue
+        try:
+            await run(bench)
+        except Exception as exc:  # report it and go on with the other sections
+            log(f"{title} failed: {type(exc).__name__}: {exc}")
+            failures.append(title)
+            bench.report.add(title, "(section)", f"error: {exc!r}", "", False)
+
+
 async def main(args: argparse.Namespace) -> int:
     cancel_on_sigterm()
     started_at = utcnow()
@@ -1193,16 +1266,7 @@ async def main(args: argparse.Namespace) -> int:
     failures: list[str] = []
     async with replica_set_bench(args) as bench:
         build = await bench.client.admin.command("buildInfo")
-        for key, title, run in SECTIONS:
-            if getattr(args, f"skip_{key}"):
-                bench.report.skip(title, "(whole section)", "skipped by flag")
-                continue
-            try:
-                await run(bench)
-            except Exception as exc:  # report it and go on with the other sections
-                log(f"{title} failed: {type(exc).__name__}: {exc}")
-                failures.append(title)
-                bench.report.add(title, "(section)", f"error: {exc!r}", "", False)
+        await run_sections(bench, SECTIONS, failures)
         if args.skip_node:
             bench.report.skip("7. Node comparison", "(whole section)", "skipped by flag")
         else:
@@ -1211,6 +1275,7 @@ async def main(args: argparse.Namespace) -> int:
             except Exception as exc:
                 log(f"7. Node comparison failed: {type(exc).__name__}: {exc}")
                 bench.report.add("7. Node comparison", "(section)", f"error: {exc!r}", "", False)
+        await run_sections(bench, LATE_SECTIONS, failures)
     mongod = bench.mongod
     facts = {
         "Date": started_at.strftime("%Y-%m-%d %H:%M UTC"),
@@ -1265,9 +1330,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--processes", type=int, default=4, help="worker processes compared with one (4)")
     add("--repeat", type=int, help="runs of each throughput figure; medians are compared (3)")
     add("--cache-gb", type=float, default=1.0, help="mongod WiredTiger cache size (1.0 GB)")
+    add("--executor-jobs", type=int, help="jobs per run of section 8 (default 2000)")
     for key, title, _ in SECTIONS:
         add(f"--skip-{key}", action="store_true", help=f"skip section {title}")
     add("--skip-node", action="store_true", help="skip section 7. Node comparison")
+    for key, title, _ in LATE_SECTIONS:
+        add(f"--skip-{key}", action="store_true", help=f"skip section {title}")
     args = parser.parse_args(argv)
     full = {
         "jobs": [2_000, 20_000],
@@ -1280,6 +1348,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "memory_jobs": 1_000_000,
         "multi_jobs": 20_000,
         "workflow_jobs": [1_000, 10_000],
+        "executor_jobs": 2_000,
         "repeat": 3,
     }
     quick = {
@@ -1293,6 +1362,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "memory_jobs": 20_000,
         "multi_jobs": 4_000,
         "workflow_jobs": [500, 2_000],
+        "executor_jobs": 300,
         "repeat": 1,
     }
     for key, value in (quick if args.quick else full).items():

@@ -5,6 +5,8 @@ The public API is re-exported here; everything else is an implementation detail.
 
 from ._errors import (
     ConfigurationError,
+    HandlerCrashed,
+    HandlerError,
     InvalidJobState,
     JobNotFound,
     JobTimeout,
@@ -27,6 +29,8 @@ from .stores import InMemoryJobStore, JobStore, MongoJobStore
 __all__ = [
     "EVENTS",
     "ConfigurationError",
+    "HandlerCrashed",
+    "HandlerError",
     "InMemoryJobStore",
     "InvalidJobState",
     "Job",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 from ._durations import Duration, to_seconds
 from ._errors import ConfigurationError, ValidationError
 from .repeat import _zone
+from .tasks import Executor, parse_executor
 
 __all__ = ["FINAL_STATUSES", "SchedulerConfig"]
 
@@ -34,6 +36,15 @@ class SchedulerConfig:
     default_timezone: str
     retention: Mapping[str, timedelta] = field(default_factory=dict)
     """How long finished one-off jobs are kept, by final status (absent: forever)."""
+    executor: Executor = "auto"
+    """The executor of tasks that name none (and of the catch-all handler)."""
+    process_pool: int = 1
+    """How many child processes run ``executor="process"`` handlers at once, at most."""
+    max_tasks_per_child: int | None = None
+    """Replace a child process after it ran this many handlers (``None``: never)."""
+    max_memory_per_child: int | None = None
+    """Replace a child process whose resident memory exceeds this many bytes after a
+    handler (read from ``/proc``; ``None``: never)."""
 
     @classmethod
     def from_options(
@@ -48,6 +59,10 @@ class SchedulerConfig:
         heartbeat_interval: Any = None,
         max_lease_expiries: Any = 3,
         retention: Any = None,
+        executor: Any = "auto",
+        process_pool: Any = None,
+        max_tasks_per_child: Any = None,
+        max_memory_per_child: Any = None,
     ) -> SchedulerConfig:
         """Validate the ``Scheduler`` keyword options; a bad one raises
         :class:`ConfigurationError` naming it."""
@@ -67,6 +82,9 @@ class SchedulerConfig:
                 raise ConfigurationError("heartbeat_interval", "must be shorter than lock_timeout")
         expiries = _positive_int("max_lease_expiries", max_lease_expiries)
         keep = _retention(retention)
+        processes = _process_options(
+            executor, process_pool, max_tasks_per_child, max_memory_per_child
+        )
         if id is not None and (not isinstance(id, str) or not id or id.startswith("$")):
             raise ConfigurationError("id", f"must be a non-empty string, got {id!r}")
         return cls(
@@ -79,6 +97,7 @@ class SchedulerConfig:
             max_lease_expiries=expiries,
             default_timezone=default_timezone,
             retention=keep,
+            **processes,
         )
 
     def with_workers(self, workers: Any) -> SchedulerConfig:
@@ -90,6 +109,35 @@ def _positive_int(field_name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(field_name, f"must be a positive integer, got {value!r}")
     return value
+
+
+def _process_options(
+    executor: Any, process_pool: Any, max_tasks_per_child: Any, max_memory_per_child: Any
+) -> dict[str, Any]:
+    """Validate the default executor and the options of the process pool."""
+    try:
+        chosen = parse_executor("executor", executor)
+    except ValidationError as exc:
+        raise ConfigurationError(exc.field, exc.reason) from None
+    pool = cpu_count() if process_pool is None else _positive_int("process_pool", process_pool)
+    return {
+        "executor": chosen,
+        "process_pool": pool,
+        "max_tasks_per_child": _optional_count("max_tasks_per_child", max_tasks_per_child),
+        "max_memory_per_child": _optional_count("max_memory_per_child", max_memory_per_child),
+    }
+
+
+def _optional_count(field_name: str, value: Any) -> int | None:
+    return None if value is None else _positive_int(field_name, value)
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (the default ``process_pool``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _seconds(field_name: str, value: Duration) -> float:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "HandlerCrashed",
+    "HandlerError",
     "InvalidJobState",
     "JobNotFound",
     "JobTimeout",
@@ -56,3 +58,21 @@ class JobTimeout(SchedulerError, TimeoutError):
 
 class PoisonJob(SchedulerError):
     """A job's lease expired too many times without the job finishing (it kept killing workers)."""
+
+
+class HandlerCrashed(SchedulerError):
+    """The child process running a handler (``executor="process"``) died before the handler
+    returned: killed by a signal (a segfault, the out-of-memory killer), or ``os._exit``. The
+    message says how; the attempt failed, and the death counts towards ``max_lease_expiries``."""
+
+
+class HandlerError(SchedulerError):
+    """An exception a handler raised in its child process (``executor="process"``), carried
+    back as text: the original's type name (``type_name``), message and traceback (``trace``).
+    The exception object itself stays in the child."""
+
+    def __init__(self, type_name: str, message: str, trace: str) -> None:
+        self.type_name = type_name
+        self.message = message
+        self.trace = trace
+        super().__init__(message)

@@ -3,7 +3,8 @@
 The worker claims a job, asks :func:`before_run` whether to run its handler at all (a poison
 job is quarantined, a broken schedule fails, a repeating job that missed slots may skip to the
 next one), runs the handler, and asks :func:`after_success` or :func:`after_failure` (a timeout
-is a failure with :class:`JobTimeout`) what to write. Each answer is a :class:`Plan`: the one
+is a failure with :class:`JobTimeout`; the death of a handler's process is
+:func:`after_crash`) what to write. Each answer is a :class:`Plan`: the one
 fenced write to make, the events to emit once it is applied, and the error to report. A stopped
 run (cancelled, lease lost, shutdown) writes nothing of its own: :func:`after_stop` says what
 the worker does instead. The worker carries plans out; every branch here has a unit test.
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple
 
 from ._dedupe import released_on_finish
 from ._documents import validate_bson_value
-from ._errors import PoisonJob, ValidationError
+from ._errors import HandlerError, PoisonJob, ValidationError
 from .job import Job, StopReason
 from .repeat import Repeat
 from .retry import Retry
@@ -33,6 +34,7 @@ __all__ = [
     "Plan",
     "Start",
     "StopPlan",
+    "after_crash",
     "after_failure",
     "after_schedule_change",
     "after_stop",
@@ -110,10 +112,14 @@ class StopPlan:
 
 def describe(exc: BaseException) -> tuple[str, str, str]:
     """An error as stored: message (cut to MAX_ERROR_LENGTH), type name, and the end of its
-    traceback (MAX_TRACE_LENGTH)."""
-    message = str(exc) or type(exc).__name__
-    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return message[:MAX_ERROR_LENGTH], type(exc).__name__, trace[-MAX_TRACE_LENGTH:]
+    traceback (MAX_TRACE_LENGTH). An error raised in a handler's child process
+    (:class:`HandlerError`) is stored with the type name and traceback it had there."""
+    if isinstance(exc, HandlerError):
+        message, kind, trace = exc.message or exc.type_name, exc.type_name, exc.trace
+    else:
+        message, kind = str(exc) or type(exc).__name__, type(exc).__name__
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return message[:MAX_ERROR_LENGTH], kind, trace[-MAX_TRACE_LENGTH:]
 
 
 def before_run(job: Job, *, poisoned: bool, now: Clock, policy: Policy) -> Plan | Start:
@@ -211,6 +217,35 @@ def after_failure(
         release_dedupe_key=released_on_finish(job.document),
     )
     return Plan(finish, FAILED, error)
+
+
+def after_crash(
+    job: Job,
+    error: BaseException,
+    start: Start | None,
+    *,
+    task: TaskSpec | None,
+    now: Clock,
+    policy: Policy,
+) -> Plan:
+    """The child process running the handler died (``error`` says how: a signal, an exit
+    code). It counts as a lease expiry, so a job whose handler keeps killing its process
+    cannot retry forever: below ``max_lease_expiries`` it is a failed attempt (retried per its
+    policy) with ``leaseExpiries`` one higher; at the limit it is quarantined as a
+    :class:`PoisonJob` (a one-off job fails, a repeating one moves to its next slot, whose
+    count starts again at 0)."""
+    expiries = job.lease_expiries + 1
+    if expiries < policy.max_lease_expiries:
+        plan = after_failure(job, error, start, task=task, now=now, policy=policy)
+    else:
+        poison = PoisonJob(
+            f"the handler's process died or the lease expired {expiries} times without the "
+            f"job finishing (limit {policy.max_lease_expiries}); the last time: {error}"
+        )
+        plan = after_failure(job, poison, start, task=None, now=now, policy=policy, final=True)
+    if plan.start is None:  # not a next occurrence (that one resets the count)
+        plan.finish.set["leaseExpiries"] = expiries
+    return plan
 
 
 def after_schedule_change(current: Job, plan: Plan, policy: Policy) -> Plan:

@@ -48,7 +48,7 @@ from .repeat import Misfire, Repeat
 from .retry import Retry
 from .stats import SchedulerStats
 from .stores.base import JobStore
-from .tasks import BackoffFn, Handler, P, R, TaskHandle, TaskRegistry
+from .tasks import BackoffFn, Executor, Handler, P, R, TaskHandle, TaskRegistry
 from .worker import Worker
 
 __all__ = ["Scheduler"]
@@ -77,6 +77,13 @@ class Scheduler:
     is how often a job's lease may expire before it is failed as a poison job. ``id`` names this
     instance in ``lockedBy`` (a unique suffix is added per start, so equal ids never collide).
 
+    ``executor`` is where handlers run unless their task says otherwise: ``"auto"`` (async
+    functions on the event loop, plain ones in a thread pool) or ``"process"`` (a pool of child
+    processes that can be stopped for real and whose crash fails only their own job; the
+    handler must be a module-level function). The pool runs up to ``process_pool`` handlers at
+    once (default: the number of CPUs), replaces a child after ``max_tasks_per_child`` jobs, or
+    when its resident memory exceeds ``max_memory_per_child`` bytes after a job.
+
     Use ``async with Scheduler(...) as scheduler:`` or :meth:`start` / :meth:`stop`.
     """
 
@@ -94,12 +101,14 @@ class Scheduler:
         heartbeat_interval: Duration | None = None,
         max_lease_expiries: int = 3,
         retention: Mapping[str, Duration] | None = None,
+        executor: Executor = "auto",
+        process_pool: int | None = None,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
     ) -> None:
         self._store = _checked_store(store)
         if handler is not None and not callable(handler):
             raise ConfigurationError("handler", "must be callable")
-        self._tasks = TaskRegistry(handler)
-        self._periodic: dict[str, Declaration] = {}
         self.config = SchedulerConfig.from_options(
             workers=workers,
             poll_interval=poll_interval,
@@ -110,8 +119,14 @@ class Scheduler:
             heartbeat_interval=heartbeat_interval,
             max_lease_expiries=max_lease_expiries,
             retention=retention,
+            executor=executor,
+            process_pool=process_pool,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child,
         )
         """The validated options (handed to the workers at each :meth:`start`)."""
+        self._tasks = TaskRegistry(handler, self.config.executor)
+        self._periodic: dict[str, Declaration] = {}
         self.events = EventEmitter()
         self._worker: Worker | None = None
         self._stopping: Worker | None = None
@@ -205,6 +220,7 @@ class Scheduler:
         timeout: Duration | None = None,
         backoff: BackoffFn | None = None,
         rate_limit: Mapping[str, Any] | RateLimit | None = None,
+        executor: Executor | None = None,
     ) -> Callable[[Callable[P, R]], TaskHandle[P, R]]:
         """Register the decorated function as the handler of jobs named ``name``; it becomes a
         :class:`~mongo_job_scheduler.tasks.TaskHandle`, still callable as before, with
@@ -213,10 +229,18 @@ class Scheduler:
         ``retry`` and ``timeout`` override the job's own; ``backoff(attempt) -> seconds |
         timedelta`` computes retry delays in code (attempt is 1 after the first failure);
         ``rate_limit={"limit": n, "period": seconds}`` caps starts of this name fleet-wide.
-        Async functions run on the event loop; plain functions run in a thread pool.
+        ``executor`` (default: the scheduler's) is ``"auto"`` (async functions run on the event
+        loop, plain functions in a thread pool) or ``"process"`` (a child process of the
+        worker's pool, stopped for real on timeout, cancel or a lost lease; the function must
+        be defined at the top level of a module, else :class:`ValidationError`).
         """
         register = self._tasks.decorator(
-            name, retry=retry, timeout=timeout, backoff=backoff, rate_limit=rate_limit
+            name,
+            retry=retry,
+            timeout=timeout,
+            backoff=backoff,
+            rate_limit=rate_limit,
+            executor=executor,
         )
 
         def decorate(fn: Callable[P, R]) -> TaskHandle[P, R]:
@@ -242,9 +266,10 @@ class Scheduler:
         timeout: Duration | None = None,
         backoff: BackoffFn | None = None,
         rate_limit: Mapping[str, Any] | RateLimit | None = None,
+        executor: Executor | None = None,
     ) -> Callable[[Callable[P, R]], TaskHandle[P, R]]:
         """Declare a repeating job in code and register the decorated function as its handler
-        (like :meth:`task`, whose ``backoff`` and ``rate_limit`` it takes).
+        (like :meth:`task`, whose ``backoff``, ``rate_limit`` and ``executor`` it takes).
 
         ``cron`` (with ``timezone``, default ``default_timezone``) or ``every`` (seconds or a
         ``timedelta``) is the schedule; ``data``, ``retry``, ``priority``, ``concurrency``,
@@ -270,7 +295,7 @@ class Scheduler:
             max_execution=max_execution,
             timeout=timeout,
         )
-        register = self.task(name, backoff=backoff, rate_limit=rate_limit)
+        register = self.task(name, backoff=backoff, rate_limit=rate_limit, executor=executor)
 
         def decorate(fn: Callable[P, R]) -> TaskHandle[P, R]:
             handle = register(fn)

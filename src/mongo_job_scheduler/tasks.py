@@ -7,7 +7,17 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypedDict, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Literal,
+    ParamSpec,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    cast,
+)
 
 from ._documents import validate_name
 from ._durations import Duration, to_seconds
@@ -21,7 +31,9 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = [
+    "EXECUTORS",
     "BackoffFn",
+    "Executor",
     "F",
     "Handler",
     "P",
@@ -33,7 +45,12 @@ __all__ = [
 ]
 
 Handler = Callable[[Job], Any]
-"""A job handler: an async function (run on the event loop) or a plain one (run in a thread)."""
+"""A job handler: an async function (run on the event loop) or a plain one (run in a thread);
+with ``executor="process"``, a module-level function run in a child process."""
+Executor = Literal["auto", "process"]
+"""Where handlers run: ``"auto"`` (async functions on the worker's event loop, plain ones in
+its threads) or ``"process"`` (in a pool of child processes owned by the worker)."""
+EXECUTORS: tuple[Executor, ...] = ("auto", "process")
 BackoffFn = Callable[[int], "timedelta | float"]
 """Computes a retry delay in code: ``backoff(attempt)`` returns seconds or a ``timedelta``
 (``attempt`` is 1 after the first failure)."""
@@ -130,14 +147,57 @@ class TaskSpec:
     timeout: timedelta | None = None
     backoff: BackoffFn | None = None
     rate_limit: RateLimit | None = None
+    executor: Executor = "auto"
     is_async: bool = field(init=False, default=False)
     """Whether the handler is a coroutine function (run on the loop) or not (run in a thread)."""
+    target: tuple[str, str] | None = field(init=False, default=None)
+    """With ``executor="process"``: the module and qualified name the child process imports
+    the handler by (checked here: ``ValidationError`` if it cannot be imported that way)."""
 
     def __post_init__(self) -> None:
         is_async = inspect.iscoroutinefunction(self.handler) or inspect.iscoroutinefunction(
             getattr(self.handler, "__call__", None)  # noqa: B004
         )
         object.__setattr__(self, "is_async", is_async)
+        if self.executor == "process":
+            object.__setattr__(self, "target", process_target(self.handler))
+
+    @property
+    def on_loop(self) -> bool:
+        """Whether the handler runs on the worker's event loop (an async function under the
+        ``"auto"`` executor)."""
+        return self.is_async and self.target is None
+
+
+def parse_executor(field_name: str, value: Any) -> Executor:
+    """Validate an ``executor=`` option."""
+    if value not in EXECUTORS:
+        raise ValidationError(field_name, f"must be 'auto' or 'process', got {value!r}")
+    return cast(Executor, value)
+
+
+def process_target(handler: Any) -> tuple[str, str]:
+    """The module and qualified name a child process imports ``handler`` by: only a function
+    defined at the top level of a module (or a static function of a class there) qualifies."""
+    fn = handler.fn if isinstance(handler, TaskHandle) else handler
+    name = getattr(fn, "__qualname__", None)
+    module = getattr(fn, "__module__", None)
+    why = None
+    if inspect.ismethod(fn):
+        why = "a bound method"
+    elif not inspect.isfunction(fn) or not isinstance(name, str) or not isinstance(module, str):
+        why = "not a plain function (a callable object, a functools.partial or a builtin)"
+    elif "<lambda>" in name:
+        why = "a lambda"
+    elif "<locals>" in name:
+        why = "defined inside another function (a closure)"
+    if why is not None:
+        raise ValidationError(
+            "handler",
+            f"{fn!r} is {why}; executor='process' needs a function defined at the top level "
+            "of a module, which the child process imports by its module and name",
+        )
+    return cast(str, module), cast(str, name)
 
 
 class TaskRegistry:
@@ -145,9 +205,11 @@ class TaskRegistry:
     catch-all handler for names without one. Workers read it at every claim, so a task
     registered after ``start()`` counts at once."""
 
-    def __init__(self, catch_all: Handler | None = None) -> None:
+    def __init__(self, catch_all: Handler | None = None, executor: Executor = "auto") -> None:
         self._tasks: dict[str, TaskSpec] = {}
         self._catch_all: TaskSpec | None = None
+        self.executor: Executor = executor
+        """The executor of the catch-all handler and of tasks that name none."""
         self.catch_all = catch_all
 
     @property
@@ -160,7 +222,7 @@ class TaskRegistry:
     def catch_all(self, handler: Handler | None) -> None:
         if handler is not None and not callable(handler):
             raise ValidationError("handler", "must be callable")
-        self._catch_all = None if handler is None else TaskSpec(handler)
+        self._catch_all = None if handler is None else TaskSpec(handler, executor=self.executor)
 
     def decorator(
         self,
@@ -170,21 +232,24 @@ class TaskRegistry:
         timeout: Duration | None = None,
         backoff: BackoffFn | None = None,
         rate_limit: Mapping[str, Any] | RateLimit | None = None,
+        executor: Executor | None = None,
     ) -> Callable[[F], F]:
         """Validate a task's name and options now (``ValidationError`` names the bad one) and
-        return the decorator that registers (or replaces) its handler."""
+        return the decorator that registers (or replaces) its handler (``executor``: the
+        registry's when ``None``)."""
         validate_name(name)
         retry_obj = None if retry is None else Retry.parse(retry)
         timeout_td = None if timeout is None else timedelta(seconds=to_seconds("timeout", timeout))
         if backoff is not None and not callable(backoff):
             raise ValidationError("backoff", "must be callable")
         rate = None if rate_limit is None else RateLimit.parse(rate_limit)
+        chosen = self.executor if executor is None else parse_executor("executor", executor)
 
         def register(fn: F) -> F:
             handler = fn.fn if isinstance(fn, TaskHandle) else fn
             if not callable(handler):
                 raise ValidationError("handler", "must be callable")
-            self._tasks[name] = TaskSpec(handler, retry_obj, timeout_td, backoff, rate)
+            self._tasks[name] = TaskSpec(handler, retry_obj, timeout_td, backoff, rate, chosen)
             return fn
 
         return register
@@ -202,6 +267,12 @@ class TaskRegistry:
     def rate_limits(self) -> dict[str, RateLimit]:
         """The rate limits given on tasks (they override the jobs' own)."""
         return {name: spec.rate_limit for name, spec in self._tasks.items() if spec.rate_limit}
+
+    def process_modules(self) -> list[str]:
+        """The modules of the handlers that run in child processes, sorted (a child imports
+        them as it starts, before it is needed); empty when no handler does."""
+        specs = [*self._tasks.values(), *([self._catch_all] if self._catch_all else [])]
+        return sorted({spec.target[0] for spec in specs if spec.target is not None})
 
     def names(self) -> list[str]:
         """The registered task names, sorted."""

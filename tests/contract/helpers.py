@@ -4,12 +4,16 @@ manager that starts and hard-stops it, and polling for a stored document's state
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 
-from mongo_job_scheduler import JobStore, Scheduler
+from mongo_job_scheduler import InMemoryJobStore, JobStore, MongoJobStore, Scheduler
 from mongo_job_scheduler.stores.base import Claimed
 from tests.conftest import wait_for
+
+LONG_LEASE = timedelta(seconds=60)
 
 
 @contextlib.asynccontextmanager
@@ -49,8 +53,6 @@ def status_is(status: str) -> Callable[[dict[str, Any]], bool]:
 def sibling(store: JobStore) -> JobStore:
     """Another store object on the same jobs (a second process's view, for MongoDB; the
     in-memory store is one process, so it is its own sibling)."""
-    from mongo_job_scheduler import InMemoryJobStore, MongoJobStore
-
     if isinstance(store, MongoJobStore):
         return MongoJobStore(store.database, store.collection_name)
     assert isinstance(store, InMemoryJobStore)
@@ -84,3 +86,45 @@ async def stored(store: JobStore, job_id: Any) -> dict[str, Any]:
 async def status_of(store: JobStore, job_id: Any) -> str:
     """The stored status of a job that must exist."""
     return str((await stored(store, job_id))["status"])
+
+
+async def backdate_lease(store: JobStore, job_id: Any) -> None:
+    """Fault injection: make the job's current lease look expired (as if its owner had stopped
+    renewing), so that another owner can claim it."""
+    past = await store.now() - timedelta(seconds=5)
+    if isinstance(store, MongoJobStore):
+        await store.jobs.update_one({"_id": job_id}, {"$set": {"lockUntil": past}})
+    else:
+        assert isinstance(store, InMemoryJobStore)
+        store._jobs[job_id]["lockUntil"] = past
+
+
+async def steal(store: JobStore, job_id: Any, thief: str) -> int:
+    """Take the running job over as ``thief`` through the store; returns the new token."""
+    other = sibling(store)
+
+    async def attempt() -> Any:
+        await backdate_lease(store, job_id)  # a heartbeat may renew it in between: retry
+        return (await other.claim(thief, 1, LONG_LEASE, 10)).jobs
+
+    [claimed] = await wait_for(attempt, timeout=10)
+    assert claimed.document["_id"] == job_id
+    return claimed.token
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def reported_pid(store: JobStore, job_id: Any, timeout: float = 20) -> int:
+    """The pid a handler of ``tests.process_handlers`` reported as its progress message (the
+    process it runs in: a child of the worker)."""
+    doc = await wait_doc(store, job_id, lambda d: bool(d.get("progress")), timeout=timeout)
+    pid = int(doc["progress"]["message"])
+    assert pid != os.getpid()
+    return pid

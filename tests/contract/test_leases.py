@@ -9,44 +9,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from mongo_job_scheduler import (
-    InMemoryJobStore,
     Job,
     JobStatus,
     JobStore,
     JobTimeout,
     LeaseLost,
-    MongoJobStore,
     StopReason,
 )
 from tests.conftest import wait_for
-from tests.contract.helpers import make, running_all, sibling, status_of, stored
-
-LONG_LEASE = timedelta(seconds=60)
-
-
-async def _backdate_lease(store: JobStore, job_id: Any) -> None:
-    """Fault injection: make the job's current lease look expired (as if its owner had stopped
-    renewing), so that another owner can claim it."""
-    past = await store.now() - timedelta(seconds=5)
-    if isinstance(store, MongoJobStore):
-        await store.jobs.update_one({"_id": job_id}, {"$set": {"lockUntil": past}})
-    else:
-        assert isinstance(store, InMemoryJobStore)
-        store._jobs[job_id]["lockUntil"] = past
-
-
-async def _steal(store: JobStore, job_id: Any, thief: str) -> int:
-    """Take the running job over as ``thief`` through the store; returns the new token."""
-    other = sibling(store)
-
-    async def attempt() -> Any:
-        await _backdate_lease(store, job_id)  # a heartbeat may renew it in between: retry
-        return (await other.claim(thief, 1, LONG_LEASE, 10)).jobs
-
-    [claimed] = await wait_for(attempt, timeout=10)
-    assert claimed.document["_id"] == job_id
-    return claimed.token
-
+from tests.contract.helpers import LONG_LEASE, make, running_all, sibling, status_of, steal, stored
 
 # -- 3. the lease-lost signal ---------------------------------------------------------------
 
@@ -77,7 +48,7 @@ async def test_async_handler_is_cancelled_when_its_lease_is_taken_over(store: Jo
     async with running_all(scheduler):
         job = await scheduler.schedule("stolen")
         await asyncio.wait_for(started.wait(), timeout=10)
-        token = await _steal(store, job.id, "thief")
+        token = await steal(store, job.id, "thief")
         await wait_for(lambda: "cancelled" in seen, timeout=10)
         await wait_for(lambda: any(isinstance(e, LeaseLost) for e in errors), timeout=10)
 
@@ -113,7 +84,7 @@ async def test_sync_handler_sees_the_stop_event_and_its_outcome_is_not_written(
     async with running_all(scheduler):
         job = await scheduler.schedule("stolen-sync")
         await wait_for(started.is_set, timeout=10)
-        await _steal(store, job.id, "thief")
+        await steal(store, job.id, "thief")
         await wait_for(lambda: "flag" in seen, timeout=10)
     # stop() has waited for the execution to end: any write it would make has happened.
 

@@ -1,6 +1,7 @@
 """The decisions around one execution, without a database: whether a claimed job runs, and
-what success, failure (with and without attempts left), a timeout, a misfire skip, a poison
-job, a schedule changed during the run, a cancel, a lost lease and a shutdown mean for it."""
+what success, failure (with and without attempts left), a timeout, the death of a handler's
+process, a misfire skip, a poison job, a schedule changed during the run, a cancel, a lost lease
+and a shutdown mean for it."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from mongo_job_scheduler import JobTimeout, PoisonJob, Retry
+from mongo_job_scheduler import HandlerCrashed, HandlerError, JobTimeout, PoisonJob, Retry
 from mongo_job_scheduler._outcomes import (
     Plan,
     Policy,
     Start,
+    after_crash,
     after_failure,
     after_schedule_change,
     after_stop,
@@ -314,6 +316,75 @@ def test_errors_are_stored_cut_to_size() -> None:
         raise KeyError("inner")
     except KeyError as exc:
         assert "KeyError" in describe(exc)[2] and "raise KeyError" in describe(exc)[2]
+
+
+def test_an_error_from_a_handlers_process_keeps_its_type_and_traceback() -> None:
+    trace = "Traceback (most recent call last):\n  File \"h.py\", line 3\nKeyError: 'k'\n"
+    message, kind, stored_trace = describe(HandlerError("KeyError", "'k'", trace))
+    assert (message, kind, stored_trace) == ("'k'", "KeyError", trace)
+    assert describe(HandlerError("Quiet", "", "t"))[0] == "Quiet"
+
+
+# -- the handler's process died --------------------------------------------------------------
+
+DIED = HandlerCrashed("the handler's process was killed by SIGKILL (exit -9)")
+
+
+def crash(crashed: Job, start: Start | None = None) -> Plan:
+    """``after_crash`` at NOW."""
+    return after_crash(crashed, DIED, start or Start(), task=None, now=CLOCK, policy=POLICY)
+
+
+def test_a_crash_is_a_failed_attempt_counted_as_a_lease_expiry() -> None:
+    flaky = job(retry={"maxAttempts": 10, "delay": 1000}, leaseExpiries=1)
+    plan = crash(flaky)
+    assert plan.finish.set["status"] == "pending"
+    assert plan.finish.set["nextRunAt"] == NOW + timedelta(seconds=1)
+    assert plan.finish.set["attempts"] == 1
+    assert plan.finish.set["leaseExpiries"] == 2
+    assert plan.finish.set["lastErrorType"] == "HandlerCrashed"
+    assert "killed by SIGKILL (exit -9)" in plan.finish.set["lastError"]
+    assert plan.events == ("job:retry",)
+
+
+def test_a_crash_without_attempts_left_fails_the_job_and_keeps_the_count() -> None:
+    plan = crash(job())
+    assert plan.finish.set["status"] == "failed"
+    assert plan.finish.set["leaseExpiries"] == 1
+    assert plan.finish.set["lastErrorType"] == "HandlerCrashed"
+    assert plan.events == ("job:fail",) and plan.error is DIED
+
+
+def test_a_job_whose_process_keeps_dying_is_quarantined_as_poison() -> None:
+    """Attempts left or not, the death that reaches ``max_lease_expiries`` ends the retries."""
+    flaky = job(retry={"maxAttempts": 10, "delay": 0}, attempts=2, leaseExpiries=2)
+    plan = crash(flaky)
+    assert plan.finish.set["status"] == "failed"
+    assert plan.finish.set["attempts"] == 3
+    assert plan.finish.set["leaseExpiries"] == 3
+    assert plan.finish.set["lastErrorType"] == "PoisonJob"
+    assert "died or the lease expired 3 times" in plan.finish.set["lastError"]
+    assert "(limit 3)" in plan.finish.set["lastError"]
+    assert "killed by SIGKILL" in plan.finish.set["lastError"]
+    assert isinstance(plan.error, PoisonJob) and plan.events == ("job:fail",)
+
+
+def test_a_repeating_poison_crash_moves_to_its_next_slot_with_a_fresh_count() -> None:
+    slot = NOW.replace(second=0)
+    plan = crash(repeating(retry={"maxAttempts": 10}, leaseExpiries=2), Start(slot))
+    assert plan.finish.set["status"] == "pending"
+    assert plan.finish.set["nextRunAt"] == slot + timedelta(minutes=1)
+    assert plan.finish.set["leaseExpiries"] == 0
+    assert plan.finish.set["lastErrorType"] == "PoisonJob"
+    assert plan.start == Start(slot) and plan.events == ("job:fail",)
+
+
+def test_a_retried_crash_of_a_repeating_job_keeps_the_count() -> None:
+    slot = NOW.replace(second=0)
+    plan = crash(repeating(retry={"maxAttempts": 10}), Start(slot))
+    assert plan.finish.set["leaseExpiries"] == 1
+    assert plan.finish.set["lastScheduledAt"] == slot
+    assert plan.events == ("job:retry",)
 
 
 # -- a schedule changed during the run -----------------------------------------------------

@@ -1,12 +1,12 @@
 """One execution of a claimed job, and running its handler: async handlers in the execution's
-own task, plain functions in a thread, with a timeout and a way to be stopped."""
+own task, plain functions in a thread, ``executor="process"`` handlers in a child process, with
+a timeout and a way to be stopped."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -16,7 +16,7 @@ from ..job import Job, RunContext, StopReason
 from ..stores.base import Claimed, Fence
 from ..tasks import TaskSpec
 
-__all__ = ["Execution", "Stopped", "run_handler", "uncancel"]
+__all__ = ["Execution", "OffLoop", "Stopped", "run_handler", "uncancel"]
 
 
 @dataclass
@@ -35,8 +35,9 @@ class Execution:
     """Past ``max_execution``: its lease is no longer renewed."""
     task: asyncio.Task[None] | None = None
     handler_task: asyncio.Future[Any] | None = None
-    """What to cancel to stop the handler while it runs: the executor future of a sync
-    handler, the execution's own task (``task``) for an async one."""
+    """What to cancel to stop the handler while it runs: the execution's own task (``task``)
+    for an async handler, else the future of its thread or of its child process (cancelling
+    that one stops the child)."""
     cancels: int = 0
     """How many times ``task`` was cancelled to stop its async handler."""
     busy: bool = True
@@ -45,7 +46,8 @@ class Execution:
 
     def request_stop(self, reason: StopReason) -> None:
         """Tell the handler to stop (its job sees ``stop_requested``) and interrupt what can
-        be interrupted: an async handler is cancelled; a thread only sees the flag."""
+        be interrupted: an async handler is cancelled, a child process is stopped; a thread
+        only sees the flag."""
         self.context.request_stop(reason)
         if self.handler_task is not None:
             if self.handler_task is self.task:
@@ -61,19 +63,23 @@ class Stopped(Exception):
         super().__init__(reason.value)
 
 
+OffLoop = Callable[[Execution, TaskSpec], "asyncio.Future[Any]"]
+"""Starts a handler that does not run on the event loop (in a thread or a child process)."""
+
+
 async def run_handler(
     execution: Execution,
     spec: TaskSpec,
     timeout: timedelta | None,
-    threads: ThreadPoolExecutor,
+    off_loop: OffLoop,
     on_timeout: Callable[[Execution], None],
 ) -> Any:
     """Run the handler and return its result; raise ``JobTimeout`` if it overran
     (``on_timeout`` is called when the time is up), :class:`Stopped` if the scheduler stopped
     it, and whatever the handler raised otherwise. An async handler runs in the execution's
     own task, which is cancelled to stop it (only while the handler runs: ``handler_task`` is
-    set for exactly that span); for a sync handler the wait for its thread ends and the
-    thread's late result is ignored."""
+    set for exactly that span); any other is started by ``off_loop``, and cancelling its
+    future ends the wait (a thread's late result is ignored; a child process is stopped)."""
     context = execution.context
     loop = asyncio.get_running_loop()
     timer = None
@@ -83,7 +89,7 @@ async def run_handler(
     try:
         if context.stop_reason is not None:  # stop requested before the handler started
             cancelled, result = True, None
-        elif spec.is_async:
+        elif spec.on_loop:
             execution.handler_task = asyncio.current_task()
             try:
                 result = await spec.handler(execution.job)
@@ -91,7 +97,7 @@ async def run_handler(
                 execution.handler_task = None
                 uncancel(execution)
         else:
-            execution.handler_task = loop.run_in_executor(threads, spec.handler, execution.job)
+            execution.handler_task = off_loop(execution, spec)
             result = await execution.handler_task
     except asyncio.CancelledError:
         if context.stop_reason is None:  # the handler cancelled itself: a failed attempt

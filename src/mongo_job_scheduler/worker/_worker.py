@@ -5,7 +5,8 @@ means for the job is decided by the pure functions of :mod:`.._outcomes`; this m
 claim loop and each execution, and hands the decisions to the helpers that carry them out:
 :class:`~._wakeups.Wakeups` (when to claim), :class:`~._leases.LeaseKeeper` (renewals, stalls,
 the lease guard), :class:`~._acks.Outcomes` (writes, events) and
-:class:`~._progress.ProgressReports`.
+:class:`~._progress.ProgressReports`; handlers with ``executor="process"`` run in the
+worker's :class:`~._processes.ProcessPool`.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from typing import Any
 
 from .. import _outcomes
 from .._config import SchedulerConfig
+from .._errors import HandlerCrashed
 from ..events import EventEmitter
 from ..job import RunContext, StopReason
 from ..stores.base import Claimed, ClaimState, Fence, JobStore
-from ..tasks import TaskRegistry
+from ..tasks import TaskRegistry, TaskSpec
 from ._acks import Outcomes
 from ._leases import LeaseKeeper
 from ._logs import log_start
+from ._processes import ProcessPool
 from ._progress import ProgressReports
 from ._registration import Registration
 from ._running import Execution, Stopped, run_handler
@@ -85,12 +88,22 @@ class Worker:
         self._threads = ThreadPoolExecutor(
             max_workers=max(2, config.workers * 2), thread_name_prefix="mjs-handler"
         )
+        self.processes = ProcessPool(
+            config.process_pool,
+            config.max_tasks_per_child,
+            config.max_memory_per_child,
+            self.progress.report,
+            self._report,
+            tasks.process_modules,
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start claiming, renewing and following notifications (on the running loop)."""
         self.progress.start()
+        if self.tasks.process_modules():  # children started ahead of need
+            self.processes.warm(self.config.workers)
         self._claim_task = asyncio.create_task(self._claim_loop(), name="mjs-claim")
         self.leases.start()
         self.registration.start()
@@ -117,6 +130,7 @@ class Worker:
         """Stop claiming; let running jobs finish for ``timeout`` seconds if ``graceful``, then
         stop their handlers and give their jobs back so other workers take them at once."""
         self._stopping = True
+        self.processes.warm(0)  # no new jobs: children that end are not replaced
         self.wakeups.wake()
         self._slot_freed.set()
         if self._claim_task is not None:
@@ -134,6 +148,7 @@ class Worker:
         await self.registration.close()
         await self.wakeups.close()
         await self.progress.close()  # every execution has ended: nothing left to report
+        await self.processes.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
         self.events.emit("worker:stop", self.owner)
 
@@ -267,7 +282,7 @@ class Worker:
         log_start(job)
         try:
             result = await run_handler(
-                execution, spec, spec.timeout or job.timeout, self._threads, self._time_out
+                execution, spec, spec.timeout or job.timeout, self._off_loop, self._time_out
             )
             if execution.fence.slot_name is None:  # a concurrency slot frees with the outcome
                 self._not_busy(execution)
@@ -286,10 +301,20 @@ class Worker:
         )
         await self.outcomes.carry_out(execution, plan)
 
+    def _off_loop(self, execution: Execution, spec: TaskSpec) -> asyncio.Future[Any]:
+        """Start a handler that does not run on the loop: in a child process or a thread."""
+        if spec.target is not None:
+            claimed = execution.claimed
+            return self.processes.run(spec.target, claimed.document, execution.context)
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._threads, spec.handler, execution.job)
+
     async def _fail(
         self, execution: Execution, error: BaseException, start: _outcomes.Start | None
     ) -> None:
-        plan = _outcomes.after_failure(
+        crashed = isinstance(error, HandlerCrashed)  # the handler's process died
+        decide = _outcomes.after_crash if crashed else _outcomes.after_failure
+        plan = decide(
             execution.job,
             error,
             start,
