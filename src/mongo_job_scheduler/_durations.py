@@ -88,10 +88,8 @@ def duration_in(
             f"give {field} (seconds or a timedelta) or {ms_field} (milliseconds), not both",
         )
     if millis is not None:
-        given, out = (
-            millis,
-            timedelta(milliseconds=to_millis(ms_field, millis, allow_zero=allow_zero)),
-        )
+        given, named = millis, ms_field
+        out = timedelta(milliseconds=to_millis(ms_field, millis, allow_zero=allow_zero))
     elif value is None:
         return None
     elif looks_like_millis(value):
@@ -102,12 +100,10 @@ def duration_in(
             f"({key}={whole // 1000}), a timedelta, or milliseconds under {ms_key}",
         )
     else:
-        given, out = value, timedelta(seconds=to_seconds(field, value, allow_zero=allow_zero))
+        given, named = value, field
+        out = timedelta(seconds=to_seconds(field, value, allow_zero=allow_zero))
     if minimum is not None and out < minimum:
-        raise ValidationError(
-            ms_field if millis is not None else field,
-            f"must be at least {fmt_duration(minimum)}, got {given!r}",
-        )
+        raise ValidationError(named, f"must be at least {fmt_duration(minimum)}, got {given!r}")
     return out
 
 
