@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from ._durations import MAX_INT64, to_seconds
+from ._durations import MAX_INT64, duration_in, to_seconds
 from ._errors import ValidationError
 
 __all__ = ["RateLimit", "rate_limit_for"]
 
-_KEYS = {"limit", "period"}
+_KEYS = {"limit", "period", "periodMs"}
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class RateLimit:
     allows them; nothing polls faster because of them.
 
     Given as ``rate_limit={"limit": 10, "period": 60}`` (period in seconds or a
-    ``timedelta``); stored on the job as ``rateLimit: {"limit": 10, "periodMs": 60000}``.
+    ``timedelta``; ``{"limit": 10, "periodMs": 60000}`` in milliseconds); stored on the job as
+    ``rateLimit: {"limit": 10, "periodMs": 60000}``.
     """
 
     limit: int
@@ -44,7 +45,9 @@ class RateLimit:
 
     @classmethod
     def parse(cls, value: Any) -> RateLimit:
-        """Build a limit from ``rate_limit=`` input (a ``RateLimit`` or a mapping)."""
+        """Build a limit from ``rate_limit=`` input: a ``RateLimit`` or a mapping whose
+        ``period`` is a ``timedelta`` or seconds (``periodMs``: milliseconds; see
+        :func:`duration_in` for the numbers refused as probably milliseconds)."""
         if isinstance(value, RateLimit):
             return value
         if not isinstance(value, Mapping):
@@ -52,12 +55,17 @@ class RateLimit:
         unknown = set(value) - _KEYS
         if unknown:
             raise ValidationError(
-                "rate_limit", f"unknown key(s) {sorted(map(str, unknown))}; allowed: limit, period"
+                "rate_limit",
+                f"unknown key(s) {sorted(map(str, unknown))}; allowed: limit, period, periodMs",
             )
-        for key in ("limit", "period"):
-            if key not in value:
-                raise ValidationError(f"rate_limit.{key}", "is required")
-        return cls(limit=value["limit"], period=value["period"])
+        if "limit" not in value:
+            raise ValidationError("rate_limit.limit", "is required")
+        period = duration_in(value, "rate_limit", "period", minimum=timedelta(milliseconds=1))
+        if period is None:
+            raise ValidationError(
+                "rate_limit.period", "is required (seconds or a timedelta; periodMs: milliseconds)"
+            )
+        return cls(limit=value["limit"], period=period)
 
     @classmethod
     def from_document(cls, value: Any) -> RateLimit | None:

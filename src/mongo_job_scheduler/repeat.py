@@ -15,7 +15,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._cron import CronError, CronExpression
-from ._durations import MAX_DURATION, MAX_INT64
+from ._durations import MAX_DURATION, MAX_INT64, duration_in
 from ._errors import ValidationError
 
 __all__ = ["MIN_INTERVAL", "Misfire", "Repeat", "RunPlan"]
@@ -32,7 +32,10 @@ MIN_INTERVAL = timedelta(milliseconds=100)
 """The smallest allowed ``every`` (the Node library's floor)."""
 
 _MISFIRES = ("once", "skip", "all")
-_KEYS = {"cron", "every", "timezone", "misfire", "catchUpLimit"}
+_STORED_KEYS = {"cron", "every", "timezone", "misfire", "catchUpLimit"}
+_STORED_AS = {"every": "everyMs"}
+"""Stored keys read under another name: the stored ``every`` is milliseconds."""
+_KEYS = _STORED_KEYS | {"everyMs"}
 _MAX_STEPS = 100_000
 
 
@@ -67,6 +70,9 @@ class Repeat:
     evaluated in ``timezone`` (an IANA name; default: the scheduler's ``default_timezone``, else
     UTC). ``every`` is a ``timedelta`` or a number of seconds, at least 100 ms; intervals sit on a
     fixed grid from the first slot and ignore time zones. See :data:`Misfire` for ``misfire``.
+
+    Given as ``repeat={"every": 300}`` (seconds or a ``timedelta``; ``{"everyMs": 300000}``
+    in milliseconds) or ``repeat={"cron": "0 9 * * *"}``.
 
     Stored form (the Node library's ``repeat`` field): ``{"cron": "0 9 * * *", "timezone":
     "Asia/Kolkata"}`` or ``{"every": 300000}`` (milliseconds), plus ``misfire`` and
@@ -120,8 +126,9 @@ class Repeat:
 
     @classmethod
     def parse(cls, value: Any) -> Repeat:
-        """Build a schedule from ``repeat=`` input: a ``Repeat`` or a Node-style mapping
-        (``every`` in milliseconds). Unknown keys are an error."""
+        """Build a schedule from ``repeat=`` input: a ``Repeat`` or a mapping whose ``every``
+        is a ``timedelta`` or seconds (``everyMs``: milliseconds; see :func:`duration_in` for
+        the numbers refused as probably milliseconds). Unknown keys are an error."""
         if isinstance(value, Repeat):
             return value
         if not isinstance(value, Mapping):
@@ -133,23 +140,9 @@ class Repeat:
             raise ValidationError(
                 "repeat", f"unknown key(s) {sorted(map(str, unknown))}; allowed: {sorted(_KEYS)}"
             )
-        every = value.get("every")
-        if every is not None:
-            if isinstance(every, bool) or not isinstance(every, (int, float, timedelta)):
-                raise ValidationError(
-                    "repeat.every", f"expected milliseconds, got {type(every).__name__}"
-                )
-            if not isinstance(every, timedelta):
-                if not math.isfinite(every):
-                    raise ValidationError("repeat.every", f"must be finite, got {every!r}")
-                if every > MAX_DURATION.total_seconds() * 1000:
-                    raise ValidationError(
-                        "repeat.every", f"must be at most 100 years, got {every!r}"
-                    )
-                every = timedelta(milliseconds=every)
         return cls(
             cron=value.get("cron"),
-            every=every,
+            every=duration_in(value, "repeat", "every", minimum=MIN_INTERVAL),
             timezone=value.get("timezone"),
             misfire=value.get("misfire", "once"),
             catch_up_limit=value.get("catchUpLimit", 100),
@@ -157,11 +150,13 @@ class Repeat:
 
     @classmethod
     def from_document(cls, value: Any) -> Repeat | None:
-        """Read a stored ``repeat`` field; ``None`` when it is absent or unusable."""
+        """Read a stored ``repeat`` field (``every`` in milliseconds); ``None`` when it is
+        absent or unusable."""
         if not value or not isinstance(value, Mapping):  # absent (None) costs one test
             return None
+        known = {_STORED_AS.get(k, k): v for k, v in value.items() if k in _STORED_KEYS}
         try:
-            return cls.parse({k: v for k, v in value.items() if k in _KEYS and v is not None})
+            return cls.parse({k: v for k, v in known.items() if v is not None})
         except ValidationError:
             return None
 

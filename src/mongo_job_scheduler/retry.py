@@ -8,14 +8,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from ._durations import MAX_DURATION, MAX_INT64, Duration, to_millis, to_seconds
+from ._durations import MAX_DURATION, MAX_INT64, Duration, duration_in, to_seconds
 from ._errors import ValidationError
 
 __all__ = ["Backoff", "Retry"]
 
 Backoff = Literal["fixed", "linear", "exponential"]
 _BACKOFFS = ("fixed", "linear", "exponential")
-_KEYS = {"maxAttempts", "delay", "backoff", "maxDelay", "jitter"}
+_STORED_KEYS = {"maxAttempts", "delay", "backoff", "maxDelay", "jitter"}
+_STORED_AS = {"delay": "delayMs", "maxDelay": "maxDelayMs"}
+"""Stored keys read under another name: the stored durations are milliseconds."""
+_KEYS = _STORED_KEYS | {"delayMs", "maxDelayMs"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class Retry:
     ``max_delay`` caps the wait; ``jitter=True`` draws the wait uniformly from ``[0, wait]``
     ("full jitter"), which spreads retries of many jobs failing together.
 
+    Given as ``retry={"maxAttempts": 5, "delay": 1, "backoff": "exponential", "maxDelay":
+    60}`` (seconds or ``timedelta``; ``delayMs`` and ``maxDelayMs`` take milliseconds).
     Stored form (the Node library's ``retry`` field, milliseconds):
     ``{"maxAttempts": 5, "delay": 1000, "backoff": "exponential", "maxDelay": 60000,
     "jitter": true}``.
@@ -71,7 +76,9 @@ class Retry:
     @classmethod
     def parse(cls, value: Any) -> Retry:
         """Build a policy from ``retry=`` input: a ``Retry``, an int (total executions), or a
-        Node-style mapping (milliseconds). Unknown keys are an error."""
+        mapping whose ``delay`` and ``maxDelay`` are ``timedelta`` or seconds (``delayMs`` and
+        ``maxDelayMs``: milliseconds; see :func:`duration_in` for the numbers refused as
+        probably milliseconds). Unknown keys are an error."""
         if isinstance(value, Retry):
             return value
         if isinstance(value, bool):
@@ -88,21 +95,16 @@ class Retry:
                 )
             if "maxAttempts" not in value:
                 raise ValidationError("retry.maxAttempts", "is required")
-            delay_ms = to_millis("retry.delay", value.get("delay", 0), allow_zero=True)
-            max_delay = value.get("maxDelay")
-            max_delay_ms = (
-                None
-                if max_delay is None
-                else to_millis("retry.maxDelay", max_delay, allow_zero=True)
-            )
+            delay = duration_in(value, "retry", "delay", allow_zero=True)
+            max_delay = duration_in(value, "retry", "maxDelay", allow_zero=True)
             max_attempts = value["maxAttempts"]
             if isinstance(max_attempts, float) and max_attempts.is_integer():
                 max_attempts = int(max_attempts)
             return cls(
                 max_attempts=max_attempts,
-                delay=timedelta(milliseconds=delay_ms),
+                delay=timedelta(0) if delay is None else delay,
                 backoff=value.get("backoff", "fixed"),
-                max_delay=None if max_delay_ms is None else timedelta(milliseconds=max_delay_ms),
+                max_delay=max_delay,
                 jitter=value.get("jitter", False),
             )
         raise ValidationError(
@@ -116,10 +118,10 @@ class Retry:
             return None
         try:
             if isinstance(value, Mapping):
-                known = {k: v for k, v in value.items() if k in _KEYS}
+                known = {_STORED_AS.get(k, k): v for k, v in value.items() if k in _STORED_KEYS}
                 known.setdefault("maxAttempts", 1)
-                if not isinstance(known.get("delay", 0), (int, float)):
-                    known.pop("delay")  # the Node library allowed functions; BSON drops them
+                if not isinstance(known.get("delayMs", 0), (int, float)):
+                    known.pop("delayMs")  # the Node library allowed functions; BSON drops them
                 return cls.parse(known)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return cls.parse(int(value))

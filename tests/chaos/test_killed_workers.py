@@ -51,7 +51,7 @@ def make_jobs(rng: random.Random) -> tuple[list[dict[str, Any]], list[dict[str, 
             data["fail"] = rng.choice((1, 2))
             if rng.random() < 0.5:
                 data["sleep"] = round(rng.uniform(0, 2), 3)
-            item["retry"] = {"maxAttempts": 3, "delay": 100}
+            item["retry"] = {"maxAttempts": 3, "delay": 0.1}
         one_offs.append(item)
     crons = [
         {"name": "chaos-cron", "data": {"cron": i}, "repeat": {"cron": CRON}, "priority": 1}

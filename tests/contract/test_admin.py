@@ -319,7 +319,7 @@ async def test_cancel_running_interval_job_sticks(store: JobStore) -> None:
 
     scheduler = make(store, handler, workers=1)
     async with running(scheduler):
-        job = await scheduler.schedule("ticker", repeat={"every": 100}, run_at=await store.now())
+        job = await scheduler.schedule("ticker", repeat={"every": 0.1}, run_at=await store.now())
         await asyncio.wait_for(started.wait(), 10)
         assert await scheduler.cancel(job.id)
         await barrier(scheduler, store, rounds=3)
@@ -354,7 +354,7 @@ async def test_job_cancelled_elsewhere_as_its_run_ends_is_no_worker_error(
     worker.on("worker:error", errors.append)
     async with running(worker):
         if kind == "repeating":
-            job = await admin.schedule("cancelled-ticker", repeat={"every": 100})
+            job = await admin.schedule("cancelled-ticker", repeat={"every": 0.1})
         else:
             retry = 3 if kind.endswith("retries-left") else 0
             job = await admin.schedule("cancelled-once", retry=retry)
@@ -426,7 +426,7 @@ async def test_update_pending_job_fields(store: JobStore) -> None:
         job.id,
         data={"v": 2, "nested": {"ok": True}},
         priority=1,
-        retry={"maxAttempts": 4, "delay": 2000, "backoff": "linear"},
+        retry={"maxAttempts": 4, "delay": 2, "backoff": "linear"},
         concurrency=3,
         timeout=5,
     )
@@ -564,9 +564,9 @@ async def test_update_running_interval_job_applies_from_its_next_occurrence(
     scheduler = make(store, handler)
     async with running(scheduler):
         slot = await store.now()
-        job = await scheduler.schedule("hourly", {"v": 1}, repeat={"every": 3_600_000}, run_at=slot)
+        job = await scheduler.schedule("hourly", {"v": 1}, repeat={"every": 3600}, run_at=slot)
         await asyncio.wait_for(started.wait(), 10)
-        updated = await scheduler.update_job(job.id, data={"v": 2}, repeat={"every": 7_200_000})
+        updated = await scheduler.update_job(job.id, data={"v": 2}, repeat={"every": 7200})
         assert updated.status is JobStatus.RUNNING
         release.set()
         doc = await wait_doc(store, job.id, status_is("pending"))
@@ -584,7 +584,7 @@ async def test_update_running_interval_job_applies_from_its_next_occurrence(
 
 async def test_update_pending_repeat_moves_to_the_new_first_slot(store: JobStore) -> None:
     scheduler = make(store)
-    job = await scheduler.schedule("sched", repeat={"every": 3_600_000})
+    job = await scheduler.schedule("sched", repeat={"every": 3600})
     before = await store.now()
     updated = await scheduler.update_job(job.id, repeat={"cron": "0 0 1 1 *"})
     assert updated.next_run_at is not None
@@ -606,7 +606,7 @@ def datetime_next_new_year(now: Any) -> Any:
         {"run_at": "tomorrow"},
         {"run_at": None},
         {"repeat": {"cron": "every minute"}},
-        {"repeat": {"every": 10}},
+        {"repeat": {"every": 0.01}},
         {"retry": {"maxAttempts": 2, "tries": 3}},
         {"data": {"$set": {"x": 1}}},
         {"concurrency": 0},

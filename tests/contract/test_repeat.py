@@ -95,7 +95,7 @@ async def test_interval_grid_starts_at_run_at(store: JobStore) -> None:
     scheduler.on("job:complete", completions.append)
     async with running(scheduler):
         run_at = await store.now() + timedelta(milliseconds=300)
-        job = await scheduler.schedule("anchored", repeat={"every": 500}, run_at=run_at)
+        job = await scheduler.schedule("anchored", repeat={"every": 0.5}, run_at=run_at)
         assert job.next_run_at == run_at
         await wait_for(lambda: len(completions) >= 2)
     assert completions[0].next_run_at == run_at + timedelta(milliseconds=500)
@@ -148,7 +148,7 @@ async def test_repeating_job_does_not_run_before_its_first_slot(store: JobStore)
     recorder = Recorder()
     async with running(make(store, recorder)) as scheduler:
         job = await scheduler.schedule("yearly", repeat={"cron": "0 0 1 1 *"})
-        interval = await scheduler.schedule("later", repeat={"every": 3_600_000})
+        interval = await scheduler.schedule("later", repeat={"every": 3600})
         await barrier(scheduler, store, rounds=3)
     assert recorder.runs == []
     assert job.created_at is not None and job.next_run_at is not None
@@ -166,7 +166,7 @@ async def test_run_at_now_runs_a_repeating_job_at_once(store: JobStore) -> None:
     scheduler.on("job:complete", completions.append)
     async with running(scheduler):
         now = await store.now()
-        job = await scheduler.schedule("now-then-hourly", repeat={"every": 3_600_000}, run_at=now)
+        job = await scheduler.schedule("now-then-hourly", repeat={"every": 3600}, run_at=now)
         await wait_for(lambda: completions)
     assert len(recorder.runs) == 1
     assert recorder.runs[0].document["lastRunAt"] < now + timedelta(minutes=1)
@@ -202,7 +202,7 @@ async def test_a_repeating_job_never_overlaps_itself(store: JobStore) -> None:
     async with contextlib.AsyncExitStack() as stack:
         for s in schedulers:
             await stack.enter_async_context(running(s))
-        await schedulers[0].schedule("slow-interval", repeat={"every": 100})
+        await schedulers[0].schedule("slow-interval", repeat={"every": 0.1})
         await wait_for(lambda: len(intervals) >= 4, timeout=15)
     assert most == 1
     intervals.sort()
@@ -224,7 +224,7 @@ async def test_a_running_repeating_job_is_not_claimed_again(store: JobStore) -> 
         await release.wait()
 
     async with running(make(store, handler, workers=4)) as scheduler:
-        job = await scheduler.schedule("busy", repeat={"every": 100}, run_at=await store.now())
+        job = await scheduler.schedule("busy", repeat={"every": 0.1}, run_at=await store.now())
         await asyncio.wait_for(started.wait(), 10)
         # Many slots pass while it runs; idle workers must leave it alone.
         await barrier(scheduler, store, rounds=5)
@@ -252,7 +252,7 @@ async def schedule_missed(
 
 @pytest.mark.parametrize(
     "repeat",
-    [{"every": 60_000}, {"every": 60_000, "misfire": "once"}],
+    [{"every": 60}, {"every": 60, "misfire": "once"}],
     ids=["default", "once"],
 )
 async def test_misfire_once_runs_once_then_jumps_ahead(
@@ -272,7 +272,7 @@ async def test_misfire_once_runs_once_then_jumps_ahead(
 async def test_misfire_skip_runs_nothing_for_missed_slots(store: JobStore) -> None:
     recorder = Recorder()
     async with running(make(store, recorder)) as scheduler:
-        job, start = await schedule_missed(scheduler, store, {"every": 60_000, "misfire": "skip"})
+        job, start = await schedule_missed(scheduler, store, {"every": 60, "misfire": "skip"})
         doc = await wait_doc(store, job.id, lambda d: d["nextRunAt"] > start + 10 * EVERY)
         await barrier(scheduler, store)
     assert recorder.runs == []
@@ -300,7 +300,7 @@ async def test_misfire_skip_with_cron(store: JobStore) -> None:
 async def test_misfire_all_runs_every_missed_slot(store: JobStore) -> None:
     recorder = Recorder()
     async with running(make(store, recorder)) as scheduler:
-        job, start = await schedule_missed(scheduler, store, {"every": 60_000, "misfire": "all"})
+        job, start = await schedule_missed(scheduler, store, {"every": 60, "misfire": "all"})
         doc = await wait_doc(store, job.id, lambda d: d["nextRunAt"] > start + 10 * EVERY)
         await barrier(scheduler, store)
     assert recorder.slots == [start + k * EVERY for k in range(11)]
@@ -312,7 +312,7 @@ async def test_misfire_all_stops_catching_up_at_the_limit(store: JobStore) -> No
     recorder = Recorder()
     async with running(make(store, recorder)) as scheduler:
         job, start = await schedule_missed(
-            scheduler, store, {"every": 60_000, "misfire": "all", "catchUpLimit": 3}
+            scheduler, store, {"every": 60, "misfire": "all", "catchUpLimit": 3}
         )
         doc = await wait_doc(store, job.id, lambda d: d["nextRunAt"] > start + 10 * EVERY)
         await barrier(scheduler, store)
@@ -347,7 +347,7 @@ async def test_a_long_retry_wait_is_cut_to_the_next_slot(store: JobStore) -> Non
         job = await scheduler.schedule(
             "cron-long-retry",
             repeat={"cron": "0 * * * *"},
-            retry={"maxAttempts": 3, "delay": 7_200_000},  # two hours
+            retry={"maxAttempts": 3, "delay": 7200},  # two hours
             run_at=await store.now(),
         )
         doc = await wait_doc(store, job.id, lambda d: d.get("attempts") == 1)
@@ -368,7 +368,7 @@ async def test_final_failure_moves_a_repeating_job_to_its_next_occurrence(
     async with running(scheduler):
         start = await store.now()
         job = await scheduler.schedule(
-            "interval-fails", repeat={"every": 3_600_000}, retry=2, run_at=start
+            "interval-fails", repeat={"every": 3600}, retry=2, run_at=start
         )
         doc = await wait_doc(
             store,
@@ -413,10 +413,10 @@ async def test_a_failing_cron_job_keeps_its_schedule(store: JobStore) -> None:
     [
         ({"cron": "every day"}, "repeat.cron"),
         ({"cron": "0 9 * * *", "timezone": "Mars/Olympus"}, "repeat.timezone"),
-        ({"every": 50}, "repeat.every"),
+        ({"every": 0.05}, "repeat.every"),
         ({"every": -5}, "repeat.every"),
         ({}, "repeat"),
-        ({"every": 1000, "misfire": "never"}, "repeat.misfire"),
+        ({"every": 60, "misfire": "never"}, "repeat.misfire"),
     ],
 )
 async def test_invalid_repeat_is_rejected_and_nothing_written(

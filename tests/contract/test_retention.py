@@ -31,7 +31,7 @@ async def test_finished_jobs_get_an_expiry_by_status(store: JobStore) -> None:
         failed = await scheduler.wait((await scheduler.schedule("bad")).id, timeout=10)
         pending = await scheduler.schedule("ok", delay=3600)
         await scheduler.cancel(pending.id)
-        ticking = await scheduler.schedule("ok", repeat={"every": 200})
+        ticking = await scheduler.schedule("ok", repeat={"every": 0.2})
 
         async def ran_twice() -> bool:
             current = await scheduler.get_job(ticking.id)

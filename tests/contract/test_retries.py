@@ -142,7 +142,7 @@ async def test_backoff_waits(store: JobStore, backoff: str, waits: list[int]) ->
 
     async with running(make(store, handler)) as scheduler:
         job = await scheduler.schedule(
-            "backoff", retry={"maxAttempts": 4, "delay": 60_000, "backoff": backoff}
+            "backoff", retry={"maxAttempts": 4, "delay": 60, "backoff": backoff}
         )
         for n, seconds in enumerate(waits, start=1):
             doc = await wait_doc(store, job.id, pending_after(n))
@@ -163,7 +163,7 @@ async def test_waits_match_the_stored_policy(store: JobStore) -> None:
 
     async with running(make(store, handler)) as scheduler:
         job = await scheduler.schedule(
-            "policy", retry={"maxAttempts": 3, "delay": 45_000, "backoff": "linear"}
+            "policy", retry={"maxAttempts": 3, "delay": 45, "backoff": "linear"}
         )
         doc = await wait_doc(store, job.id, pending_after(1))
         policy = Retry.from_document(doc["retry"])
@@ -181,7 +181,7 @@ async def test_max_delay_caps_the_wait(store: JobStore) -> None:
     async with running(make(store, handler)) as scheduler:
         job = await scheduler.schedule(
             "capped",
-            retry={"maxAttempts": 5, "delay": 60_000, "backoff": "exponential", "maxDelay": 90_000},
+            retry={"maxAttempts": 5, "delay": 60, "backoff": "exponential", "maxDelay": 90},
         )
         for n, seconds in enumerate([60, 90, 90], start=1):
             doc = await wait_doc(store, job.id, pending_after(n))
@@ -197,7 +197,7 @@ async def test_jitter_draws_waits_between_zero_and_the_delay(store: JobStore) ->
     async with running(make(store, handler, workers=4)) as scheduler:
         jobs = [
             await scheduler.schedule(
-                "jittered", {"i": i}, retry={"maxAttempts": 2, "delay": 600_000, "jitter": True}
+                "jittered", {"i": i}, retry={"maxAttempts": 2, "delay": 600, "jitter": True}
             )
             for i in range(8)
         ]
@@ -295,7 +295,7 @@ async def test_attempts_persist_across_a_restart(store: JobStore) -> None:
         raise RuntimeError("after restart")
 
     async with running(make(store, first)) as scheduler:
-        job = await scheduler.schedule("durable", retry={"maxAttempts": 3, "delay": 60_000})
+        job = await scheduler.schedule("durable", retry={"maxAttempts": 3, "delay": 60})
         await wait_doc(store, job.id, pending_after(1))
 
     again = reopen(store)
@@ -320,7 +320,7 @@ async def test_a_retry_is_not_run_early_by_another_scheduler(store: JobStore) ->
         raise RuntimeError("wait for me")
 
     async with running(make(store, handler)) as a, running(make(store, handler)) as b:
-        job = await a.schedule("patient", retry={"maxAttempts": 3, "delay": 60_000})
+        job = await a.schedule("patient", retry={"maxAttempts": 3, "delay": 60})
         await wait_doc(store, job.id, pending_after(1))
         # Barrier: a later job on both schedulers completes; the retry is still waiting.
         done = asyncio.Event()

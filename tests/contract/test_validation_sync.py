@@ -223,7 +223,7 @@ BEYOND_INT64 = [
     ),
     case(
         "schedule",
-        {"repeat": {"every": 1000, "catchUpLimit": HUGE}},
+        {"repeat": {"every": 60, "catchUpLimit": HUGE}},
         "repeat.catchUpLimit",
         "huge-catch-up",
     ),
@@ -238,7 +238,7 @@ BEYOND_INT64 = [
     case("update", {"retry": {"maxAttempts": 10**20}}, "retry.maxAttempts", "huge-max-attempts"),
     case(
         "update",
-        {"repeat": {"every": 1000, "catchUpLimit": HUGE}},
+        {"repeat": {"every": 60, "catchUpLimit": HUGE}},
         "repeat.catchUpLimit",
         "huge-catch-up",
     ),
@@ -271,7 +271,7 @@ def test_the_largest_int64_is_still_accepted(sync_db: Any) -> None:
         concurrency=top,
         retry={"maxAttempts": top},
         rate_limit={"limit": top, "period": 1},
-        repeat={"every": 1000, "catchUpLimit": top},
+        repeat={"every": 60, "catchUpLimit": top},
     )
     assert job.concurrency == top
     updated = scheduler.update_job(job.id, concurrency=top, retry=top)
@@ -366,7 +366,7 @@ def test_valid_counterparts_are_accepted_by_the_sync_facade(sync_db: Any) -> Non
         scheduler.schedule("n" * 200),
         scheduler.schedule("p", priority=1),
         scheduler.schedule("p", priority=10),
-        scheduler.schedule("every", repeat={"every": 100}),
+        scheduler.schedule("every", repeat={"every": 0.1}),
         scheduler.schedule("cron6", repeat={"cron": "*/5 * * * * *"}),
         scheduler.schedule("zone", repeat={"cron": "@daily", "timezone": "Asia/Kolkata"}),
         scheduler.schedule("delay0", delay=0),
@@ -406,7 +406,7 @@ def test_valid_counterparts_are_accepted_by_the_sync_facade(sync_db: Any) -> Non
     assert updated.priority == 1
     assert updated.data == {"ok": {"nested": [1]}}
     assert updated.next_run_at == AWARE
-    updated = scheduler.update_job(target.id, repeat={"every": 100})
+    updated = scheduler.update_job(target.id, repeat={"every": 0.1})
     assert updated.repeat is not None
 
     # ids as ObjectId or 24-hex string.

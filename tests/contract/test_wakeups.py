@@ -268,7 +268,7 @@ async def test_own_retry_and_next_occurrence_start_on_time(store: JobStore) -> N
     scheduler = Scheduler(store, handler, workers=2, poll_interval=IDLE_POLL)
     async with scheduler:
         now = await store.now()
-        flaky = await scheduler.schedule("flaky", retry={"maxAttempts": 2, "delay": 1000})
+        flaky = await scheduler.schedule("flaky", retry={"maxAttempts": 2, "delay": 1})
         tick = await scheduler.schedule("tick", repeat={"every": timedelta(seconds=1)}, run_at=now)
         await wait_for(lambda: len(starts["flaky"]) >= 2 and len(starts["tick"]) >= 2, 11)
         await scheduler.cancel(tick.id)

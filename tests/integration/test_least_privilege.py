@@ -218,7 +218,7 @@ async def test_workers_producers_and_operators_need_only_readwrite(secured: Secu
         await job.set_progress(50, "half way")
         return {"echo": job.data}
 
-    @scheduler.task("flaky", retry={"maxAttempts": 2, "delay": 50})
+    @scheduler.task("flaky", retry={"maxAttempts": 2, "delay": 0.05})
     async def flaky(job: Job) -> str:
         if job.attempts == 0:
             raise RuntimeError("first try fails")

@@ -171,7 +171,7 @@ async def test_each_job_runs_exactly_once_across_processes(mongo_db: Any, worker
             {
                 "name": "flaky",
                 "data": {"i": i, "failFirst": True},
-                "retry": {"maxAttempts": 2, "delay": 20},
+                "retry": {"maxAttempts": 2, "delay": 0.02},
             }
         )
     one_offs = await scheduler.schedule_bulk(items)

@@ -269,7 +269,7 @@ async def _run_workload(db: Any) -> dict[str, Any]:
         ]
     )
     assert bulk[1].id == bulk[2].id and bulk[3].id == first.id
-    flaky_job = await main.schedule("flaky", retry={"maxAttempts": 2, "delay": 10})
+    flaky_job = await main.schedule("flaky", retry={"maxAttempts": 2, "delay": 0.01})
     ticker = await main.schedule("tick", repeat={"every": timedelta(milliseconds=150)})
     later = await main.schedule("plain", {"n": 5}, run_at=None, delay=3600, dedupe_key="later")
     # Admin on pending jobs: update data/priority, change a repeat, cancel, read.

@@ -127,7 +127,7 @@ async def test_schedule_writes_the_same_document_as_the_async_api(
     options: dict[str, Any] = {
         "data": {"orgId": "org-1", "n": [1, 2.5, None]},
         "repeat": {"cron": "*/5 * * * *", "timezone": "Europe/Paris"},
-        "retry": {"maxAttempts": 4, "delay": 1500, "backoff": "exponential", "jitter": True},
+        "retry": {"maxAttempts": 4, "delay": 1.5, "backoff": "exponential", "jitter": True},
         "dedupe_key": "report:org-1",
         "dedupe": "forever",
         "priority": 2,
@@ -341,7 +341,7 @@ async def test_a_job_scheduled_with_the_sync_api_is_run_by_an_async_worker(
                 raise RuntimeError("first attempt fails")
 
         job = producer.schedule("greet", {"who": "sync"}, priority=1)
-        retried = producer.schedule("flaky", retry={"maxAttempts": 3, "delay": 50})
+        retried = producer.schedule("flaky", retry={"maxAttempts": 3, "delay": 0.05})
         bulk = producer.schedule_bulk([{"name": "greet", "data": {"who": i}} for i in range(3)])
 
         def finished(job_id: Any) -> bool:

@@ -260,10 +260,10 @@ async def test_jobs_scheduled_by_python_run_once_on_node_workers(
     producer = Scheduler(MongoJobStore(mongo_db))
     data_job = await producer.schedule("py.data", DATA, priority=3)
     retry_ok = await producer.schedule(
-        "py.retry", {"failTimes": 1}, retry={"maxAttempts": 3, "delay": 100}
+        "py.retry", {"failTimes": 1}, retry={"maxAttempts": 3, "delayMs": 100}
     )
     retry_fail = await producer.schedule("py.retry", {"failTimes": 9}, retry=2)
-    every = await producer.schedule("py.every", repeat={"every": 500})
+    every = await producer.schedule("py.every", repeat={"everyMs": 500})
     dedupe = await producer.schedule("py.dedupe", {"v": 1}, dedupe_key="py:dedupe")
     assert (await producer.schedule("py.dedupe", {"v": 2}, dedupe_key="py:dedupe")).id == dedupe.id
     bulk = await producer.schedule_bulk(

@@ -818,13 +818,13 @@ async def test_node_084_update_repeat_with_and_without_run_at(store: JobStore) -
     # Node requires nextRunAt with repeat; here a new repeat applies from the next
     # occurrence, so without run_at a pending job moves to the new schedule's first slot.
     scheduler = Scheduler(store)
-    job = await scheduler.schedule("r", repeat={"every": 60_000})
+    job = await scheduler.schedule("r", repeat={"everyMs": 60_000})
     when = (utcnow() + timedelta(minutes=5)).replace(microsecond=0)
-    updated = await scheduler.update_job(job.id, repeat={"every": 3_600_000}, run_at=when)
+    updated = await scheduler.update_job(job.id, repeat={"everyMs": 3_600_000}, run_at=when)
     assert (await _doc(store, job.id))["repeat"] == {"every": 3_600_000}
     assert updated.next_run_at == when
     before = utcnow()
-    again = await scheduler.update_job(job.id, repeat={"every": 7_200_000})
+    again = await scheduler.update_job(job.id, repeat={"everyMs": 7_200_000})
     assert again.repeat is not None and again.repeat.every == timedelta(hours=2)
     assert again.next_run_at is not None
     assert before + timedelta(hours=2) - timedelta(seconds=5) <= again.next_run_at
@@ -900,12 +900,12 @@ async def test_node_089_schedule_defaults(store: JobStore) -> None:
 async def test_node_090_schedule_keeps_run_at_retry_and_repeat(store: JobStore) -> None:
     scheduler = Scheduler(store)
     run_at = datetime(2031, 5, 6, 7, 8, 9, 123000, tzinfo=timezone.utc)
-    retry = {"maxAttempts": 4, "delay": 250}
+    retry = {"maxAttempts": 4, "delayMs": 250}
     repeat = {"cron": "0 9 * * *", "timezone": "Asia/Kolkata"}
     job = await scheduler.schedule("a", run_at=run_at, retry=retry, repeat=repeat)
     doc = await _doc(store, job.id)
     assert job.next_run_at == run_at and doc["nextRunAt"] == run_at
-    assert doc["retry"] == retry and doc["repeat"] == repeat
+    assert doc["retry"] == {"maxAttempts": 4, "delay": 250} and doc["repeat"] == repeat
     assert job.retry == Retry(max_attempts=4, delay=timedelta(milliseconds=250))
 
 
@@ -918,7 +918,7 @@ async def test_node_091_missing_name_both_repeats_and_no_store_are_typed_errors(
             await scheduler.schedule(bad)  # type: ignore[arg-type]
         assert info.value.field == "name"
     with pytest.raises(ValidationError) as info:
-        await scheduler.schedule("a", repeat={"cron": "* * * * *", "every": 1000})
+        await scheduler.schedule("a", repeat={"cron": "* * * * *", "everyMs": 1000})
     assert info.value.field == "repeat"
     with pytest.raises(ConfigurationError):
         await Scheduler().schedule("a")
@@ -1057,7 +1057,7 @@ async def test_node_101_always_failing_three_attempts(store: JobStore) -> None:
 async def test_node_102_retry_waits_for_its_delay(store: JobStore) -> None:
     rec = Recorder()
     async with running(store, _failing(rec, 1)) as scheduler:
-        job = await scheduler.schedule("r", retry={"maxAttempts": 2, "delay": 200})
+        job = await scheduler.schedule("r", retry={"maxAttempts": 2, "delayMs": 200})
         await wait_for(_has_status(store, job.id, "completed"))
     assert rec.count == 2
     assert rec.times[1] - rec.times[0] >= 0.18
@@ -1082,7 +1082,7 @@ async def test_node_104_retry_survives_a_restart(store: JobStore) -> None:
     first = Scheduler(store, handler, poll_interval=FAST)
     first.on("job:retry", lambda job: retried.set())
     await first.start()
-    job = await first.schedule("r", retry={"maxAttempts": 2, "delay": 300})
+    job = await first.schedule("r", retry={"maxAttempts": 2, "delayMs": 300})
     await asyncio.wait_for(retried.wait(), 10)
     await first.stop()
     assert rec.count == 1
@@ -1102,7 +1102,7 @@ async def test_node_105_retry_shorthand_counts_total_executions(store: JobStore)
 async def test_node_106_attempts_persist_across_restarts(store: JobStore) -> None:
     rec = Recorder()
     handler = _failing(rec, 99)
-    retry = {"maxAttempts": 3, "delay": 200}
+    retry = {"maxAttempts": 3, "delayMs": 200}
     job = await Scheduler(store).schedule("r", retry=retry)
     for expected in (1, 2):
         retried = asyncio.Event()
@@ -1150,7 +1150,7 @@ async def test_node_108_interval_shorter_than_handler_never_overlaps(store: JobS
         rec.leave()
 
     async with running(store, handler, workers=3) as scheduler:
-        job = await scheduler.schedule("tick", repeat={"every": 100}, run_at=utcnow())
+        job = await scheduler.schedule("tick", repeat={"everyMs": 100}, run_at=utcnow())
         await wait_for(lambda: len(spans) >= 3, timeout=10)
     assert rec.max_active == 1
     for (_, end), (start, _) in itertools.pairwise(spans):
@@ -1188,7 +1188,7 @@ async def test_node_111_interval_job_with_three_workers_repeats_without_overlap(
         rec.leave()
 
     async with running(store, handler, workers=3) as scheduler:
-        await scheduler.schedule("tick", repeat={"every": 100}, run_at=utcnow())
+        await scheduler.schedule("tick", repeat={"everyMs": 100}, run_at=utcnow())
         await wait_for(lambda: rec.count >= 3, timeout=10)
     assert rec.max_active == 1
     slots = [c.last_scheduled_at for c in rec.calls]
@@ -1219,10 +1219,13 @@ async def test_node_113_zero_interval_is_rejected(store: JobStore) -> None:
     scheduler = Scheduler(store)
     for bad in (0, -5, 50, float("inf"), float("nan")):
         with pytest.raises(ValidationError) as info:
-            await scheduler.schedule("tick", repeat={"every": bad})
+            await scheduler.schedule("tick", repeat={"everyMs": bad})
+        assert info.value.field == "repeat.everyMs"
+        with pytest.raises(ValidationError) as info:
+            await scheduler.schedule("tick", repeat={"every": bad / 1000})
         assert info.value.field == "repeat.every"
     assert await scheduler.get_jobs() == []
-    job = await scheduler.schedule("tick", repeat={"every": 100})
+    job = await scheduler.schedule("tick", repeat={"everyMs": 100})
     assert (await _doc(store, job.id))["repeat"] == {"every": 100}
 
 
@@ -1234,7 +1237,7 @@ async def test_node_114_interval_fails_twice_then_succeeds_and_resets_attempts(
     async with running(store, _failing(rec, 2)) as scheduler:
         scheduler.on("job:complete", completes.append)
         await scheduler.schedule(
-            "tick", repeat={"every": 200}, retry={"maxAttempts": 3, "delay": 0}, run_at=utcnow()
+            "tick", repeat={"everyMs": 200}, retry={"maxAttempts": 3, "delay": 0}, run_at=utcnow()
         )
         await wait_for(lambda: rec.count >= 4, timeout=10)
     assert [c.attempts for c in rec.calls[:4]] == [0, 1, 2, 0]
@@ -1249,7 +1252,7 @@ async def test_node_115_always_failing_interval_stays_pending_with_last_error(
     async with running(store, _failing(rec, 99, "Simulated permanent failure")) as scheduler:
         scheduler.on("job:fail", lambda job, exc: fails.append(job))
         job = await scheduler.schedule(
-            "tick", repeat={"every": 200}, retry={"maxAttempts": 3, "delay": 0}, run_at=utcnow()
+            "tick", repeat={"everyMs": 200}, retry={"maxAttempts": 3, "delay": 0}, run_at=utcnow()
         )
         await wait_for(lambda: fails and rec.count >= 4, timeout=10)
     assert fails[0].status is JobStatus.PENDING and fails[0].attempts == 0
@@ -1271,7 +1274,7 @@ async def test_node_116_heartbeat_retry_and_repeat_together(store: JobStore) -> 
     async with running(store, handler, lock_timeout=0.3) as scheduler:
         scheduler.on("worker:error", errors.append)
         await scheduler.schedule(
-            "tick", repeat={"every": 300}, retry={"maxAttempts": 2, "delay": 0}, run_at=utcnow()
+            "tick", repeat={"everyMs": 300}, retry={"maxAttempts": 2, "delay": 0}, run_at=utcnow()
         )
         await wait_for(lambda: rec.count >= 3, timeout=10)
     assert [c.attempts for c in rec.calls[:3]] == [0, 1, 0]
@@ -1314,7 +1317,7 @@ async def test_node_118_123_last_scheduled_at_stored_for_repeating_jobs_only(
     assert one_shot.last_scheduled_at is None
     assert "lastScheduledAt" not in await _doc(store, one_shot.id)
     run_at = datetime(2031, 1, 1, 9, 0, 0, 250000, tzinfo=timezone.utc)
-    rep = await scheduler.schedule("rep", repeat={"every": 60_000}, run_at=run_at)
+    rep = await scheduler.schedule("rep", repeat={"everyMs": 60_000}, run_at=run_at)
     assert rep.last_scheduled_at == run_at
     assert (await _doc(store, rep.id))["lastScheduledAt"] == run_at
 
@@ -1342,7 +1345,7 @@ async def test_node_124_interval_due_in_the_past_runs_then_keeps_its_grid(store:
     rec = Recorder()
     anchor = utcnow() - timedelta(seconds=5)
     async with running(store, rec.record) as scheduler:
-        job = await scheduler.schedule("tick", repeat={"every": 300}, run_at=anchor)
+        job = await scheduler.schedule("tick", repeat={"everyMs": 300}, run_at=anchor)
         await wait_for(lambda: rec.count >= 2, timeout=10)
     second = rec.calls[1].last_scheduled_at
     assert second is not None and job.next_run_at is not None
@@ -1357,7 +1360,7 @@ async def test_node_125_repeating_job_without_run_at_waits_for_its_first_slot(
     # The first run is the first slot after now (Node runs it at once).
     scheduler = Scheduler(store)
     before = await store.now()
-    job = await scheduler.schedule("tick", repeat={"every": 60_000})
+    job = await scheduler.schedule("tick", repeat={"everyMs": 60_000})
     assert job.next_run_at is not None and job.next_run_at > before
     assert job.next_run_at - before <= timedelta(seconds=61)
     assert job.last_scheduled_at == job.next_run_at
@@ -1433,7 +1436,7 @@ async def test_node_131_interval_jobs_with_many_workers_never_double_run_a_slot(
     rec = Recorder()
     async with running(store, rec.record, workers=10) as scheduler:
         for i in range(5):
-            await scheduler.schedule(f"interval-{i}", repeat={"every": 200}, run_at=utcnow())
+            await scheduler.schedule(f"interval-{i}", repeat={"everyMs": 200}, run_at=utcnow())
 
         def each_twice() -> bool:
             counts = Counter(c.name for c in rec.calls)
@@ -1465,10 +1468,10 @@ async def test_node_132_134_136_mixed_workflow(store: JobStore) -> None:
         shipping = await scheduler.schedule("shipping", delay=0.1)
         cart = await scheduler.schedule("cart-email")
         reports = [await scheduler.schedule("report", {"i": i}) for i in range(2)]
-        await scheduler.schedule("inventory", repeat={"every": 200}, run_at=utcnow())
+        await scheduler.schedule("inventory", repeat={"everyMs": 200}, run_at=utcnow())
         for tenant in range(10):
             await scheduler.schedule(
-                f"tenant-{tenant}", repeat={"every": 100 * (tenant + 1)}, run_at=utcnow()
+                f"tenant-{tenant}", repeat={"everyMs": 100 * (tenant + 1)}, run_at=utcnow()
             )
 
         def all_ran() -> bool:
@@ -1614,7 +1617,7 @@ async def test_node_140_run_at_of_a_repeating_job_is_its_first_slot(store: JobSt
     # Node: lastScheduledAt + repeat overrides runAt. Here run_at always wins.
     scheduler = Scheduler(store)
     run_at = utcnow().replace(microsecond=0) + timedelta(minutes=7, seconds=13)
-    job = await scheduler.schedule("r", repeat={"every": 3_600_000}, run_at=run_at)
+    job = await scheduler.schedule("r", repeat={"everyMs": 3_600_000}, run_at=run_at)
     assert job.next_run_at == run_at and job.last_scheduled_at == run_at
 
 

@@ -228,7 +228,7 @@ async def _cancel_mid_run(store: JobStore, **schedule: Any) -> tuple[Job, list[J
 
 
 async def test_b04_cancelled_interval_job_stays_cancelled(store: JobStore) -> None:
-    job, cancels, rec = await _cancel_mid_run(store, repeat={"every": 100}, run_at=utcnow())
+    job, cancels, rec = await _cancel_mid_run(store, repeat={"everyMs": 100}, run_at=utcnow())
     doc = await _doc(store, job.id)
     assert doc["status"] == "cancelled" and "lockedBy" not in doc
     assert [c.name for c in rec.calls] == ["victim", "probe"]
@@ -380,7 +380,7 @@ async def test_b09_retried_cron_does_not_skip_next_slot(store: JobStore) -> None
         job = await scheduler.schedule(
             "hourly",
             repeat={"cron": "0 * * * *", "timezone": "UTC"},
-            retry={"maxAttempts": 3, "delay": 100},
+            retry={"maxAttempts": 3, "delayMs": 100},
             run_at=utcnow(),
         )
         await wait_for(lambda: completes)
@@ -402,7 +402,7 @@ async def test_b09_retry_delay_never_pushes_past_the_next_slot(store: JobStore) 
         job = await scheduler.schedule(
             "hourly",
             repeat={"cron": "0 * * * *"},
-            retry={"maxAttempts": 3, "delay": 2 * 3_600_000},
+            retry={"maxAttempts": 3, "delayMs": 2 * 3_600_000},
             run_at=utcnow(),
         )
         await wait_for(lambda: retries)
@@ -536,7 +536,9 @@ async def test_b11_interval_due_long_ago_schedules_and_runs_promptly(store: JobS
     async with running(store, rec.record) as scheduler:
         scheduler.on("job:complete", completes.append)
         await asyncio.wait_for(
-            scheduler.schedule("tick", repeat={"every": 100}, run_at=utcnow() - timedelta(days=30)),
+            scheduler.schedule(
+                "tick", repeat={"everyMs": 100}, run_at=utcnow() - timedelta(days=30)
+            ),
             5,
         )
         await wait_for(lambda: completes)
@@ -584,7 +586,7 @@ _BAD_OPTIONS: list[dict[str, Any]] = [
     {"name": "x", "concurrency": 0},
     {"name": "x", "max_execution": 0},
     {"name": "x", "repeat": {"cron": "* * * * *", "every": 0}},
-    {"name": "x", "repeat": {"cron": "* * * * *", "every": 1000}},
+    {"name": "x", "repeat": {"cron": "* * * * *", "everyMs": 1000}},
     {"name": "x", "run_at": datetime(2030, 1, 1)},
     {"name": "x", "retry": {"maxAttempts": 0}},
 ]
@@ -902,10 +904,10 @@ def test_b24_documented_api_matches_the_code() -> None:
     defaults = Scheduler()
     assert defaults.poll_interval == 0.5 and defaults.lock_timeout == 600
     second = timedelta(seconds=1)
-    exponential = Retry.parse({"maxAttempts": 5, "delay": 1000, "backoff": "exponential"})
-    linear = Retry.parse({"maxAttempts": 5, "delay": 1000, "backoff": "linear"})
+    exponential = Retry.parse({"maxAttempts": 5, "delayMs": 1000, "backoff": "exponential"})
+    linear = Retry.parse({"maxAttempts": 5, "delayMs": 1000, "backoff": "linear"})
     capped = Retry.parse(
-        {"maxAttempts": 9, "delay": 1000, "backoff": "exponential", "maxDelay": 5000}
+        {"maxAttempts": 9, "delayMs": 1000, "backoff": "exponential", "maxDelayMs": 5000}
     )
     assert [exponential.delay_for(n) for n in (1, 2, 3)] == [second, 2 * second, 4 * second]
     assert [linear.delay_for(n) for n in (1, 2, 3)] == [second, 2 * second, 3 * second]

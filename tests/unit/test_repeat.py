@@ -3,6 +3,7 @@ missed slots and misfire plans."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -24,12 +25,33 @@ def at(**kwargs: float) -> datetime:
 # -- parse -------------------------------------------------------------------------------------
 
 
-def test_parse_every_is_milliseconds_and_round_trips() -> None:
-    rep = Repeat.parse({"every": 300_000})
+def test_parse_every_is_seconds_and_stored_in_milliseconds() -> None:
+    rep = Repeat.parse({"every": 300})
     assert rep.every == timedelta(minutes=5)
     assert rep.cron is None
     assert rep.to_document() == {"every": 300_000}
-    assert Repeat.parse(rep.to_document()) == rep
+    assert Repeat.from_document(rep.to_document()) == rep
+
+
+def test_parse_every_ms_is_milliseconds() -> None:
+    assert Repeat.parse({"everyMs": 300_000}) == Repeat.parse({"every": 300})
+    assert Repeat.parse({"everyMs": 100}).every == timedelta(milliseconds=100)
+    assert Repeat.parse({"everyMs": 150.4}).to_document() == {"every": 150}
+
+
+def test_parse_refuses_whole_thousands_of_seconds_as_probably_milliseconds() -> None:
+    with pytest.raises(ValidationError) as info:
+        Repeat.parse({"every": 60_000})
+    assert str(info.value) == (
+        "repeat.every: 60000 seconds (16 h 40 min) looks like milliseconds; give seconds"
+        " (every=60), a timedelta, or milliseconds under everyMs"
+    )
+    # Not a whole multiple of 1,000, or a timedelta: seconds, as given.
+    assert Repeat.parse({"every": 1500}).every == timedelta(seconds=1500)
+    assert Repeat.parse({"every": 999}).every == timedelta(seconds=999)
+    assert Repeat.parse({"every": timedelta(seconds=1000)}).every == timedelta(seconds=1000)
+    # The typed constructor takes seconds, never milliseconds: no guard there.
+    assert Repeat(every=1000).every == timedelta(seconds=1000)  # type: ignore[arg-type]
 
 
 def test_parse_every_accepts_a_timedelta() -> None:
@@ -60,7 +82,7 @@ def test_parse_cron_with_zone_and_policies_round_trips() -> None:
 
 def test_defaults_are_not_stored() -> None:
     assert Repeat.parse({"cron": "@hourly"}).to_document() == {"cron": "@hourly"}
-    rep = Repeat.parse({"every": 1000, "misfire": "once", "catchUpLimit": 100})
+    rep = Repeat.parse({"every": 1, "misfire": "once", "catchUpLimit": 100})
     assert rep.to_document() == {"every": 1000}
 
 
@@ -70,9 +92,12 @@ def test_parse_returns_repeat_instances_as_is() -> None:
 
 
 def test_minimum_interval_is_100_ms() -> None:
-    assert Repeat.parse({"every": 100}).every == timedelta(milliseconds=100)
+    assert Repeat.parse({"every": 0.1}).every == timedelta(milliseconds=100)
+    assert Repeat.parse({"everyMs": 100}).every == timedelta(milliseconds=100)
     with pytest.raises(ValidationError):
-        Repeat.parse({"every": 99})
+        Repeat.parse({"every": 0.099})
+    with pytest.raises(ValidationError):
+        Repeat.parse({"everyMs": 99})
 
 
 def test_odd_millisecond_intervals_are_stored_exactly() -> None:
@@ -84,19 +109,28 @@ def test_odd_millisecond_intervals_are_stored_exactly() -> None:
     ("value", "field"),
     [
         ({}, "repeat"),
-        ({"cron": "* * * * *", "every": 1000}, "repeat"),
-        ({"every": 1000, "interval": 5}, "repeat"),
+        ({"cron": "* * * * *", "every": 1}, "repeat"),
+        ({"cron": "* * * * *", "everyMs": 1000}, "repeat"),
+        ({"every": 1, "interval": 5}, "repeat"),
         ({"cron": "* * * * *", "tz": "UTC"}, "repeat"),
         ("*/5 * * * *", "repeat"),
         (5000, "repeat"),
         (None, "repeat"),
         ({"every": 0}, "repeat.every"),
-        ({"every": -1000}, "repeat.every"),
-        ({"every": 50}, "repeat.every"),
+        ({"every": -1}, "repeat.every"),
+        ({"every": 0.05}, "repeat.every"),
+        ({"every": 1000}, "repeat.every"),
+        ({"every": 60_000.0}, "repeat.every"),
+        ({"every": 1, "everyMs": 1000}, "repeat.every"),
+        ({"everyMs": 50}, "repeat.everyMs"),
+        ({"everyMs": -1000}, "repeat.everyMs"),
+        ({"everyMs": "1000"}, "repeat.everyMs"),
+        ({"everyMs": timedelta(seconds=1)}, "repeat.everyMs"),
+        ({"everyMs": math.nan}, "repeat.everyMs"),
         ({"every": math.nan}, "repeat.every"),
         ({"every": math.inf}, "repeat.every"),
         ({"every": 1e20}, "repeat.every"),
-        ({"every": "1000"}, "repeat.every"),
+        ({"every": "10"}, "repeat.every"),
         ({"every": True}, "repeat.every"),
         ({"every": timedelta(milliseconds=10)}, "repeat.every"),
         ({"every": timedelta(seconds=-5)}, "repeat.every"),
@@ -109,10 +143,10 @@ def test_odd_millisecond_intervals_are_stored_exactly() -> None:
         ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, "repeat.timezone"),
         ({"cron": "* * * * *", "timezone": ""}, "repeat.timezone"),
         ({"cron": "* * * * *", "timezone": 3}, "repeat.timezone"),
-        ({"every": 1000, "misfire": "sometimes"}, "repeat.misfire"),
-        ({"every": 1000, "catchUpLimit": 0}, "repeat.catchUpLimit"),
-        ({"every": 1000, "catchUpLimit": 2.5}, "repeat.catchUpLimit"),
-        ({"every": 1000, "catchUpLimit": True}, "repeat.catchUpLimit"),
+        ({"every": 1, "misfire": "sometimes"}, "repeat.misfire"),
+        ({"every": 1, "catchUpLimit": 0}, "repeat.catchUpLimit"),
+        ({"every": 1, "catchUpLimit": 2.5}, "repeat.catchUpLimit"),
+        ({"every": 1, "catchUpLimit": True}, "repeat.catchUpLimit"),
     ],
 )
 def test_parse_rejects(value: object, field: str) -> None:
@@ -125,23 +159,26 @@ def test_from_document_is_lenient() -> None:
     assert Repeat.from_document(None) is None
     assert Repeat.from_document({}) is None
     assert Repeat.from_document({"cron": "bad"}) is None
-    # Node documents may carry nulls and extra keys.
+    # Node documents may carry nulls and extra keys; their ``every`` is milliseconds.
     assert Repeat.from_document({"every": 5000, "cron": None, "extra": 1}) == Repeat.parse(
-        {"every": 5000}
+        {"every": 5}
     )
+    assert Repeat.from_document({"every": 60_000}) == Repeat(every=timedelta(minutes=1))
+    # Only stored keys are read: a stored ``everyMs`` is not part of the format.
+    assert Repeat.from_document({"everyMs": 5000}) is None
 
 
 # -- next_after --------------------------------------------------------------------------------
 
 
 def test_interval_next_after_adds_the_interval() -> None:
-    rep = Repeat.parse({"every": 2500})
+    rep = Repeat.parse({"every": 2.5})
     assert rep.next_after(T0) == at(seconds=2.5)
 
 
 def test_next_after_needs_an_aware_datetime() -> None:
     with pytest.raises(ValueError):
-        Repeat.parse({"every": 1000}).next_after(datetime(2024, 1, 1))
+        Repeat.parse({"every": 1}).next_after(datetime(2024, 1, 1))
 
 
 def test_next_after_returns_utc() -> None:
@@ -201,7 +238,7 @@ def test_fall_back_fires_once_at_the_first_occurrence() -> None:
 
 
 def test_first_slot_is_the_first_after_now() -> None:
-    assert Repeat.parse({"every": 60_000}).first_slot(T0) == at(minutes=1)
+    assert Repeat.parse({"every": 60}).first_slot(T0) == at(minutes=1)
     assert Repeat.parse({"cron": "*/5 * * * *"}).first_slot(at(minutes=1)) == at(minutes=5)
     assert Repeat.parse({"cron": "*/5 * * * *"}).first_slot(T0) == at(minutes=5)
 
@@ -210,7 +247,7 @@ def test_first_slot_is_the_first_after_now() -> None:
 
 
 def test_latest_at_or_before_interval() -> None:
-    rep = Repeat.parse({"every": 10_000})
+    rep = Repeat.parse({"every": 10})
     assert rep.latest_at_or_before(T0, at(seconds=35)) == at(seconds=30)
     assert rep.latest_at_or_before(T0, at(seconds=30)) == at(seconds=30)
     assert rep.latest_at_or_before(T0, at(seconds=9)) == T0
@@ -236,7 +273,7 @@ EVERY = timedelta(minutes=1)
 
 
 def interval(misfire: str = "once", limit: int = 100) -> Repeat:
-    return Repeat.parse({"every": 60_000, "misfire": misfire, "catchUpLimit": limit})
+    return Repeat.parse({"every": 60, "misfire": misfire, "catchUpLimit": limit})
 
 
 @pytest.mark.parametrize("misfire", ["once", "skip", "all"])
@@ -309,7 +346,7 @@ def test_plan_cron_skip_uses_the_zone() -> None:
 
 # -- properties --------------------------------------------------------------------------------
 
-intervals = st.integers(100, 10**9).map(lambda ms: Repeat.parse({"every": ms}))
+intervals = st.integers(100, 10**9).map(lambda ms: Repeat.parse({"everyMs": ms}))
 instants = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 ).map(lambda d: d.replace(microsecond=(d.microsecond // 1000) * 1000))
@@ -350,7 +387,7 @@ def test_cron_latest_slot_is_a_slot_and_the_last_one(
 @given(intervals, instants, st.integers(0, 10**11), st.sampled_from(["once", "skip", "all"]))
 def test_plan_properties(rep: Repeat, slot: datetime, offset_ms: int, misfire: str) -> None:
     assert rep.every is not None
-    rep = Repeat.parse({**rep.to_document(), "misfire": misfire, "catchUpLimit": 3})
+    rep = dataclasses.replace(rep, misfire=misfire, catch_up_limit=3)  # type: ignore[arg-type]
     now = slot + timedelta(milliseconds=offset_ms)
     plan = rep.plan(slot, now)
     on_time = rep.next_after(slot) > now

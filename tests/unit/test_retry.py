@@ -119,16 +119,16 @@ def test_parse_returns_retry_instances_as_is() -> None:
     assert Retry.parse(policy) is policy
 
 
-def test_parse_node_mapping_in_milliseconds() -> None:
-    policy = Retry.parse(
-        {
-            "maxAttempts": 5,
-            "delay": 1500,
-            "backoff": "exponential",
-            "maxDelay": 60000,
-            "jitter": True,
-        }
-    )
+@pytest.mark.parametrize(
+    "given",
+    [
+        pytest.param({"delay": 1.5, "maxDelay": 60}, id="seconds"),
+        pytest.param({"delay": timedelta(seconds=1.5), "maxDelay": timedelta(minutes=1)}, id="td"),
+        pytest.param({"delayMs": 1500, "maxDelayMs": 60000}, id="milliseconds-under-ms-keys"),
+    ],
+)
+def test_parse_mapping_durations(given: dict[str, object]) -> None:
+    policy = Retry.parse({"maxAttempts": 5, "backoff": "exponential", "jitter": True, **given})
     assert policy == Retry(
         max_attempts=5,
         delay=timedelta(milliseconds=1500),
@@ -136,6 +136,13 @@ def test_parse_node_mapping_in_milliseconds() -> None:
         max_delay=timedelta(seconds=60),
         jitter=True,
     )
+    assert policy.to_document() == {
+        "maxAttempts": 5,
+        "delay": 1500,
+        "backoff": "exponential",
+        "maxDelay": 60000,
+        "jitter": True,
+    }
 
 
 def test_parse_accepts_integral_float_max_attempts() -> None:
@@ -152,7 +159,7 @@ def test_parse_accepts_integral_float_max_attempts() -> None:
         (None, "retry"),
         ([3], "retry"),
         ({"maxAttempts": 3, "tries": 1}, "retry"),
-        ({"delay": 100}, "retry.maxAttempts"),
+        ({"delay": 1}, "retry.maxAttempts"),
         ({"maxAttempts": 0}, "retry.maxAttempts"),
         ({"maxAttempts": -2}, "retry.maxAttempts"),
         ({"maxAttempts": 2.5}, "retry.maxAttempts"),
@@ -162,7 +169,16 @@ def test_parse_accepts_integral_float_max_attempts() -> None:
         ({"maxAttempts": 3, "delay": math.nan}, "retry.delay"),
         ({"maxAttempts": 3, "delay": math.inf}, "retry.delay"),
         ({"maxAttempts": 3, "delay": "1s"}, "retry.delay"),
-        ({"maxAttempts": 3, "delay": timedelta(seconds=1)}, "retry.delay"),
+        ({"maxAttempts": 3, "delay": timedelta(seconds=-1)}, "retry.delay"),
+        ({"maxAttempts": 3, "delay": 1000}, "retry.delay"),
+        ({"maxAttempts": 3, "delay": 5000.0}, "retry.delay"),
+        ({"maxAttempts": 3, "delay": 1, "delayMs": 1000}, "retry.delay"),
+        ({"maxAttempts": 3, "delayMs": -1}, "retry.delayMs"),
+        ({"maxAttempts": 3, "delayMs": "1000"}, "retry.delayMs"),
+        ({"maxAttempts": 3, "delayMs": timedelta(seconds=1)}, "retry.delayMs"),
+        ({"maxAttempts": 3, "maxDelay": 60_000}, "retry.maxDelay"),
+        ({"maxAttempts": 3, "maxDelay": 60, "maxDelayMs": 60_000}, "retry.maxDelay"),
+        ({"maxAttempts": 3, "maxDelayMs": math.nan}, "retry.maxDelayMs"),
         ({"maxAttempts": 3, "maxDelay": -1}, "retry.maxDelay"),
         ({"maxAttempts": 3, "maxDelay": math.inf}, "retry.maxDelay"),
         ({"maxAttempts": 3, "delay": 1e20}, "retry.delay"),
@@ -267,5 +283,4 @@ def test_jitter_stays_within_zero_and_the_unjittered_delay(
 
 @given(policies)
 def test_document_round_trip(policy: Retry) -> None:
-    assert Retry.parse(policy.to_document()) == policy
     assert Retry.from_document(policy.to_document()) == policy

@@ -25,7 +25,7 @@ CRON = "*/2 * * * * *"
 CRON_TIMEZONE = "Asia/Kolkata"
 INTERVAL = timedelta(seconds=2)
 DELAY = timedelta(seconds=3)
-FLAKY_RETRY = {"maxAttempts": 3, "delay": 500, "backoff": "exponential"}
+FLAKY_RETRY = {"maxAttempts": 3, "delay": 0.5, "backoff": "exponential"}
 FLAKY_SUCCEEDS_ON = 3
 BATCH_SIZE = 6
 BATCH_CONCURRENCY = 2
