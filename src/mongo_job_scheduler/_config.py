@@ -11,6 +11,7 @@ from typing import Any
 
 from ._durations import Duration, to_seconds
 from ._errors import ConfigurationError, ValidationError
+from ._format import CONTROL_CHARACTERS
 from .repeat import _zone
 
 __all__ = ["FINAL_STATUSES", "SchedulerConfig"]
@@ -69,6 +70,8 @@ class SchedulerConfig:
         keep = _retention(retention)
         if id is not None and (not isinstance(id, str) or not id or id.startswith("$")):
             raise ConfigurationError("id", f"must be a non-empty string, got {id!r}")
+        if id is not None and CONTROL_CHARACTERS.search(id):
+            raise ConfigurationError("id", f"must not contain control characters, got {id!r}")
         return cls(
             id=id or f"scheduler-{uuid.uuid4().hex[:8]}",
             workers=workers,

@@ -16,6 +16,7 @@ from bson.errors import InvalidDocument, InvalidId
 
 from ._durations import MAX_INT64, Duration, to_seconds, to_utc
 from ._errors import ValidationError
+from ._format import CONTROL_CHARACTERS, inert
 from .job import JobStatus
 from .rate_limit import RateLimit
 from .repeat import Repeat
@@ -39,6 +40,20 @@ UNSET: Any = _Unset()
 """Marks an ``update_job`` argument that was not given."""
 
 
+def validate_identifier(field_name: str, value: str) -> str:
+    """``value`` unless it holds one of the control characters of
+    :data:`~mongo_job_scheduler._format.CONTROL_CHARACTERS` (an identifier is printed in
+    terminals, logs and pages, where those would act rather than show)."""
+    found = CONTROL_CHARACTERS.search(value)
+    if found is not None:
+        raise ValidationError(
+            field_name,
+            f"must not contain control characters (found {inert(found.group())} "
+            f"at position {found.start()})",
+        )
+    return value
+
+
 def validate_name(name: Any, field_name: str = "name") -> str:
     if not isinstance(name, str):
         raise ValidationError(field_name, f"expected a string, got {type(name).__name__}")
@@ -46,7 +61,7 @@ def validate_name(name: Any, field_name: str = "name") -> str:
         raise ValidationError(field_name, "must not be empty")
     if len(name) > MAX_NAME_LENGTH:
         raise ValidationError(field_name, f"at most {MAX_NAME_LENGTH} characters, got {len(name)}")
-    return name
+    return validate_identifier(field_name, name)
 
 
 def validate_bson_value(field_name: str, value: Any) -> None:
@@ -101,7 +116,7 @@ def validate_dedupe_key(value: Any) -> str | None:
         raise ValidationError("dedupe_key", "must be a non-empty string")
     if len(value) > MAX_DEDUPE_KEY_LENGTH:
         raise ValidationError("dedupe_key", f"at most {MAX_DEDUPE_KEY_LENGTH} characters")
-    return value
+    return validate_identifier("dedupe_key", value)
 
 
 def validate_dedupe_scope(value: Any) -> DedupeScope:

@@ -42,6 +42,13 @@ CASES = [
     case("schedule", {"name": None}, "name", "none-name"),
     case("schedule", {"name": "n" * 201}, "name", "long-name"),
     case("schedule", {"name": {"$ne": 1}}, "name", "operator-name"),
+    case("schedule", {"name": "t\x1b]0;owned\x07\x1b[2J"}, "name", "escape-in-name"),
+    case("schedule", {"name": "two\nlines"}, "name", "newline-in-name"),
+    case("schedule", {"name": "tab\there"}, "name", "tab-in-name"),
+    case("schedule", {"name": "c1\x9b2J"}, "name", "c1-control-in-name"),
+    case("schedule", {"name": "del\x7f"}, "name", "del-in-name"),
+    case("schedule", {"name": "report\u202egnp.exe"}, "name", "bidi-override-in-name"),
+    case("schedule", {"name": "para\u2029graph"}, "name", "separator-in-name"),
     # -- schedule: data ------------------------------------------------------------------------
     case("schedule", {"data": {"$set": {"a": 1}}}, "data", "dollar-key"),
     case("schedule", {"data": {"a": {"$gt": 1}}}, "data", "nested-dollar-key"),
@@ -121,6 +128,8 @@ CASES = [
     case("schedule", {"dedupe_key": ""}, "dedupe_key", "empty-key"),
     case("schedule", {"dedupe_key": 123}, "dedupe_key", "int-key"),
     case("schedule", {"dedupe_key": "k" * 600}, "dedupe_key", "long-key"),
+    case("schedule", {"dedupe_key": "k\x1b[2J"}, "dedupe_key", "escape-in-key"),
+    case("schedule", {"dedupe_key": "k\r\nx"}, "dedupe_key", "newline-in-key"),
     case("schedule", {"dedupe_key": "k", "dedupe": "never"}, "dedupe", "bad-scope"),
     case(
         "schedule", {"dedupe_key": "k", "priority": 99}, "priority", "dedupe-key-not-taken-on-error"
@@ -143,6 +152,7 @@ CASES = [
         "items[1].repeat.cron",
         "bad-item-after-dedupe-item",
     ),
+    case("bulk", {"items": [{"name": "a"}, {"name": "b\x07"}]}, "items[1].name", "bel-item-name"),
     case(
         "bulk",
         {"items": [{"name": "a"}] * 5 + [{"name": "b", "data": {"$x": 1}}]},
@@ -168,6 +178,7 @@ CASES = [
     # -- get_jobs ------------------------------------------------------------------------------
     case("get_jobs", {"name": {"$ne": 1}}, "name", "operator-name"),
     case("get_jobs", {"name": ""}, "name", "empty-name"),
+    case("get_jobs", {"name": "x\x1b[2J"}, "name", "escape-in-name"),
     case("get_jobs", {"status": "bogus"}, "status", "unknown-status"),
     case("get_jobs", {"status": []}, "status", "empty-status"),
     case("get_jobs", {"status": {"$ne": "x"}}, "status", "operator-status"),
@@ -258,6 +269,7 @@ async def test_valid_counterparts_are_accepted(store: JobStore) -> None:
     scheduler = Scheduler(store)
     ok = [
         await scheduler.schedule("n" * 200),
+        await scheduler.schedule("unicode: café ✓ 日本 \u200d"),
         await scheduler.schedule("p", priority=1),
         await scheduler.schedule("p", priority=10),
         await scheduler.schedule("every", repeat={"every": 100}),
@@ -300,6 +312,7 @@ OPTION_CASES = [
     pytest.param({"max_execution": -1}, "max_execution", id="max-execution-negative"),
     pytest.param({"id": ""}, "id", id="empty-id"),
     pytest.param({"id": 7}, "id", id="int-id"),
+    pytest.param({"id": "w\x1b[2J"}, "id", id="escape-in-id"),
     pytest.param({"handler": 42}, "handler", id="handler-not-callable"),
     pytest.param({"store": "mongodb://localhost"}, "store", id="store-string"),
 ]
@@ -321,6 +334,7 @@ def test_invalid_scheduler_options(options: dict[str, Any], field: str) -> None:
     [
         pytest.param("", {}, "name", id="empty-name"),
         pytest.param(5, {}, "name", id="int-name"),
+        pytest.param("t\x1b[31m", {}, "name", id="escape-in-name"),
         pytest.param("t", {"retry": {"maxAttempts": 2, "x": 1}}, "retry", id="retry"),
         pytest.param("t", {"retry": -2}, "retry", id="negative-retry"),
         pytest.param("t", {"timeout": 0}, "timeout", id="timeout"),

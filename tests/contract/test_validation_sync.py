@@ -61,6 +61,7 @@ OPTIONS_NOT_APPLICABLE: dict[str, str] = {
     "validated by the CASES table)",
     "empty-id": "no worker owner ids, so no `id`",
     "int-id": "no worker owner ids, so no `id`",
+    "escape-in-id": "no worker owner ids, so no `id`",
     "handler-not-callable": "no handlers run here, so no `handler`",
 }
 """``test_validation.OPTION_CASES`` ids for options only the asyncio ``Scheduler`` has."""

@@ -1097,3 +1097,83 @@ def test_dashboard_command_serves_the_dashboard(mongodb_uri: str) -> None:
 
         with MongoClient(mongodb_uri) as client:
             client.drop_database(db)
+
+
+# -- hostile values from the database -------------------------------------------------------------
+
+TERMINAL_ATTACK = "\x1b]0;owned\x07\x1b[2J\x9b31m\u202e"
+"""A window-title change, a screen clear, an 8-bit CSI and a bidi override."""
+RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\u202e")
+
+
+def _assert_inert(result: Result) -> None:
+    for raw in RAW_CONTROLS:
+        assert raw not in result.out + result.err, (raw, result)
+
+
+def test_values_from_the_database_reach_the_terminal_inert(ctx: Ctx) -> None:
+    """Names, errors, tracebacks, data, paused names and worker registrations written by
+    something else (an older version, another library, a person with database access) are
+    printed with their control characters escaped, never raw."""
+    failed = ctx.scheduler.schedule("plain", {"note": "x"})
+    due = ctx.scheduler.schedule("plain-due")
+    now = datetime.now(timezone.utc)
+    evil_name = "evil" + TERMINAL_ATTACK
+    trace = "Traceback (most recent call last):\n  line 1\nValueError: " + TERMINAL_ATTACK + "\n"
+    jobs = ctx.db["scheduler_jobs"]
+    jobs.update_one(
+        {"_id": failed.id},
+        {
+            "$set": {
+                "name": evil_name,
+                "status": "failed",
+                "lastError": "handler said " + TERMINAL_ATTACK,
+                "lastErrorTrace": trace,
+                "data": {"note": TERMINAL_ATTACK},
+            }
+        },
+    )
+    jobs.update_one({"_id": due.id}, {"$set": {"name": evil_name}})
+    ctx.db["scheduler_jobs_paused"].insert_one({"_id": "paused" + TERMINAL_ATTACK, "pausedAt": now})
+    ctx.db["scheduler_jobs_workers"].insert_one(
+        {
+            "_id": "w" + TERMINAL_ATTACK,
+            "schedulerId": "s",
+            "host": "host" + TERMINAL_ATTACK,
+            "pid": 1,
+            "names": ["only" + TERMINAL_ATTACK],
+            "workers": 1,
+            "running": 0,
+            "startedAt": now,
+            "lastSeen": now + timedelta(minutes=5),
+            "version": "x",
+        }
+    )
+    job_id = str(failed.id)
+    results = ctx.many(
+        ["jobs", "list"],
+        ["jobs", "list", "--json"],
+        ["jobs", "show", job_id],
+        ["jobs", "show", job_id, "--json"],
+        ["stats"],
+        ["stats", "--json"],
+        ["workers"],
+        ["workers", "--json"],
+    )
+    for result in results:
+        assert result.code == 0, result
+        _assert_inert(result)
+    listed, listed_json, shown, shown_json, stats, stats_json, workers, workers_json = results
+    # Visible, not hidden: the escape reads as text.
+    assert "\\x1b]0;owned\\x07" in shown.out
+    assert "\\x1b" in listed.out and "\\x1b" in stats.out and "\\x1b" in workers.out
+    # The traceback keeps its lines.
+    assert "\n  line 1\n" in shown.out
+    # JSON stays exact: the escapes are JSON escapes that decode to the stored text.
+    assert {j["name"] for j in listed_json.json_lines} == {evil_name}
+    assert json.loads(shown_json.out)["lastErrorTrace"] == trace
+    assert evil_name in json.loads(stats_json.out)["by_name"]
+    assert workers_json.json_lines[0]["host"] == "host" + TERMINAL_ATTACK
+    retried = ctx.cli("jobs", "retry", job_id)
+    assert retried.code == 0, retried
+    _assert_inert(retried)

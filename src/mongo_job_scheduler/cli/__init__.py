@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from typing import Any
 
 import click
 
 from .. import __version__
+from .._format import inert
 from ._connection import (
     DEFAULT_COLLECTION,
     DEFAULT_DATABASE,
@@ -44,13 +46,23 @@ def _one_line_warning(
     lineno: int,
     line: str | None = None,
 ) -> str:
-    return f"Warning: {' '.join(str(message).split())}\n"
+    return f"Warning: {inert(' '.join(str(message).split()))}\n"
+
+
+class _InertFormatter(logging.Formatter):
+    """Log records as lines safe on a terminal (every control character escaped)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return inert(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return inert(super().formatException(ei), lines=True)
 
 
 def _configure_logging(level: str) -> None:
     warnings.formatwarning = _one_line_warning
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_InertFormatter("%(levelname)s %(name)s: %(message)s"))
     library = logging.getLogger("mongo_job_scheduler")
     library.handlers[:] = [handler]
     library.setLevel(level.upper())

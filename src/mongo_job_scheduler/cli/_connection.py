@@ -25,6 +25,7 @@ from pymongo.errors import (
 from pymongo.uri_parser import parse_uri
 
 from .._errors import InvalidJobState, JobNotFound, ValidationError
+from .._format import inert
 from ..scheduler import Scheduler
 from ..stores import MongoJobStore
 
@@ -52,10 +53,11 @@ T = TypeVar("T")
 
 
 class CliError(click.ClickException):
-    """An error the user can act on: printed as one ``Error: ...`` line on stderr, exit 1."""
+    """An error the user can act on: printed as one inert ``Error: ...`` line on stderr,
+    exit 1."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))
+        super().__init__(inert(" ".join(message.split())))
 
 
 def usage_error(message: str, param: str | None = None) -> click.UsageError:
@@ -63,7 +65,7 @@ def usage_error(message: str, param: str | None = None) -> click.UsageError:
     value of the option or argument whose Python name is ``param`` (looked up in the command
     and its parents), or a usage error in general when ``param`` is ``None`` or not found."""
     ctx = click.get_current_context(silent=True)
-    message = " ".join(message.split())
+    message = inert(" ".join(message.split()))
     context = ctx
     while param is not None and context is not None:
         for candidate in context.command.params:

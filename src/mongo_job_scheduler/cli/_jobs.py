@@ -11,7 +11,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .._format import fmt_iso, fmt_line, fmt_when, to_json
+from .._format import fmt_iso, fmt_line, fmt_when, inert, to_json
 from ..job import FINISHED_STATUSES, Job, JobStatus
 from ..scheduler import Scheduler
 from ._connection import CliError, CliOptions, run_with_scheduler
@@ -118,8 +118,8 @@ def _print_jobs(found: list[Job]) -> None:
     table.add_column("last error", overflow="fold")
     for job in found:
         table.add_row(
-            Text(str(job.id)),
-            Text(job.name),
+            Text(inert(job.id)),
+            Text(inert(job.name)),
             Text(job.status.value, style=STATUS_STYLE.get(job.status.value, "")),
             str(job.attempts),
             str(job.priority),
@@ -148,7 +148,7 @@ def jobs_show(options: CliOptions, job_id: str, as_json: bool) -> None:
         click.echo(to_json(job.document, indent=2))
         return
     summary = (
-        f"job {job.id}  {job.name}  {job.status.value}  attempts {job.attempts}  "
+        f"job {inert(job.id)}  {inert(job.name)}  {job.status.value}  attempts {job.attempts}  "
         f"priority {job.priority}  next run {fmt_when(job.next_run_at)}"
     )
     click.echo(summary)
@@ -157,7 +157,7 @@ def jobs_show(options: CliOptions, job_id: str, as_json: bool) -> None:
     trace = job.document.get("lastErrorTrace")
     if trace:
         click.echo("lastErrorTrace:")
-        click.echo(str(trace).rstrip("\n"))
+        click.echo(inert(str(trace).rstrip("\n"), lines=True))
 
 
 @jobs.command("cancel", short_help="Cancel a pending or running job.")
@@ -192,7 +192,9 @@ def jobs_retry(options: CliOptions, job_id: str) -> None:
         return await scheduler.retry_job(job_id)
 
     job = run_with_scheduler(options, action)
-    click.echo(f"Job {job.id} ({job.name}) is pending again, due {fmt_when(job.next_run_at)} UTC.")
+    click.echo(
+        f"Job {job.id} ({inert(job.name)}) is pending again, due {fmt_when(job.next_run_at)} UTC."
+    )
 
 
 @jobs.command("purge", short_help="Delete finished jobs older than a date or duration.")

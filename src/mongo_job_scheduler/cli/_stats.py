@@ -8,7 +8,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .._format import fmt_compact_duration, fmt_when, to_json
+from .._format import fmt_compact_duration, fmt_when, inert, to_json
 from ..job import JobStatus
 from ..scheduler import Scheduler
 from ..stats import SchedulerStats
@@ -59,7 +59,8 @@ def stats(options: CliOptions, as_json: bool) -> None:
     click.echo(f"Due, not started: {snapshot.due}")
     click.echo(f"Lag of the oldest due job: {fmt_compact_duration(lag)}{oldest}")
     click.echo(f"Failed in the last hour: {snapshot.failed_last_hour}")
-    click.echo(f"Paused names: {', '.join(snapshot.paused) if snapshot.paused else 'none'}")
+    paused = ", ".join(inert(name) for name in snapshot.paused)
+    click.echo(f"Paused names: {paused or 'none'}")
     if snapshot.unhandled:
         _print_unhandled(snapshot.unhandled)
 
@@ -72,7 +73,7 @@ def _print_unhandled(unhandled: dict[str, int]) -> None:
     table.add_column("name", overflow="fold")
     table.add_column("due", justify="right")
     for name, count in sorted(unhandled.items()):
-        table.add_row(Text(name), str(count))
+        table.add_row(Text(inert(name)), str(count))
     output.print(table)
 
 
@@ -97,7 +98,7 @@ def _print_counts(snapshot: SchedulerStats) -> None:
         by_name.add_column("total", justify="right")
         for name, counts in sorted(snapshot.by_name.items()):
             row = [str(counts.get(status, 0)) for status in statuses]
-            by_name.add_row(Text(name), *row, str(sum(counts.values())))
+            by_name.add_row(Text(inert(name)), *row, str(sum(counts.values())))
         output.print(by_name)
 
 

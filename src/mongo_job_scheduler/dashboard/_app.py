@@ -33,6 +33,7 @@ from .._format import (
     document_for_display,
     fmt_datetime,
     fmt_duration,
+    inert,
     parse_data_value,
     pretty_json,
 )
@@ -642,7 +643,7 @@ class _Dashboard:
 
     async def server_error(self, request: Request, exc: Exception) -> Response:
         """A plain error page for unexpected failures (the traceback goes to the log only)."""
-        logger.error("dashboard request %s failed", request.url.path, exc_info=exc)
+        logger.error("dashboard request %s failed", inert(request.url.path), exc_info=exc)
         return self._render(
             request,
             "error.html",
