@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import bson
-from bson import ObjectId
+from bson import Code, Decimal128, ObjectId
 from bson.errors import InvalidDocument, InvalidId
 
 from ._durations import MAX_INT64, Duration, to_seconds, to_utc
@@ -64,9 +64,10 @@ def validate_name(name: Any, field_name: str = "name") -> str:
     return validate_identifier(field_name, name)
 
 
-def validate_bson_value(field_name: str, value: Any) -> None:
-    """Check that ``value`` can be stored in MongoDB (encodable, no ``$``/dotted keys issues that
-    the server rejects, and under the 16 MB document limit)."""
+def validate_bson_value(field_name: str, value: Any, *, plain: bool = False) -> None:
+    """Check that ``value`` can be stored in MongoDB (encodable, no ``$``-prefixed keys, no NaN
+    or infinity, under the 16 MB document limit). With ``plain``, also that it holds only
+    :data:`PLAIN_TYPES` (a filter value: matched by equality, never as a pattern or code)."""
     try:
         encoded = bson.encode({"v": value})
     except (InvalidDocument, TypeError, OverflowError) as exc:
@@ -75,22 +76,36 @@ def validate_bson_value(field_name: str, value: Any) -> None:
         raise ValidationError(
             field_name, f"too large: {len(encoded)} bytes encoded, MongoDB allows 16 MB per job"
         )
-    _check_keys(field_name, value)
+    _check_keys(field_name, value, plain=plain)
 
 
-def _check_keys(field_name: str, value: Any, depth: int = 0) -> None:
+PLAIN_TYPES: tuple[type, ...] = (str, int, float, type(None), datetime, ObjectId, Decimal128, bytes)
+"""The values a ``get_jobs`` data filter takes, besides lists and mappings of them: strings,
+numbers (``bool``, ``int``, ``float``, ``Decimal128``), ``None``, datetimes, ObjectIds and
+bytes. Compiled patterns, ``bson.Regex``, ``bson.Code`` (a ``str`` subclass),
+``MinKey``/``MaxKey``, timestamps, DBRefs and every other BSON type are refused: each would
+match by something else than equality, or is no value a job's data holds."""
+
+
+def _check_keys(field_name: str, value: Any, depth: int = 0, *, plain: bool = False) -> None:
     if depth > 90:
         raise ValidationError(field_name, "nested too deeply (MongoDB allows 100 levels)")
     if isinstance(value, Mapping):
         for key, item in value.items():
             if isinstance(key, str) and key.startswith("$"):
                 raise ValidationError(field_name, f"keys must not start with '$' (got {key!r})")
-            _check_keys(field_name, item, depth + 1)
+            _check_keys(field_name, item, depth + 1, plain=plain)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            _check_keys(field_name, item, depth + 1)
+            _check_keys(field_name, item, depth + 1, plain=plain)
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValidationError(field_name, f"must not contain NaN or infinity (got {value!r})")
+    elif plain and (isinstance(value, Code) or not isinstance(value, PLAIN_TYPES)):
+        raise ValidationError(
+            field_name,
+            f"filters take plain values only (strings, numbers, booleans, None, datetimes, "
+            f"ObjectIds, bytes, and lists or mappings of them), got {type(value).__name__}",
+        )
 
 
 def validate_priority(value: Any) -> int:
@@ -350,7 +365,7 @@ def build_query(
                 raise ValidationError("data", f"invalid data key {key!r}")
             if isinstance(value, Mapping) and any(str(k).startswith("$") for k in value):
                 raise ValidationError("data", f"operators are not allowed (key {key!r})")
-            validate_bson_value(f"data.{key}", value)
+            validate_bson_value(f"data.{key}", value, plain=True)
         query.data = dict(data)
     if sort is not None:
         if isinstance(sort, str):

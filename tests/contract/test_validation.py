@@ -8,11 +8,12 @@ Store-touching cases run over both stores; ``Scheduler(...)`` options need no st
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from bson import ObjectId
+from bson import Code, DBRef, Decimal128, MinKey, ObjectId, Regex, Timestamp
 
 from mongo_job_scheduler import (
     ConfigurationError,
@@ -185,6 +186,15 @@ CASES = [
     case("get_jobs", {"data": {"x": {"$ne": 1}}}, "data", "operator-value"),
     case("get_jobs", {"data": {"$where": "1"}}, "data", "where"),
     case("get_jobs", {"data": "x"}, "data", "string-data"),
+    case("get_jobs", {"data": {"secret": re.compile("^tok_A")}}, "data.secret", "pattern"),
+    case("get_jobs", {"data": {"secret": Regex("^tok_A")}}, "data.secret", "bson-regex"),
+    case("get_jobs", {"data": {"f": Code("return true")}}, "data.f", "code"),
+    case("get_jobs", {"data": {"f": ["a", re.compile("a")]}}, "data.f", "pattern-in-list"),
+    case("get_jobs", {"data": {"f": {"g": Regex("a")}}}, "data.f", "regex-in-document"),
+    case("get_jobs", {"data": {"f": MinKey()}}, "data.f", "min-key"),
+    case("get_jobs", {"data": {"f": Timestamp(0, 1)}}, "data.f", "timestamp"),
+    case("get_jobs", {"data": {"f": DBRef("c", 1)}}, "data.f", "dbref"),
+    case("get_jobs", {"data": {"f": [{"$regex": "^a"}]}}, "data.f", "operator-in-list"),
     case("get_jobs", {"data": {"": 1}}, "data", "empty-key"),
     case("get_jobs", {"data": {"a..b": 1}}, "data", "empty-path-part"),
     case("get_jobs", {"sort": ("data.x", "asc")}, "sort", "sort-field"),
@@ -285,6 +295,20 @@ async def test_valid_counterparts_are_accepted(store: JobStore) -> None:
     assert len({job.id for job in ok}) == len(ok)
     assert len(await scheduler.get_jobs(limit=100)) == len(ok)
     assert await scheduler.get_jobs(status=["pending"], data={"nested.list": 1}) != []
+    plain = {
+        "s": "x",
+        "i": 1,
+        "f": 2.5,
+        "n": None,
+        "b": True,
+        "t": AWARE,
+        "o": ObjectId(),
+        "d": Decimal128("1.5"),
+        "raw": b"\x00",
+        "list": [1, "a", [None]],
+        "doc": {"k": {"v": [1]}},
+    }
+    assert await scheduler.get_jobs(data=plain) == []
 
 
 # -- Scheduler(...) options and task() registration -------------------------------------------

@@ -176,6 +176,8 @@ def test_login_redirects_only_to_local_paths(dashboard: DashboardServer) -> None
         ("data=$where=1", "invalid data key"),
         ('data=n={"$gt":0}', "operators are not allowed"),
         ("data=a.$b=1", "invalid data key"),
+        ('data=k=[{"$regex":"^a"}]', "must not start with '$'"),
+        ('data=k={"a":{"$where":"1"}}', "must not start with '$'"),
         ("data=novalue", "expected key=value"),
         ("status=bogus", "unknown status"),
         ("sort=$natural", "cannot sort on"),
