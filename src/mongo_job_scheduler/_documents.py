@@ -17,6 +17,7 @@ from bson.errors import InvalidDocument, InvalidId
 from ._durations import MAX_INT64, Duration, to_seconds, to_utc
 from ._errors import ValidationError
 from ._format import CONTROL_CHARACTERS, inert
+from ._limits import MAX_FILTER_KEY_LENGTH, MAX_FILTER_KEY_PARTS, MAX_NESTING
 from .job import JobStatus
 from .rate_limit import RateLimit
 from .repeat import Repeat
@@ -64,10 +65,16 @@ def validate_name(name: Any, field_name: str = "name") -> str:
     return validate_identifier(field_name, name)
 
 
-def validate_bson_value(field_name: str, value: Any, *, plain: bool = False) -> None:
-    """Check that ``value`` can be stored in MongoDB (encodable, no ``$``-prefixed keys, no NaN
-    or infinity, under the 16 MB document limit). With ``plain``, also that it holds only
-    :data:`PLAIN_TYPES` (a filter value: matched by equality, never as a pattern or code)."""
+def validate_bson_value(
+    field_name: str, value: Any, *, plain: bool = False, levels: int = MAX_NESTING
+) -> None:
+    """Check that ``value`` can be stored in MongoDB: nested at most ``levels`` levels
+    (:data:`~mongo_job_scheduler._limits.MAX_NESTING`), no ``$``-prefixed keys, no NaN or
+    infinity, encodable, and under the 16 MB document limit. With ``plain``, also that it holds
+    only :data:`PLAIN_TYPES` (a filter value: matched by equality, never as a pattern or code).
+    The shape is checked before encoding, without recursion, so no input is too deep for the
+    check itself."""
+    _check_shape(field_name, value, plain=plain, levels=levels)
     try:
         encoded = bson.encode({"v": value})
     except (InvalidDocument, TypeError, OverflowError) as exc:
@@ -76,7 +83,12 @@ def validate_bson_value(field_name: str, value: Any, *, plain: bool = False) -> 
         raise ValidationError(
             field_name, f"too large: {len(encoded)} bytes encoded, MongoDB allows 16 MB per job"
         )
-    _check_keys(field_name, value, plain=plain)
+
+
+def validate_job_document(document: Mapping[str, Any]) -> None:
+    """Check that a whole job document can be stored (the values in it nest one level deeper
+    than on their own)."""
+    validate_bson_value("job", document, levels=MAX_NESTING + 1)
 
 
 PLAIN_TYPES: tuple[type, ...] = (str, int, float, type(None), datetime, ObjectId, Decimal128, bytes)
@@ -87,25 +99,30 @@ bytes. Compiled patterns, ``bson.Regex``, ``bson.Code`` (a ``str`` subclass),
 match by something else than equality, or is no value a job's data holds."""
 
 
-def _check_keys(field_name: str, value: Any, depth: int = 0, *, plain: bool = False) -> None:
-    if depth > 90:
-        raise ValidationError(field_name, "nested too deeply (MongoDB allows 100 levels)")
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if isinstance(key, str) and key.startswith("$"):
-                raise ValidationError(field_name, f"keys must not start with '$' (got {key!r})")
-            _check_keys(field_name, item, depth + 1, plain=plain)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _check_keys(field_name, item, depth + 1, plain=plain)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ValidationError(field_name, f"must not contain NaN or infinity (got {value!r})")
-    elif plain and (isinstance(value, Code) or not isinstance(value, PLAIN_TYPES)):
-        raise ValidationError(
-            field_name,
-            f"filters take plain values only (strings, numbers, booleans, None, datetimes, "
-            f"ObjectIds, bytes, and lists or mappings of them), got {type(value).__name__}",
-        )
+def _check_shape(field_name: str, value: Any, *, plain: bool, levels: int) -> None:
+    pending: list[tuple[Any, int]] = [(value, 0)]  # (a value, how many containers hold it)
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (Mapping, list, tuple)):
+            if depth >= levels:
+                raise ValidationError(field_name, f"nested more than {levels} levels deep")
+            if isinstance(item, Mapping):
+                for key in item:
+                    if isinstance(key, str) and key.startswith("$"):
+                        raise ValidationError(
+                            field_name, f"keys must not start with '$' (got {key!r})"
+                        )
+                pending.extend((child, depth + 1) for child in item.values())
+            else:
+                pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValidationError(field_name, f"must not contain NaN or infinity (got {item!r})")
+        elif plain and (isinstance(item, Code) or not isinstance(item, PLAIN_TYPES)):
+            raise ValidationError(
+                field_name,
+                f"filters take plain values only (strings, numbers, booleans, None, datetimes, "
+                f"ObjectIds, bytes, and lists or mappings of them), got {type(item).__name__}",
+            )
 
 
 def validate_priority(value: Any) -> int:
@@ -263,7 +280,7 @@ def build_new_job(
         doc["timeoutMs"] = timeout_ms
     if rate is not None:
         doc["rateLimit"] = rate.to_document()
-    validate_bson_value("job", doc)
+    validate_job_document(doc)
     return NewJob(doc, dedupe_key, scope)
 
 
@@ -361,7 +378,16 @@ def build_query(
         for key, value in data.items():
             if not isinstance(key, str) or not key or key.startswith("$") or "\x00" in key:
                 raise ValidationError("data", f"invalid data key {key!r}")
-            if any(not part or part.startswith("$") for part in key.split(".")):
+            parts = key.split(".")
+            if len(parts) > MAX_FILTER_KEY_PARTS:
+                raise ValidationError(
+                    "data", f"a data key has more than {MAX_FILTER_KEY_PARTS} parts ({len(parts)})"
+                )
+            if len(key) > MAX_FILTER_KEY_LENGTH:
+                raise ValidationError(
+                    "data", f"a data key has more than {MAX_FILTER_KEY_LENGTH} characters"
+                )
+            if any(not part or part.startswith("$") for part in parts):
                 raise ValidationError("data", f"invalid data key {key!r}")
             if isinstance(value, Mapping) and any(str(k).startswith("$") for k in value):
                 raise ValidationError("data", f"operators are not allowed (key {key!r})")

@@ -28,6 +28,9 @@ from typing import Any
 
 from bson import ObjectId
 
+from ._errors import ValidationError
+from ._limits import MAX_NESTING
+
 __all__ = [
     "CONTROL_CHARACTERS",
     "as_utc",
@@ -251,11 +254,38 @@ def document_for_display(document: Mapping[str, Any]) -> dict[str, Any]:
 
 def parse_data_value(raw: str) -> Any:
     """A value typed for a data filter: the JSON value when ``raw`` parses as JSON (``3``,
-    ``true``, ``"42"``, but not ``NaN`` or ``Infinity``), else ``raw`` itself as a string."""
+    ``true``, ``"42"``, but not ``NaN`` or ``Infinity``), else ``raw`` itself as a string.
+    JSON nested more than :data:`~mongo_job_scheduler._limits.MAX_NESTING` levels is refused
+    (:class:`ValidationError` on ``data``) before it is parsed."""
+    if _json_nesting(raw) > MAX_NESTING:
+        raise ValidationError("data", f"nested more than {MAX_NESTING} levels deep")
     try:
         return json.loads(raw, parse_constant=_no_constant)
     except ValueError:
         return raw
+
+
+def _json_nesting(text: str) -> int:
+    """How deep the arrays and objects of JSON ``text`` nest (brackets inside strings do not
+    count), read in one pass without recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _no_constant(name: str) -> Any:

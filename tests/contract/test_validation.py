@@ -31,6 +31,27 @@ AWARE = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 BIG = "x" * (16 * 1024 * 1024)
 
 
+def nested(levels: int, container: str = "dict") -> Any:
+    """A value nested ``levels`` containers deep."""
+    value: Any = 1
+    for _ in range(levels):
+        value = {"a": value} if container == "dict" else [value]
+    return value
+
+
+def cyclic() -> dict[str, Any]:
+    """A mapping that contains itself."""
+    value: dict[str, Any] = {}
+    value["self"] = value
+    return value
+
+
+DEEP = nested(1500)
+DEEP_LIST = nested(1500, "list")
+DEEP_91 = nested(91)
+LONG_PATH = ".".join(["a"] * 2000)
+
+
 def case(target: str, kwargs: dict[str, Any], field: str, id: str) -> Any:
     return pytest.param(target, kwargs, field, id=f"{target}-{id}")
 
@@ -60,6 +81,10 @@ CASES = [
     case("schedule", {"data": {"x": [1.0, INF]}}, "data", "inf"),
     case("schedule", {"data": {"blob": BIG}}, "data", "over-16mb"),
     case("schedule", {"data": {"big": 2**64}}, "data", "int-over-64-bits"),
+    case("schedule", {"data": DEEP}, "data", "nested-1500-levels"),
+    case("schedule", {"data": DEEP_LIST}, "data", "lists-nested-1500-levels"),
+    case("schedule", {"data": DEEP_91}, "data", "nested-91-levels"),
+    case("schedule", {"data": cyclic()}, "data", "cyclic"),
     # -- schedule: when ------------------------------------------------------------------------
     case("schedule", {"run_at": NAIVE}, "run_at", "naive-run-at"),
     case("schedule", {"run_at": "2030-01-01T00:00:00Z"}, "run_at", "string-run-at"),
@@ -154,6 +179,7 @@ CASES = [
         "bad-item-after-dedupe-item",
     ),
     case("bulk", {"items": [{"name": "a"}, {"name": "b\x07"}]}, "items[1].name", "bel-item-name"),
+    case("bulk", {"items": [{"name": "a"}, {"name": "b", "data": DEEP}]}, "items[1].data", "deep"),
     case(
         "bulk",
         {"items": [{"name": "a"}] * 5 + [{"name": "b", "data": {"$x": 1}}]},
@@ -169,6 +195,7 @@ CASES = [
     case("update", {"retry": {"maxAttempts": 2, "x": 1}}, "retry", "retry-unknown-key"),
     case("update", {"data": {"$x": 1}}, "data", "dollar-data"),
     case("update", {"data": {"s": {1}}}, "data", "set-data"),
+    case("update", {"data": DEEP}, "data", "nested-1500-levels"),
     case("update", {"concurrency": 0}, "concurrency", "concurrency"),
     case("update", {"timeout": -1}, "timeout", "timeout"),
     case("update", {"max_execution": INF}, "max_execution", "inf-max-execution"),
@@ -197,6 +224,11 @@ CASES = [
     case("get_jobs", {"data": {"f": [{"$regex": "^a"}]}}, "data.f", "operator-in-list"),
     case("get_jobs", {"data": {"": 1}}, "data", "empty-key"),
     case("get_jobs", {"data": {"a..b": 1}}, "data", "empty-path-part"),
+    case("get_jobs", {"data": {LONG_PATH: 1}}, "data", "key-of-2000-parts"),
+    case("get_jobs", {"data": {".".join(["a"] * 91): 1}}, "data", "key-of-91-parts"),
+    case("get_jobs", {"data": {"k" * 1025: 1}}, "data", "key-over-1024-characters"),
+    case("get_jobs", {"data": {"k": DEEP_LIST}}, "data.k", "value-nested-1500-levels"),
+    case("get_jobs", {"data": {"k": cyclic()}}, "data.k", "cyclic-value"),
     case("get_jobs", {"sort": ("data.x", "asc")}, "sort", "sort-field"),
     case("get_jobs", {"sort": ("createdAt", "up")}, "sort", "sort-direction"),
     case("get_jobs", {"sort": ("createdAt",)}, "sort", "sort-shape"),
@@ -291,6 +323,7 @@ async def test_valid_counterparts_are_accepted(store: JobStore) -> None:
         await scheduler.schedule("key", dedupe_key="k" * 512, dedupe="forever"),
         await scheduler.schedule("data", {"nested": {"list": [1, "a", None, 2.5]}, "dotted": 1}),
         await scheduler.schedule("big", {"blob": "x" * (8 * 1024 * 1024)}),
+        await scheduler.schedule("deep", nested(90)),
     ]
     assert len({job.id for job in ok}) == len(ok)
     assert len(await scheduler.get_jobs(limit=100)) == len(ok)
@@ -309,6 +342,8 @@ async def test_valid_counterparts_are_accepted(store: JobStore) -> None:
         "doc": {"k": {"v": [1]}},
     }
     assert await scheduler.get_jobs(data=plain) == []
+    assert await scheduler.get_jobs(data={".".join(["a"] * 90): 1}) != []
+    assert await scheduler.get_jobs(data={"k" * 1024: 1}) == []
 
 
 # -- Scheduler(...) options and task() registration -------------------------------------------

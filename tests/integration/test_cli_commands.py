@@ -378,6 +378,8 @@ def test_malformed_values_are_usage_errors_before_connecting(tmp_path: Path) -> 
         (["jobs", "list", "--data", 'user={"$gt": 0}'], ("'--data'", "operators")),
         (["jobs", "list", "--data", "novalue"], ("'--data'", "KEY=VALUE", "novalue")),
         (["jobs", "list", "--data", 'k=[{"$regex": "^a"}]'], ("'--data'", "$regex")),
+        (["jobs", "list", "--data", "k=" + "[" * 1500 + "]" * 1500], ("'--data'", "nested")),
+        (["jobs", "list", "--data", "a." * 2000 + "a=1"], ("'--data'", "parts")),
         (["jobs", "list", "--name", "a\x1b[2J"], ("'--name'", "control characters", "\\x1b")),
         (["jobs", "list", "--status", "bogus"], ("'--status'", "bogus")),
         (["jobs", "list", "--sort", "nope:asc"], ("'--sort'", "nope")),
