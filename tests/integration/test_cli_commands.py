@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import urllib.parse
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -446,8 +447,8 @@ def test_unreachable_server_and_missing_uri(tmp_path: Path) -> None:
         _env(None),
     )
     assert_one_line_error(unreachable, "cannot connect to MongoDB", "127.0.0.1:1")
-    assert_one_line_error(with_password, "cannot connect to MongoDB", "ops:***@")
-    assert "s3cret" not in with_password.err
+    assert_one_line_error(with_password, "cannot connect to MongoDB", "mongodb://***@")
+    assert "s3cret" not in with_password.err and "ops" not in with_password.err
     assert_usage_error(missing, "--mongodb-uri", "MONGODB_URI")
 
 
@@ -887,12 +888,13 @@ async def test_the_database_named_in_the_uri_is_used(ctx: Ctx, start_worker: Any
     """Without --database the commands and the worker use the URI's database; --database
     wins. The worker's first line names the server (password hidden), database and
     collection."""
-    user, password = f"mjs_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    user, password = f"mjs_{uuid.uuid4().hex[:8]}", f"pw/{uuid.uuid4().hex[:12]}@{uuid.uuid4().hex}"
     ctx.db.command(
         "createUser", user, pwd=password, roles=[{"role": "readWrite", "db": ctx.db_name}]
     )
     try:
-        uri = with_path(ctx.uri, ctx.db_name, f"{user}:{password}")
+        userinfo = f"{user}:{urllib.parse.quote_plus(password)}"
+        uri = with_path(ctx.uri, ctx.db_name, userinfo)
         waiting = ctx.scheduler.schedule("email", {"n": 1}, delay=3600)
         other = f"{ctx.db_name}_other"
         listed, elsewhere, stats, as_option = await asyncio.to_thread(
@@ -916,10 +918,11 @@ async def test_the_database_named_in_the_uri_is_used(ctx: Ctx, start_worker: Any
         await wait_for(lambda: ctx.doc(due.id)["status"] == "completed", timeout=20)
         await wait_for(lambda: "worker started" in worker.err, timeout=5)
         first = worker.err.splitlines()[0]
-        assert f"server=mongodb://{user}:***@" in first, first
+        assert "server=mongodb://***@" in first, first
         assert f"/{ctx.db_name}" in first
         assert f" database={ctx.db_name} collection=scheduler_jobs names=record" in first
-        assert password not in worker.err
+        for piece in (user, *re.split(r"[/@]", password), userinfo):
+            assert piece not in worker.err, (piece, worker.err)
     finally:
         ctx.db.command("dropUser", user)
 
@@ -1182,3 +1185,61 @@ def test_values_from_the_database_reach_the_terminal_inert(ctx: Ctx) -> None:
     retried = ctx.cli("jobs", "retry", job_id)
     assert retried.code == 0, retried
     _assert_inert(retried)
+
+
+# -- secrets of the connection string -------------------------------------------------------------
+
+PASSWORD_PIECES = ("Zq9", "x7Kp", "Wm3")
+
+
+def test_no_piece_of_a_password_or_secret_option_is_printed(mongodb_uri: str) -> None:
+    """Malformed URIs (a password with a raw '/' or '@'), secret options, and a password the
+    server refuses: the errors name the problem and the hosts, never the user information or
+    an option's secret."""
+    unreachable = "127.0.0.1:1/?serverSelectionTimeoutMS=300"
+    hostile = [
+        f"mongodb://ops:Zq9/x7Kp@{unreachable}",
+        f"mongodb://ops:Zq9@Wm3@{unreachable}",
+        f"mongodb://ops:Zq9?x7Kp@{unreachable}",
+        f"mongodb://ops:Zq9%2Fx7Kp@{unreachable}"
+        "&authMechanismProperties=AWS_SESSION_TOKEN:Tk9sess&proxyPassword=Px9pass"
+        "&proxyUsername=Pu9user&tlsCertificateKeyFilePassword=Kf9pass",
+        with_path(mongodb_uri, "app", "ops:Zq9%2Fx7Kp%40Wm3"),  # refused by the server
+    ]
+    results = run_many([["--mongodb-uri", uri, "stats"] for uri in hostile], _env(None))
+    for uri, result in zip(hostile, results, strict=True):
+        assert result.code in (1, 2), (uri, result)
+        assert "Traceback" not in result.err, result
+        for secret in (*PASSWORD_PIECES, "ops:", "Tk9sess", "Px9pass", "Pu9user", "Kf9pass"):
+            assert secret not in result.out + result.err, (secret, uri, result.err)
+        assert "***" in result.err, result.err
+    assert_one_line_error(results[-1], "MongoDB refused the operation", "***@")
+
+
+def test_the_dashboard_start_line_hides_the_user_information(ctx: Ctx) -> None:
+    user, password = f"mjs_{uuid.uuid4().hex[:8]}", f"Zq9/{uuid.uuid4().hex}@Wm3"
+    ctx.db.command("createUser", user, pwd=password, roles=[{"role": "read", "db": ctx.db_name}])
+    try:
+        uri = with_path(ctx.uri, ctx.db_name, f"{user}:{urllib.parse.quote_plus(password)}")
+        process = subprocess.Popen(
+            _argv(["dashboard", "--port", "0", "--token", "t" * 32]),
+            env=_env(uri),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stderr is not None
+            line = process.stderr.readline()
+            while line and not line.startswith("Dashboard on"):
+                line = process.stderr.readline()
+        finally:
+            process.kill()
+            process.wait(timeout=30)
+        assert line.startswith("Dashboard on"), line
+        assert "at mongodb://***@" in line, line
+        for piece in (user, *re.split(r"[/@]", password)):
+            assert piece not in line, (piece, line)
+    finally:
+        ctx.db.command("dropUser", user)
