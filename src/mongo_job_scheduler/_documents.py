@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +29,9 @@ MAX_DEDUPE_KEY_LENGTH = 512
 MAX_BSON_SIZE = 16 * 1024 * 1024
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 100
+MAX_FIELDS = 64
+"""The most fields a ``get_jobs(fields=...)`` projection names."""
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SORT_FIELDS = {"nextRunAt", "createdAt", "updatedAt", "lastRunAt", "priority", "name", "status"}
 DedupeScope = Literal["active", "forever"]
 
@@ -333,6 +337,25 @@ class JobQuery:
     sort_direction: int = 1
     limit: int = DEFAULT_LIMIT
     skip: int = 0
+    fields: tuple[str, ...] | None = None
+    """Top-level stored fields to read (``_id`` always); ``None``: whole documents."""
+    max_value_size: int | None = None
+    """With ``fields``: a field whose value takes more BSON bytes than this is left out."""
+
+    def project(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """``document`` as the projection of :attr:`fields` and :attr:`max_value_size` reads
+        it (the MongoDB stores ask the server for the same)."""
+        if self.fields is None:
+            return dict(document)
+        projected = {"_id": document["_id"]}
+        for name in self.fields:
+            if name not in document:
+                continue
+            value = document[name]
+            limit = self.max_value_size
+            if limit is None or len(bson.encode({"v": value})) <= limit:
+                projected[name] = value
+        return projected
 
     def to_filter(self) -> dict[str, Any]:
         """The MongoDB filter (equality and ``$in`` on plain values only)."""
@@ -354,9 +377,12 @@ def build_query(
     sort: Any = None,
     limit: Any = DEFAULT_LIMIT,
     skip: Any = 0,
+    fields: Any = None,
+    max_value_size: Any = None,
 ) -> JobQuery:
     """Validate ``get_jobs`` arguments. ``$``-prefixed keys and operator objects are rejected."""
     query = JobQuery()
+    query.fields, query.max_value_size = _projection(fields, max_value_size)
     if name is not None:
         query.name = validate_name(name)
     if status is not None:
@@ -416,6 +442,34 @@ def build_query(
     query.limit = limit
     query.skip = skip
     return query
+
+
+def _projection(fields: Any, max_value_size: Any) -> tuple[tuple[str, ...] | None, int | None]:
+    """Validate ``get_jobs``' ``fields`` and ``max_value_size``."""
+    if fields is not None:
+        if isinstance(fields, (str, bytes, Mapping)) or not isinstance(fields, Sequence):
+            raise ValidationError("fields", "expected a list of top-level field names")
+        if not 1 <= len(fields) <= MAX_FIELDS:
+            raise ValidationError("fields", f"name 1 to {MAX_FIELDS} fields, got {len(fields)}")
+        for name in fields:
+            if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+                raise ValidationError(
+                    "fields", f"expected top-level field names such as 'data', got {name!r}"
+                )
+        fields = tuple(dict.fromkeys(fields))
+    if max_value_size is None:
+        return fields, None
+    if fields is None:
+        raise ValidationError("max_value_size", "needs fields")
+    if (
+        isinstance(max_value_size, bool)
+        or not isinstance(max_value_size, int)
+        or not 1 <= max_value_size <= MAX_BSON_SIZE
+    ):
+        raise ValidationError(
+            "max_value_size", f"must be a number of bytes from 1 to {MAX_BSON_SIZE}"
+        )
+    return fields, max_value_size
 
 
 @dataclass

@@ -494,11 +494,26 @@ class Scheduler:
         sort: tuple[str, str] | None = None,
         limit: int = 100,
         skip: int = 0,
+        fields: Sequence[str] | None = None,
+        max_value_size: int | None = None,
     ) -> list[Job]:
         """Jobs matching every given filter: exact ``name``, one or several ``status`` values,
-        and ``data`` keys equal to values (dotted keys reach nested fields). ``sort`` is
-        ``(field, "asc" | "desc")``; ``limit`` defaults to 100 (at most 10,000)."""
-        query = build_query(name=name, status=status, data=data, sort=sort, limit=limit, skip=skip)
+        and ``data`` keys equal to plain values (dotted keys reach nested fields). ``sort`` is
+        ``(field, "asc" | "desc")``; ``limit`` defaults to 100 (at most 10,000). ``fields``
+        reads only those top-level stored fields of each job (``["name", "status", "data"]``;
+        its id always; the others read as their defaults); with ``max_value_size``, a field
+        whose value takes more than that many BSON bytes is left out too, so a listing never
+        carries large ``data`` or ``result`` values."""
+        query = build_query(
+            name=name,
+            status=status,
+            data=data,
+            sort=sort,
+            limit=limit,
+            skip=skip,
+            fields=fields,
+            max_value_size=max_value_size,
+        )
         return [Job.from_document(doc) for doc in await self._need_store().find(query)]
 
     # -- administering ----------------------------------------------------------------------

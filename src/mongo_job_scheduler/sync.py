@@ -199,11 +199,22 @@ class Scheduler:
         sort: tuple[str, str] | None = None,
         limit: int = 100,
         skip: int = 0,
+        fields: Sequence[str] | None = None,
+        max_value_size: int | None = None,
     ) -> list[Job]:
-        """Jobs matching every given filter: exact ``name``, one or several ``status`` values,
-        and ``data`` keys equal to values (dotted keys reach nested fields). ``sort`` is
-        ``(field, "asc" | "desc")``; ``limit`` defaults to 100 (at most 10,000)."""
-        query = build_query(name=name, status=status, data=data, sort=sort, limit=limit, skip=skip)
+        """Jobs matching every given filter, read as the asyncio
+        :meth:`mongo_job_scheduler.Scheduler.get_jobs` reads them (the same filters, order,
+        paging, ``fields`` and ``max_value_size``)."""
+        query = build_query(
+            name=name,
+            status=status,
+            data=data,
+            sort=sort,
+            limit=limit,
+            skip=skip,
+            fields=fields,
+            max_value_size=max_value_size,
+        )
         return [Job.from_document(doc) for doc in self.store.find(query)]
 
     # -- administering ----------------------------------------------------------------------

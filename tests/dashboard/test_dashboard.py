@@ -504,3 +504,61 @@ def test_overview_shows_counts_lag_failures_and_throughput(
     page.wait_for_url(re.compile(r"/jobs\?status=pending"))
     expect(page.locator("#page-range")).to_have_text("Jobs 1 to 3")
     eventually(lambda: page.locator("#jobs tbody tr").count() == 3)
+
+
+# -- what the pages read --------------------------------------------------------------------
+
+BLOB = "x" * (5 * 1024 * 1024)
+
+
+def _profiled_reads(dashboard: DashboardServer, requests: Any) -> list[dict[str, Any]]:
+    """The reads of the jobs collection MongoDB's profiler saw while ``requests()`` ran."""
+    db = dashboard.sync_db
+    db.command("profile", 2)
+    try:
+        requests()
+    finally:
+        db.command("profile", 0)
+    try:
+        return list(
+            db["system.profile"].find(
+                {"ns": f"{db.name}.scheduler_jobs", "op": {"$in": ["query", "getmore"]}}
+            )
+        )
+    finally:
+        db.drop_collection("system.profile")
+
+
+def test_lists_and_the_overview_read_only_the_fields_they_show(
+    dashboard: DashboardServer,
+) -> None:
+    jobs = [dashboard.jobs.schedule("big", {"blob": BLOB, "i": i}) for i in range(3)]
+    dashboard.sync_db["scheduler_jobs"].update_many(
+        {"_id": {"$in": [j.id for j in jobs[1:]]}},
+        {
+            "$set": {
+                "status": "completed",
+                "updatedAt": datetime.now(timezone.utc),
+                "result": {"blob": BLOB},
+            }
+        },
+    )
+
+    def requests() -> None:
+        with dashboard.client(headers={"Authorization": f"Bearer {dashboard.token}"}) as client:
+            for path in (
+                "/jobs",
+                "/partials/jobs",
+                "/jobs?status=completed",
+                "/",
+                "/partials/overview",
+            ):
+                response = client.get(path)
+                assert response.status_code == 200, (path, response.text)
+            listed = client.get("/jobs").text
+            assert listed.count("(large: open the job)") == 3
+
+    reads = _profiled_reads(dashboard, requests)
+    assert len(reads) >= 5
+    for read in reads:
+        assert read["responseLength"] < 256 * 1024, (read["responseLength"], read["command"])

@@ -1243,3 +1243,32 @@ def test_the_dashboard_start_line_hides_the_user_information(ctx: Ctx) -> None:
             assert piece not in line, (piece, line)
     finally:
         ctx.db.command("dropUser", user)
+
+
+# -- what the commands read -----------------------------------------------------------------------
+
+
+def test_the_table_and_the_purge_count_read_only_the_fields_they_need(ctx: Ctx) -> None:
+    blob = "x" * (5 * 1024 * 1024)
+    jobs = [ctx.scheduler.schedule("big", {"blob": blob, "i": i}) for i in range(3)]
+    ctx.db["scheduler_jobs"].update_many(
+        {"_id": {"$in": [j.id for j in jobs]}},
+        {"$set": {"status": "completed", "result": {"blob": blob}}},
+    )
+    ctx.db.command("profile", 2)
+    try:
+        listed = ctx.cli("jobs", "list")
+        purge = ctx.cli("jobs", "purge", "--older-than", "2026-01-01T00:00:00Z", "--yes")
+    finally:
+        ctx.db.command("profile", 0)
+    reads = list(
+        ctx.db["system.profile"].find(
+            {"ns": f"{ctx.db_name}.scheduler_jobs", "op": {"$in": ["query", "getmore"]}}
+        )
+    )
+    ctx.db.drop_collection("system.profile")
+    assert listed.code == 0 and "big" in listed.out, listed
+    assert purge.code == 0, purge
+    assert len(reads) >= 2
+    for read in reads:
+        assert read["responseLength"] < 256 * 1024, (read["responseLength"], read["command"])

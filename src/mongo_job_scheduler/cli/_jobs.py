@@ -27,6 +27,11 @@ from ._parsing import (
 
 __all__ = ["jobs"]
 
+TABLE_FIELDS = ("name", "status", "attempts", "priority", "nextRunAt", "updatedAt", "lastError")
+"""The fields the ``jobs list`` table shows, the only ones it reads (``--json`` reads all)."""
+TABLE_VALUE_BYTES = 16 * 1024
+"""A value larger than this (BSON bytes) is not read for the table (``jobs show`` has it)."""
+
 
 @click.group(short_help="List, show, cancel, retry and purge jobs.")
 def jobs() -> None:
@@ -86,6 +91,8 @@ def jobs_list(
             sort=sort,
             limit=limit,
             skip=skip,
+            fields=None if as_json else TABLE_FIELDS,
+            max_value_size=None if as_json else TABLE_VALUE_BYTES,
         )
 
     check_offline(
@@ -258,7 +265,11 @@ async def _count_purgeable(scheduler: Scheduler, before: datetime, statuses: lis
     skip = 0
     while True:
         batch = await scheduler.get_jobs(
-            status=statuses, sort=("updatedAt", "asc"), limit=page, skip=skip
+            status=statuses,
+            sort=("updatedAt", "asc"),
+            limit=page,
+            skip=skip,
+            fields=["updatedAt"],
         )
         for job in batch:
             if job.updated_at is None:

@@ -51,7 +51,14 @@ SORT_FIELDS = ("createdAt", "updatedAt", "nextRunAt", "lastRunAt", "priority", "
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 THROUGHPUT_SAMPLE = 1000
-"""How many recently completed jobs the throughput estimate reads."""
+"""How many recently completed jobs the throughput estimate reads (their ``updatedAt`` only)."""
+LIST_FIELDS = (
+    "name", "status", "priority", "attempts", "nextRunAt", "lastRunAt", "updatedAt", "data",
+    "lastError",
+)  # fmt: skip
+"""The fields the job list shows, the only ones it reads."""
+LIST_VALUE_BYTES = 8 * 1024
+"""A listed value larger than this (BSON bytes) is not read; the job's page shows it."""
 JOB_LIST_PARAMS = frozenset({"name", "status", "data", "sort", "dir", "limit", "skip"})
 STATUSES = tuple(status.value for status in JobStatus)
 
@@ -382,7 +389,10 @@ class _Dashboard:
         """Completions per minute over the last minutes, from recently completed jobs."""
         minutes = self.throughput_minutes
         recent = await self.scheduler.get_jobs(
-            status="completed", sort=("updatedAt", "desc"), limit=THROUGHPUT_SAMPLE
+            status="completed",
+            sort=("updatedAt", "desc"),
+            limit=THROUGHPUT_SAMPLE,
+            fields=["updatedAt"],
         )
         counts = [0] * minutes
         for job in recent:
@@ -473,6 +483,8 @@ class _Dashboard:
                 sort=(flt.sort, flt.direction),
                 limit=flt.limit + 1,
                 skip=flt.skip,
+                fields=LIST_FIELDS,
+                max_value_size=LIST_VALUE_BYTES,
             )
         except ValidationError as exc:
             context["error"] = str(exc)
@@ -499,6 +511,7 @@ class _Dashboard:
             "can_cancel": status in ("pending", "running"),
             "can_retry": status in ("failed", "cancelled"),
             "can_run_now": status in ("pending", "completed"),
+            "data_not_read": "data" not in job.document,
         }
 
     async def jobs(self, request: Request) -> Response:
