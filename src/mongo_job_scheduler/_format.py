@@ -46,6 +46,7 @@ __all__ = [
     "inert",
     "parse_data_value",
     "pretty_json",
+    "pretty_json_preview",
     "shorten",
     "to_json",
     "to_plain",
@@ -230,12 +231,26 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, default=_json_default, indent=2, ensure_ascii=False)
 
 
-def compact_json(value: Any, limit: int = 80) -> str:
-    """One-line JSON of ``value``, cut to ``limit`` characters."""
+def pretty_json_preview(value: Any, limit: int) -> tuple[str, bool]:
+    """:func:`pretty_json` of ``value`` cut to ``limit`` characters, and whether it was cut;
+    no more of ``value`` is encoded than the cut needs."""
+    encoder = json.JSONEncoder(default=_json_default, indent=2, ensure_ascii=False)
+    parts: list[str] = []
+    length = 0
+    for chunk in encoder.iterencode(value):
+        parts.append(chunk)
+        length += len(chunk)
+        if length > limit:
+            return "".join(parts)[:limit], True
+    return "".join(parts), False
+
+
+def compact_json(value: Any, limit: int | None = 80) -> str:
+    """One-line JSON of ``value``, cut to ``limit`` characters (``None``: whole)."""
     if value is None:
         return ""
     text = json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
-    return shorten(text, limit)
+    return text if limit is None else shorten(text, limit)
 
 
 def document_for_display(document: Mapping[str, Any]) -> dict[str, Any]:

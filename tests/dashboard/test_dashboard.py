@@ -562,3 +562,49 @@ def test_lists_and_the_overview_read_only_the_fields_they_show(
     assert len(reads) >= 5
     for read in reads:
         assert read["responseLength"] < 256 * 1024, (read["responseLength"], read["command"])
+
+
+def test_a_job_page_cuts_large_values_and_links_to_each_whole_value(
+    dashboard: DashboardServer,
+) -> None:
+    blob = "y" * (1024 * 1024)
+    rows = list(range(100_000))
+    trace = "Traceback (most recent call last):\n" + "z" * 300_000
+    job = dashboard.jobs.schedule("huge", {"blob": blob})
+    dashboard.sync_db["scheduler_jobs"].update_one(
+        {"_id": job.id},
+        {
+            "$set": {
+                "status": "failed",
+                "lastError": "boom",
+                "lastErrorTrace": trace,
+                "result": rows,
+            }
+        },
+    )
+    bearer = {"Authorization": f"Bearer {dashboard.token}"}
+    with dashboard.client(headers=bearer) as client:
+        for path in (f"/jobs/{job.id}", f"/partials/jobs/{job.id}"):
+            page = client.get(path)
+            assert page.status_code == 200
+            assert len(page.text) < 256 * 1024, len(page.text)
+            for field in ("data", "result", "lastErrorTrace"):
+                assert f'href="/jobs/{job.id}/raw/{field}"' in page.text, field
+            shown = re.search(r'<pre id="job-document">(.*?)</pre>', page.text, re.S)
+            assert shown is not None
+            document = json.loads(html.unescape(shown.group(1)))  # still JSON
+            assert document["name"] == "huge" and document["lastError"] == "boom"
+            assert f"/jobs/{job.id}/raw/data" in document["data"]
+        assert '<pre id="last-error">boom</pre>' in page.text
+        whole = client.get(f"/jobs/{job.id}/raw/data")
+        assert whole.status_code == 200
+        assert whole.headers["content-type"].startswith("application/json")
+        assert whole.json() == {"blob": blob}
+        assert client.get(f"/jobs/{job.id}/raw/result").json() == rows
+        assert client.get(f"/jobs/{job.id}/raw/lastErrorTrace").json() == trace
+        assert client.get(f"/jobs/{job.id}/raw/name").json() == "huge"
+        assert client.get(f"/jobs/{job.id}/raw/nothing").status_code == 404
+        assert client.get(f"/jobs/{ObjectId()}/raw/data").status_code == 404
+        assert client.get("/jobs/not-an-id/raw/data").status_code == 400
+    with dashboard.client() as anonymous:
+        assert anonymous.get(f"/jobs/{job.id}/raw/data").status_code == 401

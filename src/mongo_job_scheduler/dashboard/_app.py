@@ -36,6 +36,7 @@ from .._format import (
     inert,
     parse_data_value,
     pretty_json,
+    pretty_json_preview,
 )
 from ..job import Job, JobStatus
 from ..scheduler import Scheduler
@@ -57,6 +58,8 @@ LIST_FIELDS = (
     "lastError",
 )  # fmt: skip
 """The fields the job list shows, the only ones it reads."""
+SHOWN_CHARACTERS = 20_000
+"""How much of a value a job's page shows (JSON characters); the rest is a link away."""
 LIST_VALUE_BYTES = 8 * 1024
 """A listed value larger than this (BSON bytes) is not read; the job's page shows it."""
 JOB_LIST_PARAMS = frozenset({"name", "status", "data", "sort", "dir", "limit", "skip"})
@@ -539,14 +542,40 @@ class _Dashboard:
         if job is None:
             context["error"] = f"No job has the id {job_id}."
             return context, 404
-        document = document_for_display(job.document)
+        raw_base = f"{self._base(request)}/jobs/{quote(str(job.id), safe='')}/raw/"
+        document, cut = _cut_for_display(job.document, raw_base)
         context.update(
             row=self._job_row(job),
             document=document,
-            last_error=document.get("lastError"),
-            last_error_trace=document.get("lastErrorTrace"),
+            data_shown=cut.get("data") or pretty_json(job.data),
+            raw_base=raw_base,
+            cut=cut,
+            shown_characters=SHOWN_CHARACTERS,
         )
+        for key, field_name in (
+            ("last_error", "lastError"),
+            ("last_error_trace", "lastErrorTrace"),
+        ):
+            value = job.document.get(field_name)
+            context[key] = None if value is None else _cut_text(str(value), field_name, cut)
         return context, 200
+
+    async def raw_field(self, request: Request) -> Response:
+        """One top-level field of a job's document as JSON, whole."""
+        if self._authenticate(request) is None:
+            return PlainTextResponse("unauthorized", status_code=401)
+        field_name = request.path_params["field"]
+        try:
+            job = await self.scheduler.get_job(request.path_params["job_id"])
+        except ValidationError as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+        if job is None or field_name not in job.document:
+            return PlainTextResponse("no such job or field", status_code=404)
+        return Response(
+            compact_json(job.document[field_name], limit=None) or "null",
+            media_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
 
     async def job(self, request: Request) -> Response:
         return await self._page(request, "job.html", self._job_context, partial=False)
@@ -693,6 +722,30 @@ class _Protected:
         await self.inner(scope, receive, send)
 
 
+def _cut_for_display(
+    stored: Mapping[str, Any], raw_base: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The document as a job's page shows it, each value longer than
+    :data:`SHOWN_CHARACTERS` as JSON replaced by a note with the link to the whole value; and
+    the shown start of each replaced value, by field."""
+    document = document_for_display(stored)
+    cut: dict[str, str] = {}
+    for field_name, value in document.items():
+        text, was_cut = pretty_json_preview(value, SHOWN_CHARACTERS)
+        if was_cut:
+            cut[field_name] = text + "\n…"
+            document[field_name] = f"… cut here; the whole value: {raw_base}{field_name}"
+    return document, cut
+
+
+def _cut_text(text: str, field_name: str, cut: dict[str, str]) -> str:
+    """``text`` cut to :data:`SHOWN_CHARACTERS` (recorded in ``cut`` when it is)."""
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    cut[field_name] = text[:SHOWN_CHARACTERS] + "\n…"
+    return cut[field_name]
+
+
 def _lenient_filter(params: QueryParams) -> JobsFilter:
     """What the filter form shows after a validation error: the values as typed."""
     result = JobsFilter()
@@ -762,6 +815,7 @@ def create_app(
         Route("/logout", dashboard.logout, methods=["POST"]),
         Route("/jobs", dashboard.jobs, methods=["GET"]),
         Route("/jobs/{job_id}", dashboard.job, methods=["GET"]),
+        Route("/jobs/{job_id}/raw/{field}", dashboard.raw_field, methods=["GET"]),
         Route("/jobs/{job_id}/cancel", dashboard.cancel, methods=["POST"]),
         Route("/jobs/{job_id}/retry", dashboard.retry, methods=["POST"]),
         Route("/jobs/{job_id}/run-now", dashboard.run_now, methods=["POST"]),
