@@ -608,3 +608,26 @@ def test_a_job_page_cuts_large_values_and_links_to_each_whole_value(
         assert client.get("/jobs/not-an-id/raw/data").status_code == 400
     with dashboard.client() as anonymous:
         assert anonymous.get(f"/jobs/{job.id}/raw/data").status_code == 401
+
+
+def test_the_overview_shows_the_busiest_names_and_sums_the_rest(
+    dashboard: DashboardServer,
+) -> None:
+    """130 names: the 100 with the most jobs get a row each, the other 30 one row together."""
+    items = [{"name": f"n{i:03}", "delay": 600} for i in range(130)]
+    items += [{"name": f"n{i:03}", "delay": 600} for i in range(30, 130)]  # n030.. have 2 jobs
+    dashboard.jobs.schedule_bulk(items)
+    for i in range(120):
+        dashboard.jobs.pause(f"p{i:03}")
+    with dashboard.client(headers={"Authorization": f"Bearer {dashboard.token}"}) as client:
+        page = client.get("/partials/overview").text
+    by_name = page[page.index('id="by-name"') : page.index("</table>", page.index('id="by-name"'))]
+    rows = re.findall(r'<tr data-name="([^"]+)"', by_name)
+    assert rows == [f"n{i:03}" for i in range(30, 130)]
+    other = re.search(r'<tr id="other-names">(.*?)</tr>', by_name, re.S)
+    assert other is not None
+    assert "150 other names" in other.group(1)  # n000..n029 and the 120 paused names
+    assert re.search(r'<td data-status="pending">30</td>', other.group(1))
+    paused = re.findall(r'<li data-name="(p\d+)"', page)
+    assert len(paused) == 100
+    assert "and 20 more" in page

@@ -1272,3 +1272,15 @@ def test_the_table_and_the_purge_count_read_only_the_fields_they_need(ctx: Ctx) 
     assert len(reads) >= 2
     for read in reads:
         assert read["responseLength"] < 256 * 1024, (read["responseLength"], read["command"])
+
+
+def test_stats_shows_the_busiest_names_and_sums_the_rest(ctx: Ctx) -> None:
+    items = [{"name": f"n{i:03}", "delay": 600} for i in range(130)]
+    items += [{"name": f"n{i:03}", "delay": 600} for i in range(30, 130)]
+    ctx.scheduler.schedule_bulk(items)
+    shown, as_json = ctx.many(["stats"], ["stats", "--json"])
+    assert shown.code == 0, shown
+    named = re.findall(r"^\s*(n\d{3})\s", shown.out, re.M)
+    assert named == [f"n{i:03}" for i in range(30, 130)]
+    assert re.search(r"^\s*\(30 other names\)\s+30\s", shown.out, re.M), shown.out
+    assert len(json.loads(as_json.out)["by_name"]) == 130  # --json has every name

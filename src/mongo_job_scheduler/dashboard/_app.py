@@ -40,7 +40,7 @@ from .._format import (
 )
 from ..job import Job, JobStatus
 from ..scheduler import Scheduler
-from ..stats import SchedulerStats
+from ..stats import MAX_NAMES_SHOWN, SchedulerStats, busiest_names
 from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer
 
 __all__ = ["create_app"]
@@ -430,24 +430,32 @@ class _Dashboard:
         stats = await self.scheduler.stats()
         paused = await self._paused_names(stats)
         paused_set = set(paused or [])
-        names = sorted(set(stats.by_name) | paused_set)
+        totals = {name: sum(stats.by_name.get(name, {}).values()) for name in paused_set}
+        totals.update({name: sum(counts.values()) for name, counts in stats.by_name.items()})
+        names, others = busiest_names(totals)
         by_name = [
             {
                 "name": name,
                 "counts": {s: stats.by_name.get(name, {}).get(s, 0) for s in STATUSES},
-                "total": sum(stats.by_name.get(name, {}).values()),
+                "total": totals[name],
                 "paused": name in paused_set,
                 "link": "/jobs?" + urlencode([("name", name)]),
             }
             for name in names
         ]
+        other = None
+        if others:
+            counts = {s: sum(stats.by_name.get(n, {}).get(s, 0) for n in others) for s in STATUSES}
+            other = {"names": len(others), "counts": counts, "total": sum(counts.values())}
         context = {
             "page": "overview",
             "page_path": "/",
             "stats": stats,
             "by_status": stats.by_status,
             "by_name": by_name,
-            "paused": paused,
+            "other_names": other,
+            "paused": None if paused is None else paused[:MAX_NAMES_SHOWN],
+            "paused_more": max(0, len(paused or []) - MAX_NAMES_SHOWN),
             "can_pause": self._can_pause(),
             "throughput": await self._throughput(stats.at),
             "status_links": {s: "/jobs?" + urlencode([("status", s)]) for s in STATUSES},
