@@ -18,7 +18,7 @@ from bson import ObjectId
 from mongo_job_scheduler import ConfigurationError, InMemoryJobStore, Scheduler
 from mongo_job_scheduler.dashboard import create_app
 
-from .conftest import DashboardServer, eventually
+from .conftest import DashboardServer, eventually, serving_client
 
 expect: Any
 try:
@@ -168,6 +168,49 @@ def test_login_redirects_only_to_local_paths(dashboard: DashboardServer) -> None
             assert response.headers["location"] == "/"
         cookie = response.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
+
+
+def _refused(client: Any, csrf: str) -> bool:
+    """Whether every page, partial and action refuses ``client``'s session."""
+    page = client.get("/jobs")
+    partial = client.get("/partials/jobs")
+    action = client.post("/names/pause", data={"name": "after-logout", "csrf_token": csrf})
+    return (
+        page.status_code == 303
+        and page.headers["location"].startswith("/login")
+        and partial.status_code == 401
+        and action.status_code == 401
+    )
+
+
+def test_a_signed_out_session_is_refused_at_once_by_every_process(
+    dashboard: DashboardServer, other_dashboard: str
+) -> None:
+    """Signing out revokes the session in the database: a replayed cookie is refused right
+    away, by this dashboard process and by another one on the same database."""
+    with dashboard.client() as browser:
+        _sign_in(browser, dashboard.token)
+        csrf = _csrf(browser)
+        cookie = browser.cookies["mjs_session"]
+        with serving_client(other_dashboard, cookies={"mjs_session": cookie}) as elsewhere:
+            assert elsewhere.get("/partials/jobs").status_code == 200  # one session, two processes
+            assert elsewhere.get("/partials/overview").status_code == 200
+            response = browser.post("/logout", data={"csrf_token": csrf})
+            assert response.status_code == 303
+            with dashboard.client(cookies={"mjs_session": cookie}) as replay:
+                assert _refused(replay, csrf)
+            assert _refused(elsewhere, csrf)
+    assert "after-logout" not in dashboard.jobs.paused_names()
+    # And the other way round: a sign-out in the other process counts here.
+    with serving_client(other_dashboard) as browser:
+        _sign_in(browser, dashboard.token)
+        csrf = _csrf(browser)
+        cookie = browser.cookies["mjs_session"]
+        with dashboard.client(cookies={"mjs_session": cookie}) as here:
+            assert here.get("/partials/jobs").status_code == 200
+            assert browser.post("/logout", data={"csrf_token": csrf}).status_code == 303
+            assert _refused(here, csrf)
+    assert "after-logout" not in dashboard.jobs.paused_names()
 
 
 @pytest.mark.parametrize(
@@ -631,3 +674,27 @@ def test_the_overview_shows_the_busiest_names_and_sums_the_rest(
     paused = re.findall(r'<li data-name="(p\d+)"', page)
     assert len(paused) == 100
     assert "and 20 more" in page
+
+
+def test_a_signed_out_session_is_refused_over_an_in_memory_store() -> None:
+    token = "a-token-for-the-memory-store-" + "x" * 8
+    app = create_app(Scheduler(InMemoryJobStore()), token=token)
+
+    async def scenario() -> tuple[int, int, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as client:
+            await client.post("/login", data={"token": token})
+            cookie = client.cookies["mjs_session"]
+            page = await client.get("/partials/jobs")
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', (await client.get("/")).text)
+            assert csrf is not None
+            await client.post("/logout", data={"csrf_token": csrf.group(1)})
+            client.cookies.set("mjs_session", cookie)
+            replayed = await client.get("/partials/jobs")
+            pause = await client.post(
+                "/names/pause", data={"name": "x", "csrf_token": csrf.group(1)}
+            )
+            return page.status_code, replayed.status_code, pause.status_code
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, scenario()).result(timeout=30) == (200, 401, 401)

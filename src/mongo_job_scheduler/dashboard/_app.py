@@ -42,6 +42,7 @@ from ..job import Job, JobStatus
 from ..scheduler import Scheduler
 from ..stats import MAX_NAMES_SHOWN, SchedulerStats, busiest_names
 from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer
+from ._sessions import revocations_for
 
 __all__ = ["create_app"]
 
@@ -211,6 +212,7 @@ class _Dashboard:
     ) -> None:
         self.scheduler = scheduler
         self.signer = Signer(token, session_max_age)
+        self.revocations = revocations_for(scheduler.store)
         self.refresh_seconds = refresh_seconds
         self.title = title
         self.throughput_minutes = throughput_minutes
@@ -243,11 +245,16 @@ class _Dashboard:
         query = request.url.query
         return f"{path}?{query}" if query else path
 
-    def _authenticate(self, request: Request) -> Session | None:
+    async def _authenticate(self, request: Request) -> Session | None:
+        """The caller: a Bearer client with the token, or a valid browser session that was not
+        signed out; else ``None``."""
         bearer = self.signer.bearer(request.headers.get("authorization"))
         if bearer is not None:
             return bearer
-        return self.signer.session(request.cookies.get(SESSION_COOKIE))
+        session = self.signer.session(request.cookies.get(SESSION_COOKIE))
+        if session is None or session.id is None:
+            return None
+        return None if await self.revocations.is_revoked(session.id) else session
 
     def _render(
         self,
@@ -306,7 +313,7 @@ class _Dashboard:
         *,
         partial: bool,
     ) -> Response:
-        session = self._authenticate(request)
+        session = await self._authenticate(request)
         if session is None:
             if partial:
                 return PlainTextResponse("unauthorized", status_code=401)
@@ -328,7 +335,7 @@ class _Dashboard:
 
     async def login_form(self, request: Request) -> Response:
         next_path = _safe_next(request.query_params.get("next"))
-        if self._authenticate(request) is not None:
+        if await self._authenticate(request) is not None:
             return RedirectResponse(self._base(request) + next_path, status_code=303)
         return self._render(
             request, "login.html", {"page": "login", "next": next_path, "error": None}, session=None
@@ -356,12 +363,14 @@ class _Dashboard:
         return response
 
     async def logout(self, request: Request) -> Response:
-        session = self._authenticate(request)
+        session = await self._authenticate(request)
         if session is None:
             return PlainTextResponse("unauthorized", status_code=401)
         form = await request.form()
         if not session.bearer and not Signer.csrf_matches(session, _form_value(form, "csrf_token")):
             return PlainTextResponse("CSRF token missing or invalid", status_code=403)
+        if session.id is not None:
+            await self.revocations.revoke(session.id, session.expires)
         response = RedirectResponse(f"{self._base(request)}/login", status_code=303)
         self._delete_cookie(request, response, SESSION_COOKIE)
         return response
@@ -570,7 +579,7 @@ class _Dashboard:
 
     async def raw_field(self, request: Request) -> Response:
         """One top-level field of a job's document as JSON, whole."""
-        if self._authenticate(request) is None:
+        if await self._authenticate(request) is None:
             return PlainTextResponse("unauthorized", status_code=401)
         field_name = request.path_params["field"]
         try:
@@ -598,7 +607,7 @@ class _Dashboard:
         request: Request,
         operation: Callable[[Mapping[str, Any]], Awaitable[_Outcome]],
     ) -> Response:
-        session = self._authenticate(request)
+        session = await self._authenticate(request)
         if session is None:
             return PlainTextResponse(
                 "unauthorized", status_code=401, headers={"WWW-Authenticate": "Bearer"}
@@ -721,7 +730,7 @@ class _Protected:
         self.inner = inner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.dashboard._authenticate(Request(scope)) is None:
+        if scope["type"] == "http" and await self.dashboard._authenticate(Request(scope)) is None:
             response = PlainTextResponse(
                 "unauthorized", status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )

@@ -1,9 +1,10 @@
 """Token check, signed session cookies and CSRF tokens for the dashboard.
 
-Sessions are stateless: the cookie holds a random nonce and an expiry, signed with a key derived
-from the dashboard token, so every dashboard process started with the same token accepts it and
-changing the token logs every browser out. The CSRF token of a session is a second HMAC of its
-nonce (a synchronizer token nobody can compute without the key).
+Session cookies are signed, not stored: the cookie holds a random nonce and an expiry, signed
+with a key derived from the dashboard token, so every dashboard process started with the same
+token accepts it and changing the token logs every browser out. Signing out records the
+session's id (a third HMAC of the nonce) as revoked (``_sessions``). The CSRF token of a session
+is a second HMAC of its nonce (a synchronizer token nobody can compute without the key).
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ FLASH_COOKIE = "mjs_flash"
 
 @dataclass(frozen=True)
 class Session:
-    """Who is calling: a browser session (``csrf`` is its CSRF token) or a Bearer client."""
+    """Who is calling: a browser session (``csrf`` is its CSRF token, ``id`` what a sign-out
+    revokes, ``expires`` its Unix expiry) or a Bearer client."""
 
     bearer: bool
     csrf: str | None = None
+    id: str | None = None
+    expires: int = 0
 
 
 def _b64(data: bytes) -> str:
@@ -93,11 +97,17 @@ class Signer:
             return None
         nonce, _, expires = payload.rpartition(":")
         try:
-            if not nonce or int(expires) < time.time():
-                return None
+            until = int(expires)
         except ValueError:
             return None
-        return Session(bearer=False, csrf=self._mac("csrf", nonce))
+        if not nonce or until < time.time():
+            return None
+        return Session(
+            bearer=False,
+            csrf=self._mac("csrf", nonce),
+            id=self._mac("session-id", nonce),
+            expires=until,
+        )
 
     def bearer(self, header: str | None) -> Session | None:
         """The Bearer session of an ``Authorization`` header carrying the token, else ``None``."""
