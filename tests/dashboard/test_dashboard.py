@@ -53,17 +53,32 @@ def _sign_in(client: Any, token: str) -> None:
 # -- no browser -----------------------------------------------------------------------------
 
 
+LONG = "a-token-long-enough-" + "0" * 8
+
+
 def test_create_app_needs_a_token() -> None:
     scheduler = Scheduler(InMemoryJobStore())
     for bad in ("", "   ", None, 123):
         with pytest.raises(ConfigurationError):
             create_app(scheduler, token=bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
-        create_app(scheduler, token="t", refresh_seconds=-1)
+        create_app(scheduler, token=LONG, refresh_seconds=-1)
     with pytest.raises(ConfigurationError, match="needs a Scheduler with a store"):
-        create_app(Scheduler(), token="t")
+        create_app(Scheduler(), token=LONG)
     with pytest.raises(ConfigurationError, match="the asyncio one"):
-        create_app(object(), token="t")  # type: ignore[arg-type]
+        create_app(object(), token=LONG)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("short", ["a", "s3cret", "x" * 15, " " * 4 + "y" * 12])
+def test_a_token_shorter_than_16_characters_is_refused_with_a_suggestion(short: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        create_app(Scheduler(InMemoryJobStore()), token=short)
+    assert info.value.field == "token"
+    assert "at least 16 characters" in info.value.reason
+    suggestion = re.search(r"for example ([A-Za-z0-9_-]{32,})", info.value.reason)
+    assert suggestion is not None, info.value.reason
+    create_app(Scheduler(InMemoryJobStore()), token=suggestion.group(1))  # accepted
+    create_app(Scheduler(InMemoryJobStore()), token="z" * 16)
 
 
 class _BrokenStore(InMemoryJobStore):
@@ -74,8 +89,8 @@ class _BrokenStore(InMemoryJobStore):
 
 
 def test_an_unexpected_failure_renders_an_error_page_without_traceback() -> None:
-    app = create_app(Scheduler(_BrokenStore()), token="t")
-    headers = {"Authorization": "Bearer t"}
+    app = create_app(Scheduler(_BrokenStore()), token=LONG)
+    headers = {"Authorization": f"Bearer {LONG}"}
 
     async def requests() -> tuple[httpx.Response, httpx.Response]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -211,6 +226,47 @@ def test_a_signed_out_session_is_refused_at_once_by_every_process(
             assert browser.post("/logout", data={"csrf_token": csrf}).status_code == 303
             assert _refused(here, csrf)
     assert "after-logout" not in dashboard.jobs.paused_names()
+
+
+def _from(address: str, dashboard: DashboardServer, **kwargs: Any) -> httpx.Client:
+    """A client of ``dashboard`` connecting from the loopback ``address`` (a client of its own
+    for the failure throttle)."""
+    transport = httpx.HTTPTransport(local_address=address)
+    return dashboard.client(transport=transport, **kwargs)
+
+
+def test_failed_sign_ins_are_throttled_per_client(dashboard: DashboardServer) -> None:
+    """Ten wrong tokens in a row, then the client waits: 429 with Retry-After, even for the
+    right token (a guess would otherwise still be checked); other clients are not held up."""
+    with _from("127.0.0.2", dashboard) as guesser:
+        answers = [guesser.post("/login", data={"token": f"guess-{i}"}) for i in range(10)]
+        assert [r.status_code for r in answers] == [401] * 10
+        for token in ("guess-11", dashboard.token):
+            held = guesser.post("/login", data={"token": token})
+            assert held.status_code == 429, held.text
+            assert 1 <= int(held.headers["retry-after"]) <= 60
+            assert "Too many failed sign-ins" in held.text
+            assert "mjs_session" not in held.headers.get("set-cookie", "")
+    with _from("127.0.0.4", dashboard) as someone_else:
+        _sign_in(someone_else, dashboard.token)
+
+
+def test_failed_bearer_tokens_are_throttled_per_client(dashboard: DashboardServer) -> None:
+    job = dashboard.jobs.schedule("guarded", None, delay=3600)
+    with _from("127.0.0.3", dashboard) as guesser:
+        for i in range(10):
+            wrong = {"Authorization": f"Bearer guess-{i}"}
+            assert guesser.get("/partials/jobs", headers=wrong).status_code == 401
+        right = {"Authorization": f"Bearer {dashboard.token}"}
+        for path, method in (("/partials/jobs", "GET"), (f"/jobs/{job.id}/cancel", "POST")):
+            held = guesser.request(method, path, headers=right)
+            assert held.status_code == 429, (path, held.text)
+            assert int(held.headers["retry-after"]) >= 1
+        assert guesser.get("/metrics", headers=right).status_code == 429
+    assert _status(dashboard, job.id) == "pending"
+    with _from("127.0.0.5", dashboard) as someone_else:
+        right = {"Authorization": f"Bearer {dashboard.token}"}
+        assert someone_else.get("/partials/jobs", headers=right).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -407,6 +407,7 @@ def test_malformed_values_are_usage_errors_before_connecting(tmp_path: Path) -> 
         (["worker", "tmpmod:bare", "--workers", "0"], ("'--workers'",)),
         (["workers", "--limit", "3"], ("--limit",)),
         (["dashboard", "--port", "70000"], ("'--port'",)),
+        (["dashboard", "--token", "a"], ("'--token'", "at least 16 characters", "for example")),
     ]
     results = run_many([args for args, _ in cases], env)
     for (_, fragments), result in zip(cases, results, strict=True):
@@ -1032,6 +1033,9 @@ def test_pause_and_resume_show_in_stats(mongodb_uri: str) -> None:
             client.drop_database(db)
 
 
+DASHBOARD_TOKEN = "s3cret-dashboard-token-for-tests"
+
+
 def test_dashboard_command_serves_the_dashboard(mongodb_uri: str) -> None:
     """`dashboard --port P --token T` serves pages that need the token."""
     import socket
@@ -1060,7 +1064,7 @@ def test_dashboard_command_serves_the_dashboard(mongodb_uri: str) -> None:
             "--port",
             str(port),
             "--token",
-            "s3cret",
+            DASHBOARD_TOKEN,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -1089,12 +1093,14 @@ def test_dashboard_command_serves_the_dashboard(mongodb_uri: str) -> None:
                 timeout=5,
             )
         assert refused.value.code == 401
-        request = urllib.request.Request(f"{base}/", headers={"Authorization": "Bearer s3cret"})
+        request = urllib.request.Request(
+            f"{base}/", headers={"Authorization": f"Bearer {DASHBOARD_TOKEN}"}
+        )
         with urllib.request.urlopen(request, timeout=5) as reply:
             assert reply.status == 200
             assert "pending" in reply.read().decode()
         metrics = urllib.request.Request(
-            f"{base}/metrics", headers={"Authorization": "Bearer s3cret"}
+            f"{base}/metrics", headers={"Authorization": f"Bearer {DASHBOARD_TOKEN}"}
         )
         with urllib.request.urlopen(metrics, timeout=5) as reply:
             assert "mongo_job_scheduler_queue_depth" in reply.read().decode()

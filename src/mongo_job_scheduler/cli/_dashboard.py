@@ -25,8 +25,8 @@ __all__ = ["dashboard"]
 @click.option(
     "--token",
     envvar="MJS_DASHBOARD_TOKEN",
-    help="Token that signs in and authorises actions (env MJS_DASHBOARD_TOKEN); "
-    "a random one is generated and printed when not given.",
+    help="Token that signs in and authorises actions (env MJS_DASHBOARD_TOKEN), at least 16 "
+    "characters; a random one is generated and printed when not given.",
 )
 @click.option(
     "--refresh",
@@ -54,10 +54,16 @@ def dashboard(
         import uvicorn
 
         from ..dashboard import create_app
+        from ..dashboard._auth import check_token
     except ImportError as exc:
         raise CliError(
             f"the dashboard needs its extra: pip install 'mongo-job-scheduler[dashboard]' ({exc})"
         ) from None
+    if token:
+        try:
+            check_token(token)
+        except ValidationError as exc:
+            raise usage_error(exc.reason, "token") from None
     asyncio.run(_check_reachable(options))
     uri = options.mongodb_uri
     assert uri is not None

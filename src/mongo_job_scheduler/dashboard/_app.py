@@ -41,8 +41,9 @@ from .._format import (
 from ..job import Job, JobStatus
 from ..scheduler import Scheduler
 from ..stats import MAX_NAMES_SHOWN, SchedulerStats, busiest_names
-from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer
+from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer, check_token
 from ._sessions import revocations_for
+from ._throttle import FailureThrottle, client_key
 
 __all__ = ["create_app"]
 
@@ -190,6 +191,14 @@ def _form_value(form: Mapping[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+class _Throttled(Exception):
+    """The client got the token wrong too often: answer 429 with ``Retry-After``."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(f"retry after {seconds} s")
+        self.seconds = seconds
+
+
 @dataclass(frozen=True)
 class _Outcome:
     level: str  # "ok" | "info" | "error"
@@ -209,9 +218,11 @@ class _Dashboard:
         title: str,
         throughput_minutes: int,
         session_max_age: int,
+        failures_per_minute: int,
     ) -> None:
         self.scheduler = scheduler
         self.signer = Signer(token, session_max_age)
+        self.throttle = FailureThrottle(failures_per_minute)
         self.revocations = revocations_for(scheduler.store)
         self.refresh_seconds = refresh_seconds
         self.title = title
@@ -245,12 +256,24 @@ class _Dashboard:
         query = request.url.query
         return f"{path}?{query}" if query else path
 
+    def _check_token(self, request: Request, candidate: str | None) -> bool:
+        """Whether ``candidate`` is the token, counting a wrong one against the client; raises
+        :class:`_Throttled` without checking while the client must wait."""
+        key = client_key(request.client.host if request.client else None)
+        wait = self.throttle.wait(key)
+        if wait:
+            raise _Throttled(wait)
+        if self.signer.token_matches(candidate):
+            return True
+        self.throttle.failed(key)
+        return False
+
     async def _authenticate(self, request: Request) -> Session | None:
         """The caller: a Bearer client with the token, or a valid browser session that was not
-        signed out; else ``None``."""
-        bearer = self.signer.bearer(request.headers.get("authorization"))
-        if bearer is not None:
-            return bearer
+        signed out; else ``None``. A Bearer token is checked through the client's throttle."""
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and self._check_token(request, credentials.strip()):
+            return Session(bearer=True)
         session = self.signer.session(request.cookies.get(SESSION_COOKIE))
         if session is None or session.id is None:
             return None
@@ -344,7 +367,7 @@ class _Dashboard:
     async def login(self, request: Request) -> Response:
         form = await request.form()
         next_path = _safe_next(_form_value(form, "next"))
-        if not self.signer.token_matches(_form_value(form, "token")):
+        if not self._check_token(request, _form_value(form, "token")):
             return self._render(
                 request,
                 "login.html",
@@ -700,6 +723,24 @@ class _Dashboard:
     async def resume(self, request: Request) -> Response:
         return await self._pause_or_resume(request, "resume")
 
+    async def throttled(self, request: Request, exc: Exception) -> Response:
+        """429 for a client that got the token wrong too often: the sign-in page with the wait
+        for a browser, plain text for a script."""
+        seconds = exc.seconds if isinstance(exc, _Throttled) else 60
+        message = f"Too many failed sign-ins or tokens from your address: try again in {seconds} s."
+        headers = {"Retry-After": str(seconds)}
+        if request.method == "POST" and request.url.path.endswith("/login"):
+            response: Response = self._render(
+                request,
+                "login.html",
+                {"page": "login", "next": "/", "error": message},
+                session=None,
+                status_code=429,
+            )
+            response.headers.update(headers)
+            return response
+        return PlainTextResponse(message, status_code=429, headers=headers)
+
     async def server_error(self, request: Request, exc: Exception) -> Response:
         """A plain error page for unexpected failures (the traceback goes to the log only)."""
         logger.error("dashboard request %s failed", inert(request.url.path), exc_info=exc)
@@ -784,13 +825,18 @@ def create_app(
     metrics_registry: Any = None,
     throughput_minutes: int = 10,
     session_max_age: int = 12 * 3600,
+    failures_per_minute: int = 10,
 ) -> Starlette:
     """The dashboard of ``scheduler`` as an ASGI (Starlette) application.
 
     Every page and action needs ``token``: browsers sign in at ``/login`` (an HttpOnly,
     SameSite=Strict session cookie valid for ``session_max_age`` seconds), scripts send
     ``Authorization: Bearer <token>``. Tables refresh in place every ``refresh_seconds``
-    (0 turns live refresh off). With a prometheus-client ``metrics_registry``, ``/metrics``
+    (0 turns live refresh off). ``token`` has at least 16 characters. A client (an IPv4
+    address, an IPv6 /64) may get the token wrong ``failures_per_minute`` times in a row, at
+    sign-in or as a Bearer token; then it waits (429 with ``Retry-After``) and earns one more
+    try every ``60 / failures_per_minute`` seconds. With a prometheus-client
+    ``metrics_registry``, ``/metrics``
     serves it (behind the token too). ``/healthz`` answers ``ok`` without a token. The scheduler
     need not be started: the dashboard only reads and administers jobs.
     """
@@ -802,8 +848,11 @@ def create_app(
         )
     if scheduler.store is None:
         raise ConfigurationError("scheduler", "the dashboard needs a Scheduler with a store")
-    if not isinstance(token, str) or not token.strip():
-        raise ConfigurationError("token", "the dashboard needs a non-empty token")
+    check_token(token)
+    if isinstance(failures_per_minute, bool) or not isinstance(failures_per_minute, int):
+        raise ConfigurationError("failures_per_minute", "must be a positive integer")
+    if not 1 <= failures_per_minute <= 10_000:
+        raise ConfigurationError("failures_per_minute", "must be from 1 to 10,000")
     if isinstance(refresh_seconds, bool) or not isinstance(refresh_seconds, (int, float)):
         raise ConfigurationError("refresh_seconds", "must be a number of seconds")
     if refresh_seconds < 0 or not math.isfinite(refresh_seconds):
@@ -823,6 +872,7 @@ def create_app(
         title=title,
         throughput_minutes=throughput_minutes,
         session_max_age=session_max_age,
+        failures_per_minute=failures_per_minute,
     )
     routes: list[BaseRoute] = [
         Route("/", dashboard.overview, methods=["GET"]),
@@ -856,7 +906,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[Middleware(_SecurityHeaders)],
-        exception_handlers={Exception: dashboard.server_error},
+        exception_handlers={_Throttled: dashboard.throttled, Exception: dashboard.server_error},
     )
     app.state.dashboard = dashboard
     return app

@@ -16,10 +16,30 @@ import secrets
 import time
 from dataclasses import dataclass
 
-__all__ = ["Session", "Signer"]
+from .._errors import ConfigurationError
+
+__all__ = ["MIN_TOKEN_LENGTH", "Session", "Signer", "check_token"]
 
 SESSION_COOKIE = "mjs_session"
 FLASH_COOKIE = "mjs_flash"
+MIN_TOKEN_LENGTH = 16
+"""The shortest token the dashboard accepts, in characters."""
+
+
+def check_token(token: object) -> str:
+    """``token`` if the dashboard can be served with it: a string of at least
+    :data:`MIN_TOKEN_LENGTH` characters besides blanks around it; else :class:`ConfigurationError`
+    (``token``) with a freshly generated one to use instead."""
+    if not isinstance(token, str) or not token.strip():
+        raise ConfigurationError("token", "the dashboard needs a non-empty token")
+    length = len(token.strip())
+    if length < MIN_TOKEN_LENGTH:
+        raise ConfigurationError(
+            "token",
+            f"must be at least {MIN_TOKEN_LENGTH} characters (blanks around it do not count), "
+            f"got {length}; use a long random one, for example {secrets.token_urlsafe(32)}",
+        )
+    return token
 
 
 @dataclass(frozen=True)
@@ -108,15 +128,6 @@ class Signer:
             id=self._mac("session-id", nonce),
             expires=until,
         )
-
-    def bearer(self, header: str | None) -> Session | None:
-        """The Bearer session of an ``Authorization`` header carrying the token, else ``None``."""
-        if not header:
-            return None
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() != "bearer" or not self.token_matches(credentials.strip()):
-            return None
-        return Session(bearer=True)
 
     @staticmethod
     def csrf_matches(session: Session, candidate: str | None) -> bool:
