@@ -7,6 +7,7 @@ import asyncio
 import html
 import json
 import re
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -754,3 +755,48 @@ def test_a_signed_out_session_is_refused_over_an_in_memory_store() -> None:
 
     with ThreadPoolExecutor(1) as pool:
         assert pool.submit(asyncio.run, scenario()).result(timeout=30) == (200, 401, 401)
+
+
+# -- request bodies ---------------------------------------------------------------------------
+
+
+def _raw_exchange(dashboard: DashboardServer, head: str, body: bytes) -> str:
+    """Send ``head`` and the start of a body on a raw connection (never the rest) and return the
+    status line of the answer; a server that waits for the whole body times out here."""
+    host, port = dashboard.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode("ascii") + body)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.split(b"\r\n", 1)[0].decode("ascii", "replace")
+
+
+def test_a_large_body_is_refused_before_it_is_read(dashboard: DashboardServer) -> None:
+    """A 100 MB upload announced by Content-Length, or streamed in chunks past the limit, is
+    answered 413 at once on every route, signed in or not; nothing waits for the rest."""
+    boundary = "b0undary"
+    start = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="token"\r\n\r\n'.encode()
+        + b"x" * 1024
+    )
+    for path in ("/login", "/logout", f"/jobs/{ObjectId()}/cancel", "/names/pause", "/jobs"):
+        method = "GET" if path == "/jobs" else "POST"
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: dashboard\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: {100 * 1024 * 1024}\r\n\r\n"
+        )
+        assert " 413 " in _raw_exchange(dashboard, head, start) + " ", path
+    chunked = (
+        "POST /login HTTP/1.1\r\nHost: dashboard\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"token=" + b"x" * (64 * 1024 - 6)
+    body = b"".join(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(2))
+    assert " 413 " in _raw_exchange(dashboard, chunked, body) + " "
+    with dashboard.client() as client:  # an ordinary sign-in is unaffected
+        _sign_in(client, dashboard.token)

@@ -67,6 +67,10 @@ LIST_VALUE_BYTES = 8 * 1024
 JOB_LIST_PARAMS = frozenset({"name", "status", "data", "sort", "dir", "limit", "skip"})
 STATUSES = tuple(status.value for status in JobStatus)
 
+MAX_BODY_BYTES = 16 * 1024
+"""The largest request body any route takes (its forms are a few hundred bytes); a larger one is
+answered 413 before it is read further, let alone parsed."""
+
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -74,8 +78,9 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-class _SecurityHeaders:
-    """Adds a strict Content-Security-Policy and related headers to every response."""
+class _HttpMiddleware:
+    """An ASGI middleware that acts on HTTP requests (:meth:`http`) and passes anything else
+    through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -84,7 +89,16 @@ class _SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
 
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class _SecurityHeaders(_HttpMiddleware):
+    """Adds a strict Content-Security-Policy and related headers to every response."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
@@ -95,6 +109,58 @@ class _SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class _BodyLimit(_HttpMiddleware):
+    """Reads a request's body, up to :data:`MAX_BODY_BYTES`, before the application sees it:
+    a larger one (announced by ``Content-Length`` or found while streaming) is answered 413 at
+    once and the rest is never read."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if _declared_length(scope) > MAX_BODY_BYTES:
+            await self._refuse(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away: let the application see it
+            body += message.get("body", b"")
+            if len(body) > MAX_BODY_BYTES:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        response = PlainTextResponse(
+            f"request body too large: at most {MAX_BODY_BYTES} bytes",
+            status_code=413,
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
+def _declared_length(scope: Scope) -> int:
+    """The ``Content-Length`` of a request (0 when absent or unreadable)."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
 
 
 @dataclass
@@ -905,7 +971,7 @@ def create_app(
         )
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_SecurityHeaders)],
+        middleware=[Middleware(_SecurityHeaders), Middleware(_BodyLimit)],
         exception_handlers={_Throttled: dashboard.throttled, Exception: dashboard.server_error},
     )
     app.state.dashboard = dashboard
