@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import http.client
 import json
 import re
 import socket
@@ -800,3 +801,66 @@ def test_a_large_body_is_refused_before_it_is_read(dashboard: DashboardServer) -
     assert " 413 " in _raw_exchange(dashboard, chunked, body) + " "
     with dashboard.client() as client:  # an ordinary sign-in is unaffected
         _sign_in(client, dashboard.token)
+
+
+# -- hosts and redirects ----------------------------------------------------------------------
+
+
+def _status_of_raw_path(dashboard: DashboardServer, path: str, headers: dict[str, str]) -> int:
+    """The status of a GET of exactly ``path`` (no client-side URL normalisation)."""
+    connection = http.client.HTTPConnection(dashboard.base_url.removeprefix("http://"), timeout=10)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def test_no_redirect_takes_its_host_from_the_request(dashboard: DashboardServer) -> None:
+    """Every redirect is a local path: a forged Host header never becomes a Location."""
+    job = dashboard.jobs.schedule("redirected", None, delay=3600)
+    evil = {"Host": "evil.example"}
+    seen: list[str] = []
+
+    def location(response: httpx.Response) -> str:
+        assert response.status_code in (303, 307, 308), response.text
+        where = response.headers["location"]
+        seen.append(where)
+        assert where.startswith("/") and not where.startswith(("//", "/\\")), where
+        return where
+
+    with dashboard.client(headers=evil) as client:
+        assert location(client.get("/jobs/")) == "/jobs"
+        assert location(client.get("/jobs/?status=pending")) == "/jobs?status=pending"
+        assert location(client.get(f"/jobs/{job.id}/")) == f"/jobs/{job.id}"
+        assert location(client.get("/")).startswith("/login?next=")
+        for raw_path in ("//evil.example/", "/\\evil.example/", "/%2F%2Fevil.example/"):
+            assert _status_of_raw_path(dashboard, raw_path, evil) == 404, raw_path
+        location(client.post("/login", data={"token": dashboard.token, "next": "/jobs"}))
+        csrf = _csrf(client)
+        location(client.post(f"/jobs/{job.id}/cancel", data={"csrf_token": csrf, "next": "/"}))
+        location(client.get("/login"))
+        location(client.post("/logout", data={"csrf_token": csrf}))
+    assert all("evil" not in where for where in seen), seen
+
+
+def test_allowed_hosts_refuse_any_other_host() -> None:
+    app = create_app(
+        Scheduler(InMemoryJobStore()), token=LONG, allowed_hosts=["dash.example", "127.0.0.1"]
+    )
+
+    async def requests() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash.example") as c:
+            answers = [await c.get("/healthz"), await c.get("/login")]
+            answers.append(await c.get("/healthz", headers={"Host": "127.0.0.1"}))
+            answers.append(await c.get("/login", headers={"Host": "evil.example"}))
+            answers.append(await c.get("/jobs/", headers={"Host": "evil.example"}))
+            return [answer.status_code for answer in answers]
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, requests()).result(timeout=30) == [200, 200, 200, 400, 400]
+    with pytest.raises(ConfigurationError):
+        create_app(Scheduler(InMemoryJobStore()), token=LONG, allowed_hosts="dash.example")

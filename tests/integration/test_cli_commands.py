@@ -9,6 +9,7 @@ together so the file stays fast.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pty
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Sequence
@@ -1227,23 +1229,8 @@ def test_the_dashboard_start_line_hides_the_user_information(ctx: Ctx) -> None:
     ctx.db.command("createUser", user, pwd=password, roles=[{"role": "read", "db": ctx.db_name}])
     try:
         uri = with_path(ctx.uri, ctx.db_name, f"{user}:{urllib.parse.quote_plus(password)}")
-        process = subprocess.Popen(
-            _argv(["dashboard", "--port", "0", "--token", "t" * 32]),
-            env=_env(uri),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert process.stderr is not None
-            line = process.stderr.readline()
-            while line and not line.startswith("Dashboard on"):
-                line = process.stderr.readline()
-        finally:
-            process.kill()
-            process.wait(timeout=30)
-        assert line.startswith("Dashboard on"), line
+        with serving_dashboard(ctx, uri=uri) as (_base, lines):
+            line = lines[-1]
         assert "at mongodb://***@" in line, line
         for piece in (user, *re.split(r"[/@]", password)):
             assert piece not in line, (piece, line)
@@ -1290,3 +1277,99 @@ def test_stats_shows_the_busiest_names_and_sums_the_rest(ctx: Ctx) -> None:
     assert named == [f"n{i:03}" for i in range(30, 130)]
     assert re.search(r"^\s*\(30 other names\)\s+30\s", shown.out, re.M), shown.out
     assert len(json.loads(as_json.out)["by_name"]) == 130  # --json has every name
+
+
+# -- serving the dashboard ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serving_dashboard(
+    ctx: Ctx, *args: str, uri: str | None = None
+) -> Iterator[tuple[str, list[str]]]:
+    """``dashboard --port <free> --token DASHBOARD_TOKEN *args`` running (on ``uri``, default
+    the test server): its base URL on 127.0.0.1 and the lines it wrote to stderr up to its
+    start line."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token = ("--token", DASHBOARD_TOKEN)
+    process = subprocess.Popen(
+        _argv(["--database", ctx.db_name, "dashboard", "--port", str(port), *token, *args]),
+        env=ctx.env if uri is None else _env(uri),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith("Dashboard on"):
+            line = process.stderr.readline()
+            assert line, (process.wait(timeout=30), lines)
+            lines.append(line.rstrip("\n"))
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(base, process)
+        yield base, lines
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def wait_until_serving(base: str, process: subprocess.Popen[str]) -> None:
+    """Return once ``base``/healthz answers (the server binds after its start line)."""
+    import http.client
+
+    deadline = time.monotonic() + 30
+    while True:
+        connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=2)
+        try:
+            connection.request("GET", "/healthz", headers={"Host": "dash.example"})
+            connection.getresponse().read()
+            return
+        except OSError:
+            assert process.poll() is None, "the dashboard exited"
+            assert time.monotonic() < deadline, "the dashboard did not come up"
+            time.sleep(0.05)  # polling a server that is starting: nothing to wait on
+        finally:
+            connection.close()
+
+
+def _ask(base: str, path: str, headers: dict[str, str], body: str | None = None) -> Any:
+    import http.client
+
+    connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
+    try:
+        kind = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+        connection.request("POST" if body else "GET", path, body, {**headers, **kind})
+        response = connection.getresponse()
+        response.read()
+        return response
+    finally:
+        connection.close()
+
+
+def test_the_dashboard_warns_when_it_listens_beyond_loopback(ctx: Ctx) -> None:
+    with serving_dashboard(ctx, "--host", "0.0.0.0") as (_base, lines):
+        warnings = [line for line in lines if line.startswith("Warning:")]
+        assert len(warnings) == 1, lines
+        assert "0.0.0.0" in warnings[0] and "TLS" in warnings[0], warnings
+    with serving_dashboard(ctx) as (_base, lines):  # 127.0.0.1 by default
+        assert not [line for line in lines if line.startswith("Warning:")], lines
+
+
+def test_allowed_hosts_and_forwarded_headers_of_the_dashboard_command(ctx: Ctx) -> None:
+    login = f"token={DASHBOARD_TOKEN}&next=/"
+    forwarded = {"Host": "dash.example", "X-Forwarded-Proto": "https", "X-Forwarded-For": "1.2.3.4"}
+    with serving_dashboard(ctx, "--allowed-host", "dash.example") as (base, _lines):
+        assert _ask(base, "/healthz", {"Host": "dash.example"}).status == 200
+        assert _ask(base, "/healthz", {"Host": "evil.example"}).status == 400
+        # Forwarded headers are not trusted by default: the cookie is not marked Secure.
+        signed_in = _ask(base, "/login", forwarded, login)
+        assert signed_in.status == 303
+        assert "secure" not in signed_in.getheader("set-cookie").lower()
+    proxied = ("--allowed-host", "dash.example", "--forwarded-allow-ips", "127.0.0.1")
+    with serving_dashboard(ctx, *proxied) as (base, _lines):
+        signed_in = _ask(base, "/login", forwarded, login)
+        assert signed_in.status == 303
+        assert "secure" in signed_in.getheader("set-cookie").lower()

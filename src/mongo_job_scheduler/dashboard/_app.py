@@ -14,7 +14,9 @@ from urllib.parse import quote, urlencode
 import jinja2
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders, QueryParams
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -23,7 +25,7 @@ from starlette.responses import (
     RedirectResponse,
     Response,
 )
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -289,6 +291,7 @@ class _Dashboard:
         self.scheduler = scheduler
         self.signer = Signer(token, session_max_age)
         self.throttle = FailureThrottle(failures_per_minute)
+        self.routes: list[BaseRoute] = []
         self.revocations = revocations_for(scheduler.store)
         self.refresh_seconds = refresh_seconds
         self.title = title
@@ -807,6 +810,20 @@ class _Dashboard:
             return response
         return PlainTextResponse(message, status_code=429, headers=headers)
 
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        """404; or, for a path that only a trailing slash keeps from a route, a redirect to
+        that route's local path (never to a host named by the request)."""
+        local = self._local_path(request)
+        path, _, query = local.partition("?")
+        target = "/" + path.strip("/")
+        if path.endswith("/") and target != "/" and _safe_next(target) == target:
+            scope = {**request.scope, "path": self._base(request) + target}
+            if any(route.matches(scope)[0] is Match.FULL for route in self.routes):
+                location = self._base(request) + target + (f"?{query}" if query else "")
+                return RedirectResponse(location, status_code=307)
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        return PlainTextResponse("not found", status_code=status)
+
     async def server_error(self, request: Request, exc: Exception) -> Response:
         """A plain error page for unexpected failures (the traceback goes to the log only)."""
         logger.error("dashboard request %s failed", inert(request.url.path), exc_info=exc)
@@ -892,6 +909,7 @@ def create_app(
     throughput_minutes: int = 10,
     session_max_age: int = 12 * 3600,
     failures_per_minute: int = 10,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> Starlette:
     """The dashboard of ``scheduler`` as an ASGI (Starlette) application.
 
@@ -904,7 +922,9 @@ def create_app(
     try every ``60 / failures_per_minute`` seconds. With a prometheus-client
     ``metrics_registry``, ``/metrics``
     serves it (behind the token too). ``/healthz`` answers ``ok`` without a token. The scheduler
-    need not be started: the dashboard only reads and administers jobs.
+    need not be started: the dashboard only reads and administers jobs. Every redirect is a
+    local path; with ``allowed_hosts`` (``["jobs.example.com"]``, ``"*.example.com"``
+    patterns too) a request naming any other ``Host`` is answered 400.
     """
     if not isinstance(scheduler, Scheduler):
         raise ConfigurationError(
@@ -915,6 +935,11 @@ def create_app(
     if scheduler.store is None:
         raise ConfigurationError("scheduler", "the dashboard needs a Scheduler with a store")
     check_token(token)
+    if allowed_hosts is not None and (
+        isinstance(allowed_hosts, str)
+        or not all(isinstance(host, str) and host for host in allowed_hosts)
+    ):
+        raise ConfigurationError("allowed_hosts", "expected a list of host names")
     if isinstance(failures_per_minute, bool) or not isinstance(failures_per_minute, int):
         raise ConfigurationError("failures_per_minute", "must be a positive integer")
     if not 1 <= failures_per_minute <= 10_000:
@@ -971,8 +996,26 @@ def create_app(
         )
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_SecurityHeaders), Middleware(_BodyLimit)],
-        exception_handlers={_Throttled: dashboard.throttled, Exception: dashboard.server_error},
+        middleware=[
+            Middleware(_SecurityHeaders),
+            *(
+                []
+                if allowed_hosts is None
+                else [
+                    Middleware(
+                        TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False
+                    )
+                ]
+            ),
+            Middleware(_BodyLimit),
+        ],
+        exception_handlers={
+            _Throttled: dashboard.throttled,
+            404: dashboard.not_found,
+            Exception: dashboard.server_error,
+        },
     )
+    app.router.redirect_slashes = False
+    dashboard.routes = routes
     app.state.dashboard = dashboard
     return app
