@@ -880,3 +880,33 @@ def test_allowed_hosts_refuse_any_other_host() -> None:
         assert pool.submit(asyncio.run, requests()).result(timeout=30) == [200, 200, 200, 400, 400]
     with pytest.raises(ConfigurationError):
         create_app(Scheduler(InMemoryJobStore()), token=LONG, allowed_hosts="dash.example")
+
+
+def test_the_overview_lists_live_workers_and_names_nobody_handles(
+    dashboard: DashboardServer,
+) -> None:
+    headers = {"Authorization": f"Bearer {dashboard.token}"}
+    with dashboard.client(headers=headers) as client:
+        assert 'id="no-workers"' in client.get("/").text
+    dashboard.jobs.schedule("orphan-name")
+
+    async def start_worker(scheduler: Scheduler) -> Scheduler:
+        worker = Scheduler(scheduler.store, id="overview-worker")
+
+        @worker.task("resize")
+        async def resize(job: Any) -> None: ...
+
+        await worker.start()
+        return worker
+
+    worker = dashboard.run(start_worker)
+    try:
+        with dashboard.client(headers=headers) as client:
+            page = client.get("/").text
+        table = re.search(r'<table class="grid" id="live-workers">(.*?)</table>', page, re.S)
+        assert table is not None
+        assert "overview-worker-" in table.group(1) and "<td>resize</td>" in table.group(1)
+        unhandled = re.search(r'<p class="error" id="unhandled">(.*?)</p>', page, re.S)
+        assert unhandled is not None and "orphan-name</a> (1)" in unhandled.group(1)
+    finally:
+        dashboard.run(lambda _: worker.stop(graceful=False))

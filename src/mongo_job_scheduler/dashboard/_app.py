@@ -562,6 +562,8 @@ class _Dashboard:
             "can_pause": self._can_pause(),
             "throughput": await self._throughput(stats.at),
             "status_links": {s: "/jobs?" + urlencode([("status", s)]) for s in STATUSES},
+            "workers": (await self.scheduler.live_workers())[:MAX_NAMES_SHOWN],
+            "unhandled": sorted(stats.unhandled.items())[:MAX_NAMES_SHOWN],
         }
         return context, 200
 
