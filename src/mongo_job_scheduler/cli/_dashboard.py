@@ -41,23 +41,43 @@ __all__ = ["dashboard"]
     show_default=True,
     help="Serve queue gauges at /metrics (token needed) when prometheus-client is installed.",
 )
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Let pages of this origin (https://app.example.com) call the HTTP API at /api; "
+    "repeat for several. Without it, CORS is off.",
+)
 @click.pass_obj
 def dashboard(
-    options: CliOptions, host: str, port: int, token: str | None, refresh: float, metrics: bool
+    options: CliOptions,
+    host: str,
+    port: int,
+    token: str | None,
+    refresh: float,
+    metrics: bool,
+    cors_origins: tuple[str, ...],
 ) -> None:
-    """Serve the dashboard for the configured database and collection until Ctrl-C.
+    """Serve the dashboard, and the HTTP API at /api, for the configured database and
+    collection until Ctrl-C.
 
-    Needs the `dashboard` extra (pip install 'mongo-job-scheduler[dashboard]'). Every page and
-    action needs the token; see docs/dashboard.md.
+    Needs the `dashboard` extra (pip install 'mongo-job-scheduler[dashboard]'). Every page,
+    action and API route needs the token; see docs/dashboard.md and docs/api.md.
     """
     try:
         import uvicorn
 
         from ..dashboard import create_app
+        from ..dashboard._api import checked_origins
     except ImportError as exc:
         raise CliError(
             f"the dashboard needs its extra: pip install 'mongo-job-scheduler[dashboard]' ({exc})"
         ) from None
+    try:
+        checked_origins(cors_origins)
+    except ValidationError as exc:
+        raise usage_error(exc.reason, "cors_origins") from None
     asyncio.run(_check_reachable(options))
     uri = options.mongodb_uri
     assert uri is not None
@@ -69,19 +89,24 @@ def dashboard(
     registry, on_startup = _dashboard_metrics(scheduler) if metrics else (None, None)
     try:
         app: Any = create_app(
-            scheduler, token=token, refresh_seconds=refresh, metrics_registry=registry
+            scheduler,
+            token=token,
+            refresh_seconds=refresh,
+            metrics_registry=registry,
+            cors_origins=cors_origins,
         )
     except ValidationError as exc:
-        param = {"token": "token", "refresh_seconds": "refresh"}.get(exc.field)
+        params = {"token": "token", "refresh_seconds": "refresh", "cors_origins": "cors_origins"}
+        param = params.get(exc.field)
         raise usage_error(exc.reason, param) from None
     if on_startup is not None:
         app = _on_lifespan(app, on_startup)
     click.echo(
-        f"Dashboard on http://{host}:{port}/ for {options.where} at {redact_uri(uri)} "
-        "(Ctrl-C stops it)",
+        f"Dashboard on http://{host}:{port}/ (HTTP API at /api) for {options.where} at "
+        f"{redact_uri(uri)} (Ctrl-C stops it)",
         err=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
 
 
 def _dashboard_metrics(scheduler: Scheduler) -> tuple[Any, Callable[[], Any] | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -39,7 +39,9 @@ from .._format import (
 from ..job import Job, JobStatus
 from ..scheduler import Scheduler
 from ..stats import SchedulerStats
+from ._api import create_api
 from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer
+from ._params import int_param
 
 __all__ = ["create_app"]
 
@@ -124,19 +126,6 @@ def parse_data_filter(items: Sequence[str]) -> dict[str, Any]:
     return data
 
 
-def _int_param(params: QueryParams, name: str, default: int, low: int, high: int) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError(name, f"expected an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ValidationError(name, f"must be from {low} to {high}, got {value}")
-    return value
-
-
 def parse_jobs_filter(params: QueryParams) -> JobsFilter:
     """Validate the job list's query string (unknown parameters are refused)."""
     unknown = sorted(set(params.keys()) - JOB_LIST_PARAMS)
@@ -161,8 +150,8 @@ def parse_jobs_filter(params: QueryParams) -> JobsFilter:
     result.direction = params.get("dir") or "desc"
     if result.direction not in ("asc", "desc"):
         raise ValidationError("dir", f"must be 'asc' or 'desc', got {result.direction!r}")
-    result.limit = _int_param(params, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    result.skip = _int_param(params, "skip", 0, 0, 10**12)
+    result.limit = int_param(params, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    result.skip = int_param(params, "skip", 0, 0, 10**12)
     return result
 
 
@@ -705,8 +694,11 @@ def create_app(
     metrics_registry: Any = None,
     throughput_minutes: int = 10,
     session_max_age: int = 12 * 3600,
+    cors_origins: Iterable[str] | None = None,
 ) -> Starlette:
-    """The dashboard of ``scheduler`` as an ASGI (Starlette) application.
+    """The dashboard of ``scheduler`` as an ASGI (Starlette) application, with the HTTP API
+    (:func:`~mongo_job_scheduler.dashboard.create_api`) at ``/api``, whose CORS allows the
+    ``cors_origins`` named (none by default).
 
     Every page and action needs ``token``: browsers sign in at ``/login`` (an HttpOnly,
     SameSite=Strict session cookie valid for ``session_max_age`` seconds), scripts send
@@ -773,6 +765,7 @@ def create_app(
         routes.append(
             Route("/metrics", dashboard.protect(make_asgi_app(registry=metrics_registry)))
         )
+    routes.append(Mount("/api", app=create_api(scheduler, token=token, cors_origins=cors_origins)))
     app = Starlette(
         routes=routes,
         middleware=[Middleware(_SecurityHeaders)],
