@@ -36,6 +36,7 @@ __all__ = [
     "UPDATE_FIELDS",
     "body_field",
     "bulk_arguments",
+    "duration_text",
     "local_instant",
     "parse_duration",
     "parse_json",
@@ -254,6 +255,22 @@ def parse_duration(field: str, text: str) -> timedelta:
     if not math.isfinite(seconds) or seconds > MAX_DURATION.total_seconds():
         raise ValidationError(field, f"must be at most 100 years, got {text!r}")
     return timedelta(seconds=seconds)
+
+
+def duration_text(delta: timedelta) -> str:
+    """A duration as :func:`parse_duration` reads it back: ``1h30m``, ``1m30s``, ``250ms``."""
+    left = round(delta.total_seconds() * 1000)
+    parts = []
+    for unit, size in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+        if left >= size:
+            count, left = divmod(left, size)
+            parts.append(f"{count}{unit}")
+    if left >= 1000:
+        count, left = divmod(left, 1000)
+        parts.append(f"{count}s")
+    if left or not parts:
+        parts.append(f"{left}ms")
+    return "".join(parts)
 
 
 def time_zone(field: str, name: str) -> ZoneInfo:

@@ -15,6 +15,7 @@ from mongo_job_scheduler._authoring import (
     MAX_BULK,
     body_field,
     bulk_arguments,
+    duration_text,
     local_instant,
     parse_duration,
     parse_instant,
@@ -226,6 +227,22 @@ def test_body_field_names(python: str, body: str) -> None:
 )
 def test_durations_operators_type(text: str, seconds: float) -> None:
     assert parse_duration("every", text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("milliseconds", "text"),
+    [
+        (0, "0ms"),
+        (250, "250ms"),
+        (90_000, "1m30s"),
+        (5_400_000, "1h30m"),
+        (1_209_600_500, "2w500ms"),
+    ],
+)
+def test_durations_are_written_as_they_are_read(milliseconds: int, text: str) -> None:
+    delta = timedelta(milliseconds=milliseconds)
+    assert duration_text(delta) == text
+    assert parse_duration("every", text) == delta
 
 
 @pytest.mark.parametrize(

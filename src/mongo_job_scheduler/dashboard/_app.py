@@ -41,6 +41,7 @@ from ..scheduler import Scheduler
 from ..stats import SchedulerStats
 from ._api import create_api
 from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer
+from ._authoring import authoring_routes
 from ._params import int_param
 
 __all__ = ["create_app"]
@@ -536,6 +537,20 @@ class _Dashboard:
 
     # -- actions ----------------------------------------------------------------------------
 
+    def _csrf_refused(self, request: Request, session: Session) -> Response:
+        """The 403 page of a browser post without its session's CSRF token."""
+        return self._render(
+            request,
+            "error.html",
+            {
+                "page": "error",
+                "error": "The form's CSRF token is missing or invalid. "
+                "Reload the page and try again.",
+            },
+            session=session,
+            status_code=403,
+        )
+
     async def _act(
         self,
         request: Request,
@@ -550,17 +565,7 @@ class _Dashboard:
         if not session.bearer:
             candidate = _form_value(form, "csrf_token") or request.headers.get("x-csrf-token")
             if not Signer.csrf_matches(session, candidate):
-                return self._render(
-                    request,
-                    "error.html",
-                    {
-                        "page": "error",
-                        "error": "The form's CSRF token is missing or invalid. "
-                        "Reload the page and try again.",
-                    },
-                    session=session,
-                    status_code=403,
-                )
+                return self._csrf_refused(request, session)
         try:
             outcome = await operation(form)
         except JobNotFound as exc:
@@ -738,6 +743,7 @@ def create_app(
         session_max_age=session_max_age,
     )
     routes: list[BaseRoute] = [
+        *authoring_routes(dashboard),
         Route("/", dashboard.overview, methods=["GET"]),
         Route("/healthz", dashboard.healthz, methods=["GET"]),
         Route("/login", dashboard.login_form, methods=["GET"]),
