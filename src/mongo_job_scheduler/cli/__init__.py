@@ -16,6 +16,8 @@ import warnings
 import click
 
 from .. import __version__
+from ._authoring import jobs_add, jobs_delete
+from ._bulk import jobs_cancel, jobs_retry
 from ._connection import (
     DEFAULT_COLLECTION,
     DEFAULT_DATABASE,
@@ -111,6 +113,10 @@ def main(
 
 main.add_command(demo)
 main.add_command(worker)
+jobs.add_command(jobs_add)
+jobs.add_command(jobs_cancel)
+jobs.add_command(jobs_retry)
+jobs.add_command(jobs_delete)
 main.add_command(jobs)
 main.add_command(stats)
 main.add_command(pause)
