@@ -12,6 +12,7 @@ from typing import Any
 
 from ._durations import Duration, to_seconds
 from ._errors import ConfigurationError, ValidationError
+from ._format import CONTROL_CHARACTERS
 from .repeat import _zone
 from .tasks import Executor, parse_executor
 
@@ -87,6 +88,8 @@ class SchedulerConfig:
         )
         if id is not None and (not isinstance(id, str) or not id or id.startswith("$")):
             raise ConfigurationError("id", f"must be a non-empty string, got {id!r}")
+        if id is not None and CONTROL_CHARACTERS.search(id):
+            raise ConfigurationError("id", f"must not contain control characters, got {id!r}")
         return cls(
             id=id or f"scheduler-{uuid.uuid4().hex[:8]}",
             workers=workers,

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import bson
-from bson import ObjectId
+from bson import Code, Decimal128, ObjectId
 from bson.errors import InvalidDocument, InvalidId
 
 from ._durations import MAX_INT64, Duration, to_seconds, to_utc
 from ._errors import ValidationError
+from ._format import CONTROL_CHARACTERS, inert
+from ._limits import MAX_FILTER_KEY_LENGTH, MAX_FILTER_KEY_PARTS, MAX_NESTING
 from .job import JobStatus
 from .rate_limit import RateLimit
 from .repeat import Repeat
@@ -28,6 +31,9 @@ MAX_LIMIT = 10_000
 MAX_DEPENDENCIES = 100_000
 """The most jobs one job may wait for (its ``dependsOn`` list stays far below 16 MB)."""
 DEFAULT_LIMIT = 100
+MAX_FIELDS = 64
+"""The most fields a ``get_jobs(fields=...)`` projection names."""
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SORT_FIELDS = {"nextRunAt", "createdAt", "updatedAt", "lastRunAt", "priority", "name", "status"}
 DedupeScope = Literal["active", "forever"]
 
@@ -41,6 +47,20 @@ UNSET: Any = _Unset()
 """Marks an ``update_job`` argument that was not given."""
 
 
+def validate_identifier(field_name: str, value: str) -> str:
+    """``value`` unless it holds one of the control characters of
+    :data:`~mongo_job_scheduler._format.CONTROL_CHARACTERS` (an identifier is printed in
+    terminals, logs and pages, where those would act rather than show)."""
+    found = CONTROL_CHARACTERS.search(value)
+    if found is not None:
+        raise ValidationError(
+            field_name,
+            f"must not contain control characters (found {inert(found.group())} "
+            f"at position {found.start()})",
+        )
+    return value
+
+
 def validate_name(name: Any, field_name: str = "name") -> str:
     if not isinstance(name, str):
         raise ValidationError(field_name, f"expected a string, got {type(name).__name__}")
@@ -48,12 +68,19 @@ def validate_name(name: Any, field_name: str = "name") -> str:
         raise ValidationError(field_name, "must not be empty")
     if len(name) > MAX_NAME_LENGTH:
         raise ValidationError(field_name, f"at most {MAX_NAME_LENGTH} characters, got {len(name)}")
-    return name
+    return validate_identifier(field_name, name)
 
 
-def validate_bson_value(field_name: str, value: Any) -> None:
-    """Check that ``value`` can be stored in MongoDB (encodable, no ``$``/dotted keys issues that
-    the server rejects, and under the 16 MB document limit)."""
+def validate_bson_value(
+    field_name: str, value: Any, *, plain: bool = False, levels: int = MAX_NESTING
+) -> None:
+    """Check that ``value`` can be stored in MongoDB: nested at most ``levels`` levels
+    (:data:`~mongo_job_scheduler._limits.MAX_NESTING`), no ``$``-prefixed keys, no NaN or
+    infinity, encodable, and under the 16 MB document limit. With ``plain``, also that it holds
+    only :data:`PLAIN_TYPES` (a filter value: matched by equality, never as a pattern or code).
+    The shape is checked before encoding, without recursion, so no input is too deep for the
+    check itself."""
+    _check_shape(field_name, value, plain=plain, levels=levels)
     try:
         encoded = bson.encode({"v": value})
     except (InvalidDocument, TypeError, OverflowError) as exc:
@@ -62,22 +89,46 @@ def validate_bson_value(field_name: str, value: Any) -> None:
         raise ValidationError(
             field_name, f"too large: {len(encoded)} bytes encoded, MongoDB allows 16 MB per job"
         )
-    _check_keys(field_name, value)
 
 
-def _check_keys(field_name: str, value: Any, depth: int = 0) -> None:
-    if depth > 90:
-        raise ValidationError(field_name, "nested too deeply (MongoDB allows 100 levels)")
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if isinstance(key, str) and key.startswith("$"):
-                raise ValidationError(field_name, f"keys must not start with '$' (got {key!r})")
-            _check_keys(field_name, item, depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _check_keys(field_name, item, depth + 1)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ValidationError(field_name, f"must not contain NaN or infinity (got {value!r})")
+def validate_job_document(document: Mapping[str, Any]) -> None:
+    """Check that a whole job document can be stored (the values in it nest one level deeper
+    than on their own)."""
+    validate_bson_value("job", document, levels=MAX_NESTING + 1)
+
+
+PLAIN_TYPES: tuple[type, ...] = (str, int, float, type(None), datetime, ObjectId, Decimal128, bytes)
+"""The values a ``get_jobs`` data filter takes, besides lists and mappings of them: strings,
+numbers (``bool``, ``int``, ``float``, ``Decimal128``), ``None``, datetimes, ObjectIds and
+bytes. Compiled patterns, ``bson.Regex``, ``bson.Code`` (a ``str`` subclass),
+``MinKey``/``MaxKey``, timestamps, DBRefs and every other BSON type are refused: each would
+match by something else than equality, or is no value a job's data holds."""
+
+
+def _check_shape(field_name: str, value: Any, *, plain: bool, levels: int) -> None:
+    pending: list[tuple[Any, int]] = [(value, 0)]  # (a value, how many containers hold it)
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (Mapping, list, tuple)):
+            if depth >= levels:
+                raise ValidationError(field_name, f"nested more than {levels} levels deep")
+            if isinstance(item, Mapping):
+                for key in item:
+                    if isinstance(key, str) and key.startswith("$"):
+                        raise ValidationError(
+                            field_name, f"keys must not start with '$' (got {key!r})"
+                        )
+                pending.extend((child, depth + 1) for child in item.values())
+            else:
+                pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValidationError(field_name, f"must not contain NaN or infinity (got {item!r})")
+        elif plain and (isinstance(item, Code) or not isinstance(item, PLAIN_TYPES)):
+            raise ValidationError(
+                field_name,
+                f"filters take plain values only (strings, numbers, booleans, None, datetimes, "
+                f"ObjectIds, bytes, and lists or mappings of them), got {type(item).__name__}",
+            )
 
 
 def validate_priority(value: Any) -> int:
@@ -103,7 +154,7 @@ def validate_dedupe_key(value: Any) -> str | None:
         raise ValidationError("dedupe_key", "must be a non-empty string")
     if len(value) > MAX_DEDUPE_KEY_LENGTH:
         raise ValidationError("dedupe_key", f"at most {MAX_DEDUPE_KEY_LENGTH} characters")
-    return value
+    return validate_identifier("dedupe_key", value)
 
 
 def validate_dedupe_scope(value: Any) -> DedupeScope:
@@ -252,7 +303,7 @@ def build_new_job(
         doc["dependsOn"] = dependencies
         if run_on_failure:
             doc["runOnFailure"] = True
-    validate_bson_value("job", doc)
+    validate_job_document(doc)
     return NewJob(doc, dedupe_key, scope, dependencies)
 
 
@@ -330,6 +381,25 @@ class JobQuery:
     limit: int = DEFAULT_LIMIT
     skip: int = 0
     ids: list[ObjectId] | None = None
+    fields: tuple[str, ...] | None = None
+    """Top-level stored fields to read (``_id`` always); ``None``: whole documents."""
+    max_value_size: int | None = None
+    """With ``fields``: a field whose value takes more BSON bytes than this is left out."""
+
+    def project(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """``document`` as the projection of :attr:`fields` and :attr:`max_value_size` reads
+        it (the MongoDB stores ask the server for the same)."""
+        if self.fields is None:
+            return dict(document)
+        projected = {"_id": document["_id"]}
+        for name in self.fields:
+            if name not in document:
+                continue
+            value = document[name]
+            limit = self.max_value_size
+            if limit is None or len(bson.encode({"v": value})) <= limit:
+                projected[name] = value
+        return projected
 
     def to_filter(self) -> dict[str, Any]:
         """The MongoDB filter (equality and ``$in`` on plain values only)."""
@@ -354,9 +424,12 @@ def build_query(
     limit: Any = None,
     skip: Any = 0,
     ids: Any = None,
+    fields: Any = None,
+    max_value_size: Any = None,
 ) -> JobQuery:
     """Validate ``get_jobs`` arguments. ``$``-prefixed keys and operator objects are rejected."""
     query = JobQuery()
+    query.fields, query.max_value_size = _projection(fields, max_value_size)
     if ids is not None:
         try:
             query.ids = validate_depends_on(ids)
@@ -385,11 +458,20 @@ def build_query(
         for key, value in data.items():
             if not isinstance(key, str) or not key or key.startswith("$") or "\x00" in key:
                 raise ValidationError("data", f"invalid data key {key!r}")
-            if any(not part or part.startswith("$") for part in key.split(".")):
+            parts = key.split(".")
+            if len(parts) > MAX_FILTER_KEY_PARTS:
+                raise ValidationError(
+                    "data", f"a data key has more than {MAX_FILTER_KEY_PARTS} parts ({len(parts)})"
+                )
+            if len(key) > MAX_FILTER_KEY_LENGTH:
+                raise ValidationError(
+                    "data", f"a data key has more than {MAX_FILTER_KEY_LENGTH} characters"
+                )
+            if any(not part or part.startswith("$") for part in parts):
                 raise ValidationError("data", f"invalid data key {key!r}")
             if isinstance(value, Mapping) and any(str(k).startswith("$") for k in value):
                 raise ValidationError("data", f"operators are not allowed (key {key!r})")
-            validate_bson_value(f"data.{key}", value)
+            validate_bson_value(f"data.{key}", value, plain=True)
         query.data = dict(data)
     if sort is not None:
         if isinstance(sort, str):
@@ -414,6 +496,34 @@ def build_query(
     query.limit = limit
     query.skip = skip
     return query
+
+
+def _projection(fields: Any, max_value_size: Any) -> tuple[tuple[str, ...] | None, int | None]:
+    """Validate ``get_jobs``' ``fields`` and ``max_value_size``."""
+    if fields is not None:
+        if isinstance(fields, (str, bytes, Mapping)) or not isinstance(fields, Sequence):
+            raise ValidationError("fields", "expected a list of top-level field names")
+        if not 1 <= len(fields) <= MAX_FIELDS:
+            raise ValidationError("fields", f"name 1 to {MAX_FIELDS} fields, got {len(fields)}")
+        for name in fields:
+            if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+                raise ValidationError(
+                    "fields", f"expected top-level field names such as 'data', got {name!r}"
+                )
+        fields = tuple(dict.fromkeys(fields))
+    if max_value_size is None:
+        return fields, None
+    if fields is None:
+        raise ValidationError("max_value_size", "needs fields")
+    if (
+        isinstance(max_value_size, bool)
+        or not isinstance(max_value_size, int)
+        or not 1 <= max_value_size <= MAX_BSON_SIZE
+    ):
+        raise ValidationError(
+            "max_value_size", f"must be a number of bytes from 1 to {MAX_BSON_SIZE}"
+        )
+    return fields, max_value_size
 
 
 @dataclass

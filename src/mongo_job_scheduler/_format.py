@@ -6,6 +6,10 @@ Two JSON renderings of a job document: :func:`to_json` for the command line (ins
 ``+00:00`` offset, bytes as ``{"$binary": base64}``). Date/times are shown in UTC, a naive one
 being taken as UTC already. The dashboard escapes everything it shows later.
 
+Text from the database shown on a terminal or in a log goes through :func:`inert` (every
+control character written as a visible escape), and :func:`to_json` escapes the same characters
+inside JSON strings.
+
 Also the one rule for the other direction, a value an operator types for a data filter
 (:func:`parse_data_value`).
 """
@@ -16,6 +20,7 @@ import base64
 import enum
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
@@ -23,7 +28,11 @@ from typing import Any
 
 from bson import ObjectId
 
+from ._errors import ValidationError
+from ._limits import MAX_NESTING
+
 __all__ = [
+    "CONTROL_CHARACTERS",
     "as_utc",
     "compact_json",
     "document_for_display",
@@ -34,8 +43,10 @@ __all__ = [
     "fmt_iso",
     "fmt_line",
     "fmt_when",
+    "inert",
     "parse_data_value",
     "pretty_json",
+    "pretty_json_preview",
     "shorten",
     "to_json",
     "to_plain",
@@ -44,6 +55,30 @@ __all__ = [
 
 # -- text ---------------------------------------------------------------------------------------
 
+_CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+CONTROL_CHARACTERS = re.compile(f"[{_CONTROLS}]")
+"""Characters that steer a terminal or hide text rather than show it: C0 controls (``ESC``,
+``BEL``, newlines, ...), ``DEL``, C1 controls (the 8-bit ``CSI`` among them), the line and
+paragraph separators, and the bidirectional embeddings, overrides and isolates."""
+_CONTROLS_BUT_LINES = re.compile(f"(?![\t\n])[{_CONTROLS}]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def inert(text: object, *, lines: bool = False) -> str:
+    """``text`` safe to print on a terminal or in a log line: each of
+    :data:`CONTROL_CHARACTERS` written as a visible escape (``\\x1b``, ``\\n``, ``\\u202e``),
+    so escape sequences show as text and cannot clear the screen, retitle the window or forge
+    a line. With ``lines``, newlines and tabs are kept (a traceback stays readable)."""
+    pattern = _CONTROLS_BUT_LINES if lines else CONTROL_CHARACTERS
+    return pattern.sub(_visible, str(text))
+
 
 def shorten(text: str, width: int) -> str:
     """``text`` cut to ``width`` characters, the last of them ``…`` when it was cut."""
@@ -51,11 +86,11 @@ def shorten(text: str, width: int) -> str:
 
 
 def fmt_line(text: str | None, width: int) -> str:
-    """``text`` on one line (each run of whitespace one space) cut to ``width``; ``""`` for
-    no text."""
+    """``text`` on one line (each run of whitespace one space), :func:`inert`, cut to
+    ``width``; ``""`` for no text."""
     if not text:
         return ""
-    return shorten(" ".join(text.split()), width)
+    return shorten(inert(" ".join(text.split())), width)
 
 
 # -- date/times ---------------------------------------------------------------------------------
@@ -166,8 +201,11 @@ def to_plain(value: Any) -> Any:
 
 
 def to_json(value: Any, *, indent: int | None = None) -> str:
-    """``value`` as JSON: datetimes as ISO 8601 UTC, ObjectIds and other BSON types as strings."""
-    return json.dumps(to_plain(value), indent=indent, ensure_ascii=False)
+    """``value`` as JSON: datetimes as ISO 8601 UTC, ObjectIds and other BSON types as strings.
+    Every one of :data:`CONTROL_CHARACTERS` in a string is a ``\\u`` escape (the JSON decodes
+    to the same text, and prints inert on a terminal)."""
+    text = json.dumps(to_plain(value), indent=indent, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _json_default(value: Any) -> Any:
@@ -193,12 +231,26 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, default=_json_default, indent=2, ensure_ascii=False)
 
 
-def compact_json(value: Any, limit: int = 80) -> str:
-    """One-line JSON of ``value``, cut to ``limit`` characters."""
+def pretty_json_preview(value: Any, limit: int) -> tuple[str, bool]:
+    """:func:`pretty_json` of ``value`` cut to ``limit`` characters, and whether it was cut;
+    no more of ``value`` is encoded than the cut needs."""
+    encoder = json.JSONEncoder(default=_json_default, indent=2, ensure_ascii=False)
+    parts: list[str] = []
+    length = 0
+    for chunk in encoder.iterencode(value):
+        parts.append(chunk)
+        length += len(chunk)
+        if length > limit:
+            return "".join(parts)[:limit], True
+    return "".join(parts), False
+
+
+def compact_json(value: Any, limit: int | None = 80) -> str:
+    """One-line JSON of ``value``, cut to ``limit`` characters (``None``: whole)."""
     if value is None:
         return ""
     text = json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
-    return shorten(text, limit)
+    return text if limit is None else shorten(text, limit)
 
 
 def document_for_display(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -217,11 +269,38 @@ def document_for_display(document: Mapping[str, Any]) -> dict[str, Any]:
 
 def parse_data_value(raw: str) -> Any:
     """A value typed for a data filter: the JSON value when ``raw`` parses as JSON (``3``,
-    ``true``, ``"42"``, but not ``NaN`` or ``Infinity``), else ``raw`` itself as a string."""
+    ``true``, ``"42"``, but not ``NaN`` or ``Infinity``), else ``raw`` itself as a string.
+    JSON nested more than :data:`~mongo_job_scheduler._limits.MAX_NESTING` levels is refused
+    (:class:`ValidationError` on ``data``) before it is parsed."""
+    if _json_nesting(raw) > MAX_NESTING:
+        raise ValidationError("data", f"nested more than {MAX_NESTING} levels deep")
     try:
         return json.loads(raw, parse_constant=_no_constant)
     except ValueError:
         return raw
+
+
+def _json_nesting(text: str) -> int:
+    """How deep the arrays and objects of JSON ``text`` nest (brackets inside strings do not
+    count), read in one pass without recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _no_constant(name: str) -> Any:

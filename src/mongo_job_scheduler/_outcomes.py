@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from ._dedupe import released_on_finish
-from ._documents import validate_bson_value
+from ._documents import validate_bson_value, validate_job_document
 from ._errors import HandlerError, PoisonJob, ValidationError
 from .job import Job, StopReason
 from .repeat import Repeat
@@ -277,7 +277,7 @@ def unstorable_result(job: Job, result: Any) -> TypeError | None:
     try:
         validate_bson_value("result", result)
         if result is not None:
-            validate_bson_value("job", {**job.document, "result": result})
+            validate_job_document({**job.document, "result": result})
     except ValidationError as exc:
         return TypeError(f"the handler's return value cannot be stored: {exc.reason}")
     return None

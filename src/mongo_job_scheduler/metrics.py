@@ -37,6 +37,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from .job import Job, JobStatus, StopReason
+from .stats import MAX_NAMES_SHOWN, busiest_names
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LAG_BUCKETS",
     "DEFAULT_RUN_BUCKETS",
+    "OTHER_NAMES",
     "OUTCOMES",
     "SchedulerMetrics",
     "instrument",
@@ -61,6 +63,9 @@ DEFAULT_RUN_BUCKETS: tuple[float, ...] = (
 DEFAULT_LAG_BUCKETS: tuple[float, ...] = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600,
 )  # fmt: skip
+
+OTHER_NAMES = "(other)"
+"""The ``name`` label of the series that sum the job names beyond ``max_names``."""
 
 SWEEP_INTERVAL = 0.5
 """How often (seconds) open runs are checked for having been let go without an outcome event."""
@@ -183,6 +188,8 @@ class SchedulerMetrics:
     _sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
     _refresher: asyncio.Task[None] | None = field(default=None, repr=False)
     _named: set[tuple[str, str]] = field(default_factory=set, repr=False)
+    max_names: int = MAX_NAMES_SHOWN
+    _labelled: set[str] = field(default_factory=set, repr=False)
 
     # -- the metric objects -----------------------------------------------------------------
 
@@ -252,20 +259,31 @@ class SchedulerMetrics:
         self._sweeper = self._refresher = None
         self._drop_all()
 
+    def _name(self, name: str) -> str:
+        """The ``name`` label of a job event: the name itself for the first ``max_names``
+        names seen, :data:`OTHER_NAMES` for any other."""
+        if name in self._labelled:
+            return name
+        if len(self._labelled) < self.max_names:
+            self._labelled.add(name)
+            return name
+        return OTHER_NAMES
+
     # -- event listeners --------------------------------------------------------------------
 
     def _on_start(self, job: Job) -> None:
         key = (str(job.id), job.token)
         for other in [k for k in self._runs if k[0] == key[0]]:
             self._end(other)  # an earlier run of the same job was taken over
-        self._runs[key] = _Run(job.name, job, time.monotonic())
-        self.jobs_running.labels(job.name).inc()
+        name = self._name(job.name)
+        self._runs[key] = _Run(name, job, time.monotonic())
+        self.jobs_running.labels(name).inc()
         if job.next_run_at is not None:
             # Both instants come from the database's clock: nextRunAt, and lastRunAt as written
             # by the claim that started this run; so the lag is immune to this host's skew.
             taken = job.last_run_at or datetime.now(timezone.utc)
             lag = (taken - job.next_run_at).total_seconds()
-            self.job_lag_seconds.labels(job.name).observe(max(lag, 0.0))
+            self.job_lag_seconds.labels(name).observe(max(lag, 0.0))
         self._ensure_sweeper()
 
     def _on_success(self, job: Job) -> None:
@@ -286,12 +304,12 @@ class SchedulerMetrics:
         self._outcome(job, "fail", timed=True)
 
     def _on_cancel(self, job: Job) -> None:
-        self.jobs_total.labels(job.name, "cancel").inc()
+        self.jobs_total.labels(self._name(job.name), "cancel").inc()
         for key in [k for k in self._runs if k[0] == str(job.id)]:
             self._end(key)
 
     def _on_stalled(self, job: Job) -> None:
-        self.jobs_total.labels(job.name, "stalled").inc()
+        self.jobs_total.labels(self._name(job.name), "stalled").inc()
 
     def _on_worker_error(self, error: BaseException | None = None) -> None:
         self.worker_errors_total.inc()
@@ -302,7 +320,7 @@ class SchedulerMetrics:
     # -- runs -------------------------------------------------------------------------------
 
     def _outcome(self, job: Job, outcome: str, *, timed: bool) -> None:
-        self.jobs_total.labels(job.name, outcome).inc()
+        self.jobs_total.labels(self._name(job.name), outcome).inc()
         key = (str(job.id), job.token)
         if key not in self._runs:
             key = next((k for k in self._runs if k[0] == key[0]), key)
@@ -343,12 +361,22 @@ class SchedulerMetrics:
     async def refresh(self) -> None:
         """Update ``queue_depth{status}``, ``queue_depth_by_name{name, status}``, ``due_jobs``
         and ``due_lag_seconds`` from one :meth:`Scheduler.stats` snapshot (a few aggregate
-        queries on the database; call it at scrape rate, not per job)."""
+        queries on the database; call it at scrape rate, not per job). The ``max_names``
+        names with the most jobs have series of their own, the others add up under
+        :data:`OTHER_NAMES`."""
         stats = await self.scheduler.stats()
         for status, count in stats.by_status.items():
             self.queue_depth.labels(status).set(count)
+        totals = {name: sum(counts.values()) for name, counts in stats.by_name.items()}
+        shown, others = busiest_names(totals, self.max_names)
+        series = {name: stats.by_name[name] for name in shown}
+        if others:
+            series[OTHER_NAMES] = {
+                status.value: sum(stats.by_name[n].get(status.value, 0) for n in others)
+                for status in JobStatus
+            }
         seen: set[tuple[str, str]] = set()
-        for name, counts in stats.by_name.items():
+        for name, counts in series.items():
             for status in JobStatus:
                 self.queue_depth_by_name.labels(name, status.value).set(counts.get(status.value, 0))
                 seen.add((name, status.value))
@@ -393,14 +421,19 @@ def instrument(
     namespace: str = "mongo_job_scheduler",
     run_buckets: Sequence[float] = DEFAULT_RUN_BUCKETS,
     lag_buckets: Sequence[float] = DEFAULT_LAG_BUCKETS,
+    max_names: int = MAX_NAMES_SHOWN,
 ) -> SchedulerMetrics:
     """Record ``scheduler``'s job outcomes, run times and lags as Prometheus metrics in
     ``registry`` (default: prometheus-client's global registry). Several schedulers may share a
     registry and namespace: their series add up. Buckets apply when the metrics are first
-    created in a registry."""
+    created in a registry. At most ``max_names`` job names get series of their own (the
+    first seen for the job counters, the busiest for ``queue_depth_by_name``); the others add
+    up under the name :data:`OTHER_NAMES`."""
+    if isinstance(max_names, bool) or not isinstance(max_names, int) or max_names < 1:
+        raise ValueError("max_names must be a positive integer")
     target = REGISTRY if registry is None else registry
     families = _make_families(target, namespace, run_buckets, lag_buckets)
-    metrics = SchedulerMetrics(scheduler, target, namespace, families)
+    metrics = SchedulerMetrics(scheduler, target, namespace, families, max_names=max_names)
     metrics._attach()
     return metrics
 

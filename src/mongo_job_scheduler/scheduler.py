@@ -532,14 +532,28 @@ class Scheduler:
         limit: int | None = None,
         skip: int = 0,
         ids: Sequence[Any] | None = None,
+        fields: Sequence[str] | None = None,
+        max_value_size: int | None = None,
     ) -> list[Job]:
         """Jobs matching every given filter: exact ``name``, one or several ``status`` values,
-        ``data`` keys equal to values (dotted keys reach nested fields), and ``ids`` (jobs or
-        their ids: e.g. ``job.depends_on`` to read the results of what a job waited for, in
-        one round trip). ``sort`` is ``(field, "asc" | "desc")``; ``limit`` defaults to 100,
-        or to the number of ``ids`` (at most 10,000)."""
+        ``data`` keys equal to plain values (dotted keys reach nested fields), and ``ids`` (jobs
+        or their ids: e.g. ``job.depends_on`` to read the results of what a job waited for, in
+        one round trip). ``sort`` is ``(field, "asc" | "desc")``; ``limit`` defaults to 100, or
+        to the number of ``ids`` (at most 10,000). ``fields`` reads only those top-level stored
+        fields of each job (``["name", "status", "data"]``; its id always; the others read as
+        their defaults); with ``max_value_size``, a field whose value takes more than that many
+        BSON bytes is left out too, so a listing never carries large ``data`` or ``result``
+        values."""
         query = build_query(
-            name=name, status=status, data=data, sort=sort, limit=limit, skip=skip, ids=ids
+            name=name,
+            status=status,
+            data=data,
+            sort=sort,
+            limit=limit,
+            skip=skip,
+            ids=ids,
+            fields=fields,
+            max_value_size=max_value_size,
         )
         return [Job.from_document(doc) for doc in await self._need_store().find(query)]
 

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .job import JobStatus
 
-__all__ = ["SchedulerStats"]
+__all__ = ["MAX_NAMES_SHOWN", "SchedulerStats", "busiest_names"]
+
+MAX_NAMES_SHOWN = 100
+"""How many job names the dashboard, the ``stats`` command and the metrics show one by one;
+the others are summed into one row or series."""
+
+
+def busiest_names(
+    totals: Mapping[str, int], limit: int = MAX_NAMES_SHOWN
+) -> tuple[list[str], list[str]]:
+    """The ``limit`` names with the largest totals (ties go to the first name in order),
+    sorted, and the other names."""
+    ranked = sorted(totals, key=lambda name: (-totals[name], name))
+    return sorted(ranked[:limit]), ranked[limit:]
 
 
 @dataclass(frozen=True)

@@ -210,13 +210,22 @@ class Scheduler:
         limit: int | None = None,
         skip: int = 0,
         ids: Sequence[Any] | None = None,
+        fields: Sequence[str] | None = None,
+        max_value_size: int | None = None,
     ) -> list[Job]:
-        """Jobs matching every given filter: exact ``name``, one or several ``status`` values,
-        ``data`` keys equal to values (dotted keys reach nested fields), and ``ids`` (jobs or
-        their ids). ``sort`` is ``(field, "asc" | "desc")``; ``limit`` defaults to 100, or to
-        the number of ``ids`` (at most 10,000)."""
+        """Jobs matching every given filter, read as the asyncio
+        :meth:`mongo_job_scheduler.Scheduler.get_jobs` reads them (the same filters, ``ids``,
+        order, paging, ``fields`` and ``max_value_size``)."""
         query = build_query(
-            name=name, status=status, data=data, sort=sort, limit=limit, skip=skip, ids=ids
+            name=name,
+            status=status,
+            data=data,
+            sort=sort,
+            limit=limit,
+            skip=skip,
+            ids=ids,
+            fields=fields,
+            max_value_size=max_value_size,
         )
         return [Job.from_document(doc) for doc in self.store.find(query)]
 

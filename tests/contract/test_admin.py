@@ -191,6 +191,28 @@ async def test_get_jobs_default_limit_is_100(store: JobStore) -> None:
     assert [job.data["i"] for job in first] == [0, 1, 2]
 
 
+async def test_get_jobs_reads_only_the_fields_asked_for(store: JobStore) -> None:
+    """``fields`` projects each job on those stored fields (its id always); with
+    ``max_value_size``, a field larger than that many BSON bytes is left out of the job."""
+    scheduler = Scheduler(store)
+    small = await scheduler.schedule("proj", {"k": "v"}, priority=2)
+    large = await scheduler.schedule("proj", {"blob": "x" * 100_000}, priority=3)
+    found = await scheduler.get_jobs(name="proj", fields=["name", "priority", "data"])
+    assert [job.id for job in found] == [small.id, large.id]
+    assert [set(job.document) for job in found] == [{"_id", "name", "priority", "data"}] * 2
+    assert (found[0].name, found[0].priority, found[0].data) == ("proj", 2, {"k": "v"})
+    assert found[1].data == {"blob": "x" * 100_000}
+    assert found[0].status is JobStatus.PENDING and found[0].created_at is None  # not read
+    bounded = await scheduler.get_jobs(
+        name="proj", fields=["name", "data", "createdAt"], max_value_size=1024
+    )
+    assert bounded[0].document["data"] == {"k": "v"}
+    assert "data" not in bounded[1].document and bounded[1].data is None
+    assert bounded[1].document["name"] == "proj" and bounded[1].created_at is not None
+    missing = await scheduler.get_jobs(name="proj", fields=["result"], limit=1)
+    assert missing[0].document == {"_id": small.id}
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

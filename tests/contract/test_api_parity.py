@@ -260,6 +260,16 @@ async def test_get_jobs_filters_sorts_and_pages(api: Any) -> None:
     for injection in ({"data": {"org": {"$ne": 1}}}, {"name": {"$ne": "x"}}, {"limit": 0}):
         with pytest.raises(ValidationError):
             await api.get_jobs(**injection)
+    [only] = await api.get_jobs(data={"meta.kind": "x"}, fields=["priority", "data"])
+    assert only.document == {
+        "_id": a.id,
+        "priority": 3,
+        "data": {"org": "o1", "meta": {"kind": "x"}},
+    }
+    [bounded] = await api.get_jobs(
+        data={"meta.kind": "x"}, fields=["name", "data"], max_value_size=32
+    )
+    assert bounded.document == {"_id": a.id, "name": "report"}
 
 
 # -- update_job -----------------------------------------------------------------------------------

@@ -59,6 +59,32 @@ async def test_a_retry_and_a_final_failure_are_logged_at_info(
     assert not [r for r in _messages(caplog, logging.WARNING) if str(job.id) in r.getMessage()]
 
 
+async def test_a_failure_log_line_is_inert_in_a_terminal(
+    store: JobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler's error with terminal escapes is logged with them escaped, on one line."""
+    scheduler = make(store)
+    attack = "\x1b]0;owned\x07\x1b[2J\x9b31m\u202e\nFAKE log line"
+
+    @scheduler.task("hostile")
+    async def hostile(job: Job) -> None:
+        raise RuntimeError("boom " + attack)
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        async with running(scheduler):
+            job = await hostile.schedule()
+            await scheduler.wait(job.id, timeout=10)
+    [failed] = [
+        r.getMessage() for r in _messages(caplog, logging.INFO) if "failed" in r.getMessage()
+    ]
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e", "\n"):
+        assert raw not in failed, (raw, failed)
+    assert failed == (
+        f"job hostile ({job.id}) failed on attempt 1: boom "
+        "\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u202e\\nFAKE log line"
+    )
+
+
 async def test_a_poison_job_is_a_warning(store: JobStore, caplog: pytest.LogCaptureFixture) -> None:
     scheduler = make(store, max_lease_expiries=1)
     job = await scheduler.schedule("crashy")

@@ -89,7 +89,7 @@ async def test_a_handler_that_ignores_sigterm_is_killed_after_the_grace(store: J
     scheduler = process_scheduler(store)
     scheduler.task("deaf", timeout=0.5, **PROCESS)(process_handlers.spin_deaf)
     async with running(scheduler):
-        job = await scheduler.schedule("deaf", retry={"maxAttempts": 2, "delay": 60_000})
+        job = await scheduler.schedule("deaf", retry={"maxAttempts": 2, "delay": 60})
         pid = await reported_pid(store, job.id)
         doc = await wait_doc(store, job.id, status_is("pending"), timeout=20)
         await gone(pid)

@@ -8,11 +8,12 @@ Store-touching cases run over both stores; ``Scheduler(...)`` options need no st
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from bson import ObjectId
+from bson import Code, DBRef, Decimal128, MinKey, ObjectId, Regex, Timestamp
 
 from mongo_job_scheduler import (
     ConfigurationError,
@@ -30,6 +31,27 @@ AWARE = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 BIG = "x" * (16 * 1024 * 1024)
 
 
+def nested(levels: int, container: str = "dict") -> Any:
+    """A value nested ``levels`` containers deep."""
+    value: Any = 1
+    for _ in range(levels):
+        value = {"a": value} if container == "dict" else [value]
+    return value
+
+
+def cyclic() -> dict[str, Any]:
+    """A mapping that contains itself."""
+    value: dict[str, Any] = {}
+    value["self"] = value
+    return value
+
+
+DEEP = nested(1500)
+DEEP_LIST = nested(1500, "list")
+DEEP_91 = nested(91)
+LONG_PATH = ".".join(["a"] * 2000)
+
+
 def case(target: str, kwargs: dict[str, Any], field: str, id: str) -> Any:
     return pytest.param(target, kwargs, field, id=f"{target}-{id}")
 
@@ -42,6 +64,13 @@ CASES = [
     case("schedule", {"name": None}, "name", "none-name"),
     case("schedule", {"name": "n" * 201}, "name", "long-name"),
     case("schedule", {"name": {"$ne": 1}}, "name", "operator-name"),
+    case("schedule", {"name": "t\x1b]0;owned\x07\x1b[2J"}, "name", "escape-in-name"),
+    case("schedule", {"name": "two\nlines"}, "name", "newline-in-name"),
+    case("schedule", {"name": "tab\there"}, "name", "tab-in-name"),
+    case("schedule", {"name": "c1\x9b2J"}, "name", "c1-control-in-name"),
+    case("schedule", {"name": "del\x7f"}, "name", "del-in-name"),
+    case("schedule", {"name": "report\u202egnp.exe"}, "name", "bidi-override-in-name"),
+    case("schedule", {"name": "para\u2029graph"}, "name", "separator-in-name"),
     # -- schedule: data ------------------------------------------------------------------------
     case("schedule", {"data": {"$set": {"a": 1}}}, "data", "dollar-key"),
     case("schedule", {"data": {"a": {"$gt": 1}}}, "data", "nested-dollar-key"),
@@ -52,6 +81,10 @@ CASES = [
     case("schedule", {"data": {"x": [1.0, INF]}}, "data", "inf"),
     case("schedule", {"data": {"blob": BIG}}, "data", "over-16mb"),
     case("schedule", {"data": {"big": 2**64}}, "data", "int-over-64-bits"),
+    case("schedule", {"data": DEEP}, "data", "nested-1500-levels"),
+    case("schedule", {"data": DEEP_LIST}, "data", "lists-nested-1500-levels"),
+    case("schedule", {"data": DEEP_91}, "data", "nested-91-levels"),
+    case("schedule", {"data": cyclic()}, "data", "cyclic"),
     # -- schedule: when ------------------------------------------------------------------------
     case("schedule", {"run_at": NAIVE}, "run_at", "naive-run-at"),
     case("schedule", {"run_at": "2030-01-01T00:00:00Z"}, "run_at", "string-run-at"),
@@ -121,6 +154,8 @@ CASES = [
     case("schedule", {"dedupe_key": ""}, "dedupe_key", "empty-key"),
     case("schedule", {"dedupe_key": 123}, "dedupe_key", "int-key"),
     case("schedule", {"dedupe_key": "k" * 600}, "dedupe_key", "long-key"),
+    case("schedule", {"dedupe_key": "k\x1b[2J"}, "dedupe_key", "escape-in-key"),
+    case("schedule", {"dedupe_key": "k\r\nx"}, "dedupe_key", "newline-in-key"),
     case("schedule", {"dedupe_key": "k", "dedupe": "never"}, "dedupe", "bad-scope"),
     case(
         "schedule", {"dedupe_key": "k", "priority": 99}, "priority", "dedupe-key-not-taken-on-error"
@@ -143,6 +178,8 @@ CASES = [
         "items[1].repeat.cron",
         "bad-item-after-dedupe-item",
     ),
+    case("bulk", {"items": [{"name": "a"}, {"name": "b\x07"}]}, "items[1].name", "bel-item-name"),
+    case("bulk", {"items": [{"name": "a"}, {"name": "b", "data": DEEP}]}, "items[1].data", "deep"),
     case(
         "bulk",
         {"items": [{"name": "a"}] * 5 + [{"name": "b", "data": {"$x": 1}}]},
@@ -158,6 +195,7 @@ CASES = [
     case("update", {"retry": {"maxAttempts": 2, "x": 1}}, "retry", "retry-unknown-key"),
     case("update", {"data": {"$x": 1}}, "data", "dollar-data"),
     case("update", {"data": {"s": {1}}}, "data", "set-data"),
+    case("update", {"data": DEEP}, "data", "nested-1500-levels"),
     case("update", {"concurrency": 0}, "concurrency", "concurrency"),
     case("update", {"timeout": -1}, "timeout", "timeout"),
     case("update", {"max_execution": INF}, "max_execution", "inf-max-execution"),
@@ -168,14 +206,29 @@ CASES = [
     # -- get_jobs ------------------------------------------------------------------------------
     case("get_jobs", {"name": {"$ne": 1}}, "name", "operator-name"),
     case("get_jobs", {"name": ""}, "name", "empty-name"),
+    case("get_jobs", {"name": "x\x1b[2J"}, "name", "escape-in-name"),
     case("get_jobs", {"status": "bogus"}, "status", "unknown-status"),
     case("get_jobs", {"status": []}, "status", "empty-status"),
     case("get_jobs", {"status": {"$ne": "x"}}, "status", "operator-status"),
     case("get_jobs", {"data": {"x": {"$ne": 1}}}, "data", "operator-value"),
     case("get_jobs", {"data": {"$where": "1"}}, "data", "where"),
     case("get_jobs", {"data": "x"}, "data", "string-data"),
+    case("get_jobs", {"data": {"secret": re.compile("^tok_A")}}, "data.secret", "pattern"),
+    case("get_jobs", {"data": {"secret": Regex("^tok_A")}}, "data.secret", "bson-regex"),
+    case("get_jobs", {"data": {"f": Code("return true")}}, "data.f", "code"),
+    case("get_jobs", {"data": {"f": ["a", re.compile("a")]}}, "data.f", "pattern-in-list"),
+    case("get_jobs", {"data": {"f": {"g": Regex("a")}}}, "data.f", "regex-in-document"),
+    case("get_jobs", {"data": {"f": MinKey()}}, "data.f", "min-key"),
+    case("get_jobs", {"data": {"f": Timestamp(0, 1)}}, "data.f", "timestamp"),
+    case("get_jobs", {"data": {"f": DBRef("c", 1)}}, "data.f", "dbref"),
+    case("get_jobs", {"data": {"f": [{"$regex": "^a"}]}}, "data.f", "operator-in-list"),
     case("get_jobs", {"data": {"": 1}}, "data", "empty-key"),
     case("get_jobs", {"data": {"a..b": 1}}, "data", "empty-path-part"),
+    case("get_jobs", {"data": {LONG_PATH: 1}}, "data", "key-of-2000-parts"),
+    case("get_jobs", {"data": {".".join(["a"] * 91): 1}}, "data", "key-of-91-parts"),
+    case("get_jobs", {"data": {"k" * 1025: 1}}, "data", "key-over-1024-characters"),
+    case("get_jobs", {"data": {"k": DEEP_LIST}}, "data.k", "value-nested-1500-levels"),
+    case("get_jobs", {"data": {"k": cyclic()}}, "data.k", "cyclic-value"),
     case("get_jobs", {"sort": ("data.x", "asc")}, "sort", "sort-field"),
     case("get_jobs", {"sort": ("createdAt", "up")}, "sort", "sort-direction"),
     case("get_jobs", {"sort": ("createdAt",)}, "sort", "sort-shape"),
@@ -184,6 +237,15 @@ CASES = [
     case("get_jobs", {"limit": "10"}, "limit", "string-limit"),
     case("get_jobs", {"skip": -1}, "skip", "negative-skip"),
     case("get_jobs", {"skip": 1.5}, "skip", "float-skip"),
+    case("get_jobs", {"fields": "name"}, "fields", "fields-string"),
+    case("get_jobs", {"fields": []}, "fields", "fields-empty"),
+    case("get_jobs", {"fields": ["name", 1]}, "fields", "fields-not-strings"),
+    case("get_jobs", {"fields": ["$where"]}, "fields", "fields-operator"),
+    case("get_jobs", {"fields": ["data.secret"]}, "fields", "fields-dotted"),
+    case("get_jobs", {"fields": ["f"] * 65}, "fields", "fields-too-many"),
+    case("get_jobs", {"max_value_size": 100}, "max_value_size", "max-value-size-no-fields"),
+    case("get_jobs", {"fields": ["data"], "max_value_size": 0}, "max_value_size", "size-0"),
+    case("get_jobs", {"fields": ["data"], "max_value_size": True}, "max_value_size", "size-bool"),
     # -- ids -----------------------------------------------------------------------------------
     case("get_job", {"job_id": "xyz"}, "job_id", "short"),
     case("get_job", {"job_id": "g" * 24}, "job_id", "not-hex"),
@@ -258,6 +320,7 @@ async def test_valid_counterparts_are_accepted(store: JobStore) -> None:
     scheduler = Scheduler(store)
     ok = [
         await scheduler.schedule("n" * 200),
+        await scheduler.schedule("unicode: café ✓ 日本 \u200d"),
         await scheduler.schedule("p", priority=1),
         await scheduler.schedule("p", priority=10),
         await scheduler.schedule("every", repeat={"every": 0.1}),
@@ -269,10 +332,27 @@ async def test_valid_counterparts_are_accepted(store: JobStore) -> None:
         await scheduler.schedule("key", dedupe_key="k" * 512, dedupe="forever"),
         await scheduler.schedule("data", {"nested": {"list": [1, "a", None, 2.5]}, "dotted": 1}),
         await scheduler.schedule("big", {"blob": "x" * (8 * 1024 * 1024)}),
+        await scheduler.schedule("deep", nested(90)),
     ]
     assert len({job.id for job in ok}) == len(ok)
     assert len(await scheduler.get_jobs(limit=100)) == len(ok)
     assert await scheduler.get_jobs(status=["pending"], data={"nested.list": 1}) != []
+    plain = {
+        "s": "x",
+        "i": 1,
+        "f": 2.5,
+        "n": None,
+        "b": True,
+        "t": AWARE,
+        "o": ObjectId(),
+        "d": Decimal128("1.5"),
+        "raw": b"\x00",
+        "list": [1, "a", [None]],
+        "doc": {"k": {"v": [1]}},
+    }
+    assert await scheduler.get_jobs(data=plain) == []
+    assert await scheduler.get_jobs(data={".".join(["a"] * 90): 1}) != []
+    assert await scheduler.get_jobs(data={"k" * 1024: 1}) == []
 
 
 # -- Scheduler(...) options and task() registration -------------------------------------------
@@ -300,6 +380,7 @@ OPTION_CASES = [
     pytest.param({"max_execution": -1}, "max_execution", id="max-execution-negative"),
     pytest.param({"id": ""}, "id", id="empty-id"),
     pytest.param({"id": 7}, "id", id="int-id"),
+    pytest.param({"id": "w\x1b[2J"}, "id", id="escape-in-id"),
     pytest.param({"handler": 42}, "handler", id="handler-not-callable"),
     pytest.param({"store": "mongodb://localhost"}, "store", id="store-string"),
 ]
@@ -321,6 +402,7 @@ def test_invalid_scheduler_options(options: dict[str, Any], field: str) -> None:
     [
         pytest.param("", {}, "name", id="empty-name"),
         pytest.param(5, {}, "name", id="int-name"),
+        pytest.param("t\x1b[31m", {}, "name", id="escape-in-name"),
         pytest.param("t", {"retry": {"maxAttempts": 2, "x": 1}}, "retry", id="retry"),
         pytest.param("t", {"retry": -2}, "retry", id="negative-retry"),
         pytest.param("t", {"timeout": 0}, "timeout", id="timeout"),

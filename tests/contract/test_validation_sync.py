@@ -61,6 +61,7 @@ OPTIONS_NOT_APPLICABLE: dict[str, str] = {
     "validated by the CASES table)",
     "empty-id": "no worker owner ids, so no `id`",
     "int-id": "no worker owner ids, so no `id`",
+    "escape-in-id": "no worker owner ids, so no `id`",
     "handler-not-callable": "no handlers run here, so no `handler`",
 }
 """``test_validation.OPTION_CASES`` ids for options only the asyncio ``Scheduler`` has."""
@@ -71,7 +72,7 @@ EXISTING_KEY = "existing"
 @pytest.fixture(scope="module")
 def table_db(mongodb_uri: str) -> Iterator[Any]:
     """One database for the whole table (each case gets its own collections in it), so the
-    117 cases do not pay a database drop each."""
+    table's cases do not pay a database drop each."""
     client: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri)
     name = f"mjs_test_{uuid.uuid4().hex[:12]}"
     try:

@@ -5,6 +5,7 @@ by Playwright."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -77,7 +78,12 @@ class DashboardServer:
         return future.result(timeout)
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, follow_redirects=False, timeout=10, **kwargs)
+        return serving_client(self.base_url, **kwargs)
+
+
+def serving_client(base_url: str, **kwargs: Any) -> httpx.Client:
+    """An HTTP client of the dashboard at ``base_url`` that does not follow redirects."""
+    return httpx.Client(base_url=base_url, follow_redirects=False, timeout=10, **kwargs)
 
 
 class _ServerThread(threading.Thread):
@@ -121,10 +127,10 @@ class _ServerThread(threading.Thread):
             await client.close()
 
 
-@pytest.fixture(scope="module")
-def dashboard(mongodb_uri: str) -> Iterator[DashboardServer]:
-    """The dashboard served on a free port of 127.0.0.1 over a fresh database."""
-    db_name = f"mjs_dash_{uuid.uuid4().hex[:12]}"
+@contextlib.contextmanager
+def _serve(mongodb_uri: str, db_name: str) -> Iterator[tuple[str, _ServerThread, Counter]]:
+    """A dashboard on a free port of 127.0.0.1 over ``db_name``: its base URL, its thread and
+    the marker counter of its metrics."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -137,35 +143,55 @@ def dashboard(mongodb_uri: str) -> Iterator[DashboardServer]:
     counter.inc()
     thread = _ServerThread(mongodb_uri, db_name, sock, registry)
     thread.start()
-    if not thread.ready.wait(30):
-        raise RuntimeError("the dashboard server did not start within 30 s")
-    if thread.error is not None:
-        raise RuntimeError("the dashboard server failed to start") from thread.error
-    assert thread.loop is not None and thread.scheduler is not None and thread.server is not None
-    health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30)
-    assert health.status_code == 200, health.text
-    sync_client: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri)
-    sync_db = sync_client[db_name]
-    jobs = mjs_sync.Scheduler(mjs_sync.MongoJobStore(sync_db))
-    server = DashboardServer(
-        base_url=f"http://127.0.0.1:{port}",
-        token=TOKEN,
-        db_name=db_name,
-        sync_db=sync_db,
-        jobs=jobs,
-        loop=thread.loop,
-        scheduler=thread.scheduler,
-        requests_counter=counter,
-        _server=thread.server,
-    )
     try:
-        yield server
+        if not thread.ready.wait(30):
+            raise RuntimeError("the dashboard server did not start within 30 s")
+        if thread.error is not None:
+            raise RuntimeError("the dashboard server failed to start") from thread.error
+        assert thread.loop is not None and thread.scheduler is not None
+        assert thread.server is not None
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30)
+        assert health.status_code == 200, health.text
+        yield f"http://127.0.0.1:{port}", thread, counter
     finally:
-        thread.server.should_exit = True
+        if thread.server is not None:
+            thread.server.should_exit = True
         thread.join(15)
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard(mongodb_uri: str) -> Iterator[DashboardServer]:
+    """The dashboard served on a free port of 127.0.0.1 over a fresh database."""
+    db_name = f"mjs_dash_{uuid.uuid4().hex[:12]}"
+    sync_client: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri)
+    try:
+        with _serve(mongodb_uri, db_name) as (base_url, thread, counter):
+            assert thread.loop is not None and thread.scheduler is not None
+            assert thread.server is not None
+            sync_db = sync_client[db_name]
+            yield DashboardServer(
+                base_url=base_url,
+                token=TOKEN,
+                db_name=db_name,
+                sync_db=sync_db,
+                jobs=mjs_sync.Scheduler(mjs_sync.MongoJobStore(sync_db)),
+                loop=thread.loop,
+                scheduler=thread.scheduler,
+                requests_counter=counter,
+                _server=thread.server,
+            )
+    finally:
         sync_client.drop_database(db_name)
         sync_client.close()
+
+
+@pytest.fixture(scope="module")
+def other_dashboard(mongodb_uri: str, dashboard: DashboardServer) -> Iterator[str]:
+    """The base URL of a second dashboard process (its own app, scheduler and client) over
+    the same database and token as ``dashboard``."""
+    with _serve(mongodb_uri, dashboard.db_name) as (base_url, _thread, _counter):
+        yield base_url
 
 
 @pytest.fixture(autouse=True)

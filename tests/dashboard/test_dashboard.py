@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import html
+import http.client
 import json
 import re
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -18,7 +20,7 @@ from bson import ObjectId
 from mongo_job_scheduler import ConfigurationError, InMemoryJobStore, Scheduler
 from mongo_job_scheduler.dashboard import create_app
 
-from .conftest import DashboardServer, eventually
+from .conftest import DashboardServer, eventually, serving_client
 
 expect: Any
 try:
@@ -53,17 +55,32 @@ def _sign_in(client: Any, token: str) -> None:
 # -- no browser -----------------------------------------------------------------------------
 
 
+LONG = "a-token-long-enough-" + "0" * 8
+
+
 def test_create_app_needs_a_token() -> None:
     scheduler = Scheduler(InMemoryJobStore())
     for bad in ("", "   ", None, 123):
         with pytest.raises(ConfigurationError):
             create_app(scheduler, token=bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
-        create_app(scheduler, token="t", refresh_seconds=-1)
+        create_app(scheduler, token=LONG, refresh_seconds=-1)
     with pytest.raises(ConfigurationError, match="needs a Scheduler with a store"):
-        create_app(Scheduler(), token="t")
+        create_app(Scheduler(), token=LONG)
     with pytest.raises(ConfigurationError, match="the asyncio one"):
-        create_app(object(), token="t")  # type: ignore[arg-type]
+        create_app(object(), token=LONG)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("short", ["a", "s3cret", "x" * 15, " " * 4 + "y" * 12])
+def test_a_token_shorter_than_16_characters_is_refused_with_a_suggestion(short: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        create_app(Scheduler(InMemoryJobStore()), token=short)
+    assert info.value.field == "token"
+    assert "at least 16 characters" in info.value.reason
+    suggestion = re.search(r"for example ([A-Za-z0-9_-]{32,})", info.value.reason)
+    assert suggestion is not None, info.value.reason
+    create_app(Scheduler(InMemoryJobStore()), token=suggestion.group(1))  # accepted
+    create_app(Scheduler(InMemoryJobStore()), token="z" * 16)
 
 
 class _BrokenStore(InMemoryJobStore):
@@ -74,8 +91,8 @@ class _BrokenStore(InMemoryJobStore):
 
 
 def test_an_unexpected_failure_renders_an_error_page_without_traceback() -> None:
-    app = create_app(Scheduler(_BrokenStore()), token="t")
-    headers = {"Authorization": "Bearer t"}
+    app = create_app(Scheduler(_BrokenStore()), token=LONG)
+    headers = {"Authorization": f"Bearer {LONG}"}
 
     async def requests() -> tuple[httpx.Response, httpx.Response]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -170,12 +187,102 @@ def test_login_redirects_only_to_local_paths(dashboard: DashboardServer) -> None
         assert "httponly" in cookie and "samesite=strict" in cookie
 
 
+def _refused(client: Any, csrf: str) -> bool:
+    """Whether every page, partial and action refuses ``client``'s session."""
+    page = client.get("/jobs")
+    partial = client.get("/partials/jobs")
+    action = client.post("/names/pause", data={"name": "after-logout", "csrf_token": csrf})
+    return (
+        page.status_code == 303
+        and page.headers["location"].startswith("/login")
+        and partial.status_code == 401
+        and action.status_code == 401
+    )
+
+
+def test_a_signed_out_session_is_refused_at_once_by_every_process(
+    dashboard: DashboardServer, other_dashboard: str
+) -> None:
+    """Signing out revokes the session in the database: a replayed cookie is refused right
+    away, by this dashboard process and by another one on the same database."""
+    with dashboard.client() as browser:
+        _sign_in(browser, dashboard.token)
+        csrf = _csrf(browser)
+        cookie = browser.cookies["mjs_session"]
+        with serving_client(other_dashboard, cookies={"mjs_session": cookie}) as elsewhere:
+            assert elsewhere.get("/partials/jobs").status_code == 200  # one session, two processes
+            assert elsewhere.get("/partials/overview").status_code == 200
+            response = browser.post("/logout", data={"csrf_token": csrf})
+            assert response.status_code == 303
+            with dashboard.client(cookies={"mjs_session": cookie}) as replay:
+                assert _refused(replay, csrf)
+            assert _refused(elsewhere, csrf)
+    assert "after-logout" not in dashboard.jobs.paused_names()
+    # And the other way round: a sign-out in the other process counts here.
+    with serving_client(other_dashboard) as browser:
+        _sign_in(browser, dashboard.token)
+        csrf = _csrf(browser)
+        cookie = browser.cookies["mjs_session"]
+        with dashboard.client(cookies={"mjs_session": cookie}) as here:
+            assert here.get("/partials/jobs").status_code == 200
+            assert browser.post("/logout", data={"csrf_token": csrf}).status_code == 303
+            assert _refused(here, csrf)
+    assert "after-logout" not in dashboard.jobs.paused_names()
+
+
+def _from(address: str, dashboard: DashboardServer, **kwargs: Any) -> httpx.Client:
+    """A client of ``dashboard`` connecting from the loopback ``address`` (a client of its own
+    for the failure throttle)."""
+    transport = httpx.HTTPTransport(local_address=address)
+    return dashboard.client(transport=transport, **kwargs)
+
+
+def test_failed_sign_ins_are_throttled_per_client(dashboard: DashboardServer) -> None:
+    """Ten wrong tokens in a row, then the client waits: 429 with Retry-After, even for the
+    right token (a guess would otherwise still be checked); other clients are not held up."""
+    with _from("127.0.0.2", dashboard) as guesser:
+        answers = [guesser.post("/login", data={"token": f"guess-{i}"}) for i in range(10)]
+        assert [r.status_code for r in answers] == [401] * 10
+        for token in ("guess-11", dashboard.token):
+            held = guesser.post("/login", data={"token": token})
+            assert held.status_code == 429, held.text
+            assert 1 <= int(held.headers["retry-after"]) <= 60
+            assert "Too many failed sign-ins" in held.text
+            assert "mjs_session" not in held.headers.get("set-cookie", "")
+    with _from("127.0.0.4", dashboard) as someone_else:
+        _sign_in(someone_else, dashboard.token)
+
+
+def test_failed_bearer_tokens_are_throttled_per_client(dashboard: DashboardServer) -> None:
+    job = dashboard.jobs.schedule("guarded", None, delay=3600)
+    with _from("127.0.0.3", dashboard) as guesser:
+        for i in range(10):
+            wrong = {"Authorization": f"Bearer guess-{i}"}
+            assert guesser.get("/partials/jobs", headers=wrong).status_code == 401
+        right = {"Authorization": f"Bearer {dashboard.token}"}
+        for path, method in (("/partials/jobs", "GET"), (f"/jobs/{job.id}/cancel", "POST")):
+            held = guesser.request(method, path, headers=right)
+            assert held.status_code == 429, (path, held.text)
+            assert int(held.headers["retry-after"]) >= 1
+        assert guesser.get("/metrics", headers=right).status_code == 429
+    assert _status(dashboard, job.id) == "pending"
+    with _from("127.0.0.5", dashboard) as someone_else:
+        right = {"Authorization": f"Bearer {dashboard.token}"}
+        assert someone_else.get("/partials/jobs", headers=right).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [
         ("data=$where=1", "invalid data key"),
         ('data=n={"$gt":0}', "operators are not allowed"),
         ("data=a.$b=1", "invalid data key"),
+        ('data=k=[{"$regex":"^a"}]', "must not start with '$'"),
+        ('data=k={"a":{"$where":"1"}}', "must not start with '$'"),
+        ("data=k=" + "[" * 1500 + "]" * 1500, "nested more than 90 levels"),
+        ("data=k=" + '{"a":' * 1500 + "1" + "}" * 1500, "nested more than 90 levels"),
+        ("data=" + "a." * 2000 + "a=1", "more than 90 parts"),
+        ("data=" + "k" * 1025 + "=1", "more than 1024 characters"),
         ("data=novalue", "expected key=value"),
         ("status=bogus", "unknown status"),
         ("sort=$natural", "cannot sort on"),
@@ -514,3 +621,292 @@ def test_overview_shows_counts_lag_failures_and_throughput(
     page.wait_for_url(re.compile(r"/jobs\?status=pending"))
     expect(page.locator("#page-range")).to_have_text("Jobs 1 to 3")
     eventually(lambda: page.locator("#jobs tbody tr").count() == 3)
+
+
+# -- what the pages read --------------------------------------------------------------------
+
+BLOB = "x" * (5 * 1024 * 1024)
+
+
+def _profiled_reads(dashboard: DashboardServer, requests: Any) -> list[dict[str, Any]]:
+    """The reads of the jobs collection MongoDB's profiler saw while ``requests()`` ran."""
+    db = dashboard.sync_db
+    db.command("profile", 2)
+    try:
+        requests()
+    finally:
+        db.command("profile", 0)
+    try:
+        return list(
+            db["system.profile"].find(
+                {"ns": f"{db.name}.scheduler_jobs", "op": {"$in": ["query", "getmore"]}}
+            )
+        )
+    finally:
+        db.drop_collection("system.profile")
+
+
+def test_lists_and_the_overview_read_only_the_fields_they_show(
+    dashboard: DashboardServer,
+) -> None:
+    jobs = [dashboard.jobs.schedule("big", {"blob": BLOB, "i": i}) for i in range(3)]
+    dashboard.sync_db["scheduler_jobs"].update_many(
+        {"_id": {"$in": [j.id for j in jobs[1:]]}},
+        {
+            "$set": {
+                "status": "completed",
+                "updatedAt": datetime.now(timezone.utc),
+                "result": {"blob": BLOB},
+            }
+        },
+    )
+
+    def requests() -> None:
+        with dashboard.client(headers={"Authorization": f"Bearer {dashboard.token}"}) as client:
+            for path in (
+                "/jobs",
+                "/partials/jobs",
+                "/jobs?status=completed",
+                "/",
+                "/partials/overview",
+            ):
+                response = client.get(path)
+                assert response.status_code == 200, (path, response.text)
+            listed = client.get("/jobs").text
+            assert listed.count("(large: open the job)") == 3
+
+    reads = _profiled_reads(dashboard, requests)
+    assert len(reads) >= 5
+    for read in reads:
+        assert read["responseLength"] < 256 * 1024, (read["responseLength"], read["command"])
+
+
+def test_a_job_page_cuts_large_values_and_links_to_each_whole_value(
+    dashboard: DashboardServer,
+) -> None:
+    blob = "y" * (1024 * 1024)
+    rows = list(range(100_000))
+    trace = "Traceback (most recent call last):\n" + "z" * 300_000
+    job = dashboard.jobs.schedule("huge", {"blob": blob})
+    dashboard.sync_db["scheduler_jobs"].update_one(
+        {"_id": job.id},
+        {
+            "$set": {
+                "status": "failed",
+                "lastError": "boom",
+                "lastErrorTrace": trace,
+                "result": rows,
+            }
+        },
+    )
+    bearer = {"Authorization": f"Bearer {dashboard.token}"}
+    with dashboard.client(headers=bearer) as client:
+        for path in (f"/jobs/{job.id}", f"/partials/jobs/{job.id}"):
+            page = client.get(path)
+            assert page.status_code == 200
+            assert len(page.text) < 256 * 1024, len(page.text)
+            for field in ("data", "result", "lastErrorTrace"):
+                assert f'href="/jobs/{job.id}/raw/{field}"' in page.text, field
+            shown = re.search(r'<pre id="job-document">(.*?)</pre>', page.text, re.S)
+            assert shown is not None
+            document = json.loads(html.unescape(shown.group(1)))  # still JSON
+            assert document["name"] == "huge" and document["lastError"] == "boom"
+            assert f"/jobs/{job.id}/raw/data" in document["data"]
+        assert '<pre id="last-error">boom</pre>' in page.text
+        whole = client.get(f"/jobs/{job.id}/raw/data")
+        assert whole.status_code == 200
+        assert whole.headers["content-type"].startswith("application/json")
+        assert whole.json() == {"blob": blob}
+        assert client.get(f"/jobs/{job.id}/raw/result").json() == rows
+        assert client.get(f"/jobs/{job.id}/raw/lastErrorTrace").json() == trace
+        assert client.get(f"/jobs/{job.id}/raw/name").json() == "huge"
+        assert client.get(f"/jobs/{job.id}/raw/nothing").status_code == 404
+        assert client.get(f"/jobs/{ObjectId()}/raw/data").status_code == 404
+        assert client.get("/jobs/not-an-id/raw/data").status_code == 400
+    with dashboard.client() as anonymous:
+        assert anonymous.get(f"/jobs/{job.id}/raw/data").status_code == 401
+
+
+def test_the_overview_shows_the_busiest_names_and_sums_the_rest(
+    dashboard: DashboardServer,
+) -> None:
+    """130 names: the 100 with the most jobs get a row each, the other 30 one row together."""
+    items = [{"name": f"n{i:03}", "delay": 600} for i in range(130)]
+    items += [{"name": f"n{i:03}", "delay": 600} for i in range(30, 130)]  # n030.. have 2 jobs
+    dashboard.jobs.schedule_bulk(items)
+    for i in range(120):
+        dashboard.jobs.pause(f"p{i:03}")
+    with dashboard.client(headers={"Authorization": f"Bearer {dashboard.token}"}) as client:
+        page = client.get("/partials/overview").text
+    by_name = page[page.index('id="by-name"') : page.index("</table>", page.index('id="by-name"'))]
+    rows = re.findall(r'<tr data-name="([^"]+)"', by_name)
+    assert rows == [f"n{i:03}" for i in range(30, 130)]
+    other = re.search(r'<tr id="other-names">(.*?)</tr>', by_name, re.S)
+    assert other is not None
+    assert "150 other names" in other.group(1)  # n000..n029 and the 120 paused names
+    assert re.search(r'<td data-status="pending">30</td>', other.group(1))
+    paused = re.findall(r'<li data-name="(p\d+)"', page)
+    assert len(paused) == 100
+    assert "and 20 more" in page
+
+
+def test_a_signed_out_session_is_refused_over_an_in_memory_store() -> None:
+    token = "a-token-for-the-memory-store-" + "x" * 8
+    app = create_app(Scheduler(InMemoryJobStore()), token=token)
+
+    async def scenario() -> tuple[int, int, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as client:
+            await client.post("/login", data={"token": token})
+            cookie = client.cookies["mjs_session"]
+            page = await client.get("/partials/jobs")
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', (await client.get("/")).text)
+            assert csrf is not None
+            await client.post("/logout", data={"csrf_token": csrf.group(1)})
+            client.cookies.set("mjs_session", cookie)
+            replayed = await client.get("/partials/jobs")
+            pause = await client.post(
+                "/names/pause", data={"name": "x", "csrf_token": csrf.group(1)}
+            )
+            return page.status_code, replayed.status_code, pause.status_code
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, scenario()).result(timeout=30) == (200, 401, 401)
+
+
+# -- request bodies ---------------------------------------------------------------------------
+
+
+def _raw_exchange(dashboard: DashboardServer, head: str, body: bytes) -> str:
+    """Send ``head`` and the start of a body on a raw connection (never the rest) and return the
+    status line of the answer; a server that waits for the whole body times out here."""
+    host, port = dashboard.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode("ascii") + body)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.split(b"\r\n", 1)[0].decode("ascii", "replace")
+
+
+def test_a_large_body_is_refused_before_it_is_read(dashboard: DashboardServer) -> None:
+    """A 100 MB upload announced by Content-Length, or streamed in chunks past the limit, is
+    answered 413 at once on every route, signed in or not; nothing waits for the rest."""
+    boundary = "b0undary"
+    start = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="token"\r\n\r\n'.encode()
+        + b"x" * 1024
+    )
+    for path in ("/login", "/logout", f"/jobs/{ObjectId()}/cancel", "/names/pause", "/jobs"):
+        method = "GET" if path == "/jobs" else "POST"
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: dashboard\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: {100 * 1024 * 1024}\r\n\r\n"
+        )
+        assert " 413 " in _raw_exchange(dashboard, head, start) + " ", path
+    chunked = (
+        "POST /login HTTP/1.1\r\nHost: dashboard\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"token=" + b"x" * (64 * 1024 - 6)
+    body = b"".join(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(2))
+    assert " 413 " in _raw_exchange(dashboard, chunked, body) + " "
+    with dashboard.client() as client:  # an ordinary sign-in is unaffected
+        _sign_in(client, dashboard.token)
+
+
+# -- hosts and redirects ----------------------------------------------------------------------
+
+
+def _status_of_raw_path(dashboard: DashboardServer, path: str, headers: dict[str, str]) -> int:
+    """The status of a GET of exactly ``path`` (no client-side URL normalisation)."""
+    connection = http.client.HTTPConnection(dashboard.base_url.removeprefix("http://"), timeout=10)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def test_no_redirect_takes_its_host_from_the_request(dashboard: DashboardServer) -> None:
+    """Every redirect is a local path: a forged Host header never becomes a Location."""
+    job = dashboard.jobs.schedule("redirected", None, delay=3600)
+    evil = {"Host": "evil.example"}
+    seen: list[str] = []
+
+    def location(response: httpx.Response) -> str:
+        assert response.status_code in (303, 307, 308), response.text
+        where = response.headers["location"]
+        seen.append(where)
+        assert where.startswith("/") and not where.startswith(("//", "/\\")), where
+        return where
+
+    with dashboard.client(headers=evil) as client:
+        assert location(client.get("/jobs/")) == "/jobs"
+        assert location(client.get("/jobs/?status=pending")) == "/jobs?status=pending"
+        assert location(client.get(f"/jobs/{job.id}/")) == f"/jobs/{job.id}"
+        assert location(client.get("/")).startswith("/login?next=")
+        for raw_path in ("//evil.example/", "/\\evil.example/", "/%2F%2Fevil.example/"):
+            assert _status_of_raw_path(dashboard, raw_path, evil) == 404, raw_path
+        location(client.post("/login", data={"token": dashboard.token, "next": "/jobs"}))
+        csrf = _csrf(client)
+        location(client.post(f"/jobs/{job.id}/cancel", data={"csrf_token": csrf, "next": "/"}))
+        location(client.get("/login"))
+        location(client.post("/logout", data={"csrf_token": csrf}))
+    assert all("evil" not in where for where in seen), seen
+
+
+def test_allowed_hosts_refuse_any_other_host() -> None:
+    app = create_app(
+        Scheduler(InMemoryJobStore()), token=LONG, allowed_hosts=["dash.example", "127.0.0.1"]
+    )
+
+    async def requests() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash.example") as c:
+            answers = [await c.get("/healthz"), await c.get("/login")]
+            answers.append(await c.get("/healthz", headers={"Host": "127.0.0.1"}))
+            answers.append(await c.get("/login", headers={"Host": "evil.example"}))
+            answers.append(await c.get("/jobs/", headers={"Host": "evil.example"}))
+            return [answer.status_code for answer in answers]
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, requests()).result(timeout=30) == [200, 200, 200, 400, 400]
+    with pytest.raises(ConfigurationError):
+        create_app(Scheduler(InMemoryJobStore()), token=LONG, allowed_hosts="dash.example")
+
+
+def test_the_overview_lists_live_workers_and_names_nobody_handles(
+    dashboard: DashboardServer,
+) -> None:
+    headers = {"Authorization": f"Bearer {dashboard.token}"}
+    with dashboard.client(headers=headers) as client:
+        assert 'id="no-workers"' in client.get("/").text
+    dashboard.jobs.schedule("orphan-name")
+
+    async def start_worker(scheduler: Scheduler) -> Scheduler:
+        worker = Scheduler(scheduler.store, id="overview-worker")
+
+        @worker.task("resize")
+        async def resize(job: Any) -> None: ...
+
+        await worker.start()
+        return worker
+
+    worker = dashboard.run(start_worker)
+    try:
+        with dashboard.client(headers=headers) as client:
+            page = client.get("/").text
+        table = re.search(r'<table class="grid" id="live-workers">(.*?)</table>', page, re.S)
+        assert table is not None
+        assert "overview-worker-" in table.group(1) and "<td>resize</td>" in table.group(1)
+        unhandled = re.search(r'<p class="error" id="unhandled">(.*?)</p>', page, re.S)
+        assert unhandled is not None and "orphan-name</a> (1)" in unhandled.group(1)
+    finally:
+        dashboard.run(lambda _: worker.stop(graceful=False))

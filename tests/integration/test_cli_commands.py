@@ -9,6 +9,7 @@ together so the file stays fast.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pty
@@ -18,6 +19,8 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -377,6 +380,10 @@ def test_malformed_values_are_usage_errors_before_connecting(tmp_path: Path) -> 
         (["jobs", "list", "--data", "$where=1"], ("'--data'", "$where")),
         (["jobs", "list", "--data", 'user={"$gt": 0}'], ("'--data'", "operators")),
         (["jobs", "list", "--data", "novalue"], ("'--data'", "KEY=VALUE", "novalue")),
+        (["jobs", "list", "--data", 'k=[{"$regex": "^a"}]'], ("'--data'", "$regex")),
+        (["jobs", "list", "--data", "k=" + "[" * 1500 + "]" * 1500], ("'--data'", "nested")),
+        (["jobs", "list", "--data", "a." * 2000 + "a=1"], ("'--data'", "parts")),
+        (["jobs", "list", "--name", "a\x1b[2J"], ("'--name'", "control characters", "\\x1b")),
         (["jobs", "list", "--status", "bogus"], ("'--status'", "bogus")),
         (["jobs", "list", "--sort", "nope:asc"], ("'--sort'", "nope")),
         (["jobs", "list", "--sort", "priority:sideways"], ("'--sort'", "sideways")),
@@ -390,6 +397,7 @@ def test_malformed_values_are_usage_errors_before_connecting(tmp_path: Path) -> 
         (["jobs", "purge", "--older-than", "9999999999w", "--yes"], ("'--older-than'", "far")),
         (["jobs", "purge", "--older-than", "1d", "--status", "pending"], ("'--status'", "pending")),
         (["pause", ""], ("'NAME'", "empty")),
+        (["pause", "a\x1b]0;x\x07"], ("'NAME'", "control characters")),
         (["resume", " "], ("'NAME'", "empty")),
         (["--database", "bad/name", "stats"], ("'--database'", "/")),
         (["--collection", "bad$name", "workers"], ("'--collection'", "bad$name")),
@@ -401,6 +409,7 @@ def test_malformed_values_are_usage_errors_before_connecting(tmp_path: Path) -> 
         (["worker", "tmpmod:bare", "--workers", "0"], ("'--workers'",)),
         (["workers", "--limit", "3"], ("--limit",)),
         (["dashboard", "--port", "70000"], ("'--port'",)),
+        (["dashboard", "--token", "a"], ("'--token'", "at least 16 characters", "for example")),
         (["dashboard", "--cors-origin", "*"], ("'--cors-origin'", "'*' is not accepted")),
         (["dashboard", "--cors-origin", "https://a.example/x"], ("'--cors-origin'",)),
     ]
@@ -443,8 +452,8 @@ def test_unreachable_server_and_missing_uri(tmp_path: Path) -> None:
         _env(None),
     )
     assert_one_line_error(unreachable, "cannot connect to MongoDB", "127.0.0.1:1")
-    assert_one_line_error(with_password, "cannot connect to MongoDB", "ops:***@")
-    assert "s3cret" not in with_password.err
+    assert_one_line_error(with_password, "cannot connect to MongoDB", "mongodb://***@")
+    assert "s3cret" not in with_password.err and "ops" not in with_password.err
     assert_usage_error(missing, "--mongodb-uri", "MONGODB_URI")
 
 
@@ -885,12 +894,13 @@ async def test_the_database_named_in_the_uri_is_used(ctx: Ctx, start_worker: Any
     """Without --database the commands and the worker use the URI's database; --database
     wins. The worker's first line names the server (password hidden), database and
     collection."""
-    user, password = f"mjs_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    user, password = f"mjs_{uuid.uuid4().hex[:8]}", f"pw/{uuid.uuid4().hex[:12]}@{uuid.uuid4().hex}"
     ctx.db.command(
         "createUser", user, pwd=password, roles=[{"role": "readWrite", "db": ctx.db_name}]
     )
     try:
-        uri = with_path(ctx.uri, ctx.db_name, f"{user}:{password}")
+        userinfo = f"{user}:{urllib.parse.quote_plus(password)}"
+        uri = with_path(ctx.uri, ctx.db_name, userinfo)
         waiting = ctx.scheduler.schedule("email", {"n": 1}, delay=3600)
         other = f"{ctx.db_name}_other"
         listed, elsewhere, stats, as_option = await asyncio.to_thread(
@@ -914,10 +924,11 @@ async def test_the_database_named_in_the_uri_is_used(ctx: Ctx, start_worker: Any
         await wait_for(lambda: ctx.doc(due.id)["status"] == "completed", timeout=20)
         await wait_for(lambda: "worker started" in worker.err, timeout=5)
         first = worker.err.splitlines()[0]
-        assert f"server=mongodb://{user}:***@" in first, first
+        assert "server=mongodb://***@" in first, first
         assert f"/{ctx.db_name}" in first
         assert f" database={ctx.db_name} collection=scheduler_jobs names=record" in first
-        assert password not in worker.err
+        for piece in (user, *re.split(r"[/@]", password), userinfo):
+            assert piece not in worker.err, (piece, worker.err)
     finally:
         ctx.db.command("dropUser", user)
 
@@ -1027,6 +1038,9 @@ def test_pause_and_resume_show_in_stats(mongodb_uri: str) -> None:
             client.drop_database(db)
 
 
+DASHBOARD_TOKEN = "s3cret-dashboard-token-for-tests"
+
+
 def test_dashboard_command_serves_the_dashboard(mongodb_uri: str) -> None:
     """`dashboard --port P --token T` serves pages that need the token."""
     import socket
@@ -1055,7 +1069,7 @@ def test_dashboard_command_serves_the_dashboard(mongodb_uri: str) -> None:
             "--port",
             str(port),
             "--token",
-            "s3cret",
+            DASHBOARD_TOKEN,
             "--cors-origin",
             "https://app.example.com",
         ],
@@ -1086,12 +1100,14 @@ def test_dashboard_command_serves_the_dashboard(mongodb_uri: str) -> None:
                 timeout=5,
             )
         assert refused.value.code == 401
-        request = urllib.request.Request(f"{base}/", headers={"Authorization": "Bearer s3cret"})
+        request = urllib.request.Request(
+            f"{base}/", headers={"Authorization": f"Bearer {DASHBOARD_TOKEN}"}
+        )
         with urllib.request.urlopen(request, timeout=5) as reply:
             assert reply.status == 200
             assert "pending" in reply.read().decode()
         metrics = urllib.request.Request(
-            f"{base}/metrics", headers={"Authorization": "Bearer s3cret"}
+            f"{base}/metrics", headers={"Authorization": f"Bearer {DASHBOARD_TOKEN}"}
         )
         with urllib.request.urlopen(metrics, timeout=5) as reply:
             assert "mongo_job_scheduler_queue_depth" in reply.read().decode()
@@ -1101,7 +1117,10 @@ def test_dashboard_command_serves_the_dashboard(mongodb_uri: str) -> None:
             assert reply.headers.get("server") is None
         listing = urllib.request.Request(
             f"{base}/api/jobs",
-            headers={"Authorization": "Bearer s3cret", "Origin": "https://app.example.com"},
+            headers={
+                "Authorization": f"Bearer {DASHBOARD_TOKEN}",
+                "Origin": "https://app.example.com",
+            },
         )
         with urllib.request.urlopen(listing, timeout=5) as reply:
             assert json.loads(reply.read())["jobs"] == []
@@ -1135,3 +1154,263 @@ def test_jobs_show_lists_what_a_job_waits_for_and_what_waits_for_it(ctx: Ctx) ->
         str(middle.id),
         str(last.id),
     }
+
+
+# -- hostile values from the database -------------------------------------------------------------
+
+TERMINAL_ATTACK = "\x1b]0;owned\x07\x1b[2J\x9b31m\u202e"
+"""A window-title change, a screen clear, an 8-bit CSI and a bidi override."""
+RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\u202e")
+
+
+def _assert_inert(result: Result) -> None:
+    for raw in RAW_CONTROLS:
+        assert raw not in result.out + result.err, (raw, result)
+
+
+def test_values_from_the_database_reach_the_terminal_inert(ctx: Ctx) -> None:
+    """Names, errors, tracebacks, data, paused names and worker registrations written by
+    something else (an older version, another library, a person with database access) are
+    printed with their control characters escaped, never raw."""
+    failed = ctx.scheduler.schedule("plain", {"note": "x"})
+    due = ctx.scheduler.schedule("plain-due")
+    now = datetime.now(timezone.utc)
+    evil_name = "evil" + TERMINAL_ATTACK
+    trace = "Traceback (most recent call last):\n  line 1\nValueError: " + TERMINAL_ATTACK + "\n"
+    jobs = ctx.db["scheduler_jobs"]
+    jobs.update_one(
+        {"_id": failed.id},
+        {
+            "$set": {
+                "name": evil_name,
+                "status": "failed",
+                "lastError": "handler said " + TERMINAL_ATTACK,
+                "lastErrorTrace": trace,
+                "data": {"note": TERMINAL_ATTACK},
+            }
+        },
+    )
+    jobs.update_one({"_id": due.id}, {"$set": {"name": evil_name}})
+    ctx.db["scheduler_jobs_paused"].insert_one({"_id": "paused" + TERMINAL_ATTACK, "pausedAt": now})
+    ctx.db["scheduler_jobs_workers"].insert_one(
+        {
+            "_id": "w" + TERMINAL_ATTACK,
+            "schedulerId": "s",
+            "host": "host" + TERMINAL_ATTACK,
+            "pid": 1,
+            "names": ["only" + TERMINAL_ATTACK],
+            "workers": 1,
+            "running": 0,
+            "startedAt": now,
+            "lastSeen": now + timedelta(minutes=5),
+            "version": "x",
+        }
+    )
+    job_id = str(failed.id)
+    results = ctx.many(
+        ["jobs", "list"],
+        ["jobs", "list", "--json"],
+        ["jobs", "show", job_id],
+        ["jobs", "show", job_id, "--json"],
+        ["stats"],
+        ["stats", "--json"],
+        ["workers"],
+        ["workers", "--json"],
+    )
+    for result in results:
+        assert result.code == 0, result
+        _assert_inert(result)
+    listed, listed_json, shown, shown_json, stats, stats_json, workers, workers_json = results
+    # Visible, not hidden: the escape reads as text.
+    assert "\\x1b]0;owned\\x07" in shown.out
+    assert "\\x1b" in listed.out and "\\x1b" in stats.out and "\\x1b" in workers.out
+    # The traceback keeps its lines.
+    assert "\n  line 1\n" in shown.out
+    # JSON stays exact: the escapes are JSON escapes that decode to the stored text.
+    assert {j["name"] for j in listed_json.json_lines} == {evil_name}
+    assert json.loads(shown_json.out)["lastErrorTrace"] == trace
+    assert evil_name in json.loads(stats_json.out)["by_name"]
+    assert workers_json.json_lines[0]["host"] == "host" + TERMINAL_ATTACK
+    retried = ctx.cli("jobs", "retry", job_id)
+    assert retried.code == 0, retried
+    _assert_inert(retried)
+
+
+# -- secrets of the connection string -------------------------------------------------------------
+
+PASSWORD_PIECES = ("Zq9", "x7Kp", "Wm3")
+
+
+def test_no_piece_of_a_password_or_secret_option_is_printed(mongodb_uri: str) -> None:
+    """Malformed URIs (a password with a raw '/' or '@'), secret options, and a password the
+    server refuses: the errors name the problem and the hosts, never the user information or
+    an option's secret."""
+    unreachable = "127.0.0.1:1/?serverSelectionTimeoutMS=300"
+    hostile = [
+        f"mongodb://ops:Zq9/x7Kp@{unreachable}",
+        f"mongodb://ops:Zq9@Wm3@{unreachable}",
+        f"mongodb://ops:Zq9?x7Kp@{unreachable}",
+        f"mongodb://ops:Zq9%2Fx7Kp@{unreachable}"
+        "&authMechanismProperties=AWS_SESSION_TOKEN:Tk9sess&proxyPassword=Px9pass"
+        "&proxyUsername=Pu9user&tlsCertificateKeyFilePassword=Kf9pass",
+        with_path(mongodb_uri, "app", "ops:Zq9%2Fx7Kp%40Wm3"),  # refused by the server
+    ]
+    results = run_many([["--mongodb-uri", uri, "stats"] for uri in hostile], _env(None))
+    for uri, result in zip(hostile, results, strict=True):
+        assert result.code in (1, 2), (uri, result)
+        assert "Traceback" not in result.err, result
+        for secret in (*PASSWORD_PIECES, "ops:", "Tk9sess", "Px9pass", "Pu9user", "Kf9pass"):
+            assert secret not in result.out + result.err, (secret, uri, result.err)
+        assert "***" in result.err, result.err
+    assert_one_line_error(results[-1], "MongoDB refused the operation", "***@")
+
+
+def test_the_dashboard_start_line_hides_the_user_information(ctx: Ctx) -> None:
+    user, password = f"mjs_{uuid.uuid4().hex[:8]}", f"Zq9/{uuid.uuid4().hex}@Wm3"
+    ctx.db.command("createUser", user, pwd=password, roles=[{"role": "read", "db": ctx.db_name}])
+    try:
+        uri = with_path(ctx.uri, ctx.db_name, f"{user}:{urllib.parse.quote_plus(password)}")
+        with serving_dashboard(ctx, uri=uri) as (_base, lines):
+            line = lines[-1]
+        assert "at mongodb://***@" in line, line
+        for piece in (user, *re.split(r"[/@]", password)):
+            assert piece not in line, (piece, line)
+    finally:
+        ctx.db.command("dropUser", user)
+
+
+# -- what the commands read -----------------------------------------------------------------------
+
+
+def test_the_table_and_the_purge_count_read_only_the_fields_they_need(ctx: Ctx) -> None:
+    blob = "x" * (5 * 1024 * 1024)
+    jobs = [ctx.scheduler.schedule("big", {"blob": blob, "i": i}) for i in range(3)]
+    ctx.db["scheduler_jobs"].update_many(
+        {"_id": {"$in": [j.id for j in jobs]}},
+        {"$set": {"status": "completed", "result": {"blob": blob}}},
+    )
+    ctx.db.command("profile", 2)
+    try:
+        listed = ctx.cli("jobs", "list")
+        purge = ctx.cli("jobs", "purge", "--older-than", "2026-01-01T00:00:00Z", "--yes")
+    finally:
+        ctx.db.command("profile", 0)
+    reads = list(
+        ctx.db["system.profile"].find(
+            {"ns": f"{ctx.db_name}.scheduler_jobs", "op": {"$in": ["query", "getmore"]}}
+        )
+    )
+    ctx.db.drop_collection("system.profile")
+    assert listed.code == 0 and "big" in listed.out, listed
+    assert purge.code == 0, purge
+    assert len(reads) >= 2
+    for read in reads:
+        assert read["responseLength"] < 256 * 1024, (read["responseLength"], read["command"])
+
+
+def test_stats_shows_the_busiest_names_and_sums_the_rest(ctx: Ctx) -> None:
+    items = [{"name": f"n{i:03}", "delay": 600} for i in range(130)]
+    items += [{"name": f"n{i:03}", "delay": 600} for i in range(30, 130)]
+    ctx.scheduler.schedule_bulk(items)
+    shown, as_json = ctx.many(["stats"], ["stats", "--json"])
+    assert shown.code == 0, shown
+    named = re.findall(r"^\s*(n\d{3})\s", shown.out, re.M)
+    assert named == [f"n{i:03}" for i in range(30, 130)]
+    assert re.search(r"^\s*\(30 other names\)\s+30\s", shown.out, re.M), shown.out
+    assert len(json.loads(as_json.out)["by_name"]) == 130  # --json has every name
+
+
+# -- serving the dashboard ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serving_dashboard(
+    ctx: Ctx, *args: str, uri: str | None = None
+) -> Iterator[tuple[str, list[str]]]:
+    """``dashboard --port <free> --token DASHBOARD_TOKEN *args`` running (on ``uri``, default
+    the test server): its base URL on 127.0.0.1 and the lines it wrote to stderr up to its
+    start line."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token = ("--token", DASHBOARD_TOKEN)
+    process = subprocess.Popen(
+        _argv(["--database", ctx.db_name, "dashboard", "--port", str(port), *token, *args]),
+        env=ctx.env if uri is None else _env(uri),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith("Dashboard on"):
+            line = process.stderr.readline()
+            assert line, (process.wait(timeout=30), lines)
+            lines.append(line.rstrip("\n"))
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(base, process)
+        yield base, lines
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def wait_until_serving(base: str, process: subprocess.Popen[str]) -> None:
+    """Return once ``base``/healthz answers (the server binds after its start line)."""
+    import http.client
+
+    deadline = time.monotonic() + 30
+    while True:
+        connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=2)
+        try:
+            connection.request("GET", "/healthz", headers={"Host": "dash.example"})
+            connection.getresponse().read()
+            return
+        except OSError:
+            assert process.poll() is None, "the dashboard exited"
+            assert time.monotonic() < deadline, "the dashboard did not come up"
+            time.sleep(0.05)  # polling a server that is starting: nothing to wait on
+        finally:
+            connection.close()
+
+
+def _ask(base: str, path: str, headers: dict[str, str], body: str | None = None) -> Any:
+    import http.client
+
+    connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
+    try:
+        kind = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+        connection.request("POST" if body else "GET", path, body, {**headers, **kind})
+        response = connection.getresponse()
+        response.read()
+        return response
+    finally:
+        connection.close()
+
+
+def test_the_dashboard_warns_when_it_listens_beyond_loopback(ctx: Ctx) -> None:
+    with serving_dashboard(ctx, "--host", "0.0.0.0") as (_base, lines):
+        warnings = [line for line in lines if line.startswith("Warning:")]
+        assert len(warnings) == 1, lines
+        assert "0.0.0.0" in warnings[0] and "TLS" in warnings[0], warnings
+    with serving_dashboard(ctx) as (_base, lines):  # 127.0.0.1 by default
+        assert not [line for line in lines if line.startswith("Warning:")], lines
+
+
+def test_allowed_hosts_and_forwarded_headers_of_the_dashboard_command(ctx: Ctx) -> None:
+    login = f"token={DASHBOARD_TOKEN}&next=/"
+    forwarded = {"Host": "dash.example", "X-Forwarded-Proto": "https", "X-Forwarded-For": "1.2.3.4"}
+    with serving_dashboard(ctx, "--allowed-host", "dash.example") as (base, _lines):
+        assert _ask(base, "/healthz", {"Host": "dash.example"}).status == 200
+        assert _ask(base, "/healthz", {"Host": "evil.example"}).status == 400
+        # Forwarded headers are not trusted by default: the cookie is not marked Secure.
+        signed_in = _ask(base, "/login", forwarded, login)
+        assert signed_in.status == 303
+        assert "secure" not in signed_in.getheader("set-cookie").lower()
+    proxied = ("--allowed-host", "dash.example", "--forwarded-allow-ips", "127.0.0.1")
+    with serving_dashboard(ctx, *proxied) as (base, _lines):
+        signed_in = _ask(base, "/login", forwarded, login)
+        assert signed_in.status == 303
+        assert "secure" in signed_in.getheader("set-cookie").lower()

@@ -238,6 +238,36 @@ async def test_refresh_sets_queue_gauges(mongo_db: Any, registry: CollectorRegis
     assert sample(metrics, "queue_depth", status="cancelled") == 0
 
 
+async def test_the_series_per_name_are_capped(mongo_db: Any, registry: CollectorRegistry) -> None:
+    """At most ``max_names`` names get series of their own; the rest add up under
+    ``(other)``: the busiest names for the queue gauges, the first seen for the counters."""
+    scheduler = Scheduler(MongoJobStore(mongo_db))
+    metrics = instrument(scheduler, registry=registry, max_names=5)
+    jobs = await scheduler.schedule_bulk(
+        [{"name": f"n{i}", "delay": 600} for i in range(8)]
+        + [{"name": f"n{i}", "delay": 600} for i in range(3, 8)]
+    )
+    await metrics.refresh()
+    depth = {
+        s.labels["name"]: s.value
+        for family in registry.collect()
+        if family.name == f"{NS}_queue_depth_by_name"
+        for s in family.samples
+        if s.labels["status"] == "pending"
+    }
+    assert depth == {**{f"n{i}": 2.0 for i in range(3, 8)}, "(other)": 3.0}
+    for job in jobs[:8]:
+        await scheduler.cancel(job.id)
+    cancelled = {
+        s.labels["name"]: s.value
+        for family in registry.collect()
+        if family.name == f"{NS}_jobs"
+        for s in family.samples
+        if s.name == f"{NS}_jobs_total"
+    }
+    assert cancelled == {**{f"n{i}": 1.0 for i in range(5)}, "(other)": 3.0}
+
+
 async def test_start_refreshing_keeps_gauges_current(
     mongo_db: Any, registry: CollectorRegistry
 ) -> None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from typing import Any
 
 import click
 
 from .. import __version__
+from .._format import inert
 from ._authoring import jobs_add, jobs_delete
 from ._bulk import jobs_cancel, jobs_retry
 from ._connection import (
@@ -25,6 +27,7 @@ from ._connection import (
     CliOptions,
     connect,
     mongo_error_message,
+    redact_secrets,
     redact_uri,
 )
 from ._dashboard import dashboard
@@ -39,20 +42,47 @@ __all__ = ["CliError", "CliOptions", "connect", "main", "mongo_error_message", "
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
-def _one_line_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    line: str | None = None,
-) -> str:
-    return f"Warning: {' '.join(str(message).split())}\n"
+class _SafeOutput:
+    """What the CLI prints of warnings and log records: one line each (a traceback keeps its
+    lines), inert on a terminal, and with the secrets of ``uri`` (and any credentials in a
+    URI) redacted."""
+
+    def __init__(self, uri: str | None) -> None:
+        self.uri = uri
+
+    def text(self, text: str, *, lines: bool = False) -> str:
+        return inert(redact_secrets(text, self.uri), lines=lines)
+
+    def warning(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        line: str | None = None,
+    ) -> str:
+        return f"Warning: {self.text(' '.join(str(message).split()))}\n"
 
 
-def _configure_logging(level: str) -> None:
-    warnings.formatwarning = _one_line_warning
+class _SafeFormatter(logging.Formatter):
+    """Log records through :class:`_SafeOutput`."""
+
+    def __init__(self, fmt: str, output: _SafeOutput) -> None:
+        super().__init__(fmt)
+        self.output = output
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return self.output.text(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return self.output.text(super().formatException(ei), lines=True)
+
+
+def _configure_logging(level: str, uri: str | None) -> None:
+    output = _SafeOutput(uri)
+    warnings.formatwarning = output.warning
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s", output))
     library = logging.getLogger("mongo_job_scheduler")
     library.handlers[:] = [handler]
     library.setLevel(level.upper())
@@ -107,7 +137,7 @@ def main(
          a worker target that cannot be loaded or is not a Scheduler
       2  usage error: unknown command or option, missing or malformed argument or value
     """
-    _configure_logging(log_level)
+    _configure_logging(log_level, mongodb_uri)
     ctx.obj = CliOptions(mongodb_uri=mongodb_uri or None, database=database, collection=collection)
 
 

@@ -10,7 +10,7 @@ import click
 
 from .._authoring import local_instant, parse_duration, parse_json, schedule_reporting, time_zone
 from .._errors import ValidationError
-from .._format import fmt_when, to_plain
+from .._format import fmt_when, inert, to_plain
 from ..job import Job
 from ..scheduler import Scheduler
 from ._connection import CliError, CliOptions, run_with_scheduler, usage_error
@@ -140,11 +140,11 @@ def jobs_add(
         click.echo(json.dumps({"created": created, "job": to_plain(job.document)}))
     elif created:
         due = "" if job.next_run_at is None else f", due {fmt_when(job.next_run_at)} UTC"
-        click.echo(f"Created job {job.id} ({job.name}){due}.")
+        click.echo(f"Created job {job.id} ({inert(job.name)}){due}.")
     else:
         click.echo(
-            f"Job {job.id} ({job.name}, {job.status.value}) holds dedupe key "
-            f"{job.dedupe_key!r}: nothing created."
+            f"Job {job.id} ({inert(job.name)}, {job.status.value}) holds dedupe key "
+            f"{inert(repr(job.dedupe_key))}: nothing created."
         )
 
 

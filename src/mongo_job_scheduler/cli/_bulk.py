@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .._errors import InvalidJobState, JobNotFound
-from .._format import fmt_when
+from .._format import fmt_when, inert
 from ..job import Job
 from ..scheduler import Scheduler
 from ._connection import CliError, CliOptions, run_with_scheduler, usage_error
@@ -50,7 +50,7 @@ class Filter:
         if self.name is not None:
             parts.insert(0, f"name {self.name!r}")
         parts += [f"data.{key} = {value!r}" for key, value in (self.data or {}).items()]
-        return ", ".join(parts)
+        return inert(", ".join(parts))
 
 
 @dataclass
@@ -139,6 +139,7 @@ async def _matching(scheduler: Scheduler, chosen: Filter) -> list[Any]:
             sort=("createdAt", "asc"),
             limit=PAGE,
             skip=len(ids),
+            fields=["status"],
         )
         ids += [job.id for job in page]
         if len(page) < PAGE:
@@ -224,7 +225,7 @@ def _report(tally: Tally, done: str, unchanged: str) -> None:
         parts.append(f"{len(tally.refused)} refused")
     click.echo("; ".join(parts) + ".")
     for reason in tally.refused[:SHOWN_REFUSALS]:
-        err(f"  {reason}")
+        err(f"  {inert(reason)}")
     if len(tally.refused) > SHOWN_REFUSALS:
         err(f"  and {len(tally.refused) - SHOWN_REFUSALS} more")
 
@@ -301,9 +302,8 @@ def jobs_retry(
             return await scheduler.retry_job(job_id)
 
         job = run_with_scheduler(options, action)
-        click.echo(
-            f"Job {job.id} ({job.name}) is pending again, due {fmt_when(job.next_run_at)} UTC."
-        )
+        due = fmt_when(job.next_run_at)
+        click.echo(f"Job {job.id} ({inert(job.name)}) is pending again, due {due} UTC.")
         return
 
     async def retry(scheduler: Scheduler, one_id: Any, tally: Tally) -> None:

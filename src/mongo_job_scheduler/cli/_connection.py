@@ -9,6 +9,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import unquote_plus
 
 import click
 from pymongo import AsyncMongoClient
@@ -25,6 +26,7 @@ from pymongo.errors import (
 from pymongo.uri_parser import parse_uri
 
 from .._errors import InvalidJobState, JobNotFound, ValidationError
+from .._format import inert
 from ..scheduler import Scheduler
 from ..stores import MongoJobStore
 
@@ -37,6 +39,7 @@ __all__ = [
     "connect",
     "mongo_error_message",
     "open_store",
+    "redact_secrets",
     "redact_uri",
     "require_uri",
     "run_with_scheduler",
@@ -52,10 +55,11 @@ T = TypeVar("T")
 
 
 class CliError(click.ClickException):
-    """An error the user can act on: printed as one ``Error: ...`` line on stderr, exit 1."""
+    """An error the user can act on: printed as one inert ``Error: ...`` line on stderr,
+    exit 1."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))
+        super().__init__(inert(redact_secrets(" ".join(message.split()))))
 
 
 def usage_error(message: str, param: str | None = None) -> click.UsageError:
@@ -63,7 +67,7 @@ def usage_error(message: str, param: str | None = None) -> click.UsageError:
     value of the option or argument whose Python name is ``param`` (looked up in the command
     and its parents), or a usage error in general when ``param`` is ``None`` or not found."""
     ctx = click.get_current_context(silent=True)
-    message = " ".join(message.split())
+    message = inert(redact_secrets(" ".join(message.split())))
     context = ctx
     while param is not None and context is not None:
         for candidate in context.command.params:
@@ -114,31 +118,96 @@ class CliOptions:
         return f"database {self.database_name!r}, collection {self.collection_name!r}"
 
 
-_QUERY_SECRETS = re.compile(
-    r"(?<=[?&])((?:tlsCertificateKeyFilePassword|authMechanismProperties)=)[^&]*", re.IGNORECASE
+SENSITIVE_OPTIONS = frozenset(
+    {
+        "authmechanismproperties",
+        "tlscertificatekeyfilepassword",
+        "proxyusername",
+        "proxypassword",
+        "sslpemkeypassword",
+        "sslclientcertificatekeypassword",
+    }
 )
+"""URI options (lower case) whose values are secrets: the ones PyMongo redacts in its own
+representations, ``authMechanismProperties`` (it carries session tokens) and the older SSL
+spellings of the key password. An option whose name holds ``password``, ``secret`` or
+``token`` counts too."""
+
+_OPTION = re.compile(r"([^&;=]*)=([^&;]*)")
+_SECRET_DELIMITERS = re.compile(r"[:/@?#\[\]&;=,]")
+_MIN_SECRET_PIECE = 3
+_ANY_URI = re.compile(r"mongodb(?:\+srv)?://[^\s'\"<>]+", re.IGNORECASE)
+_ANY_USERINFO = re.compile(r"(?<![\w.%+-])[\w.%+-]+:[^\s'\"@/]*@(?=[\w.\[])")
+
+
+def _sensitive(option: str) -> bool:
+    name = option.strip().lower()
+    return name in SENSITIVE_OPTIONS or any(w in name for w in ("password", "secret", "token"))
+
+
+def _split_uri(uri: str) -> tuple[str, str | None, str, str | None]:
+    """``(scheme://, user information or None, hosts and path, options or None)``. The user
+    information runs to the last ``@``: an unescaped ``/``, ``?`` or ``@`` in a password makes
+    it longer, never shorter (an ``@`` in an option value hides the hosts too: safe)."""
+    scheme, sep, rest = uri.partition("://")
+    prefix = scheme + sep if sep else ""
+    if not sep:
+        rest = uri
+    userinfo, at, rest_after = rest.rpartition("@")
+    body, question, query = (rest_after if at else rest).partition("?")
+    return prefix, userinfo if at else None, body, query if question else None
 
 
 def redact_uri(uri: str) -> str:
-    """``uri`` with any password (and the values of the ``tlsCertificateKeyFilePassword`` and
-    ``authMechanismProperties`` options) replaced by ``***``: safe to print."""
-    uri = re.sub(r"(?<=://)([^:@/]*):[^@/]*@", r"\1:***@", uri)
-    return _QUERY_SECRETS.sub(r"\1***", uri)
+    """``uri`` safe to print: its whole user information (user name and password) becomes
+    ``***`` and so does the value of every sensitive option (:data:`SENSITIVE_OPTIONS`)."""
+    prefix, userinfo, body, query = _split_uri(uri)
+    shown = prefix + ("" if userinfo is None else "***@") + body
+    if query is None:
+        return shown
+    redacted = _OPTION.sub(
+        lambda m: f"{m.group(1)}=***" if _sensitive(m.group(1)) else m.group(0), query
+    )
+    return f"{shown}?{redacted}"
 
 
-def _password(uri: str) -> str | None:
-    match = re.search(r"://[^:@/]*:([^@/]*)@", uri)
-    return match.group(1) if match and match.group(1) else None
+def _uri_secrets(uri: str) -> list[str]:
+    """The secrets of ``uri`` as text could hold them: the user information, the sensitive
+    options' values, each as written and percent-decoded, and their pieces between
+    delimiters; longest first."""
+    _prefix, userinfo, _body, query = _split_uri(uri)
+    wholes = [] if userinfo is None else [userinfo]
+    if query is not None:
+        wholes += [m.group(2) for m in _OPTION.finditer(query) if _sensitive(m.group(1))]
+    found: set[str] = set()
+    for whole in wholes:
+        for text in (whole, unquote_plus(whole)):
+            found.add(text)
+            found.update(_SECRET_DELIMITERS.split(text))
+            found.update(unquote_plus(piece) for piece in _SECRET_DELIMITERS.split(whole))
+    return sorted((s for s in found if len(s) >= _MIN_SECRET_PIECE), key=len, reverse=True)
+
+
+def redact_secrets(text: str, uri: str | None = None) -> str:
+    """``text`` (a driver's error, a log line) safe to print: every MongoDB URI in it passed
+    through :func:`redact_uri`, every ``user:password@`` before a host made ``***@``, and, when
+    ``uri`` is given, every secret of ``uri`` (or a piece of one at least three characters
+    long) replaced by ``***``."""
+    text = _ANY_URI.sub(lambda m: redact_uri(m.group()), text)
+    text = _ANY_USERINFO.sub("***@", text)
+    for secret in _uri_secrets(uri) if uri else ():
+        text = text.replace(secret, "***")
+    return text
 
 
 def _one_line(exc: BaseException, uri: str | None) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
-    secret = _password(uri) if uri else None
-    return text.replace(secret, "***") if secret else text
+    return redact_secrets(text, uri)
 
 
 def mongo_error_message(exc: BaseException, uri: str | None = None) -> str:
-    """A one-line, human explanation of a PyMongo error (no topology dumps, no password)."""
+    """A one-line, human explanation of a PyMongo error (no topology dumps, no secret of
+    ``uri``: see :func:`redact_secrets`)."""
     where = f" at {redact_uri(uri)}" if uri else ""
     text = _one_line(exc, uri)
     if isinstance(exc, InvalidURI):

@@ -4,6 +4,7 @@ configured database and collection."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -25,8 +26,8 @@ __all__ = ["dashboard"]
 @click.option(
     "--token",
     envvar="MJS_DASHBOARD_TOKEN",
-    help="Token that signs in and authorises actions (env MJS_DASHBOARD_TOKEN); "
-    "a random one is generated and printed when not given.",
+    help="Token that signs in and authorises actions (env MJS_DASHBOARD_TOKEN), at least 16 "
+    "characters; a random one is generated and printed when not given.",
 )
 @click.option(
     "--refresh",
@@ -34,6 +35,20 @@ __all__ = ["dashboard"]
     show_default=True,
     type=click.FloatRange(0.5, 3600),
     help="Seconds between live refreshes of the open page.",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="HOST",
+    help="Answer only requests naming this Host (e.g. jobs.example.com, *.example.com); "
+    "repeat for several. Default: any.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    metavar="IPS",
+    help="Trust X-Forwarded-For/-Proto from these proxy addresses (comma-separated, or *): "
+    "the client's address and https then come from the proxy. Default: trust no proxy.",
 )
 @click.option(
     "--metrics/--no-metrics",
@@ -56,6 +71,8 @@ def dashboard(
     port: int,
     token: str | None,
     refresh: float,
+    allowed_hosts: tuple[str, ...],
+    forwarded_allow_ips: str | None,
     metrics: bool,
     cors_origins: tuple[str, ...],
 ) -> None:
@@ -63,17 +80,25 @@ def dashboard(
     collection until Ctrl-C.
 
     Needs the `dashboard` extra (pip install 'mongo-job-scheduler[dashboard]'). Every page,
-    action and API route needs the token; see docs/dashboard.md and docs/api.md.
+    action and API route needs the token; see docs/dashboard.md and docs/api.md. It speaks
+    plain HTTP: beyond 127.0.0.1, put a proxy that terminates TLS in front
+    (--forwarded-allow-ips names it).
     """
     try:
         import uvicorn
 
         from ..dashboard import create_app
         from ..dashboard._api import checked_origins
+        from ..dashboard._auth import check_token
     except ImportError as exc:
         raise CliError(
             f"the dashboard needs its extra: pip install 'mongo-job-scheduler[dashboard]' ({exc})"
         ) from None
+    if token:
+        try:
+            check_token(token)
+        except ValidationError as exc:
+            raise usage_error(exc.reason, "token") from None
     try:
         checked_origins(cors_origins)
     except ValidationError as exc:
@@ -93,6 +118,7 @@ def dashboard(
             token=token,
             refresh_seconds=refresh,
             metrics_registry=registry,
+            allowed_hosts=list(allowed_hosts) or None,
             cors_origins=cors_origins,
         )
     except ValidationError as exc:
@@ -101,12 +127,37 @@ def dashboard(
         raise usage_error(exc.reason, param) from None
     if on_startup is not None:
         app = _on_lifespan(app, on_startup)
+    if not _loopback(host):
+        click.echo(
+            f"Warning: listening on {host}, beyond this machine, over plain HTTP: the token and "
+            "session cookies cross the network readable unless a proxy that terminates TLS is "
+            "in front (see docs/dashboard.md, 'Behind a proxy')",
+            err=True,
+        )
     click.echo(
         f"Dashboard on http://{host}:{port}/ (HTTP API at /api) for {options.where} at "
         f"{redact_uri(uri)} (Ctrl-C stops it)",
         err=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
+        server_header=False,
+    )
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _dashboard_metrics(scheduler: Scheduler) -> tuple[Any, Callable[[], Any] | None]:

@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .._format import fmt_ago, to_json
+from .._format import fmt_ago, inert, to_json
 from ..fleet import LIVE_FOR, REGISTER_EVERY, WorkerInfo
 from ..scheduler import Scheduler
 from ._connection import CliOptions, run_with_scheduler
@@ -61,10 +61,10 @@ def workers(options: CliOptions, as_json: bool) -> None:
     table.add_column("last seen", no_wrap=True)
     for info in live:
         table.add_row(
-            Text(info.id),
-            Text(info.host),
+            Text(inert(info.id)),
+            Text(inert(info.host)),
             str(info.pid),
-            Text("any" if info.names is None else ", ".join(info.names) or "none"),
+            Text("any" if info.names is None else inert(", ".join(info.names)) or "none"),
             f"{info.running}/{info.workers}",
             fmt_ago(info.started_at, now),
             fmt_ago(info.last_seen, now),

@@ -12,7 +12,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .._format import fmt_iso, fmt_line, fmt_when, to_json
+from .._format import fmt_iso, fmt_line, fmt_when, inert, to_json
 from ..job import FINISHED_STATUSES, Job, JobStatus
 from ..scheduler import Scheduler
 from ._connection import CliError, CliOptions, run_with_scheduler
@@ -27,6 +27,11 @@ from ._parsing import (
 )
 
 __all__ = ["jobs"]
+
+TABLE_FIELDS = ("name", "status", "attempts", "priority", "nextRunAt", "updatedAt", "lastError")
+"""The fields the ``jobs list`` table shows, the only ones it reads (``--json`` reads all)."""
+TABLE_VALUE_BYTES = 16 * 1024
+"""A value larger than this (BSON bytes) is not read for the table (``jobs show`` has it)."""
 
 
 @click.group(short_help="List, show, add, cancel, retry, delete and purge jobs.")
@@ -87,6 +92,8 @@ def jobs_list(
             sort=sort,
             limit=limit,
             skip=skip,
+            fields=None if as_json else TABLE_FIELDS,
+            max_value_size=None if as_json else TABLE_VALUE_BYTES,
         )
 
     check_offline(
@@ -119,8 +126,8 @@ def _print_jobs(found: list[Job]) -> None:
     table.add_column("last error", overflow="fold")
     for job in found:
         table.add_row(
-            Text(str(job.id)),
-            Text(job.name),
+            Text(inert(job.id)),
+            Text(inert(job.name)),
             Text(job.status.value, style=STATUS_STYLE.get(job.status.value, "")),
             str(job.attempts),
             str(job.priority),
@@ -157,7 +164,7 @@ def jobs_show(options: CliOptions, job_id: str, as_json: bool) -> None:
         click.echo(to_json(job.document, indent=2))
         return
     summary = (
-        f"job {job.id}  {job.name}  {job.status.value}  attempts {job.attempts}  "
+        f"job {inert(job.id)}  {inert(job.name)}  {job.status.value}  attempts {job.attempts}  "
         f"priority {job.priority}  next run {fmt_when(job.next_run_at)}"
     )
     click.echo(summary)
@@ -171,7 +178,7 @@ def jobs_show(options: CliOptions, job_id: str, as_json: bool) -> None:
     trace = job.document.get("lastErrorTrace")
     if trace:
         click.echo("lastErrorTrace:")
-        click.echo(str(trace).rstrip("\n"))
+        click.echo(inert(str(trace).rstrip("\n"), lines=True))
 
 
 @jobs.command("purge", short_help="Delete finished jobs older than a date or duration.")
@@ -235,7 +242,11 @@ async def _count_purgeable(scheduler: Scheduler, before: datetime, statuses: lis
     skip = 0
     while True:
         batch = await scheduler.get_jobs(
-            status=statuses, sort=("updatedAt", "asc"), limit=page, skip=skip
+            status=statuses,
+            sort=("updatedAt", "asc"),
+            limit=page,
+            skip=skip,
+            fields=["updatedAt"],
         )
         for job in batch:
             if job.updated_at is None:

@@ -72,7 +72,10 @@ def data_filters(
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", ctx=ctx, param=param)
-        data[key] = parse_data_value(raw)
+        try:
+            data[key] = parse_data_value(raw)
+        except ValidationError as exc:
+            raise click.BadParameter(exc.reason, ctx=ctx, param=param) from None
     return data or None
 
 

@@ -8,10 +8,10 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .._format import fmt_compact_duration, fmt_when, to_json
+from .._format import fmt_compact_duration, fmt_when, inert, to_json
 from ..job import JobStatus
 from ..scheduler import Scheduler
-from ..stats import SchedulerStats
+from ..stats import MAX_NAMES_SHOWN, SchedulerStats, busiest_names
 from ._connection import CliOptions, run_with_scheduler
 from ._output import STATUS_STYLE, console
 from ._parsing import check_job_name
@@ -26,7 +26,8 @@ def stats(options: CliOptions, as_json: bool) -> None:
     """Counts by status and by name, how many jobs are due but not started and how long the
     oldest has waited, how many jobs failed in the last hour, the paused names, and the due
     jobs (by name) that no live worker handles: they wait until a worker with a task for
-    that name starts (`workers` lists the live ones)."""
+    that name starts (`workers` lists the live ones). Tables show the 100 names with the most
+    jobs and sum the others in one row; --json has every name."""
 
     async def action(scheduler: Scheduler) -> SchedulerStats:
         return await scheduler.stats()
@@ -59,7 +60,9 @@ def stats(options: CliOptions, as_json: bool) -> None:
     click.echo(f"Due, not started: {snapshot.due}")
     click.echo(f"Lag of the oldest due job: {fmt_compact_duration(lag)}{oldest}")
     click.echo(f"Failed in the last hour: {snapshot.failed_last_hour}")
-    click.echo(f"Paused names: {', '.join(snapshot.paused) if snapshot.paused else 'none'}")
+    paused = ", ".join(inert(name) for name in snapshot.paused[:MAX_NAMES_SHOWN])
+    more = len(snapshot.paused) - MAX_NAMES_SHOWN
+    click.echo(f"Paused names: {paused or 'none'}" + (f" and {more} more" if more > 0 else ""))
     if snapshot.unhandled:
         _print_unhandled(snapshot.unhandled)
 
@@ -71,9 +74,17 @@ def _print_unhandled(unhandled: dict[str, int]) -> None:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     table.add_column("name", overflow="fold")
     table.add_column("due", justify="right")
-    for name, count in sorted(unhandled.items()):
-        table.add_row(Text(name), str(count))
+    shown, others = busiest_names(unhandled)
+    for name in shown:
+        table.add_row(Text(inert(name)), str(unhandled[name]))
+    if others:
+        table.add_row(_others(others), str(sum(unhandled[name] for name in others)))
     output.print(table)
+
+
+def _others(names: list[str]) -> Text:
+    """The row label of the names a table sums up."""
+    return Text(f"({len(names)} other name{'s' if len(names) != 1 else ''})", style="dim")
 
 
 def _print_counts(snapshot: SchedulerStats) -> None:
@@ -95,9 +106,15 @@ def _print_counts(snapshot: SchedulerStats) -> None:
         for status in statuses:
             by_name.add_column(status, justify="right")
         by_name.add_column("total", justify="right")
-        for name, counts in sorted(snapshot.by_name.items()):
+        totals = {name: sum(counts.values()) for name, counts in snapshot.by_name.items()}
+        shown, others = busiest_names(totals)
+        for name in shown:
+            counts = snapshot.by_name[name]
             row = [str(counts.get(status, 0)) for status in statuses]
-            by_name.add_row(Text(name), *row, str(sum(counts.values())))
+            by_name.add_row(Text(inert(name)), *row, str(totals[name]))
+        if others:
+            summed = [str(sum(snapshot.by_name[n].get(s, 0) for n in others)) for s in statuses]
+            by_name.add_row(_others(others), *summed, str(sum(totals[n] for n in others)))
         output.print(by_name)
 
 

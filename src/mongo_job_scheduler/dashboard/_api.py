@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -41,10 +40,11 @@ from .._format import document_for_display, parse_data_value, to_plain
 from ..job import Job
 from ..scheduler import Scheduler
 from ..stats import SchedulerStats
-from ._auth import Signer
-from ._guards import BodyTooLarge, FailedTokens, client_of, read_body
+from ._auth import Signer, check_token
+from ._guards import BodyLimit
 from ._openapi import openapi_document
 from ._params import int_param
+from ._throttle import FailureThrottle, check_failures_per_minute, client_key
 
 __all__ = ["create_api"]
 
@@ -158,20 +158,20 @@ class _Api:
         self,
         scheduler: Scheduler,
         signer: Signer,
-        failed_tokens: FailedTokens,
+        throttle: FailureThrottle,
         max_body_bytes: int,
     ) -> None:
         self.scheduler = scheduler
         self.signer = signer
-        self.failed_tokens = failed_tokens
+        self.throttle = throttle
         self.max_body_bytes = max_body_bytes
 
     # -- plumbing -------------------------------------------------------------------------------
 
     def endpoint(self, handler: Handler, *, public: bool = False) -> Handler:
         """``handler`` behind the token (unless ``public``), with every failure as a JSON
-        error: 400 (``ValidationError``), 404, 409 (``InvalidJobState``), 413, 415, 429,
-        503 (MongoDB did not answer), 500 (anything else; logged, never shown)."""
+        error: 400 (``ValidationError``), 404, 409 (``InvalidJobState``), 415, 429, 503
+        (MongoDB did not answer), 500 (anything else; logged, never shown)."""
 
         async def endpoint(request: Request) -> Response:
             try:
@@ -186,8 +186,6 @@ class _Api:
                 return _error(404, "not_found", str(exc))
             except InvalidJobState as exc:
                 return _error(409, "conflict", str(exc))
-            except BodyTooLarge as exc:
-                return _error(413, "too_large", str(exc))
             except PyMongoError as exc:
                 logger.error("API request %s: MongoDB failed", request.url.path, exc_info=exc)
                 return _error(503, "unavailable", "the database did not answer; try again")
@@ -198,21 +196,22 @@ class _Api:
         return endpoint
 
     def _authorise(self, request: Request) -> None:
-        client = client_of(request)
-        wait = self.failed_tokens.wait(client)
-        if wait > 0:
-            seconds = str(max(1, math.ceil(wait)))
+        """Nothing, for a Bearer client with the token; else the refusal: 429 while the
+        client's wrong tokens must wait (the token is not even checked), 401."""
+        client = client_key(request.client.host if request.client else None)
+        wait = self.throttle.wait(client)
+        if wait:
             raise _RequestError(
                 429,
                 "throttled",
-                f"too many wrong tokens from this client; try again in {seconds} s",
-                {"Retry-After": seconds},
+                f"too many wrong tokens from this client; try again in {wait} s",
+                {"Retry-After": str(wait)},
             )
-        header = request.headers.get("authorization", "")
-        if self.signer.bearer(header) is None:
-            guessed = header.partition(" ")[0].lower() == "bearer"
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        guessed = scheme.lower() == "bearer"
+        if not (guessed and self.signer.token_matches(credentials.strip())):
             if guessed:  # only a Bearer token can be right: the others guess nothing
-                self.failed_tokens.failed(client)
+                self.throttle.failed(client)
             raise _RequestError(
                 401,
                 "unauthorized",
@@ -230,7 +229,7 @@ class _Api:
                 "unsupported_media_type",
                 "send the body as JSON with Content-Type: application/json",
             )
-        return parse_json("body", await read_body(request, self.max_body_bytes))
+        return parse_json("body", await request.body())
 
     async def _job(self, job_id: str) -> Job:
         job = await self.scheduler.get_job(job_id)
@@ -381,33 +380,44 @@ def checked_origins(origins: Iterable[str] | None) -> list[str]:
     return checked
 
 
+def _too_large(limit: int) -> Response:
+    """The 413 of a body over ``limit`` bytes."""
+    response = _error(413, "too_large", f"the request body is larger than {limit} bytes")
+    response.headers["Connection"] = "close"
+    return response
+
+
 def create_api(
     scheduler: Scheduler,
     *,
     token: str,
     cors_origins: Iterable[str] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    failed_tokens: FailedTokens | None = None,
+    failures_per_minute: int = 10,
+    throttle: FailureThrottle | None = None,
 ) -> Starlette:
     """The HTTP API of ``scheduler`` as an ASGI (Starlette) application, to mount where you
     like (``Mount("/api", app=create_api(...))``; the dashboard serves it at ``/api``).
 
     Every route but ``/health`` and ``/openapi.json`` needs ``Authorization: Bearer
-    <token>``; a client that sent 10 wrong tokens within a minute is refused with 429 for the
-    rest of that minute (``failed_tokens`` shares one such count between apps). Bodies over
-    ``max_body_bytes`` are refused with 413. CORS is off unless ``cors_origins`` names the
-    origins (``https://app.example.com``) whose pages may call it.
+    <token>`` (at least 16 characters). A client (an IPv4 address, an IPv6 /64) may get it
+    wrong ``failures_per_minute`` times in a row; then it waits (429 with ``Retry-After``) and
+    earns one more try every ``60 / failures_per_minute`` seconds (``throttle``: count with
+    another app's, as the dashboard does for its ``/api``). Bodies over ``max_body_bytes`` are
+    refused with 413 before they are read further. CORS is off unless ``cors_origins`` names
+    the origins (``https://app.example.com``) whose pages may call it.
     """
     if not isinstance(scheduler, Scheduler) or scheduler.store is None:
         raise ConfigurationError("scheduler", "expected an asyncio Scheduler with a store")
-    if not isinstance(token, str) or not token.strip():
-        raise ConfigurationError("token", "the API needs a non-empty token")
+    check_token(token)
+    check_failures_per_minute(failures_per_minute)
     if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
         raise ConfigurationError("max_body_bytes", "must be a positive integer")
     if max_body_bytes < 1:
         raise ConfigurationError("max_body_bytes", "must be a positive integer")
     origins = checked_origins(cors_origins)
-    api = _Api(scheduler, Signer(token, 1), failed_tokens or FailedTokens(), max_body_bytes)
+    chosen = throttle if throttle is not None else FailureThrottle(failures_per_minute)
+    api = _Api(scheduler, Signer(token, 1), chosen, max_body_bytes)
     routes: dict[str, dict[str, Handler]] = {
         "/health": {"GET": api.endpoint(api.health, public=True)},
         "/openapi.json": {"GET": api.endpoint(api.openapi, public=True)},
@@ -425,7 +435,7 @@ def create_api(
         "/names/{name:path}/pause": {"POST": api.endpoint(api.pause)},
         "/names/{name:path}/resume": {"POST": api.endpoint(api.resume)},
     }
-    middleware = []
+    middleware = [Middleware(BodyLimit, limit=max_body_bytes, refusal=_too_large)]
     if origins:
         middleware.append(
             Middleware(
@@ -445,5 +455,6 @@ def create_api(
         middleware=middleware,
         exception_handlers={HTTPException: _http_error},
     )
+    app.router.redirect_slashes = False  # a redirect would take its host from the request
     app.state.api = api
     return app

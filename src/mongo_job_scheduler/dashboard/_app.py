@@ -14,7 +14,9 @@ from urllib.parse import quote, urlencode
 import jinja2
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders, QueryParams
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -23,7 +25,7 @@ from starlette.responses import (
     RedirectResponse,
     Response,
 )
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,16 +35,21 @@ from .._format import (
     document_for_display,
     fmt_datetime,
     fmt_duration,
+    inert,
     parse_data_value,
     pretty_json,
+    pretty_json_preview,
 )
 from ..job import Job, JobStatus
 from ..scheduler import Scheduler
-from ..stats import SchedulerStats
+from ..stats import MAX_NAMES_SHOWN, SchedulerStats, busiest_names
 from ._api import create_api
-from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer
+from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer, check_token
 from ._authoring import authoring_routes
+from ._guards import BodyLimit, HttpMiddleware
 from ._params import int_param
+from ._sessions import revocations_for
+from ._throttle import FailureThrottle, check_failures_per_minute, client_key
 
 __all__ = ["create_app"]
 
@@ -53,11 +60,24 @@ SORT_FIELDS = ("createdAt", "updatedAt", "nextRunAt", "lastRunAt", "priority", "
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 THROUGHPUT_SAMPLE = 1000
+"""How many recently completed jobs the throughput estimate reads (their ``updatedAt`` only)."""
+LIST_FIELDS = (
+    "name", "status", "priority", "attempts", "nextRunAt", "lastRunAt", "updatedAt", "data",
+    "lastError",
+)  # fmt: skip
+"""The fields the job list shows, the only ones it reads."""
+SHOWN_CHARACTERS = 20_000
+"""How much of a value a job's page shows (JSON characters); the rest is a link away."""
+LIST_VALUE_BYTES = 8 * 1024
+"""A listed value larger than this (BSON bytes) is not read; the job's page shows it."""
 SHOWN_DEPENDANTS = 100
 """The most jobs waiting for a job that its page lists."""
-"""How many recently completed jobs the throughput estimate reads."""
 JOB_LIST_PARAMS = frozenset({"name", "status", "data", "sort", "dir", "limit", "skip"})
 STATUSES = tuple(status.value for status in JobStatus)
+
+MAX_BODY_BYTES = 16 * 1024
+"""The largest request body any route takes (its forms are a few hundred bytes); a larger one is
+answered 413 before it is read further, let alone parsed."""
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -66,17 +86,10 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-class _SecurityHeaders:
+class _SecurityHeaders(HttpMiddleware):
     """Adds a strict Content-Security-Policy and related headers to every response."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
@@ -87,6 +100,16 @@ class _SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _too_large(limit: int) -> Response:
+    """The 413 of a page or action whose body is over ``limit`` bytes."""
+    return PlainTextResponse(
+        f"request body too large: at most {limit} bytes",
+        status_code=413,
+        headers={"Connection": "close"},
+    )
+    return 0
 
 
 @dataclass
@@ -170,6 +193,14 @@ def _form_value(form: Mapping[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+class _Throttled(Exception):
+    """The client got the token wrong too often: answer 429 with ``Retry-After``."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(f"retry after {seconds} s")
+        self.seconds = seconds
+
+
 @dataclass(frozen=True)
 class _Outcome:
     level: str  # "ok" | "info" | "error"
@@ -189,9 +220,13 @@ class _Dashboard:
         title: str,
         throughput_minutes: int,
         session_max_age: int,
+        failures_per_minute: int,
     ) -> None:
         self.scheduler = scheduler
         self.signer = Signer(token, session_max_age)
+        self.throttle = FailureThrottle(failures_per_minute)
+        self.routes: list[BaseRoute] = []
+        self.revocations = revocations_for(scheduler.store)
         self.refresh_seconds = refresh_seconds
         self.title = title
         self.throughput_minutes = throughput_minutes
@@ -224,11 +259,28 @@ class _Dashboard:
         query = request.url.query
         return f"{path}?{query}" if query else path
 
-    def _authenticate(self, request: Request) -> Session | None:
-        bearer = self.signer.bearer(request.headers.get("authorization"))
-        if bearer is not None:
-            return bearer
-        return self.signer.session(request.cookies.get(SESSION_COOKIE))
+    def _check_token(self, request: Request, candidate: str | None) -> bool:
+        """Whether ``candidate`` is the token, counting a wrong one against the client; raises
+        :class:`_Throttled` without checking while the client must wait."""
+        key = client_key(request.client.host if request.client else None)
+        wait = self.throttle.wait(key)
+        if wait:
+            raise _Throttled(wait)
+        if self.signer.token_matches(candidate):
+            return True
+        self.throttle.failed(key)
+        return False
+
+    async def _authenticate(self, request: Request) -> Session | None:
+        """The caller: a Bearer client with the token, or a valid browser session that was not
+        signed out; else ``None``. A Bearer token is checked through the client's throttle."""
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and self._check_token(request, credentials.strip()):
+            return Session(bearer=True)
+        session = self.signer.session(request.cookies.get(SESSION_COOKIE))
+        if session is None or session.id is None:
+            return None
+        return None if await self.revocations.is_revoked(session.id) else session
 
     def _render(
         self,
@@ -287,7 +339,7 @@ class _Dashboard:
         *,
         partial: bool,
     ) -> Response:
-        session = self._authenticate(request)
+        session = await self._authenticate(request)
         if session is None:
             if partial:
                 return PlainTextResponse("unauthorized", status_code=401)
@@ -309,7 +361,7 @@ class _Dashboard:
 
     async def login_form(self, request: Request) -> Response:
         next_path = _safe_next(request.query_params.get("next"))
-        if self._authenticate(request) is not None:
+        if await self._authenticate(request) is not None:
             return RedirectResponse(self._base(request) + next_path, status_code=303)
         return self._render(
             request, "login.html", {"page": "login", "next": next_path, "error": None}, session=None
@@ -318,7 +370,7 @@ class _Dashboard:
     async def login(self, request: Request) -> Response:
         form = await request.form()
         next_path = _safe_next(_form_value(form, "next"))
-        if not self.signer.token_matches(_form_value(form, "token")):
+        if not self._check_token(request, _form_value(form, "token")):
             return self._render(
                 request,
                 "login.html",
@@ -337,12 +389,14 @@ class _Dashboard:
         return response
 
     async def logout(self, request: Request) -> Response:
-        session = self._authenticate(request)
+        session = await self._authenticate(request)
         if session is None:
             return PlainTextResponse("unauthorized", status_code=401)
         form = await request.form()
         if not session.bearer and not Signer.csrf_matches(session, _form_value(form, "csrf_token")):
             return PlainTextResponse("CSRF token missing or invalid", status_code=403)
+        if session.id is not None:
+            await self.revocations.revoke(session.id, session.expires)
         response = RedirectResponse(f"{self._base(request)}/login", status_code=303)
         self._delete_cookie(request, response, SESSION_COOKIE)
         return response
@@ -373,7 +427,10 @@ class _Dashboard:
         """Completions per minute over the last minutes, from recently completed jobs."""
         minutes = self.throughput_minutes
         recent = await self.scheduler.get_jobs(
-            status="completed", sort=("updatedAt", "desc"), limit=THROUGHPUT_SAMPLE
+            status="completed",
+            sort=("updatedAt", "desc"),
+            limit=THROUGHPUT_SAMPLE,
+            fields=["updatedAt"],
         )
         counts = [0] * minutes
         for job in recent:
@@ -408,27 +465,37 @@ class _Dashboard:
         stats = await self.scheduler.stats()
         paused = await self._paused_names(stats)
         paused_set = set(paused or [])
-        names = sorted(set(stats.by_name) | paused_set)
+        totals = {name: sum(stats.by_name.get(name, {}).values()) for name in paused_set}
+        totals.update({name: sum(counts.values()) for name, counts in stats.by_name.items()})
+        names, others = busiest_names(totals)
         by_name = [
             {
                 "name": name,
                 "counts": {s: stats.by_name.get(name, {}).get(s, 0) for s in STATUSES},
-                "total": sum(stats.by_name.get(name, {}).values()),
+                "total": totals[name],
                 "paused": name in paused_set,
                 "link": "/jobs?" + urlencode([("name", name)]),
             }
             for name in names
         ]
+        other = None
+        if others:
+            counts = {s: sum(stats.by_name.get(n, {}).get(s, 0) for n in others) for s in STATUSES}
+            other = {"names": len(others), "counts": counts, "total": sum(counts.values())}
         context = {
             "page": "overview",
             "page_path": "/",
             "stats": stats,
             "by_status": stats.by_status,
             "by_name": by_name,
-            "paused": paused,
+            "other_names": other,
+            "paused": None if paused is None else paused[:MAX_NAMES_SHOWN],
+            "paused_more": max(0, len(paused or []) - MAX_NAMES_SHOWN),
             "can_pause": self._can_pause(),
             "throughput": await self._throughput(stats.at),
             "status_links": {s: "/jobs?" + urlencode([("status", s)]) for s in STATUSES},
+            "workers": (await self.scheduler.live_workers())[:MAX_NAMES_SHOWN],
+            "unhandled": sorted(stats.unhandled.items())[:MAX_NAMES_SHOWN],
         }
         return context, 200
 
@@ -464,6 +531,8 @@ class _Dashboard:
                 sort=(flt.sort, flt.direction),
                 limit=flt.limit + 1,
                 skip=flt.skip,
+                fields=LIST_FIELDS,
+                max_value_size=LIST_VALUE_BYTES,
             )
         except ValidationError as exc:
             context["error"] = str(exc)
@@ -490,6 +559,7 @@ class _Dashboard:
             "can_cancel": status in ("pending", "running"),
             "can_retry": status in ("failed", "cancelled"),
             "can_run_now": status in ("pending", "completed"),
+            "data_not_read": "data" not in job.document,
         }
 
     async def jobs(self, request: Request) -> Response:
@@ -517,17 +587,42 @@ class _Dashboard:
         if job is None:
             context["error"] = f"No job has the id {job_id}."
             return context, 404
-        document = document_for_display(job.document)
-        waits_for = await self.scheduler.get_jobs(ids=job.depends_on) if job.depends_on else []
+        raw_base = f"{self._base(request)}/jobs/{quote(str(job.id), safe='')}/raw/"
+        document, cut = _cut_for_display(job.document, raw_base)
         context.update(
             row=self._job_row(job),
             document=document,
-            last_error=document.get("lastError"),
-            last_error_trace=document.get("lastErrorTrace"),
-            waits_for=waits_for,
+            data_shown=cut.get("data") or pretty_json(job.data),
+            raw_base=raw_base,
+            cut=cut,
+            shown_characters=SHOWN_CHARACTERS,
+            waits_for=await self.scheduler.get_jobs(ids=job.depends_on) if job.depends_on else [],
             dependants=await self.scheduler.dependants(job.id, limit=SHOWN_DEPENDANTS),
         )
+        for key, field_name in (
+            ("last_error", "lastError"),
+            ("last_error_trace", "lastErrorTrace"),
+        ):
+            value = job.document.get(field_name)
+            context[key] = None if value is None else _cut_text(str(value), field_name, cut)
         return context, 200
+
+    async def raw_field(self, request: Request) -> Response:
+        """One top-level field of a job's document as JSON, whole."""
+        if await self._authenticate(request) is None:
+            return PlainTextResponse("unauthorized", status_code=401)
+        field_name = request.path_params["field"]
+        try:
+            job = await self.scheduler.get_job(request.path_params["job_id"])
+        except ValidationError as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+        if job is None or field_name not in job.document:
+            return PlainTextResponse("no such job or field", status_code=404)
+        return Response(
+            compact_json(job.document[field_name], limit=None) or "null",
+            media_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
 
     async def job(self, request: Request) -> Response:
         return await self._page(request, "job.html", self._job_context, partial=False)
@@ -556,7 +651,7 @@ class _Dashboard:
         request: Request,
         operation: Callable[[Mapping[str, Any]], Awaitable[_Outcome]],
     ) -> Response:
-        session = self._authenticate(request)
+        session = await self._authenticate(request)
         if session is None:
             return PlainTextResponse(
                 "unauthorized", status_code=401, headers={"WWW-Authenticate": "Bearer"}
@@ -639,9 +734,41 @@ class _Dashboard:
     async def resume(self, request: Request) -> Response:
         return await self._pause_or_resume(request, "resume")
 
+    async def throttled(self, request: Request, exc: Exception) -> Response:
+        """429 for a client that got the token wrong too often: the sign-in page with the wait
+        for a browser, plain text for a script."""
+        seconds = exc.seconds if isinstance(exc, _Throttled) else 60
+        message = f"Too many failed sign-ins or tokens from your address: try again in {seconds} s."
+        headers = {"Retry-After": str(seconds)}
+        if request.method == "POST" and request.url.path.endswith("/login"):
+            response: Response = self._render(
+                request,
+                "login.html",
+                {"page": "login", "next": "/", "error": message},
+                session=None,
+                status_code=429,
+            )
+            response.headers.update(headers)
+            return response
+        return PlainTextResponse(message, status_code=429, headers=headers)
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        """404; or, for a path that only a trailing slash keeps from a route, a redirect to
+        that route's local path (never to a host named by the request)."""
+        local = self._local_path(request)
+        path, _, query = local.partition("?")
+        target = "/" + path.strip("/")
+        if path.endswith("/") and target != "/" and _safe_next(target) == target:
+            scope = {**request.scope, "path": self._base(request) + target}
+            if any(route.matches(scope)[0] is Match.FULL for route in self.routes):
+                location = self._base(request) + target + (f"?{query}" if query else "")
+                return RedirectResponse(location, status_code=307)
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        return PlainTextResponse("not found", status_code=status)
+
     async def server_error(self, request: Request, exc: Exception) -> Response:
         """A plain error page for unexpected failures (the traceback goes to the log only)."""
-        logger.error("dashboard request %s failed", request.url.path, exc_info=exc)
+        logger.error("dashboard request %s failed", inert(request.url.path), exc_info=exc)
         return self._render(
             request,
             "error.html",
@@ -669,13 +796,37 @@ class _Protected:
         self.inner = inner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.dashboard._authenticate(Request(scope)) is None:
+        if scope["type"] == "http" and await self.dashboard._authenticate(Request(scope)) is None:
             response = PlainTextResponse(
                 "unauthorized", status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )
             await response(scope, receive, send)
             return
         await self.inner(scope, receive, send)
+
+
+def _cut_for_display(
+    stored: Mapping[str, Any], raw_base: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The document as a job's page shows it, each value longer than
+    :data:`SHOWN_CHARACTERS` as JSON replaced by a note with the link to the whole value; and
+    the shown start of each replaced value, by field."""
+    document = document_for_display(stored)
+    cut: dict[str, str] = {}
+    for field_name, value in document.items():
+        text, was_cut = pretty_json_preview(value, SHOWN_CHARACTERS)
+        if was_cut:
+            cut[field_name] = text + "\n…"
+            document[field_name] = f"… cut here; the whole value: {raw_base}{field_name}"
+    return document, cut
+
+
+def _cut_text(text: str, field_name: str, cut: dict[str, str]) -> str:
+    """``text`` cut to :data:`SHOWN_CHARACTERS` (recorded in ``cut`` when it is)."""
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    cut[field_name] = text[:SHOWN_CHARACTERS] + "\n…"
+    return cut[field_name]
 
 
 def _lenient_filter(params: QueryParams) -> JobsFilter:
@@ -699,6 +850,8 @@ def create_app(
     metrics_registry: Any = None,
     throughput_minutes: int = 10,
     session_max_age: int = 12 * 3600,
+    failures_per_minute: int = 10,
+    allowed_hosts: Sequence[str] | None = None,
     cors_origins: Iterable[str] | None = None,
 ) -> Starlette:
     """The dashboard of ``scheduler`` as an ASGI (Starlette) application, with the HTTP API
@@ -708,9 +861,15 @@ def create_app(
     Every page and action needs ``token``: browsers sign in at ``/login`` (an HttpOnly,
     SameSite=Strict session cookie valid for ``session_max_age`` seconds), scripts send
     ``Authorization: Bearer <token>``. Tables refresh in place every ``refresh_seconds``
-    (0 turns live refresh off). With a prometheus-client ``metrics_registry``, ``/metrics``
+    (0 turns live refresh off). ``token`` has at least 16 characters. A client (an IPv4
+    address, an IPv6 /64) may get the token wrong ``failures_per_minute`` times in a row, at
+    sign-in or as a Bearer token; then it waits (429 with ``Retry-After``) and earns one more
+    try every ``60 / failures_per_minute`` seconds. With a prometheus-client
+    ``metrics_registry``, ``/metrics``
     serves it (behind the token too). ``/healthz`` answers ``ok`` without a token. The scheduler
-    need not be started: the dashboard only reads and administers jobs.
+    need not be started: the dashboard only reads and administers jobs. Every redirect is a
+    local path; with ``allowed_hosts`` (``["jobs.example.com"]``, ``"*.example.com"``
+    patterns too) a request naming any other ``Host`` is answered 400.
     """
     if not isinstance(scheduler, Scheduler):
         raise ConfigurationError(
@@ -720,8 +879,13 @@ def create_app(
         )
     if scheduler.store is None:
         raise ConfigurationError("scheduler", "the dashboard needs a Scheduler with a store")
-    if not isinstance(token, str) or not token.strip():
-        raise ConfigurationError("token", "the dashboard needs a non-empty token")
+    check_token(token)
+    if allowed_hosts is not None and (
+        isinstance(allowed_hosts, str)
+        or not all(isinstance(host, str) and host for host in allowed_hosts)
+    ):
+        raise ConfigurationError("allowed_hosts", "expected a list of host names")
+    check_failures_per_minute(failures_per_minute)
     if isinstance(refresh_seconds, bool) or not isinstance(refresh_seconds, (int, float)):
         raise ConfigurationError("refresh_seconds", "must be a number of seconds")
     if refresh_seconds < 0 or not math.isfinite(refresh_seconds):
@@ -741,6 +905,7 @@ def create_app(
         title=title,
         throughput_minutes=throughput_minutes,
         session_max_age=session_max_age,
+        failures_per_minute=failures_per_minute,
     )
     routes: list[BaseRoute] = [
         *authoring_routes(dashboard),
@@ -751,6 +916,7 @@ def create_app(
         Route("/logout", dashboard.logout, methods=["POST"]),
         Route("/jobs", dashboard.jobs, methods=["GET"]),
         Route("/jobs/{job_id}", dashboard.job, methods=["GET"]),
+        Route("/jobs/{job_id}/raw/{field}", dashboard.raw_field, methods=["GET"]),
         Route("/jobs/{job_id}/cancel", dashboard.cancel, methods=["POST"]),
         Route("/jobs/{job_id}/retry", dashboard.retry, methods=["POST"]),
         Route("/jobs/{job_id}/run-now", dashboard.run_now, methods=["POST"]),
@@ -771,11 +937,30 @@ def create_app(
         routes.append(
             Route("/metrics", dashboard.protect(make_asgi_app(registry=metrics_registry)))
         )
-    routes.append(Mount("/api", app=create_api(scheduler, token=token, cors_origins=cors_origins)))
+    api = create_api(scheduler, token=token, cors_origins=cors_origins, throttle=dashboard.throttle)
+    routes.append(Mount("/api", app=api))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_SecurityHeaders)],
-        exception_handlers={Exception: dashboard.server_error},
+        middleware=[
+            Middleware(_SecurityHeaders),
+            *(
+                []
+                if allowed_hosts is None
+                else [
+                    Middleware(
+                        TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False
+                    )
+                ]
+            ),
+            Middleware(BodyLimit, limit=MAX_BODY_BYTES, refusal=_too_large, exempt=["/api/"]),
+        ],
+        exception_handlers={
+            _Throttled: dashboard.throttled,
+            404: dashboard.not_found,
+            Exception: dashboard.server_error,
+        },
     )
+    app.router.redirect_slashes = False
+    dashboard.routes = routes
     app.state.dashboard = dashboard
     return app

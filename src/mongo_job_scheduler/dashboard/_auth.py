@@ -1,9 +1,10 @@
 """Token check, signed session cookies and CSRF tokens for the dashboard.
 
-Sessions are stateless: the cookie holds a random nonce and an expiry, signed with a key derived
-from the dashboard token, so every dashboard process started with the same token accepts it and
-changing the token logs every browser out. The CSRF token of a session is a second HMAC of its
-nonce (a synchronizer token nobody can compute without the key).
+Session cookies are signed, not stored: the cookie holds a random nonce and an expiry, signed
+with a key derived from the dashboard token, so every dashboard process started with the same
+token accepts it and changing the token logs every browser out. Signing out records the
+session's id (a third HMAC of the nonce) as revoked (``_sessions``). The CSRF token of a session
+is a second HMAC of its nonce (a synchronizer token nobody can compute without the key).
 """
 
 from __future__ import annotations
@@ -15,18 +16,41 @@ import secrets
 import time
 from dataclasses import dataclass
 
-__all__ = ["Session", "Signer"]
+from .._errors import ConfigurationError
+
+__all__ = ["MIN_TOKEN_LENGTH", "Session", "Signer", "check_token"]
 
 SESSION_COOKIE = "mjs_session"
 FLASH_COOKIE = "mjs_flash"
+MIN_TOKEN_LENGTH = 16
+"""The shortest token the dashboard accepts, in characters."""
+
+
+def check_token(token: object) -> str:
+    """``token`` if the dashboard can be served with it: a string of at least
+    :data:`MIN_TOKEN_LENGTH` characters besides blanks around it; else :class:`ConfigurationError`
+    (``token``) with a freshly generated one to use instead."""
+    if not isinstance(token, str) or not token.strip():
+        raise ConfigurationError("token", "the dashboard needs a non-empty token")
+    length = len(token.strip())
+    if length < MIN_TOKEN_LENGTH:
+        raise ConfigurationError(
+            "token",
+            f"must be at least {MIN_TOKEN_LENGTH} characters (blanks around it do not count), "
+            f"got {length}; use a long random one, for example {secrets.token_urlsafe(32)}",
+        )
+    return token
 
 
 @dataclass(frozen=True)
 class Session:
-    """Who is calling: a browser session (``csrf`` is its CSRF token) or a Bearer client."""
+    """Who is calling: a browser session (``csrf`` is its CSRF token, ``id`` what a sign-out
+    revokes, ``expires`` its Unix expiry) or a Bearer client."""
 
     bearer: bool
     csrf: str | None = None
+    id: str | None = None
+    expires: int = 0
 
 
 def _b64(data: bytes) -> str:
@@ -93,20 +117,17 @@ class Signer:
             return None
         nonce, _, expires = payload.rpartition(":")
         try:
-            if not nonce or int(expires) < time.time():
-                return None
+            until = int(expires)
         except ValueError:
             return None
-        return Session(bearer=False, csrf=self._mac("csrf", nonce))
-
-    def bearer(self, header: str | None) -> Session | None:
-        """The Bearer session of an ``Authorization`` header carrying the token, else ``None``."""
-        if not header:
+        if not nonce or until < time.time():
             return None
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() != "bearer" or not self.token_matches(credentials.strip()):
-            return None
-        return Session(bearer=True)
+        return Session(
+            bearer=False,
+            csrf=self._mac("csrf", nonce),
+            id=self._mac("session-id", nonce),
+            expires=until,
+        )
 
     @staticmethod
     def csrf_matches(session: Session, candidate: str | None) -> bool:

@@ -12,7 +12,7 @@ never runs a finished job again). Posts need the session's CSRF token, as the ot
 
 from __future__ import annotations
 
-import inspect
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import cache
@@ -39,15 +39,11 @@ from .._errors import InvalidJobState, JobNotFound, ValidationError
 from .._format import pretty_json
 from ..job import Job
 from ._auth import FLASH_COOKIE, Session, Signer
-from ._guards import BodyTooLarge, read_body
 
 if TYPE_CHECKING:
     from ._app import _Dashboard
 
 __all__ = ["authoring_routes"]
-
-FORM_BODY_BYTES = 1024 * 1024
-"""The largest form the authoring pages read."""
 
 NEW_FIELDS = (
     "name",
@@ -179,29 +175,28 @@ def new_body(values: Mapping[str, str], default_zone: str) -> dict[str, Any]:
     return body
 
 
-def _as_shown(field: str, text: str) -> str:
-    """A field's value for comparing what was sent with what was shown (a browser sends
-    ``09:00`` for the ``09:00:00`` it was given)."""
+def shown_digest(field: str, text: str) -> str:
+    """What the change form keeps of a value it showed, to tell later whether it was changed:
+    a digest (the form stays small), of the value as a browser may send it back unchanged
+    (``09:00`` for the ``09:00:00`` it was given)."""
+    value = text.strip()
     if field == "run_at":
         try:
-            return datetime.fromisoformat(text.strip()).isoformat()
+            value = datetime.fromisoformat(value).isoformat()
         except ValueError:
             pass
-    return text.strip()
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
 
 
 def changes_body(
     values: Mapping[str, str], shown: Mapping[str, str], job: Job, default_zone: str
 ) -> dict[str, Any]:
     """The change form as a body of the HTTP API: the groups of fields that differ from the
-    values it was shown with."""
+    values it was shown with (``shown``: their :func:`shown_digest`)."""
     changed = [
         group
         for group, fields in EDIT_GROUPS.items()
-        if any(
-            _as_shown(field, values[field]) != _as_shown(field, shown.get(field, ""))
-            for field in fields
-        )
+        if any(shown_digest(field, values[field]) != shown.get(field) for field in fields)
     ]
     stored = job.document
     body: dict[str, Any] = {}
@@ -289,16 +284,12 @@ class _Authoring:
 
     async def _caller(self, request: Request) -> tuple[Session, dict[str, str]] | Response:
         """The signed-in caller and the posted form (CSRF checked), or the refusal."""
-        found = self.dashboard._authenticate(request)
-        session = await found if inspect.isawaitable(found) else found
+        session = await self.dashboard._authenticate(request)
         if session is None:
             return PlainTextResponse(
                 "unauthorized", status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )
-        try:
-            raw = await read_body(request, FORM_BODY_BYTES)
-        except BodyTooLarge as exc:
-            return PlainTextResponse(str(exc), status_code=413)
+        raw = await request.body()  # capped by the dashboard's BodyLimit
         pairs = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
         form = {key: values[-1].replace("\r\n", "\n") for key, values in pairs.items()}
         if not session.bearer and not Signer.csrf_matches(session, form.get("csrf_token")):
@@ -383,7 +374,8 @@ class _Authoring:
             if job is None:
                 return {**context, "general_error": error, "values": {}, "shown": {}}, status
             values = values_of(job, self.default_zone)
-            return {**context, "values": values, "shown": values}, 200
+            shown = {field: shown_digest(field, value) for field, value in values.items()}
+            return {**context, "values": values, "shown": shown}, 200
 
         return await self.dashboard._page(request, "job_form.html", build, partial=False)
 

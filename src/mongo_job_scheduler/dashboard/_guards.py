@@ -1,95 +1,96 @@
-"""Guards in front of request handlers: a per-client throttle of failed tokens, and a cap on
-request bodies. Each is a plain object a handler consults, so any app of the dashboard can put
-the same one in front of its routes."""
+"""The cap on request bodies, as an ASGI middleware any app of the dashboard puts in front of
+its routes: the pages (16 KiB) and the HTTP API (its ``max_body_bytes``), each answering a
+larger body with its own 413."""
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyTooLarge", "FailedTokens", "client_of", "read_body"]
-
-FAILED_TOKEN_LIMIT = 10
-"""Wrong tokens a client may send within :data:`FAILED_TOKEN_WINDOW` before it is refused."""
-FAILED_TOKEN_WINDOW = 60.0
-"""Seconds a wrong token counts against its client."""
-REMEMBERED_CLIENTS = 10_000
-"""Clients whose failures are remembered at once (the least recently failed is forgotten)."""
+__all__ = ["BodyLimit", "HttpMiddleware"]
 
 
-class FailedTokens:
-    """Wrong tokens by client, in a sliding window: a client that sent ``limit`` of them within
-    the last ``window`` seconds is refused (every request, right token or not, so guessing
-    gains nothing) until the oldest of them is ``window`` seconds old."""
+class HttpMiddleware:
+    """An ASGI middleware that acts on HTTP requests (:meth:`http`) and passes anything else
+    through."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class BodyLimit(HttpMiddleware):
+    """Reads a request's body, up to ``limit`` bytes, before the application sees it: a larger
+    one (announced by ``Content-Length`` or found while streaming) is answered with
+    ``refusal(limit)`` (a 413) at once and the rest is never read. Requests under a path of
+    ``exempt`` (relative to where the app is mounted) pass untouched: an app mounted there caps
+    its own."""
 
     def __init__(
         self,
-        limit: int = FAILED_TOKEN_LIMIT,
-        window: float = FAILED_TOKEN_WINDOW,
-        *,
-        clients: int = REMEMBERED_CLIENTS,
-        clock: Callable[[], float] = time.monotonic,
+        app: ASGIApp,
+        limit: int,
+        refusal: Callable[[int], Response],
+        exempt: Sequence[str] = (),
     ) -> None:
+        super().__init__(app)
         self.limit = limit
-        self.window = window
-        self._clients = clients
-        self._clock = clock
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self.refusal = refusal
+        self.exempt = tuple(exempt)
 
-    def wait(self, client: str) -> float:
-        """Seconds before ``client`` may be heard again; ``0`` when it may now."""
-        failures = self._failures.get(client)
-        if failures is None:
-            return 0.0
-        now = self._clock()
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        if not failures:
-            del self._failures[client]
-            return 0.0
-        if len(failures) < self.limit:
-            return 0.0
-        return failures[0] + self.window - now
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.exempt and _local_path(scope).startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+        if _declared_length(scope) > self.limit:
+            await self.refusal(self.limit)(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away: let the application see it
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                await self.refusal(self.limit)(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-    def failed(self, client: str) -> None:
-        """Count a wrong token sent by ``client``."""
-        failures = self._failures.pop(client, None)
-        if failures is None:
-            failures = deque(maxlen=self.limit)
-            while len(self._failures) >= self._clients:
-                self._failures.popitem(last=False)
-        failures.append(self._clock())
-        self._failures[client] = failures
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
 
-
-def client_of(request: Request) -> str:
-    """Who sent ``request``, for throttling: its peer address (the proxy's unless the server
-    is told to trust forwarded headers, as uvicorn's ``--proxy-headers`` does)."""
-    return request.client.host if request.client is not None else "unknown"
+        await self.app(scope, replay, send)
 
 
-class BodyTooLarge(Exception):
-    """A request body over its cap."""
+def _local_path(scope: Scope) -> str:
+    """The request's path below where the app is mounted."""
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", ""))
+    return path[len(root) :] if root and path.startswith(root) else path
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        super().__init__(f"the request body is larger than {limit} bytes")
 
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body of ``request``, read only while it stays within ``limit`` bytes
-    (:class:`BodyTooLarge` as soon as the declared length or the bytes received exceed it)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _declared_length(scope: Scope) -> int:
+    """The ``Content-Length`` of a request (0 when absent or unreadable)."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0

@@ -774,6 +774,23 @@ def user_update(set_fields: Mapping[str, Any], unset: Sequence[str]) -> dict[str
     return update
 
 
+def find_projection(query: JobQuery) -> dict[str, Any] | None:
+    """The ``get_jobs`` projection: the fields asked for, each left out when its value takes
+    more than ``max_value_size`` BSON bytes (as :meth:`JobQuery.project` does); ``None`` for
+    whole documents."""
+    if query.fields is None:
+        return None
+    limit = query.max_value_size
+    if limit is None:
+        return dict.fromkeys(query.fields, 1)
+    return {
+        name: {
+            "$cond": [{"$lte": [{"$bsonSize": {"v": f"${name}"}}, limit]}, f"${name}", "$$REMOVE"]
+        }
+        for name in query.fields
+    }
+
+
 def find_sort(query: JobQuery) -> list[tuple[str, int]]:
     """The ``get_jobs`` order: the requested field, then ``_id`` the same way (stable pages)."""
     return [(query.sort_field, query.sort_direction), ("_id", query.sort_direction)]

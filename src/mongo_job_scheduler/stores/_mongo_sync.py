@@ -135,7 +135,7 @@ class MongoJobStore:
     def find(self, query: JobQuery) -> list[Doc]:
         """Documents matching a validated ``get_jobs`` query."""
         cursor = (
-            self.jobs.find(query.to_filter())
+            self.jobs.find(query.to_filter(), q.find_projection(query))
             .sort(q.find_sort(query))
             .skip(query.skip)
             .limit(query.limit)

@@ -167,7 +167,7 @@ class InMemoryJobStore(JobStore):
 
         found.sort(key=key, reverse=query.sort_direction == -1)
         page = found[query.skip : query.skip + query.limit]
-        return [copy.deepcopy(d) for d in page]
+        return [copy.deepcopy(query.project(d)) for d in page]
 
     # -- workers ----------------------------------------------------------------------------
 

@@ -163,7 +163,7 @@ class MongoJobStore(JobStore):
 
     async def find(self, query: JobQuery) -> list[Doc]:
         cursor = (
-            self.jobs.find(query.to_filter())
+            self.jobs.find(query.to_filter(), q.find_projection(query))
             .sort(q.find_sort(query))
             .skip(query.skip)
             .limit(query.limit)

@@ -2,7 +2,8 @@
 starts; INFO when it completes, is retried or fails; WARNING when a job is quarantined as
 poison. Lost leases and unhandled names are warned about where they are found. Nothing is
 formatted unless the record's level is enabled; each record carries ``job_id``, ``job_name``
-and ``attempt`` as extras."""
+and ``attempt`` as extras. Names and errors appear :func:`~mongo_job_scheduler._format.inert`:
+one line, no terminal escapes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from .. import _outcomes
 from .._errors import PoisonJob
+from .._format import inert
 from ..job import Job
 from ._running import Execution
 
@@ -27,7 +29,7 @@ def log_start(job: Job) -> None:
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "job %s (%s) started, attempt %d",
-            job.name,
+            inert(job.name),
             job.id,
             job.attempts + 1,
             extra=_extra(job),
@@ -48,33 +50,37 @@ def log_outcome(execution: Execution, plan: _outcomes.Plan, written: Mapping[str
     extra = _extra(job)
     if isinstance(plan.error, PoisonJob):
         logger.warning(
-            "job %s (%s) quarantined as poison: %s", job.name, job.id, plan.error, extra=extra
+            "job %s (%s) quarantined as poison: %s",
+            inert(job.name),
+            job.id,
+            inert(plan.error),
+            extra=extra,
         )
     elif "job:retry" in plan.events:
         due = written.get("nextRunAt")
         wait = (due - datetime.now(due.tzinfo)).total_seconds() if due is not None else 0.0
         logger.info(
             "job %s (%s) attempt %d failed, retrying in %.1fs: %s",
-            job.name,
+            inert(job.name),
             job.id,
             job.attempts + 1,
             max(wait, 0.0),
-            written.get("lastError"),
+            inert(written.get("lastError")),
             extra=extra,
         )
     elif plan.failed:
         logger.info(
             "job %s (%s) failed on attempt %d: %s",
-            job.name,
+            inert(job.name),
             job.id,
             job.attempts + 1,
-            written.get("lastError"),
+            inert(written.get("lastError")),
             extra=extra,
         )
     else:
         logger.info(
             "job %s (%s) completed, attempt %d, in %.3fs",
-            job.name,
+            inert(job.name),
             job.id,
             job.attempts + 1,
             time.monotonic() - execution.started,
