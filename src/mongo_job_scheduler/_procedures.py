@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from ._documents import NewJob, build_query, parse_job_id, validate_name
 from ._durations import Duration, to_seconds, to_utc
-from ._errors import JobNotFound, ValidationError
+from ._errors import InvalidJobState, JobNotFound, ValidationError
 from ._updates import UPDATE_ATTEMPTS, UpdatePlan, plan_retry, update_gave_up
 from ._workflows import (
     DEPENDANT_PROJECTION,
@@ -29,6 +29,7 @@ from ._workflows import (
     DEPENDENCY_PROJECTION,
     FINISHED,
     Verdict,
+    as_deleted,
     cancellation_error,
     check_dependencies,
     settle,
@@ -39,6 +40,7 @@ from .job import FINISHED_STATUSES, Job, JobStatus
 from .stats import SchedulerStats
 
 __all__ = [
+    "DELETABLE",
     "FIRST_POLL",
     "LONGEST_POLL",
     "PURGEABLE",
@@ -47,6 +49,7 @@ __all__ = [
     "Sleep",
     "apply_update",
     "create_waiting",
+    "delete_job",
     "insert_jobs",
     "list_dependants",
     "list_live_workers",
@@ -72,6 +75,9 @@ LONGEST_POLL = 0.25
 
 PURGEABLE = ("completed", "failed", "cancelled")
 """The statuses ``purge`` deletes by default, and the only ones it accepts."""
+
+DELETABLE = ("pending", "waiting", "completed", "failed", "cancelled")
+"""The statuses ``delete_job`` deletes: all but ``running`` (a handler may be running it)."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,30 @@ def retry(job_id: Any) -> Procedure[Job]:
     if doc.get("status") == "waiting":  # it has dependencies: it waits for them again
         doc = yield from rewait(doc)
     return Job.from_document(doc)
+
+
+def delete_job(job_id: Any) -> Procedure[tuple[bool, list[dict[str, Any]]]]:
+    """``delete_job``: delete a job in one of the :data:`DELETABLE` statuses (its dedupe key
+    given back and its own dependency edges dropped by the store) and settle the jobs waiting
+    for it as if it had been cancelled, unless it had finished. :class:`InvalidJobState` for
+    a running job. Returns whether a job was deleted (``False``: there was none) and the
+    dependants that were cancelled because of it."""
+    oid = parse_job_id(job_id)
+    for _ in range(UPDATE_ATTEMPTS):
+        doc = yield Call("delete", (oid, DELETABLE))
+        if doc is not None:
+            if doc.get("dependants") != DEPENDANTS_OPEN:
+                return True, []
+            return True, (yield from settle_dependants([as_deleted(doc)]))
+        current = yield Call("get", (oid,))
+        if current is None:
+            return False, []
+        status = current.get("status")
+        if status not in DELETABLE:
+            raise InvalidJobState(
+                f"job {job_id} is {status}: a running job cannot be deleted; cancel it first"
+            )
+    raise InvalidJobState(f"job {job_id} kept changing state; not deleted")
 
 
 def purge_finished(

@@ -26,6 +26,7 @@ __all__ = [
     "DEPENDANTS_SETTLED",
     "FINISHED",
     "Verdict",
+    "as_deleted",
     "cancellation_error",
     "check_dependencies",
     "verdict",
@@ -104,10 +105,25 @@ def settle(dependencies: Sequence[Mapping[str, Any]], run_on_failure: bool) -> S
     return Settlement(still_open)
 
 
+def as_deleted(dependency: Mapping[str, Any]) -> dict[str, Any]:
+    """A deleted job as its dependants see it: ended as it was if it had finished, else
+    cancelled (a dependant waiting for it is cancelled, or runs if it runs on failure)."""
+    status = dependency.get("status")
+    return {
+        "_id": dependency["_id"],
+        "name": dependency.get("name"),
+        "status": status if status in FINISHED else "cancelled",
+        "deletedWhile": status,
+    }
+
+
 def cancellation_error(dependency: Mapping[str, Any]) -> dict[str, Any]:
     """The error fields of a dependant cancelled because ``dependency`` did not complete."""
     status = dependency.get("status")
     ended = "failed" if status == "failed" else "was cancelled"
+    if "deletedWhile" in dependency:
+        finished = dependency["deletedWhile"] in FINISHED
+        ended = f"{ended} and was deleted" if finished else "was deleted"
     return {
         "lastError": (
             f"dependency {dependency['_id']} ({dependency.get('name')!r}) {ended}, so this "

@@ -25,6 +25,7 @@ from ._errors import ConfigurationError, JobNotFound
 from ._periodic import Declaration, declare, update_for
 from ._procedures import (
     apply_update,
+    delete_job,
     insert_jobs,
     list_dependants,
     list_live_workers,
@@ -638,6 +639,17 @@ class Scheduler:
         job = await run_async(retry(job_id), self._need_store())
         await self._wake_if_due(job)
         return job
+
+    async def delete_job(self, job_id: Any) -> bool:
+        """Delete a pending, waiting or finished job for good. Its dedupe key is given back as
+        by :meth:`cancel`, and the jobs waiting for it (``depends_on``) are settled as if it
+        had been cancelled (they are cancelled, unless they run on failure), or as it ended if
+        it had finished. A running job is refused with :class:`InvalidJobState`: cancel it
+        first. Returns ``False`` (and changes nothing) if there is no such job."""
+        deleted, cancelled = await run_async(delete_job(job_id), self._need_store())
+        for dependant in cancelled:
+            self.events.emit("job:cancel", Job.from_document(dependant))
+        return deleted
 
     async def purge(
         self,

@@ -37,6 +37,7 @@ from ._durations import Duration
 from ._errors import ConfigurationError, JobNotFound, ValidationError
 from ._procedures import (
     apply_update,
+    delete_job,
     insert_jobs,
     list_dependants,
     list_live_workers,
@@ -300,6 +301,17 @@ class Scheduler:
         :class:`~mongo_job_scheduler.InvalidJobState`; re-running a completed job is
         ``update_job(run_at=...)``."""
         return run_sync(retry(job_id), self.store)
+
+    def delete_job(self, job_id: Any) -> bool:
+        """Delete a pending, waiting or finished job for good (see
+        :meth:`mongo_job_scheduler.Scheduler.delete_job`): its dedupe key is given back, the
+        jobs waiting for it are settled as if it had been cancelled (or as it ended), a
+        running job is refused with :class:`~mongo_job_scheduler.InvalidJobState`. Returns
+        ``False`` (and changes nothing) if there is no such job."""
+        deleted, cancelled = run_sync(delete_job(job_id), self.store)
+        for dependant in cancelled:
+            self.events.emit("job:cancel", Job.from_document(dependant))
+        return deleted
 
     def purge(
         self,

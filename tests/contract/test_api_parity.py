@@ -47,6 +47,7 @@ API_METHODS = (
     "get_jobs",
     "update_job",
     "cancel",
+    "delete_job",
     "wait",
     "retry_job",
     "pause",
@@ -411,6 +412,44 @@ async def test_cancel_stops_a_job_running_elsewhere(
         await asyncio.wait_for(stopped.wait(), 10)
     doc = await stored(jobs_store, job.id)
     assert doc["status"] == "cancelled" and "lockedBy" not in doc and "lastError" not in doc
+
+
+# -- delete_job -----------------------------------------------------------------------------------
+
+
+async def test_delete_job_deletes_what_is_not_running_and_refuses_a_running_job(
+    api: Any, jobs_store: MongoJobStore, run_jobs: RunJobs
+) -> None:
+    cancels: list[Job] = []
+    api.on("job:cancel", cancels.append)
+    part = await api.schedule("part", dedupe_key="part:1", run_at=later())
+    join = await api.schedule("join", depends_on=[part])
+    assert await api.delete_job(str(part.id)) is True
+    assert await jobs_store.get(part.id) is None
+    doc = await stored(jobs_store, join.id)
+    assert doc["status"] == "cancelled" and "was deleted" in doc["lastError"]
+    assert [j.id for j in cancels] == [join.id]
+    again = await api.schedule("part", dedupe_key="part:1", run_at=later())
+    assert again.id != part.id  # the key was given back
+    assert await api.delete_job(part.id) is False
+    with pytest.raises(ValidationError):
+        await api.delete_job("zzz")
+
+    started = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        assert job.name == "long"
+        started.set()
+        await asyncio.sleep(60)
+
+    async with run_jobs(handler, lock_timeout=10, heartbeat_interval=0.05):
+        long = await api.schedule("long")
+        await asyncio.wait_for(started.wait(), 10)
+        with pytest.raises(InvalidJobState, match="cancel it first"):
+            await api.delete_job(long.id)
+        assert (await stored(jobs_store, long.id))["status"] == "running"
+        assert await api.cancel(long.id)
+    assert await api.delete_job(long.id) is True
 
 
 # -- wait -----------------------------------------------------------------------------------------

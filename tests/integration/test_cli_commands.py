@@ -410,6 +410,8 @@ def test_malformed_values_are_usage_errors_before_connecting(tmp_path: Path) -> 
         (["workers", "--limit", "3"], ("--limit",)),
         (["dashboard", "--port", "70000"], ("'--port'",)),
         (["dashboard", "--token", "a"], ("'--token'", "at least 16 characters", "for example")),
+        (["dashboard", "--cors-origin", "*"], ("'--cors-origin'", "'*' is not accepted")),
+        (["dashboard", "--cors-origin", "https://a.example/x"], ("'--cors-origin'",)),
     ]
     results = run_many([args for args, _ in cases], env)
     for (_, fragments), result in zip(cases, results, strict=True):
@@ -1068,6 +1070,8 @@ def test_dashboard_command_serves_the_dashboard(mongodb_uri: str) -> None:
             str(port),
             "--token",
             DASHBOARD_TOKEN,
+            "--cors-origin",
+            "https://app.example.com",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -1107,6 +1111,20 @@ def test_dashboard_command_serves_the_dashboard(mongodb_uri: str) -> None:
         )
         with urllib.request.urlopen(metrics, timeout=5) as reply:
             assert "mongo_job_scheduler_queue_depth" in reply.read().decode()
+        # The HTTP API at /api: the same token, CORS for the origin named, no server banner.
+        with urllib.request.urlopen(f"{base}/api/health", timeout=5) as reply:
+            assert json.loads(reply.read()) == {"status": "ok", "database": "ok"}
+            assert reply.headers.get("server") is None
+        listing = urllib.request.Request(
+            f"{base}/api/jobs",
+            headers={
+                "Authorization": f"Bearer {DASHBOARD_TOKEN}",
+                "Origin": "https://app.example.com",
+            },
+        )
+        with urllib.request.urlopen(listing, timeout=5) as reply:
+            assert json.loads(reply.read())["jobs"] == []
+            assert reply.headers["access-control-allow-origin"] == "https://app.example.com"
     finally:
         proc.terminate()
         proc.wait(timeout=20)

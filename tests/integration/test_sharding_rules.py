@@ -361,6 +361,11 @@ async def _run_workload(db: Any) -> dict[str, Any]:
     assert released is not None and released.status is JobStatus.PENDING
     assert released.locked_by is None
     await main.cancel(held.id)
+    # Delete a job that waits for another, then the one it waited for (with its dedupe key).
+    part = await main.schedule("plain", delay=3600, dedupe_key="part")
+    waits = await main.schedule("plain", depends_on=[part.id])
+    assert await main.delete_job(waits.id) is True
+    assert await main.delete_job(part.id) is True
     return {"stall_job": stall_job.id}
 
 

@@ -396,3 +396,77 @@ def test_a_failed_dependency_in_a_batch_cancels_the_dependant() -> None:
     ]
     assert "'b'" in calls[2].args[1]["lastError"]
     assert cancelled == [{"_id": "j", "status": "cancelled"}]
+
+
+DOOMED = ObjectId()
+
+
+def test_delete_removes_a_job_that_is_not_running_in_one_call() -> None:
+    from mongo_job_scheduler._procedures import DELETABLE, delete_job
+
+    calls, result = script(delete_job(str(DOOMED)), [{"_id": DOOMED, "status": "failed"}])
+    assert calls == [Call("delete", (DOOMED, DELETABLE))]
+    assert "running" not in DELETABLE
+    assert result == (True, [])
+
+
+def test_delete_of_a_missing_job_says_so_and_a_running_one_is_refused() -> None:
+    from mongo_job_scheduler._procedures import delete_job
+
+    calls, result = script(delete_job(DOOMED), [None, None])
+    assert [c.method for c in calls] == ["delete", "get"]
+    assert result == (False, [])
+    with pytest.raises(InvalidJobState, match=r"running.*cancel it first"):
+        script(delete_job(DOOMED), [None, {"_id": DOOMED, "status": "running"}])
+    with pytest.raises(ValidationError):
+        script(delete_job("nope"), [])
+
+
+def test_delete_tries_again_when_the_job_changed_between_its_delete_and_its_read() -> None:
+    from mongo_job_scheduler._procedures import delete_job
+
+    pending = {"_id": DOOMED, "status": "pending"}
+    calls, result = script(delete_job(DOOMED), [None, pending, pending])
+    assert [c.method for c in calls] == ["delete", "get", "delete"]
+    assert result == (True, [])
+    with pytest.raises(InvalidJobState, match="kept changing"):
+        script(delete_job(DOOMED), [None, pending] * UPDATE_ATTEMPTS)
+
+
+def test_deleting_a_job_others_wait_for_settles_them_as_if_it_was_cancelled() -> None:
+    from mongo_job_scheduler._procedures import delete_job
+
+    doc = {"_id": DOOMED, "status": "pending", "name": "part", "dependants": "open"}
+    calls, (deleted, cancelled) = script(
+        delete_job(DOOMED),
+        [
+            doc,
+            [("j", DOOMED)],
+            [{"_id": "j", "status": "waiting"}],
+            {"_id": "j", "status": "cancelled"},
+            None,
+        ],
+    )
+    assert [c.method for c in calls] == [
+        "delete",
+        "close_dependencies",
+        "get_many",
+        "cancel_waiting",
+        "dependants_settled",
+    ]
+    assert calls[3].args[1]["lastError"] == (
+        f"dependency {DOOMED} ('part') was deleted, so this job will not run"
+    )
+    assert deleted and cancelled == [{"_id": "j", "status": "cancelled"}]
+
+
+def test_deleting_a_completed_job_with_unsettled_dependants_releases_them() -> None:
+    from mongo_job_scheduler._procedures import delete_job
+
+    doc = {"_id": DOOMED, "status": "completed", "name": "part", "dependants": "open"}
+    calls, result = script(
+        delete_job(DOOMED),
+        [doc, [("j", DOOMED)], [{"_id": "j", "status": "waiting"}], False, {}, None],
+    )
+    assert [c.method for c in calls][-2:] == ["release_waiting", "dependants_settled"]
+    assert result == (True, [])

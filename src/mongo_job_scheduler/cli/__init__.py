@@ -18,6 +18,8 @@ import click
 
 from .. import __version__
 from .._format import inert
+from ._authoring import jobs_add, jobs_delete
+from ._bulk import jobs_cancel, jobs_retry
 from ._connection import (
     DEFAULT_COLLECTION,
     DEFAULT_DATABASE,
@@ -141,6 +143,10 @@ def main(
 
 main.add_command(demo)
 main.add_command(worker)
+jobs.add_command(jobs_add)
+jobs.add_command(jobs_cancel)
+jobs.add_command(jobs_retry)
+jobs.add_command(jobs_delete)
 main.add_command(jobs)
 main.add_command(stats)
 main.add_command(pause)

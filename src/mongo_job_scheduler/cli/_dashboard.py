@@ -56,6 +56,14 @@ __all__ = ["dashboard"]
     show_default=True,
     help="Serve queue gauges at /metrics (token needed) when prometheus-client is installed.",
 )
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Let pages of this origin (https://app.example.com) call the HTTP API at /api; "
+    "repeat for several. Without it, CORS is off.",
+)
 @click.pass_obj
 def dashboard(
     options: CliOptions,
@@ -66,17 +74,21 @@ def dashboard(
     allowed_hosts: tuple[str, ...],
     forwarded_allow_ips: str | None,
     metrics: bool,
+    cors_origins: tuple[str, ...],
 ) -> None:
-    """Serve the dashboard for the configured database and collection until Ctrl-C.
+    """Serve the dashboard, and the HTTP API at /api, for the configured database and
+    collection until Ctrl-C.
 
-    Needs the `dashboard` extra (pip install 'mongo-job-scheduler[dashboard]'). Every page and
-    action needs the token; see docs/dashboard.md. It speaks plain HTTP: beyond 127.0.0.1, put
-    a proxy that terminates TLS in front (--forwarded-allow-ips names it).
+    Needs the `dashboard` extra (pip install 'mongo-job-scheduler[dashboard]'). Every page,
+    action and API route needs the token; see docs/dashboard.md and docs/api.md. It speaks
+    plain HTTP: beyond 127.0.0.1, put a proxy that terminates TLS in front
+    (--forwarded-allow-ips names it).
     """
     try:
         import uvicorn
 
         from ..dashboard import create_app
+        from ..dashboard._api import checked_origins
         from ..dashboard._auth import check_token
     except ImportError as exc:
         raise CliError(
@@ -87,6 +99,10 @@ def dashboard(
             check_token(token)
         except ValidationError as exc:
             raise usage_error(exc.reason, "token") from None
+    try:
+        checked_origins(cors_origins)
+    except ValidationError as exc:
+        raise usage_error(exc.reason, "cors_origins") from None
     asyncio.run(_check_reachable(options))
     uri = options.mongodb_uri
     assert uri is not None
@@ -103,9 +119,11 @@ def dashboard(
             refresh_seconds=refresh,
             metrics_registry=registry,
             allowed_hosts=list(allowed_hosts) or None,
+            cors_origins=cors_origins,
         )
     except ValidationError as exc:
-        param = {"token": "token", "refresh_seconds": "refresh"}.get(exc.field)
+        params = {"token": "token", "refresh_seconds": "refresh", "cors_origins": "cors_origins"}
+        param = params.get(exc.field)
         raise usage_error(exc.reason, param) from None
     if on_startup is not None:
         app = _on_lifespan(app, on_startup)
@@ -117,8 +135,8 @@ def dashboard(
             err=True,
         )
     click.echo(
-        f"Dashboard on http://{host}:{port}/ for {options.where} at {redact_uri(uri)} "
-        "(Ctrl-C stops it)",
+        f"Dashboard on http://{host}:{port}/ (HTTP API at /api) for {options.where} at "
+        f"{redact_uri(uri)} (Ctrl-C stops it)",
         err=True,
     )
     uvicorn.run(
@@ -128,6 +146,7 @@ def dashboard(
         log_level="warning",
         proxy_headers=forwarded_allow_ips is not None,
         forwarded_allow_ips=forwarded_allow_ips,
+        server_header=False,
     )
 
 

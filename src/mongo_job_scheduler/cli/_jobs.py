@@ -1,5 +1,6 @@
-"""``jobs list|show|cancel|retry|purge``: look at and act on jobs of the configured collection
-through a worker-less :class:`~mongo_job_scheduler.Scheduler`."""
+"""``jobs list|show|purge``: look at jobs of the configured collection and purge old ones,
+through a worker-less :class:`~mongo_job_scheduler.Scheduler` (the group's other commands live
+in ``_authoring`` and ``_bulk``)."""
 
 from __future__ import annotations
 
@@ -33,9 +34,9 @@ TABLE_VALUE_BYTES = 16 * 1024
 """A value larger than this (BSON bytes) is not read for the table (``jobs show`` has it)."""
 
 
-@click.group(short_help="List, show, cancel, retry and purge jobs.")
+@click.group(short_help="List, show, add, cancel, retry, delete and purge jobs.")
 def jobs() -> None:
-    """List, show, cancel, retry and purge jobs (on --database / --collection).
+    """List, show, add, cancel, retry, delete and purge jobs (on --database / --collection).
 
     A malformed value (status, id, sort, data filter, duration) is a usage error: exit 2.
     Other errors (unknown job, a job in the wrong state, unreachable server) print one line
@@ -178,43 +179,6 @@ def jobs_show(options: CliOptions, job_id: str, as_json: bool) -> None:
     if trace:
         click.echo("lastErrorTrace:")
         click.echo(inert(str(trace).rstrip("\n"), lines=True))
-
-
-@jobs.command("cancel", short_help="Cancel a pending or running job.")
-@click.argument("job_id", metavar="ID")
-@click.pass_obj
-def jobs_cancel(options: CliOptions, job_id: str) -> None:
-    """Cancel a pending or running job (a running handler is asked to stop).
-
-    Exits 1 if the job had already finished (nothing changes).
-    """
-    check_job_id(job_id)
-
-    async def action(scheduler: Scheduler) -> tuple[bool, Job | None]:
-        changed = await scheduler.cancel(job_id)
-        return changed, None if changed else await scheduler.get_job(job_id)
-
-    changed, job = run_with_scheduler(options, action)
-    if not changed:
-        status = job.status.value if job is not None else "gone"
-        raise CliError(f"job {job_id} is already {status}: nothing to cancel")
-    click.echo(f"Cancelled job {job_id}.")
-
-
-@jobs.command("retry", short_help="Run a failed or cancelled job again now.")
-@click.argument("job_id", metavar="ID")
-@click.pass_obj
-def jobs_retry(options: CliOptions, job_id: str) -> None:
-    """Run a failed or cancelled job again now, with fresh attempts."""
-    check_job_id(job_id)
-
-    async def action(scheduler: Scheduler) -> Job:
-        return await scheduler.retry_job(job_id)
-
-    job = run_with_scheduler(options, action)
-    click.echo(
-        f"Job {job.id} ({inert(job.name)}) is pending again, due {fmt_when(job.next_run_at)} UTC."
-    )
 
 
 @jobs.command("purge", short_help="Delete finished jobs older than a date or duration.")

@@ -1,5 +1,6 @@
 """A web dashboard for operators: counts and lag at a glance, a filtered and paginated job list,
-job details, and actions (cancel, retry, run now, pause/resume a name) behind a token.
+job details, and actions (cancel, retry, run now, pause/resume a name) behind a token; and the
+HTTP API (``create_api``, served by the dashboard at ``/api``).
 
 .. code-block:: python
 
@@ -24,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "the dashboard needs the 'dashboard' extra: pip install 'mongo-job-scheduler[dashboard]'"
     ) from exc
 
+from ._api import create_api
 from ._app import create_app
 
-__all__ = ["create_app"]
+__all__ = ["create_api", "create_app"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -43,9 +43,13 @@ from .._format import (
 from ..job import Job, JobStatus
 from ..scheduler import Scheduler
 from ..stats import MAX_NAMES_SHOWN, SchedulerStats, busiest_names
+from ._api import create_api
 from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer, check_token
+from ._authoring import authoring_routes
+from ._guards import BodyLimit, HttpMiddleware
+from ._params import int_param
 from ._sessions import revocations_for
-from ._throttle import FailureThrottle, client_key
+from ._throttle import FailureThrottle, check_failures_per_minute, client_key
 
 __all__ = ["create_app"]
 
@@ -82,24 +86,7 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-class _HttpMiddleware:
-    """An ASGI middleware that acts on HTTP requests (:meth:`http`) and passes anything else
-    through."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        await self.http(scope, receive, send)
-
-    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raise NotImplementedError
-
-
-class _SecurityHeaders(_HttpMiddleware):
+class _SecurityHeaders(HttpMiddleware):
     """Adds a strict Content-Security-Policy and related headers to every response."""
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -115,55 +102,13 @@ class _SecurityHeaders(_HttpMiddleware):
         await self.app(scope, receive, send_with_headers)
 
 
-class _BodyLimit(_HttpMiddleware):
-    """Reads a request's body, up to :data:`MAX_BODY_BYTES`, before the application sees it:
-    a larger one (announced by ``Content-Length`` or found while streaming) is answered 413 at
-    once and the rest is never read."""
-
-    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if _declared_length(scope) > MAX_BODY_BYTES:
-            await self._refuse(scope, receive, send)
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break  # the client went away: let the application see it
-            body += message.get("body", b"")
-            if len(body) > MAX_BODY_BYTES:
-                await self._refuse(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
-        response = PlainTextResponse(
-            f"request body too large: at most {MAX_BODY_BYTES} bytes",
-            status_code=413,
-            headers={"Connection": "close"},
-        )
-        await response(scope, receive, send)
-
-
-def _declared_length(scope: Scope) -> int:
-    """The ``Content-Length`` of a request (0 when absent or unreadable)."""
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return 0
+def _too_large(limit: int) -> Response:
+    """The 413 of a page or action whose body is over ``limit`` bytes."""
+    return PlainTextResponse(
+        f"request body too large: at most {limit} bytes",
+        status_code=413,
+        headers={"Connection": "close"},
+    )
     return 0
 
 
@@ -205,19 +150,6 @@ def parse_data_filter(items: Sequence[str]) -> dict[str, Any]:
     return data
 
 
-def _int_param(params: QueryParams, name: str, default: int, low: int, high: int) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError(name, f"expected an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ValidationError(name, f"must be from {low} to {high}, got {value}")
-    return value
-
-
 def parse_jobs_filter(params: QueryParams) -> JobsFilter:
     """Validate the job list's query string (unknown parameters are refused)."""
     unknown = sorted(set(params.keys()) - JOB_LIST_PARAMS)
@@ -242,8 +174,8 @@ def parse_jobs_filter(params: QueryParams) -> JobsFilter:
     result.direction = params.get("dir") or "desc"
     if result.direction not in ("asc", "desc"):
         raise ValidationError("dir", f"must be 'asc' or 'desc', got {result.direction!r}")
-    result.limit = _int_param(params, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    result.skip = _int_param(params, "skip", 0, 0, 10**12)
+    result.limit = int_param(params, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    result.skip = int_param(params, "skip", 0, 0, 10**12)
     return result
 
 
@@ -700,6 +632,20 @@ class _Dashboard:
 
     # -- actions ----------------------------------------------------------------------------
 
+    def _csrf_refused(self, request: Request, session: Session) -> Response:
+        """The 403 page of a browser post without its session's CSRF token."""
+        return self._render(
+            request,
+            "error.html",
+            {
+                "page": "error",
+                "error": "The form's CSRF token is missing or invalid. "
+                "Reload the page and try again.",
+            },
+            session=session,
+            status_code=403,
+        )
+
     async def _act(
         self,
         request: Request,
@@ -714,17 +660,7 @@ class _Dashboard:
         if not session.bearer:
             candidate = _form_value(form, "csrf_token") or request.headers.get("x-csrf-token")
             if not Signer.csrf_matches(session, candidate):
-                return self._render(
-                    request,
-                    "error.html",
-                    {
-                        "page": "error",
-                        "error": "The form's CSRF token is missing or invalid. "
-                        "Reload the page and try again.",
-                    },
-                    session=session,
-                    status_code=403,
-                )
+                return self._csrf_refused(request, session)
         try:
             outcome = await operation(form)
         except JobNotFound as exc:
@@ -916,8 +852,11 @@ def create_app(
     session_max_age: int = 12 * 3600,
     failures_per_minute: int = 10,
     allowed_hosts: Sequence[str] | None = None,
+    cors_origins: Iterable[str] | None = None,
 ) -> Starlette:
-    """The dashboard of ``scheduler`` as an ASGI (Starlette) application.
+    """The dashboard of ``scheduler`` as an ASGI (Starlette) application, with the HTTP API
+    (:func:`~mongo_job_scheduler.dashboard.create_api`) at ``/api``, whose CORS allows the
+    ``cors_origins`` named (none by default).
 
     Every page and action needs ``token``: browsers sign in at ``/login`` (an HttpOnly,
     SameSite=Strict session cookie valid for ``session_max_age`` seconds), scripts send
@@ -946,10 +885,7 @@ def create_app(
         or not all(isinstance(host, str) and host for host in allowed_hosts)
     ):
         raise ConfigurationError("allowed_hosts", "expected a list of host names")
-    if isinstance(failures_per_minute, bool) or not isinstance(failures_per_minute, int):
-        raise ConfigurationError("failures_per_minute", "must be a positive integer")
-    if not 1 <= failures_per_minute <= 10_000:
-        raise ConfigurationError("failures_per_minute", "must be from 1 to 10,000")
+    check_failures_per_minute(failures_per_minute)
     if isinstance(refresh_seconds, bool) or not isinstance(refresh_seconds, (int, float)):
         raise ConfigurationError("refresh_seconds", "must be a number of seconds")
     if refresh_seconds < 0 or not math.isfinite(refresh_seconds):
@@ -972,6 +908,7 @@ def create_app(
         failures_per_minute=failures_per_minute,
     )
     routes: list[BaseRoute] = [
+        *authoring_routes(dashboard),
         Route("/", dashboard.overview, methods=["GET"]),
         Route("/healthz", dashboard.healthz, methods=["GET"]),
         Route("/login", dashboard.login_form, methods=["GET"]),
@@ -1000,6 +937,8 @@ def create_app(
         routes.append(
             Route("/metrics", dashboard.protect(make_asgi_app(registry=metrics_registry)))
         )
+    api = create_api(scheduler, token=token, cors_origins=cors_origins, throttle=dashboard.throttle)
+    routes.append(Mount("/api", app=api))
     app = Starlette(
         routes=routes,
         middleware=[
@@ -1013,7 +952,7 @@ def create_app(
                     )
                 ]
             ),
-            Middleware(_BodyLimit),
+            Middleware(BodyLimit, limit=MAX_BODY_BYTES, refusal=_too_large, exempt=["/api/"]),
         ],
         exception_handlers={
             _Throttled: dashboard.throttled,

@@ -9,7 +9,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-__all__ = ["FailureThrottle", "client_key"]
+from .._errors import ConfigurationError
+
+__all__ = ["FailureThrottle", "check_failures_per_minute", "client_key"]
 
 MAX_CLIENTS = 10_000
 """How many client addresses the throttle follows at once (the longest quiet ones are dropped
@@ -63,3 +65,13 @@ class FailureThrottle:
         self._buckets.move_to_end(key)
         while len(self._buckets) > MAX_CLIENTS:
             self._buckets.popitem(last=False)
+
+
+def check_failures_per_minute(value: object) -> int:
+    """``value`` if it can be a throttle's ``per_minute`` (1 to 10,000); else
+    :class:`ConfigurationError` (``failures_per_minute``)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError("failures_per_minute", "must be a positive integer")
+    if not 1 <= value <= 10_000:
+        raise ConfigurationError("failures_per_minute", "must be from 1 to 10,000")
+    return value

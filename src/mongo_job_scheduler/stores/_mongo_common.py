@@ -879,6 +879,37 @@ def release_key(registry: AnyCollection, doc: Mapping[str, Any]) -> Calls:
         yield partial(registry.delete_one, {"_id": key, "jobId": doc["_id"]})
 
 
+DELETED_PROJECTION = {
+    "name": 1,
+    "status": 1,
+    "dedupeKey": 1,
+    "dedupeScope": 1,
+    "dedupeWindowMs": 1,
+    "dependants": 1,
+}
+"""What ``delete_job`` reads of the job it deletes: enough to give back its dedupe key and
+to settle its dependants."""
+
+
+def delete_job(
+    jobs: AnyCollection,
+    registry: AnyCollection,
+    deps: AnyCollection,
+    job_id: Any,
+    statuses: Sequence[str],
+) -> Calls:
+    """Delete the job if its status is one of ``statuses``, give back its dedupe key as a
+    cancel does, and drop the edges of what it waited for; the deleted document (projected to
+    :data:`DELETED_PROJECTION`), or ``None``."""
+    doc = yield partial(
+        jobs.find_one_and_delete, status_filter(job_id, statuses), projection=DELETED_PROJECTION
+    )
+    if doc is not None:
+        yield from release_key(registry, doc)
+        yield partial(deps.delete_many, {"job": job_id})
+    return doc
+
+
 def dependants_settled(jobs: AnyCollection, dependency_ids: Sequence[Any]) -> Calls:
     finished = {"_id": {"$in": list(dependency_ids)}, "status": {"$in": list(FINISHED)}}
     yield partial(jobs.update_many, finished, SETTLED_UPDATE)

@@ -173,6 +173,14 @@ class MongoJobStore:
             return_document=ReturnDocument.AFTER,
         )
 
+    def delete(self, job_id: Any, statuses: Sequence[str]) -> Doc | None:
+        """Delete the job if its status is one of ``statuses``: the deleted document, or
+        ``None`` (see :meth:`~.base.JobStore.delete`)."""
+        deleted: Doc | None = self._perform(
+            q.delete_job(self.jobs, self.dedupe, self.deps, job_id, statuses)
+        )
+        return deleted
+
     def delete_finished(self, before: datetime, statuses: Sequence[str]) -> int:
         """Delete jobs in one of ``statuses`` (terminal ones) last updated before ``before``;
         returns how many were deleted."""

@@ -289,6 +289,13 @@ class JobStore(ABC):
         document after, or ``None`` if it did not match."""
 
     @abstractmethod
+    async def delete(self, job_id: Any, statuses: Sequence[str]) -> dict[str, Any] | None:
+        """Delete the job if its status is one of ``statuses``, in one atomic step; give back
+        its dedupe key as :meth:`cancel` does and forget the dependencies it waited for.
+        Returns the deleted document (at least its ``_id``, ``name``, ``status``, dedupe
+        fields and ``dependants``), or ``None`` if no job with that id is in those statuses."""
+
+    @abstractmethod
     async def delete_finished(self, before: datetime, statuses: Sequence[str]) -> int:
         """Delete jobs in one of ``statuses`` (terminal ones) last updated before ``before``;
         returns how many were deleted."""
@@ -435,6 +442,9 @@ class SyncJobStore(Protocol):
     ) -> dict[str, Any] | None:
         """Apply a user's change if the job's status is one of ``expect_status``; returns the
         document after, or ``None`` if it did not match."""
+
+    def delete(self, job_id: Any, statuses: Sequence[str]) -> dict[str, Any] | None:
+        """As :meth:`JobStore.delete`."""
 
     def delete_finished(self, before: datetime, statuses: Sequence[str]) -> int:
         """Delete jobs in one of ``statuses`` (terminal ones) last updated before ``before``;

@@ -339,14 +339,25 @@ class InMemoryJobStore(JobStore):
         for key in LOCK_FIELDS:
             doc.pop(key, None)
         doc.update(status="cancelled", updatedAt=utcnow())
-        released = released_on_finish(doc)
-        if (
-            released is not None
-            and released in self._dedupe
-            and self._dedupe[released][0] == job_id
-        ):
-            del self._dedupe[released]
+        self._release_key(doc)
         return copy.deepcopy(doc), True
+
+    def _release_key(self, doc: Mapping[str, Any]) -> None:
+        """Give back the dedupe key of a job that ended (or is deleted), if its scope lets it
+        go and it still holds it."""
+        released = released_on_finish(doc)
+        if released is not None and self._dedupe.get(released, (None,))[0] == doc["_id"]:
+            del self._dedupe[released]
+
+    async def delete(self, job_id: Any, statuses: Sequence[str]) -> dict[str, Any] | None:
+        doc = self._jobs.get(job_id)
+        if doc is None or doc["status"] not in statuses:
+            return None
+        del self._jobs[job_id]
+        self._release_key(doc)
+        for edge in [edge for edge in self._edges if edge[0] == job_id]:
+            del self._edges[edge]
+        return doc
 
     async def delete_finished(self, before: datetime, statuses: Sequence[str]) -> int:
         doomed = [
@@ -420,9 +431,7 @@ class InMemoryJobStore(JobStore):
         if doc is None or doc["status"] != "waiting":
             return None
         doc.update(copy.deepcopy(dict(fields)), status="cancelled", updatedAt=utcnow())
-        released = released_on_finish(doc)
-        if released is not None and self._dedupe.get(released, (None,))[0] == job_id:
-            del self._dedupe[released]
+        self._release_key(doc)
         return copy.deepcopy(doc)
 
     async def dependants_settled(self, dependency_ids: Sequence[Any]) -> None:

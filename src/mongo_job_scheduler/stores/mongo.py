@@ -516,6 +516,12 @@ class MongoJobStore(JobStore):
         await self._perform(q.release_key(self.dedupe, doc))
         return doc, True
 
+    async def delete(self, job_id: Any, statuses: Sequence[str]) -> Doc | None:
+        deleted: Doc | None = await self._perform(
+            q.delete_job(self.jobs, self.dedupe, self.deps, job_id, statuses)
+        )
+        return deleted
+
     async def delete_finished(self, before: datetime, statuses: Sequence[str]) -> int:
         result = await self.jobs.delete_many(q.finished_before_filter(before, statuses))
         return int(result.deleted_count)
