@@ -146,6 +146,10 @@ class TaskRegistry:
     def __init__(self, catch_all: Handler | None = None) -> None:
         self._tasks: dict[str, TaskSpec] = {}
         self._catch_all: TaskSpec | None = None
+        self.changed: Callable[[], None] | None = None
+        """Called after a handler is registered or replaced, or the catch-all handler set: a
+        running worker (which may claim rarely while idle) claims at once with the new
+        names."""
         self.catch_all = catch_all
 
     @property
@@ -159,6 +163,7 @@ class TaskRegistry:
         if handler is not None and not callable(handler):
             raise ValidationError("handler", "must be callable")
         self._catch_all = None if handler is None else TaskSpec(handler)
+        self._changed()
 
     def decorator(
         self,
@@ -183,9 +188,14 @@ class TaskRegistry:
             if not callable(handler):
                 raise ValidationError("handler", "must be callable")
             self._tasks[name] = TaskSpec(handler, retry_obj, timeout_td, backoff, rate)
+            self._changed()
             return fn
 
         return register
+
+    def _changed(self) -> None:
+        if self.changed is not None:
+            self.changed()
 
     def resolve(self, name: str) -> TaskSpec | None:
         """The spec that runs jobs named ``name``: its task's, else the catch-all's."""
