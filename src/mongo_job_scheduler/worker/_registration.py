@@ -1,6 +1,7 @@
 """A running worker's entry in the fleet view: registered at start, renewed every
-``REGISTER_EVERY`` seconds with how busy it is, removed at stop; and the warning, at most once
-in a while per name, about due jobs that no live worker handles."""
+``REGISTER_EVERY`` seconds (at the wall-clock ticks every process shares, see :mod:`._ticks`)
+with how busy it is, removed at stop; and the warning, at most once in a while per name, about
+due jobs that no live worker handles."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .._version import __version__
 from ..fleet import LIVE_FOR, REGISTER_EVERY, WorkerInfo, unhandled
 from ..stores.base import JobStore
 from ..tasks import TaskRegistry
+from ._ticks import until_tick
 
 __all__ = ["Registration"]
 
@@ -85,7 +87,7 @@ class Registration:
                     await self.warn_unhandled()
             except Exception as exc:
                 self.report(exc, "fleet registration failed; retrying")
-            await asyncio.sleep(REGISTER_EVERY)
+            await asyncio.sleep(until_tick(REGISTER_EVERY))
 
     async def register(self) -> None:
         """Write this worker's registration (what it handles, how busy it is)."""
