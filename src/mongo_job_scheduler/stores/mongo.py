@@ -43,6 +43,9 @@ Doc = dict[str, Any]
 T = TypeVar("T")
 logger = logging.getLogger("mongo_job_scheduler")
 
+CLOCK_SAMPLES = 3
+"""``hello`` round trips that measure the server's clock at setup (see ``ServerClock.record``)."""
+
 PAUSED_REFRESH = 1.0
 """Seconds a worker may keep using its list of paused names before reading it again."""
 
@@ -112,7 +115,8 @@ class MongoJobStore(JobStore):
             if not self._ready:
                 await self.jobs.create_indexes(q.JOB_INDEXES)
                 await self.workers.create_indexes(q.WORKER_INDEXES)
-                await self._refresh_clock()
+                for _ in range(CLOCK_SAMPLES):  # the one with the shortest round trip counts
+                    await self._refresh_clock()
                 self._ready = True
 
     async def _refresh_clock(self) -> None:
