@@ -351,6 +351,11 @@ class JobStore(ABC):
     async def live_workers(self, since: datetime) -> list[dict[str, Any]]:
         """The registrations seen at or after ``since``, oldest start first."""
 
+    async def live_worker_count(self, since: datetime) -> int:
+        """How many registrations were seen at or after ``since`` (an idle worker spreads its
+        claims after a notification over a time that grows with it)."""
+        return len(await self.live_workers(since))
+
     @abstractmethod
     async def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:
         """Register ``key`` for ``job_id`` (reviving a finished job); False if another job

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from bson import ObjectId, encode
-from pymongo import ReturnDocument, UpdateMany, UpdateOne
+from pymongo import ReturnDocument, UpdateMany, UpdateOne, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -103,6 +103,7 @@ class MongoJobStore(JobStore):
         self.workers: AsyncCollection[Doc] = database.get_collection(
             q.workers_collection_name(collection), codec_options=options
         )
+        self._registrations = self.workers.with_options(write_concern=WriteConcern(w=1))
         self._clock = ServerClock()
         self._clock_task: asyncio.Task[None] | None = None
         self._ready = False
@@ -588,7 +589,10 @@ class MongoJobStore(JobStore):
         return {str(row["_id"]): int(row["n"]) for row in rows}
 
     async def register_worker(self, worker_id: str, fields: Mapping[str, Any]) -> None:
-        await self.workers.update_one(
+        # Acknowledged by the primary alone: a registration lost in a failover is written
+        # again within REGISTER_EVERY, and the journal flush that majority asks for costs the
+        # server more than the write itself, once per idle process every 10 s.
+        await self._registrations.update_one(
             {"_id": worker_id},
             {"$set": dict(fields), "$currentDate": {"lastSeen": True}},
             upsert=True,
@@ -596,6 +600,9 @@ class MongoJobStore(JobStore):
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self.workers.delete_one({"_id": worker_id})
+
+    async def live_worker_count(self, since: datetime) -> int:
+        return int(await self.workers.count_documents({"lastSeen": {"$gte": since}}))
 
     async def live_workers(self, since: datetime) -> list[Doc]:
         found: list[Doc] = await (

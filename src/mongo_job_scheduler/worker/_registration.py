@@ -26,7 +26,8 @@ logger = logging.getLogger("mongo_job_scheduler")
 ErrorReporter = Callable[[BaseException, str], None]
 
 UNHANDLED_CHECK_EVERY = 60.0
-"""Seconds between two looks for due jobs that no live worker handles."""
+"""Seconds between two looks for due jobs that no live worker handles (and two counts of the
+live workers)."""
 UNHANDLED_HEAD = 1_000
 """The look covers this many due jobs at the head of the queue (bounded work)."""
 WARN_AGAIN_AFTER = 600.0
@@ -45,8 +46,10 @@ class Registration:
         tasks: TaskRegistry,
         executions: Sized,
         report: ErrorReporter,
+        on_fleet: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_fleet = on_fleet
         self.owner = owner
         self.tasks = tasks
         self.executions = executions
@@ -61,6 +64,7 @@ class Registration:
         self._started: datetime | None = None
         self._task: asyncio.Task[None] | None = None
         self._next_check = 0.0
+        self._since = time.monotonic()
         self._warned: dict[str, float] = {}
 
     def start(self) -> None:
@@ -84,7 +88,10 @@ class Registration:
                 await self.register()
                 if time.monotonic() >= self._next_check:
                     self._next_check = time.monotonic() + UNHANDLED_CHECK_EVERY
+                    await self.count_fleet()
                     await self.warn_unhandled()
+                elif time.monotonic() - self._since < UNHANDLED_CHECK_EVERY:
+                    await self.count_fleet()  # a fleet starting together: count as it grows
             except Exception as exc:
                 self.report(exc, "fleet registration failed; retrying")
             await asyncio.sleep(until_tick(REGISTER_EVERY))
@@ -103,6 +110,12 @@ class Registration:
                 "startedAt": self._started,
             },
         )
+
+    async def count_fleet(self) -> None:
+        """Tell ``on_fleet`` how many workers are live on this store (this one included)."""
+        if self.on_fleet is not None:
+            now = await self.store.now()
+            self.on_fleet(await self.store.live_worker_count(now - LIVE_FOR))
 
     async def warn_unhandled(self) -> None:
         """Log a WARNING for due jobs at the head of the queue whose name no live worker

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import heapq
 import inspect
+import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -29,6 +30,15 @@ milliseconds."""
 TIMER_LATE = 0.002
 """Seconds a timer fires after the due time it was armed for, so that by the worker's clock
 estimate the job is due when the claim reads it (a loop timer may fire a little early)."""
+SPREAD_PER_PEER = 0.002
+"""Seconds by which a notification's claims are spread per other live worker: each idle
+worker waits a random time up to this times the other workers (at most ``MAX_SPREAD``) before
+the claim a notification (or the timer it armed) causes, so the first claim of a fleet's
+workers reaches the server alone rather than with every other worker's, and starts the job
+about as soon as a lone worker would. A worker's own writes wake it without delay."""
+MAX_SPREAD = 0.2
+"""Seconds: the longest spread, whatever the size of the fleet."""
+
 SAFETY_POLL = 30.0
 """Seconds between the claims of an idle worker (or ``poll_interval``, if longer) while the
 store's change notifications are healthy and its last claim held nothing back: a check for
@@ -59,6 +69,8 @@ class Wakeups:
         self._ahead_until = 0.0  # time.monotonic() up to which the last look-ahead looked
         self._ahead_at: float | None = None  # the instant it armed a timer for, if any
         self._health_reported = _takes_health(store.watch)
+        self._peers = 0  # other live workers on the store, as last counted
+        self._spread_wake: asyncio.TimerHandle | None = None
 
     @property
     def notified(self) -> bool:
@@ -76,18 +88,45 @@ class Wakeups:
         """A job may have become due now: claim at once."""
         self.event.set()
 
-    def wake_in(self, seconds: float) -> None:
+    def wake_in(self, seconds: float, spread: bool = False) -> None:
         """A job becomes due in ``seconds`` (≤ 0: it is due) by the store's clock estimate:
-        claim then, sooner than the next idle poll."""
-        if seconds <= 0:
+        claim then, sooner than the next idle poll. ``spread``: the news came to every idle
+        worker of the fleet (a notification), so claim a random moment later (see
+        ``SPREAD_PER_PEER``)."""
+        delay = self._spread() if spread else 0.0
+        if seconds <= 0 and not delay:
             self.wake()
             return
         if seconds >= self.poll_interval and seconds > MAX_WAKE_AHEAD:
             return  # polling finds it in time; keep the heap small
+        loop = asyncio.get_running_loop()
+        if seconds <= 0:
+            # One pending spread wake-up serves a burst of notifications.
+            if self._spread_wake is None or self._spread_wake.when() > loop.time() + delay:
+                if self._spread_wake is not None:
+                    self._spread_wake.cancel()
+                self._spread_wake = loop.call_later(delay, self._on_spread_wake)
+            return
         if len(self._times) >= MAX_WAKE_TIMES:
             return
-        heapq.heappush(self._times, asyncio.get_running_loop().time() + seconds + TIMER_LATE)
+        heapq.heappush(self._times, loop.time() + seconds + TIMER_LATE + delay)
         self._arm_timer()
+
+    def set_fleet_size(self, live: int) -> None:
+        """How many workers are live on the store, this one included (counted by the fleet
+        registration every minute)."""
+        self._peers = max(live - 1, 0)
+
+    def _spread(self) -> float:
+        spread = min(SPREAD_PER_PEER * self._peers, MAX_SPREAD)
+        return random.uniform(0.0, spread) if spread > 0 else 0.0
+
+    def _notified(self, seconds: float) -> None:
+        self.wake_in(seconds, spread=True)
+
+    def _on_spread_wake(self) -> None:
+        self._spread_wake = None
+        self.wake()
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds``, or until woken."""
@@ -96,8 +135,8 @@ class Wakeups:
 
     async def look_ahead(self, names: Sequence[str] | None, until: float, since: datetime) -> None:
         """After an empty claim, an idle worker that will sleep until ``until``
-        (``time.monotonic()``) asks when the next job becomes claimable before then (and one
-        idle interval beyond), and arms a timer for that instant: a job stored long before
+        (``time.monotonic()``) asks when the next job becomes claimable before then (and two
+        idle intervals beyond), and arms a timer for that instant: a job stored long before
         its due time, which no notification will announce again, starts on time.
 
         While notifications are healthy, the answer stays good until its window ends or its
@@ -112,7 +151,7 @@ class Wakeups:
             and (self._ahead_at is None or now < self._ahead_at)
         ):
             return
-        within = max(until - now, 0.0) + self.idle_interval()
+        within = max(until - now, 0.0) + 2 * self.idle_interval()
         try:
             seconds = await self.store.next_due(names, timedelta(seconds=within), since)
         except Exception as exc:
@@ -122,7 +161,7 @@ class Wakeups:
         self._ahead_until = now + within
         self._ahead_at = None if seconds is None else now + seconds
         if seconds is not None:
-            self.wake_in(seconds)
+            self.wake_in(seconds, spread=True)  # every idle worker of the fleet sees it
 
     def note_claim(self, claimed: int, wanted: int, lost_races: bool, held_back: bool) -> None:
         """Remember whether the claim held jobs back (see ``idle_interval``). Follow
@@ -154,7 +193,7 @@ class Wakeups:
     async def close(self) -> None:
         """Stop the timers and the notifications."""
         self.closed = True
-        for timer in (self._timer, self._recheck):
+        for timer in (self._timer, self._recheck, self._spread_wake):
             if timer is not None:
                 timer.cancel()
         if self._watch_task is not None:
@@ -164,9 +203,9 @@ class Wakeups:
     async def _watch(self) -> None:
         try:
             if self._health_reported:
-                watching = self.store.watch(self.wake_in, self._on_ready, health=self._on_health)
+                watching = self.store.watch(self._notified, self._on_ready, health=self._on_health)
             else:  # a store written before ``health``: never trusted, the worker polls
-                watching = self.store.watch(self.wake_in, self._on_ready)
+                watching = self.store.watch(self._notified, self._on_ready)
             supported = await watching
         except asyncio.CancelledError:
             raise

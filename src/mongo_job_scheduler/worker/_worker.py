@@ -69,7 +69,14 @@ class Worker:
             store, self.policy, self.executions, self.progress, self.wakeups, events, self._report
         )
         self.registration = Registration(
-            store, owner, config.id, config.workers, tasks, self.executions, self._report
+            store,
+            owner,
+            config.id,
+            config.workers,
+            tasks,
+            self.executions,
+            self._report,
+            on_fleet=self.wakeups.set_fleet_size,
         )
         self._claim_state = ClaimState()
         self._stopping = False
