@@ -11,7 +11,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -171,6 +171,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def context_switches(pid: int) -> int:
+    """Voluntary plus involuntary context switches of every thread of process ``pid`` so far
+    (``/proc/<pid>/task/*/status``; threads that already ended are not counted)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            with open(task / "status", encoding="utf-8") as handle:
+                for line in handle:
+                    if "ctxt_switches:" in line:
+                        total += int(line.split()[-1])
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 @dataclass
 class ServerLoad:
     """The server's operation counters and CPU time (``serverStatus``) at one moment."""
@@ -290,6 +305,8 @@ class ChildStatus:
     package: str = ""
     """The ``mongo_job_scheduler/__init__.py`` the process imported (told with ``ready``)."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when an ``idle`` or ``bare`` child said ``started`` (its scheduler runs)."""
     bye: asyncio.Event = field(default_factory=asyncio.Event)
     progress: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -298,7 +315,8 @@ class Child:
     """One ``bench/child.py`` worker process: it builds a Scheduler, says ``ready`` with the
     file of the package it imported, starts on ``go``, reports ``progress <count> <wall time of
     its last handler>`` and stops on ``stop`` (writing the ids it ran to ``ids_file`` in
-    ``burn`` mode).
+    ``burn`` mode). In ``idle`` mode it says ``started`` once running and reports each probe
+    job it ran to ``on_probe(job id, seconds from due to start)``.
 
     With ``package_src`` (a directory holding ``mongo_job_scheduler/``, such as another git
     revision's ``src``), the process runs with ``PYTHONPATH=package_src`` and
@@ -314,8 +332,10 @@ class Child:
         poll_interval: float,
         ids_file: Path | None = None,
         package_src: Path | None = None,
+        on_probe: Callable[[str, float], None] | None = None,
     ) -> None:
         self.package_src = package_src
+        self.on_probe = on_probe
         self.args = [
             "--uri",
             uri,
@@ -371,11 +391,18 @@ class Child:
                 self.status.count = int(count)
                 self.status.last_run = float(last)
                 self.status.progress.set()
+            elif kind == "started":
+                self.status.started.set()
+            elif kind == "probe":
+                job_id, latency = rest.split()
+                if self.on_probe is not None:
+                    self.on_probe(job_id, float(latency))
             elif kind == "error":
                 self.status.errors.append(rest)
             elif kind == "bye":
                 self.status.bye.set()
         self.status.ready.set()  # never leave a waiter hanging on a dead child
+        self.status.started.set()
         self.status.bye.set()
         self.status.progress.set()
 

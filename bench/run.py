@@ -8,7 +8,10 @@ report and writes it to ``bench/results/<date>-<HHMM>-<host>.md`` and ``bench/re
 3. latency under a steady load;  4. flat cost with a large collection (and ``explain``);
 5. worker memory over many jobs;  6. several worker processes on one database;
 7. the same burn-down on the Node library (when ``node`` and ``npm`` are installed);
-8. what each executor (async, thread, process) adds per job (``executors.py``).
+8. what each executor (async, thread, process) adds per job (``executors.py``);
+9. workflows: burn-downs whose jobs are the dependencies of one fan-in job;
+10. ``mongod``'s CPU with fleets of idle worker processes (Python and Node), and the latency of
+    jobs started by such a fleet.
 
 ``--quick`` runs every section at small sizes (about two minutes) as a smoke test.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -47,6 +51,7 @@ from benchlib import (
     ServerLoad,
     Stopwatch,
     check_runs,
+    context_switches,
     cpu_model,
     cpu_seconds,
     load_average,
@@ -79,6 +84,8 @@ JOB_NAME = "noop"
 CHUNK = 1000
 NODE_PACKAGES = ["mongo-job-scheduler@1.2.4", "mongodb@6"]
 NODE_SCRIPT = BENCH_DIR / "node_burn_down.js"
+NODE_IDLE_SCRIPT = BENCH_DIR / "node_idle_worker.js"
+NODE_SCRIPTS = [NODE_SCRIPT, NODE_IDLE_SCRIPT]
 RESULTS_DIR = BENCH_DIR / "results"
 
 # The benchmark's goals.
@@ -92,6 +99,7 @@ TARGET_RSS_GROWTH = 10.0
 TARGET_MULTI_RATIO = 1.5
 TARGET_PROCESS_OVER_THREAD = 100e-6
 """Seconds a no-op job in a child process may take over one in a thread (start → complete)."""
+TARGET_MULTI_CPU_RATIO = 1.15
 STEADY_KEEP_UP = 0.95
 
 
@@ -211,6 +219,9 @@ class Bench:
         self.client: AsyncMongoClient[Doc] = AsyncMongoClient(self.uri)
         self.report = Report()
         self._databases = 0
+        self.node_version: str | None = None
+        self._node: tuple[str, Path] | None = None
+        self._node_folder: str | None = None
 
     def database_name(self, label: str) -> str:
         self._databases += 1
@@ -218,6 +229,41 @@ class Bench:
 
     async def drop(self, name: str) -> None:
         await self.client.drop_database(name)
+
+    async def node(self, section: str) -> tuple[str, Path] | None:
+        """``node`` and a folder where ``NODE_PACKAGES`` are installed (npm, once per run, for
+        sections 7 and 8), or ``None`` without ``node``/``npm``. :meth:`close` removes it."""
+        if self._node is not None:
+            return self._node
+        node, npm = shutil.which("node"), shutil.which("npm")
+        if node is None or npm is None:
+            return None
+        self.node_version = (await run_command([node, "--version"], 30)).strip()
+        self._node_folder = tempfile.mkdtemp(prefix="mjs-bench-node-")
+        log(f"{section}: npm install {' '.join(NODE_PACKAGES)}")
+        await run_command(
+            [
+                npm,
+                "install",
+                "--prefix",
+                self._node_folder,
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                *NODE_PACKAGES,
+            ],
+            timeout=600,
+        )
+        folder = Path(self._node_folder)
+        for script in NODE_SCRIPTS:
+            shutil.copy(script, folder / script.name)
+        self._node = (node, folder)
+        return self._node
+
+    async def close(self) -> None:
+        await self.client.close()
+        if self._node_folder is not None:
+            shutil.rmtree(self._node_folder, ignore_errors=True)
 
 
 # -- 1. burn-down throughput ------------------------------------------------------------------
@@ -786,6 +832,10 @@ class MultiResult:
     """Each worker process's RSS right after the last handler."""
     packages: list[str]
     """The ``mongo_job_scheduler/__init__.py`` each worker process imported."""
+    switches: int = 0
+    """Context switches of the worker processes' threads (summed) over the run."""
+    server_switches: int = 0
+    """Context switches of ``mongod``'s threads over the run."""
 
     @property
     def rate(self) -> float:
@@ -797,6 +847,12 @@ class MultiResult:
         return sum(self.cpu) / self.check.ran if self.check.ran else float("nan")
 
     @property
+    def total_cpu_per_job(self) -> float:
+        """Worker processes' and ``mongod``'s CPU seconds per job run."""
+        total = sum(self.cpu) + self.server_cpu
+        return total / self.check.ran if self.check.ran else float("nan")
+
+    @property
     def ok(self) -> bool:
         return self.check.ok and self.completed_in_db == self.jobs
 
@@ -806,6 +862,11 @@ class MultiResult:
             f"{fmt_rate(self.rate)}; per process {self.per_process}; {self.check.describe()}; "
             f"{fmt_int(self.completed_in_db)} `completed` in the collection; "
             f"worker processes {', '.join(f'{cpu:.2f}' for cpu in self.cpu)} s CPU; "
+            f"CPU per job {self.cpu_per_job * 1e6:.0f} µs workers + "
+            f"{(self.total_cpu_per_job - self.cpu_per_job) * 1e6:.0f} µs mongod = "
+            f"{self.total_cpu_per_job * 1e6:.0f} µs; context switches per job: workers "
+            f"{self.switches / max(self.check.ran, 1):.2f}, mongod "
+            f"{self.server_switches / max(self.check.ran, 1):.2f}; "
             f"{self.server}; {len(self.errors)} worker errors"
             + (f" (first: {self.errors[0]})" if self.errors else "")
         )
@@ -839,7 +900,10 @@ async def multi_burn(
             await child.spawn()
         await asyncio.gather(*(child.wait_ready() for child in children))
         server_before = await ServerLoad.read(bench.client)
+        mongod_pid = int((await bench.client.admin.command("serverStatus"))["pid"])
         cpu_before = [cpu_seconds(child.pid) for child in children]
+        switches_before = sum(context_switches(child.pid) for child in children)
+        server_switches_before = context_switches(mongod_pid)
         started = time.time()
         await asyncio.gather(*(child.send("go") for child in children))
         deadline = time.monotonic() + 120 + jobs / 100
@@ -850,6 +914,8 @@ async def multi_burn(
         last = max(c.status.last_run for c in children)
         seconds = (last if last > started else time.time()) - started
         cpu = [cpu_seconds(c.pid) - before for c, before in zip(children, cpu_before, strict=True)]
+        switches = sum(context_switches(child.pid) for child in children) - switches_before
+        server_switches = context_switches(mongod_pid) - server_switches_before
         rss = [rss_bytes(child.pid) for child in children]
         server_after = await ServerLoad.read(bench.client)
         server = server_after.since(server_before, jobs)
@@ -879,6 +945,8 @@ async def multi_burn(
         server_after.cpu - server_before.cpu,
         rss,
         [child.status.package for child in children],
+        switches,
+        server_switches,
     )
 
 
@@ -907,6 +975,26 @@ async def section_multi(bench: Bench) -> None:
         f"≥ {TARGET_MULTI_RATIO}x",
         ratio >= TARGET_MULTI_RATIO,
     )
+    per_job: dict[int, float] = {}
+    for processes, results in runs.items():
+        per_job[processes] = statistics.median(r.total_cpu_per_job for r in results)
+        workers_part = statistics.median(r.cpu_per_job for r in results)
+        bench.report.add(
+            section,
+            f"CPU per job, {processes} process{'es' if processes > 1 else ''} "
+            "(workers + mongod, median)",
+            f"{per_job[processes] * 1e6:.0f} µs ({workers_part * 1e6:.0f} µs workers)",
+            "—",
+            None,
+        )
+    cpu_ratio = per_job[args.processes] / per_job[1] if per_job[1] else float("inf")
+    bench.report.add(
+        section,
+        f"CPU per job, {args.processes} processes vs 1 (medians)",
+        f"{cpu_ratio:.2f}x",
+        f"≤ {TARGET_MULTI_CPU_RATIO}x",
+        cpu_ratio <= TARGET_MULTI_CPU_RATIO,
+    )
 
 
 # -- 7. Node comparison -----------------------------------------------------------------------
@@ -929,96 +1017,422 @@ async def run_command(args: Sequence[str], timeout: float, cwd: str | None = Non
     return out.decode(errors="replace")
 
 
-async def section_node(bench: Bench, node_version: list[str]) -> None:
+async def section_node(bench: Bench) -> None:
     section = "7. Node comparison"
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
+    installed = await bench.node(section)
+    if installed is None:
         print("skipped: node/npm not found", file=sys.stderr)
         bench.report.skip(section, "Node mongo-job-scheduler 1.2.4", "skipped: node/npm not found")
         return
-    node_version.append((await run_command([node, "--version"], 30)).strip())
-    folder = tempfile.mkdtemp(prefix="mjs-bench-node-")
-    try:
-        log(f"{section}: npm install {' '.join(NODE_PACKAGES)}")
-        await run_command(
-            [
-                npm,
-                "install",
-                "--prefix",
-                folder,
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                *NODE_PACKAGES,
-            ],
-            timeout=600,
-        )
-        script = Path(folder) / NODE_SCRIPT.name
-        shutil.copy(NODE_SCRIPT, script)
-        for jobs in bench.args.jobs:
-            # Each Node run has a Python run right beside it (the order alternates), so the
-            # ratio compares the two at the same moments: this machine's speed drifts by tens
-            # of percent over minutes, and section 1 ran long before.
-            node_rates: list[float] = []
-            python_runs: list[BurnResult] = []
-            for index in range(bench.args.repeat):
-                sides = ("python", "node") if index % 2 == 0 else ("node", "python")
-                for side in sides:
-                    if side == "python":
-                        log(f"{section}: run {index + 1}: Python burn-down of {jobs} jobs")
-                        python_runs.append(await fresh_burn(bench, jobs, "burn_beside_node"))
-                        continue
-                    log(f"{section}: run {index + 1}: Node burn-down of {jobs} jobs")
-                    name = bench.database_name("node")
-                    try:
-                        output = await run_command(
-                            [node, str(script), bench.uri, name, str(jobs)],
-                            timeout=1800,
-                            cwd=folder,
-                        )
-                    finally:
-                        await bench.drop(name)
-                    stats = json.loads(output.strip().splitlines()[-1])
-                    node_rates.append(float(stats["rate"]))
-                    bench.report.note(
-                        section,
-                        f"Node {fmt_int(jobs)} jobs: {stats['handled']:,} handler calls "
-                        f"({stats['distinct']:,} distinct ids, {stats['duplicates']} duplicates, "
-                        f"{stats['errors']} worker errors) in {stats['seconds']:.2f} s = "
-                        f"{fmt_rate(stats['rate'])}.",
+    node, folder = installed
+    script = folder / NODE_SCRIPT.name
+    for jobs in bench.args.jobs:
+        # Each Node run has a Python run right beside it (the order alternates), so the
+        # ratio compares the two at the same moments: this machine's speed drifts by tens
+        # of percent over minutes, and section 1 ran long before.
+        node_rates: list[float] = []
+        python_runs: list[BurnResult] = []
+        for index in range(bench.args.repeat):
+            sides = ("python", "node") if index % 2 == 0 else ("node", "python")
+            for side in sides:
+                if side == "python":
+                    log(f"{section}: run {index + 1}: Python burn-down of {jobs} jobs")
+                    python_runs.append(await fresh_burn(bench, jobs, "burn_beside_node"))
+                    continue
+                log(f"{section}: run {index + 1}: Node burn-down of {jobs} jobs")
+                name = bench.database_name("node")
+                try:
+                    output = await run_command(
+                        [node, str(script), bench.uri, name, str(jobs)],
+                        timeout=1800,
+                        cwd=str(folder),
                     )
-            for result in python_runs:
-                bench.report.note(section, f"Python beside Node: {result.describe()}")
-            python = median_rate(python_runs)
-            node_rate = statistics.median(node_rates)
-            ratio = python / node_rate if node_rate else float("inf")
-            shown = ", ".join(f"{value:,.0f}" for value in node_rates)
-            bench.report.add(
-                section,
-                f"Node 1.2.4, {fmt_int(jobs)} jobs (8 workers, poll 50 ms)",
-                fmt_rate(node_rate)
-                + (f" (median of {len(node_rates)}: {shown})" if len(node_rates) > 1 else ""),
-                "—",
-                None,
+                finally:
+                    await bench.drop(name)
+                stats = json.loads(output.strip().splitlines()[-1])
+                node_rates.append(float(stats["rate"]))
+                bench.report.note(
+                    section,
+                    f"Node {fmt_int(jobs)} jobs: {stats['handled']:,} handler calls "
+                    f"({stats['distinct']:,} distinct ids, {stats['duplicates']} duplicates, "
+                    f"{stats['errors']} worker errors) in {stats['seconds']:.2f} s = "
+                    f"{fmt_rate(stats['rate'])}.",
+                )
+        for result in python_runs:
+            bench.report.note(section, f"Python beside Node: {result.describe()}")
+        python = median_rate(python_runs)
+        node_rate = statistics.median(node_rates)
+        ratio = python / node_rate if node_rate else float("inf")
+        shown = ", ".join(f"{value:,.0f}" for value in node_rates)
+        bench.report.add(
+            section,
+            f"Node 1.2.4, {fmt_int(jobs)} jobs (8 workers, poll 50 ms)",
+            fmt_rate(node_rate)
+            + (f" (median of {len(node_rates)}: {shown})" if len(node_rates) > 1 else ""),
+            "—",
+            None,
+        )
+        bench.report.add(
+            section,
+            f"Python, {fmt_int(jobs)} jobs, each run beside a Node run "
+            f"({bench.args.workers} workers)",
+            runs_value(python_runs),
+            "—",
+            None,
+        )
+        add_once_row(bench, section, f"Python beside Node, {fmt_int(jobs)} jobs", python_runs)
+        bench.report.add(
+            section,
+            f"Python / Node, {fmt_int(jobs)} jobs (medians)",
+            f"{ratio:.1f}x ({fmt_rate(python)} / {fmt_rate(node_rate)})",
+            f"≥ {TARGET_NODE_RATIO:.0f}x",
+            ratio >= TARGET_NODE_RATIO,
+        )
+
+
+# -- 10. idle fleet ---------------------------------------------------------------------------
+
+
+TARGET_FLEET_NODE_SHARE = 0.10
+"""The extra mongod CPU of the compared Python fleet, as a share of the Node fleet's."""
+TARGET_FLEET_PER_PROCESS = 0.02
+"""Extra mongod CPU per idle Python process, in percent of one core."""
+FLEET_SPAWN_BATCH = 10
+FLEET_WORKERS = 4
+
+
+@dataclass
+class FleetWindow:
+    """``mongod``'s CPU over one measurement window with a fleet of idle processes."""
+
+    label: str
+    kind: str
+    """``none``, ``python``, ``bare`` (processes with a client and no scheduler) or ``node``."""
+    processes: int
+    mongod: float
+    """Percent of one core used by ``mongod`` (``/proc/<pid>/stat``) over the window."""
+    fleet: float
+    """Percent of one core used by the fleet's processes together."""
+    ops: dict[str, float]
+    """``serverStatus`` operation counters per second over the window."""
+
+    def describe(self, baseline: float) -> str:
+        shown = ", ".join(f"{key} {value:.1f}" for key, value in self.ops.items() if value >= 0.05)
+        extra = self.mongod - baseline
+        per = f" = {extra / self.processes:.4f}% per process" if self.processes else ""
+        return (
+            f"{self.label}: mongod {self.mongod:.2f}% of a core (extra {extra:+.2f}%{per}); "
+            f"the fleet's processes {self.fleet:.1f}% of a core; server operations per second: "
+            f"{shown or 'none'}"
+        )
+
+
+class IdleFleet:
+    """Idle worker processes on one database: ``bench/child.py`` in ``idle`` or ``bare`` mode,
+    or the Node library's ``node_idle_worker.js``; grown in steps, stopped together."""
+
+    def __init__(self, bench: Bench, database: str, on_probe: Callable[[str, float], None]):
+        self.bench = bench
+        self.database = database
+        self.on_probe = on_probe
+        self.children: list[Child] = []
+        self.node: list[asyncio.subprocess.Process] = []
+
+    @property
+    def pids(self) -> list[int]:
+        return [c.pid for c in self.children] + [p.pid for p in self.node]
+
+    async def grow(self, size: int, mode: str) -> None:
+        """Start ``bench/child.py`` processes in ``mode`` until there are ``size`` of them."""
+        while len(self.children) < size:
+            batch = [
+                Child(
+                    self.bench.uri,
+                    self.database,
+                    mode=mode,
+                    workers=FLEET_WORKERS,
+                    poll_interval=self.bench.args.idle_poll,
+                    on_probe=self.on_probe,
+                )
+                for _ in range(min(FLEET_SPAWN_BATCH, size - len(self.children)))
+            ]
+            for child in batch:
+                await child.spawn()
+            await asyncio.gather(*(child.wait_ready() for child in batch))
+            await asyncio.gather(*(child.send("go") for child in batch))
+            await asyncio.gather(
+                *(asyncio.wait_for(child.status.started.wait(), 60) for child in batch)
             )
-            bench.report.add(
-                section,
-                f"Python, {fmt_int(jobs)} jobs, each run beside a Node run "
-                f"({bench.args.workers} workers)",
-                runs_value(python_runs),
-                "—",
-                None,
-            )
-            add_once_row(bench, section, f"Python beside Node, {fmt_int(jobs)} jobs", python_runs)
-            bench.report.add(
-                section,
-                f"Python / Node, {fmt_int(jobs)} jobs (medians)",
-                f"{ratio:.1f}x ({fmt_rate(python)} / {fmt_rate(node_rate)})",
-                f"≥ {TARGET_NODE_RATIO:.0f}x",
-                ratio >= TARGET_NODE_RATIO,
+            self.children += batch
+        errors = [e for child in self.children for e in child.status.errors]
+        if errors:
+            raise RuntimeError(f"idle workers reported errors: {errors[:3]}")
+
+    async def grow_node(self, size: int, node: str, folder: Path) -> None:
+        """Start Node idle workers (``node_idle_worker.js``) until there are ``size``."""
+        script = folder / NODE_IDLE_SCRIPT.name
+        while len(self.node) < size:
+            batch = []
+            for _ in range(min(FLEET_SPAWN_BATCH, size - len(self.node))):
+                batch.append(
+                    await asyncio.create_subprocess_exec(
+                        node,
+                        str(script),
+                        self.bench.uri,
+                        self.database,
+                        str(FLEET_WORKERS),
+                        cwd=str(folder),
+                        stdin=asyncio.subprocess.PIPE,
+                        stdout=asyncio.subprocess.PIPE,
+                    )
+                )
+            for process in batch:
+                assert process.stdout is not None
+                line = await asyncio.wait_for(process.stdout.readline(), 60)
+                if line.decode().strip() != "ready":
+                    raise RuntimeError(f"a Node idle worker said {line!r}, not ready")
+            self.node += batch
+
+    async def stop(self) -> None:
+        """Stop every process (gracefully; killed after a minute)."""
+        await asyncio.gather(*(child.stop() for child in self.children))
+        self.children = []
+        for process in self.node:
+            if process.returncode is None and process.stdin is not None:
+                with contextlib.suppress(ConnectionError):
+                    process.stdin.write(b"stop\n")
+                    await process.stdin.drain()
+        for process in self.node:
+            try:
+                await asyncio.wait_for(process.wait(), 60)
+            except asyncio.TimeoutError:
+                process.kill()
+                await process.wait()
+        self.node = []
+
+
+async def fleet_window(
+    bench: Bench, mongod_pid: int, fleet: IdleFleet, label: str, kind: str
+) -> FleetWindow:
+    """Wait ``--fleet-settle`` seconds, then measure ``mongod`` over ``--fleet-window``."""
+    args = bench.args
+    processes = len(fleet.pids)
+    settle, window = args.fleet_settle, args.fleet_window
+    log(f"10. Idle fleet: {label}: settle {settle:.0f} s, measure {window:.0f} s")
+    await asyncio.sleep(settle)
+    pids = fleet.pids
+    load = await ServerLoad.read(bench.client)
+    mongod, workers = cpu_seconds(mongod_pid), sum(map(cpu_seconds, pids))
+    started = time.monotonic()
+    await asyncio.sleep(window)
+    seconds = time.monotonic() - started
+    mongod = cpu_seconds(mongod_pid) - mongod
+    workers = sum(map(cpu_seconds, pids)) - workers
+    after = await ServerLoad.read(bench.client)
+    keys = ("query", "getmore", "update", "insert", "delete", "command", "aggregate")
+    ops = {key: (after.ops.get(key, 0) - load.ops.get(key, 0)) / seconds for key in keys}
+    return FleetWindow(label, kind, processes, 100 * mongod / seconds, 100 * workers / seconds, ops)
+
+
+@dataclass
+class FleetProbes:
+    now: list[float] = field(default_factory=list)
+    future: list[float] = field(default_factory=list)
+    missed: int = 0
+
+
+async def fleet_probes(
+    bench: Bench, database: str, arrival: Callable[[str], asyncio.Future[float]]
+) -> FleetProbes:
+    """With the fleet idle, a producer on its own client schedules ``--fleet-probes`` jobs due
+    now (one at a time, 0.2-1 s apart) and as many due 0.3-3 s later (five at a time); each
+    one's latency is its handler's start minus its ``next_run_at``."""
+    args = bench.args
+    rng = random.Random(8)
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(bench.uri)
+    producer = Scheduler(MongoJobStore(client[database]))
+    probes = FleetProbes()
+    warmup = 2
+
+    async def one(run_at: Any, into: list[float] | None) -> None:
+        job = await producer.schedule("probe", run_at=run_at)
+        try:
+            latency = await asyncio.wait_for(arrival(str(job.id)), timeout=15)
+        except asyncio.TimeoutError:
+            probes.missed += 1
+            return
+        if into is not None:
+            into.append(latency)
+
+    try:
+        for index in range(warmup + args.fleet_probes):
+            await asyncio.sleep(rng.uniform(0.2, 1.0))
+            await one(None, probes.now if index >= warmup else None)
+        for _ in range(max(1, args.fleet_probes // 5)):
+            await asyncio.sleep(rng.uniform(0.2, 1.0))
+            await asyncio.gather(
+                *(
+                    one(utcnow() + timedelta(seconds=rng.uniform(0.3, 3.0)), probes.future)
+                    for _ in range(5)
+                )
             )
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        await client.close()
+    return probes
+
+
+def slope(points: Sequence[tuple[float, float]]) -> float:
+    """The least-squares slope of ``y`` over ``x``."""
+    mean_x = statistics.fmean(x for x, _ in points)
+    mean_y = statistics.fmean(y for _, y in points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else 0.0
+
+
+async def section_fleet(bench: Bench) -> None:
+    """``mongod``'s CPU with 0 and ``--fleet-sizes`` idle Python worker processes (4 workers,
+    default poll interval), with as many processes holding only a client, and with
+    ``--fleet-compare`` idle Node 1.2.4 processes, all on one replica set in one run; the
+    due-to-start latency of jobs scheduled with the compared Python fleet idle."""
+    section = "10. Idle fleet"
+    args = bench.args
+    compare = args.fleet_compare
+    sizes = sorted({*args.fleet_sizes, compare})
+    mongod_pid = int((await bench.client.admin.command("serverStatus"))["pid"])
+    database = bench.database_name("fleet")
+    await MongoJobStore(bench.client[database]).setup()
+    loop = asyncio.get_running_loop()
+    arrivals: dict[str, asyncio.Future[float]] = {}
+
+    def arrival(job_id: str) -> asyncio.Future[float]:
+        return arrivals.setdefault(job_id, loop.create_future())
+
+    def on_probe(job_id: str, latency: float) -> None:
+        future = arrival(job_id)
+        if not future.done():
+            future.set_result(latency)
+
+    fleet = IdleFleet(bench, database, on_probe)
+    windows: list[FleetWindow] = []
+    probes: FleetProbes | None = None
+    try:
+        windows.append(await fleet_window(bench, mongod_pid, fleet, "no worker processes", "none"))
+        for size in sizes:
+            log(f"{section}: {size} idle Python worker processes")
+            await fleet.grow(size, "idle")
+            label = f"{size} idle Python processes"
+            windows.append(await fleet_window(bench, mongod_pid, fleet, label, "python"))
+            if size == compare:
+                log(f"{section}: latency probes with {size} idle processes")
+                probes = await fleet_probes(bench, database, arrival)
+        await fleet.stop()
+        log(f"{section}: {compare} processes with a client and no scheduler")
+        await fleet.grow(compare, "bare")
+        label = f"{compare} processes with a client only"
+        windows.append(await fleet_window(bench, mongod_pid, fleet, label, "bare"))
+        await fleet.stop()
+        installed = await bench.node(section)
+        if installed is not None:
+            log(f"{section}: {compare} idle Node 1.2.4 worker processes")
+            await fleet.grow_node(compare, *installed)
+            label = f"{compare} idle Node 1.2.4 processes"
+            windows.append(await fleet_window(bench, mongod_pid, fleet, label, "node"))
+            await fleet.stop()
+        windows.append(await fleet_window(bench, mongod_pid, fleet, "no worker processes", "none"))
+    finally:
+        await fleet.stop()
+        await bench.drop(database)
+    report_fleet(bench, section, windows, probes)
+
+
+def report_fleet(
+    bench: Bench, section: str, windows: list[FleetWindow], probes: FleetProbes | None
+) -> None:
+    compare = bench.args.fleet_compare
+    quiet = [w.mongod for w in windows if w.kind == "none"]
+    baseline = statistics.fmean(quiet)
+    bench.report.add(
+        section,
+        "mongod with no worker processes",
+        f"{baseline:.2f}% of a core (" + ", ".join(f"{v:.2f}%" for v in quiet) + ")",
+        "—",
+        None,
+    )
+    python = {w.processes: w for w in windows if w.kind == "python"}
+    for size, window in python.items():
+        extra = window.mongod - baseline
+        judged = size == compare
+        bench.report.add(
+            section,
+            f"{size} idle Python processes: extra mongod CPU",
+            f"{extra:.2f}% of a core = {extra / size:.4f}% per process",
+            f"≤ {TARGET_FLEET_PER_PROCESS}% per process" if judged else "—",
+            extra / size <= TARGET_FLEET_PER_PROCESS if judged else None,
+        )
+    points = [(0.0, value) for value in quiet] + [(float(n), w.mongod) for n, w in python.items()]
+    bench.report.add(
+        section,
+        "Python: extra mongod CPU per idle process (least-squares slope)",
+        f"{slope(points):.4f}% of a core",
+        "—",
+        None,
+    )
+    for window in windows:
+        if window.kind == "bare":
+            extra = window.mongod - baseline
+            bench.report.add(
+                section,
+                f"{window.processes} processes with a client only (no scheduler)",
+                f"{extra:.2f}% of a core = {extra / window.processes:.4f}% per process",
+                "—",
+                None,
+            )
+    node = next((w for w in windows if w.kind == "node"), None)
+    if node is None:
+        bench.report.skip(section, f"{compare} idle Node processes", "node/npm not found")
+    else:
+        node_extra = node.mongod - baseline
+        bench.report.add(
+            section,
+            f"{compare} idle Node 1.2.4 processes: extra mongod CPU",
+            f"{node_extra:.2f}% of a core = {node_extra / compare:.4f}% per process",
+            "—",
+            None,
+        )
+        extra = python[compare].mongod - baseline
+        share = extra / node_extra if node_extra > 0 else float("inf")
+        bench.report.add(
+            section,
+            f"{compare} Python / {compare} Node idle processes: extra mongod CPU",
+            f"{share:.3f} ({extra:.2f}% / {node_extra:.2f}%)",
+            f"≤ {TARGET_FLEET_NODE_SHARE:.2f}",
+            share <= TARGET_FLEET_NODE_SHARE,
+        )
+    for window in windows:
+        bench.report.note(section, window.describe(baseline))
+    if probes is None:
+        return
+    for label, values, checks in (
+        ("due now", probes.now, ((50, TARGET_IDLE_P50), (99, TARGET_IDLE_P99))),
+        ("due 0.3-3 s after scheduling", probes.future, ((50, None), (99, TARGET_IDLE_P99))),
+    ):
+        for pct, goal in checks:
+            value = percentile(values, pct)
+            bench.report.add(
+                section,
+                f"{compare} idle processes, jobs {label}: due→start p{pct}",
+                ms(value),
+                "—" if goal is None else f"≤ {ms(goal)}",
+                None if goal is None else (value <= goal and probes.missed == 0),
+            )
+        bench.report.note(
+            section,
+            f"Jobs {label}, {len(values)} probes: p50 {ms(percentile(values, 50))}, "
+            f"p90 {ms(percentile(values, 90))}, p99 {ms(percentile(values, 99))}, "
+            f"max {ms(max(values) if values else float('nan'))}",
+        )
+    if probes.missed:
+        bench.report.note(section, f"{probes.missed} probes did not start within 15 s")
 
 
 # -- 8. executors -----------------------------------------------------------------------------
@@ -1142,12 +1556,11 @@ SECTIONS: list[tuple[str, str, Callable[[Bench], Awaitable[None]]]] = [
     ("scale", "4. Flat cost at scale", section_scale),
     ("memory", "5. Memory", section_memory),
     ("multi", "6. Many processes", section_multi),
-]
-LATE_SECTIONS: list[tuple[str, str, Callable[[Bench], Awaitable[None]]]] = [
+    ("node", "7. Node comparison", section_node),
     ("executors", "8. Executors", section_executors),
     ("workflow", "9. Workflows", section_workflow),
+    ("fleet", "10. Idle fleet", section_fleet),
 ]
-"""The sections run after the Node comparison (7)."""
 
 
 def code_revision() -> str:
@@ -1233,7 +1646,7 @@ async def replica_set_bench(args: argparse.Namespace) -> AsyncIterator[Bench]:
         try:
             yield bench
         finally:
-            await bench.client.close()
+            await bench.close()
     finally:
         mongod.stop()
 
@@ -1262,20 +1675,10 @@ async def main(args: argparse.Namespace) -> int:
     started_at = utcnow()
     load_before = load_average()
     clock = Stopwatch()
-    node_version: list[str] = []
     failures: list[str] = []
     async with replica_set_bench(args) as bench:
         build = await bench.client.admin.command("buildInfo")
         await run_sections(bench, SECTIONS, failures)
-        if args.skip_node:
-            bench.report.skip("7. Node comparison", "(whole section)", "skipped by flag")
-        else:
-            try:
-                await section_node(bench, node_version)
-            except Exception as exc:
-                log(f"7. Node comparison failed: {type(exc).__name__}: {exc}")
-                bench.report.add("7. Node comparison", "(section)", f"error: {exc!r}", "", False)
-        await run_sections(bench, LATE_SECTIONS, failures)
     mongod = bench.mongod
     facts = {
         "Date": started_at.strftime("%Y-%m-%d %H:%M UTC"),
@@ -1285,7 +1688,7 @@ async def main(args: argparse.Namespace) -> int:
             f"`rs0` (plus a standalone server for the polling figure), WiredTiger cache "
             f"{args.cache_gb} GB"
         ),
-        "Node": node_version[0] if node_version else "not used",
+        "Node": bench.node_version or "not used",
         "Workers per process": f"{args.workers} (poll interval 0.05 s; {args.idle_poll} s idle)",
         "Repetitions": f"throughput figures are the median of {args.repeat} run(s)",
         "Load average before / after": f"{load_before} → {load_average()}",
@@ -1331,10 +1734,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--repeat", type=int, help="runs of each throughput figure; medians are compared (3)")
     add("--cache-gb", type=float, default=1.0, help="mongod WiredTiger cache size (1.0 GB)")
     add("--executor-jobs", type=int, help="jobs per run of section 8 (default 2000)")
+    add("--fleet-sizes", type=ints, help="idle Python worker processes (default 10,50,100)")
+    add("--fleet-compare", type=int, help="idle processes compared with Node (default 50)")
+    add("--fleet-settle", type=float, help="seconds before each CPU window (default 15)")
+    add("--fleet-window", type=float, help="seconds of each CPU window (default 30)")
+    add("--fleet-probes", type=int, help="latency probes of each kind, fleet idle (50)")
     for key, title, _ in SECTIONS:
-        add(f"--skip-{key}", action="store_true", help=f"skip section {title}")
-    add("--skip-node", action="store_true", help="skip section 7. Node comparison")
-    for key, title, _ in LATE_SECTIONS:
         add(f"--skip-{key}", action="store_true", help=f"skip section {title}")
     args = parser.parse_args(argv)
     full = {
@@ -1350,6 +1755,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "workflow_jobs": [1_000, 10_000],
         "executor_jobs": 2_000,
         "repeat": 3,
+        "fleet_sizes": [10, 50, 100],
+        "fleet_compare": 50,
+        "fleet_settle": 15.0,
+        "fleet_window": 30.0,
+        "fleet_probes": 50,
     }
     quick = {
         "jobs": [1_000, 2_000],
@@ -1364,6 +1774,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "workflow_jobs": [500, 2_000],
         "executor_jobs": 300,
         "repeat": 1,
+        "fleet_sizes": [3, 6],
+        "fleet_compare": 6,
+        "fleet_settle": 3.0,
+        "fleet_window": 6.0,
+        "fleet_probes": 10,
     }
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:

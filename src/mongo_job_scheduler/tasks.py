@@ -210,6 +210,10 @@ class TaskRegistry:
         self._catch_all: TaskSpec | None = None
         self.executor: Executor = executor
         """The executor of the catch-all handler and of tasks that name none."""
+        self.changed: Callable[[], None] | None = None
+        """Called after a handler is registered or replaced, or the catch-all handler set: a
+        running worker (which may claim rarely while idle) claims at once with the new
+        names."""
         self.catch_all = catch_all
 
     @property
@@ -223,6 +227,7 @@ class TaskRegistry:
         if handler is not None and not callable(handler):
             raise ValidationError("handler", "must be callable")
         self._catch_all = None if handler is None else TaskSpec(handler, executor=self.executor)
+        self._changed()
 
     def decorator(
         self,
@@ -250,9 +255,14 @@ class TaskRegistry:
             if not callable(handler):
                 raise ValidationError("handler", "must be callable")
             self._tasks[name] = TaskSpec(handler, retry_obj, timeout_td, backoff, rate, chosen)
+            self._changed()
             return fn
 
         return register
+
+    def _changed(self) -> None:
+        if self.changed is not None:
+            self.changed()
 
     def resolve(self, name: str) -> TaskSpec | None:
         """The spec that runs jobs named ``name``: its task's, else the catch-all's."""

@@ -148,7 +148,9 @@ async def test_scheduler_without_any_handler_claims_nothing(store: JobStore) -> 
     idle = Scheduler(store, poll_interval=0.02)
     job = await idle.schedule("anything")
     async with running(idle):
-        await wait_for(lambda: len(claims) >= 5, timeout=10)
+        # At least the first claim and the one after the change stream opened (on MongoDB an
+        # idle worker with a healthy stream claims rarely; the in-memory store polls).
+        await wait_for(lambda: len(claims) >= 2, timeout=10)
     assert all(result.jobs == [] for result in claims)
     assert_untouched(await _doc(store, job.id))
 

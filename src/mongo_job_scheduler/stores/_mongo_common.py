@@ -289,6 +289,14 @@ def expired_filter(
     return _names({"status": "running", "lockUntil": {"$lt": now}}, names, exclude_names)
 
 
+def expiring_filter(
+    now: Any, until: Any, exclude_names: Sequence[str] = (), names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Running jobs whose lease runs out after ``now`` and by ``until`` (on lease_expiry)."""
+    flt = {"status": "running", "lockUntil": {"$gt": now, "$lte": until}}
+    return _names(flt, names, exclude_names)
+
+
 CANDIDATE_PROJECTION = {
     "_id": 1,
     "name": 1,

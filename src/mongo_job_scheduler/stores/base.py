@@ -97,6 +97,15 @@ class ClaimResult:
 
     jobs: list[Claimed]
     lost_races: bool = False
+    held_back: bool = False
+    """Due jobs may be waiting that no change notification will announce: a name was
+    paused, or a concurrency or rate limit held a job back. An idle worker then polls at its
+    ``poll_interval`` rather than trusting notifications."""
+    drained: bool = False
+    """The claim read every job that looked due (fewer than it asked for): races it lost
+    were for the last due jobs, so nothing more is known to be due. The worker then claims
+    once more shortly (the server may have refused a job not quite due yet by its clock)
+    rather than at once."""
 
 
 class Ownership(Enum):
@@ -225,19 +234,30 @@ class JobStore(ABC):
         Returns whether the write was applied."""
 
     async def watch(
-        self, notify: Callable[[float], None], ready: Callable[[], None] | None = None
+        self,
+        notify: Callable[[float], None],
+        ready: Callable[[], None] | None = None,
+        health: Callable[[bool], None] | None = None,
     ) -> bool:
         """Call ``notify(seconds_until_due)`` whenever a job becomes pending (created,
         retried, rescheduled or released), until cancelled; call ``ready()`` each time the
-        notifications (re)start, since changes just before it may have been missed. Stores
+        notifications (re)start, since changes just before it may have been missed. Call
+        ``health(True)`` while notifications arrive promptly, and ``health(False)`` as soon as
+        they may be late or lost (an error, or no answer from the server in time): an idle
+        worker trusts notifications, and polls rarely, only while they are healthy. Stores
         without push notifications return ``False`` at once, and workers rely on polling."""
         return False
 
-    async def next_due(self, names: Sequence[str] | None, within: timedelta) -> float | None:
-        """Seconds until the earliest pending job (of ``names``; not paused) that is not due
-        yet becomes due, if that happens within ``within``; ``None`` otherwise. A polling
-        worker (no push notifications) arms a timer with it, so a job due between two polls
-        starts on time. Stores may return ``None`` always (workers then rely on polling)."""
+    async def next_due(
+        self, names: Sequence[str] | None, within: timedelta, since: datetime | None = None
+    ) -> float | None:
+        """Seconds until the earliest moment after ``since`` (default: now; a worker passes
+        the store's clock from just before its last claim) and within ``within`` from now at
+        which a job (of ``names``; not paused) becomes claimable: a pending job becomes due,
+        or a running job's lease runs out; 0 if that moment has passed already (the job
+        became claimable after the claim looked), ``None`` if there is none. An idle worker
+        arms a timer with it after an empty claim, so such a job starts on time between two
+        polls. Stores may return ``None`` always (workers then rely on polling)."""
         return None
 
     async def finish_many(self, items: Sequence[tuple[Fence, Finish]]) -> list[bool]:
@@ -393,6 +413,11 @@ class JobStore(ABC):
     @abstractmethod
     async def live_workers(self, since: datetime) -> list[dict[str, Any]]:
         """The registrations seen at or after ``since``, oldest start first."""
+
+    async def live_worker_count(self, since: datetime) -> int:
+        """How many registrations were seen at or after ``since`` (an idle worker spreads its
+        claims after a notification over a time that grows with it)."""
+        return len(await self.live_workers(since))
 
     @abstractmethod
     async def reserve_dedupe_key(self, key: str, job_id: Any) -> bool:

@@ -227,13 +227,16 @@ class InMemoryJobStore(JobStore):
         due.sort(key=_sort_key)
         claimed: list[Claimed] = []
         until = now + lease
+        held_back = bool(self._paused)
         for doc in due:
             if len(claimed) >= limit:
                 break
             if not self._take_slot(doc, owner, until, now):
+                held_back = True
                 continue
             if not self._take_rate(doc, rate_limit_for(doc, rate_limits), now):
                 self._free_slot(Fence(doc["_id"], owner, 0, doc["name"]))
+                held_back = True
                 continue
             if doc["status"] == "running":
                 doc["leaseExpiries"] = int(doc.get("leaseExpiries") or 0) + 1
@@ -248,19 +251,24 @@ class InMemoryJobStore(JobStore):
             )
             poisoned = int(doc.get("leaseExpiries") or 0) >= max_lease_expiries
             claimed.append(Claimed(copy.deepcopy(doc), poisoned))
-        return ClaimResult(claimed)  # each claim is atomic here: no races to lose
+        return ClaimResult(claimed, held_back=held_back)  # atomic here: no races to lose
 
-    async def next_due(self, names: Sequence[str] | None, within: timedelta) -> float | None:
+    async def next_due(
+        self, names: Sequence[str] | None, within: timedelta, since: datetime | None = None
+    ) -> float | None:
         now = utcnow()
+        after = now if since is None else min(since, now)
+        field = {"pending": "nextRunAt", "running": "lockUntil"}
         upcoming = [
-            d["nextRunAt"]
+            moment
             for d in self._jobs.values()
-            if d["status"] == "pending"
-            and now < d["nextRunAt"] <= now + within
+            if d["status"] in field
+            and (moment := d.get(field[d["status"]])) is not None
+            and after < moment <= now + within
             and (names is None or d.get("name") in names)
             and d.get("name") not in self._paused
         ]
-        return (min(upcoming) - now).total_seconds() if upcoming else None
+        return max((min(upcoming) - now).total_seconds(), 0.0) if upcoming else None
 
     def _owned(self, fence: Fence) -> dict[str, Any] | None:
         doc = self._jobs.get(fence.job_id)

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from bson import ObjectId, encode
-from pymongo import ReturnDocument, UpdateMany, UpdateOne
+from pymongo import ReturnDocument, UpdateMany, UpdateOne, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from .._clock import ServerClock
 from .._dedupe import Procedure, insert_jobs, reserve_key
@@ -24,6 +24,7 @@ from .._errors import ConfigurationError
 from ..job import ACTIVE_STATUSES
 from ..rate_limit import RateLimit, rate_limit_for
 from . import _mongo_common as q
+from ._mongo_watch import watch_pending
 from .base import (
     Claimed,
     ClaimResult,
@@ -41,6 +42,9 @@ __all__ = ["MongoJobStore"]
 Doc = dict[str, Any]
 T = TypeVar("T")
 logger = logging.getLogger("mongo_job_scheduler")
+
+CLOCK_SAMPLES = 3
+"""``hello`` round trips that measure the server's clock at setup (see ``ServerClock.record``)."""
 
 PAUSED_REFRESH = 1.0
 """Seconds a worker may keep using its list of paused names before reading it again."""
@@ -102,7 +106,9 @@ class MongoJobStore(JobStore):
         self.deps: AsyncCollection[Doc] = database.get_collection(
             q.deps_collection_name(collection), codec_options=options
         )
+        self._registrations = self.workers.with_options(write_concern=WriteConcern(w=1))
         self._clock = ServerClock()
+        self._clock_task: asyncio.Task[None] | None = None
         self._ready = False
         self._setup_lock = asyncio.Lock()
 
@@ -114,7 +120,8 @@ class MongoJobStore(JobStore):
                 await self.jobs.create_indexes(q.JOB_INDEXES)
                 await self.workers.create_indexes(q.WORKER_INDEXES)
                 await self.deps.create_indexes(q.DEPS_INDEXES)
-                await self._refresh_clock()
+                for _ in range(CLOCK_SAMPLES):  # the one with the shortest round trip counts
+                    await self._refresh_clock()
                 self._ready = True
 
     async def _refresh_clock(self) -> None:
@@ -186,9 +193,20 @@ class MongoJobStore(JobStore):
     ) -> ClaimResult:
         await self.setup()
         state = ClaimState() if state is None else state
-        now = await self.now()
+        # No round trip before the first query: the clock estimate and the paused names are
+        # refreshed beside it when they are old (an idle worker woken after a long sleep
+        # claims in two round trips: the candidates, then the claim write).
+        now = self._estimate()
+        paused = self._paused_cache
+        refresh: asyncio.Task[list[str]] | None = None
+        if paused is None:
+            saturated = await self._paused_now()
+        else:
+            saturated = list(paused[1])
+            if time.monotonic() - paused[0] > PAUSED_REFRESH:
+                refresh = asyncio.create_task(self._read_paused())
+        held_back = bool(saturated)  # paused names: a resume elsewhere notifies nobody
         claimed: list[Claimed] = []
-        saturated: list[str] = await self._paused_now()
         contended = in_contention(state, time.monotonic())
         state.lost_races = False
         while True:  # each blocked round saturates a new name, so this ends without a cap
@@ -199,21 +217,31 @@ class MongoJobStore(JobStore):
             size = want + 4
             skip = state.lane * size if contended else 0
             due = q.due_filter(now, saturated, names)
-            candidates = await self._candidates(due, skip, size)
+            # Expired leases are looked for when there is spare capacity, and at least every
+            # EXPIRED_SCAN_EVERY seconds under constant load (then beside the candidates).
+            expired: list[Doc] | None = None
+            if time.monotonic() >= state.next_expired_scan:
+                state.next_expired_scan = time.monotonic() + EXPIRED_SCAN_EVERY
+                candidates, expired = await asyncio.gather(
+                    self._candidates(due, skip, size), self._expired(now, saturated, names, want)
+                )
+            else:
+                candidates = await self._candidates(due, skip, size)
             if skip and len(candidates) < size:
                 candidates = await self._candidates(due, 0, size)
-            # Expired leases are looked for when there is spare capacity, and at least every
-            # EXPIRED_SCAN_EVERY seconds under constant load.
-            if len(candidates) < size or time.monotonic() >= state.next_expired_scan:
+            drained = len(candidates) < size
+            if expired is None and drained:
                 state.next_expired_scan = time.monotonic() + EXPIRED_SCAN_EVERY
-                expired = await (
-                    self.jobs.find(q.expired_filter(now, saturated, names), q.CANDIDATE_PROJECTION)
-                    .sort("lockUntil", 1)
-                    .limit(want)
-                    .to_list()
-                )
-                if expired:
-                    candidates = sorted(candidates + expired, key=q.claim_order_key)
+                expired = await self._expired(now, saturated, names, want)
+            if expired:
+                candidates = sorted(candidates + expired, key=q.claim_order_key)
+            if refresh is not None:
+                # Names paused since the cached list are skipped now; jobs of names resumed
+                # since were not read: the claim says it held jobs back (poll soon).
+                fresh = await refresh
+                refresh = None
+                held_back = held_back or bool(fresh)
+                saturated += [name for name in fresh if name not in saturated]
             blocked = False
             batch: list[Doc] = []  # jobs without a concurrency limit: claimed together
             for candidate in candidates:
@@ -229,7 +257,7 @@ class MongoJobStore(JobStore):
                     candidate, owner, lease, max_lease_expiries, state, rate
                 )
                 if result is None:
-                    blocked = True
+                    blocked = held_back = True
                     saturated.append(candidate["name"])
                 else:
                     claimed.append(result)
@@ -240,7 +268,31 @@ class MongoJobStore(JobStore):
             if len(claimed) >= limit or not blocked:
                 break
         claimed.sort(key=lambda c: q.claim_order_key(c.document))
-        return ClaimResult(claimed, state.lost_races)
+        return ClaimResult(claimed, state.lost_races, held_back, drained)
+
+    def _estimate(self) -> datetime:
+        """The clock estimate without a round trip; a stale one is measured again beside."""
+        if self._clock.stale and (self._clock_task is None or self._clock_task.done()):
+            self._clock_task = asyncio.create_task(self._refresh_clock_quietly())
+        return self._clock.now()
+
+    async def _refresh_clock_quietly(self) -> None:
+        try:
+            await self._refresh_clock()
+        except PyMongoError as exc:  # the next claim or now() tries again
+            logger.debug("could not measure the server clock: %r", exc)
+
+    async def _expired(
+        self, now: datetime, saturated: Sequence[str], names: Sequence[str] | None, want: int
+    ) -> list[Doc]:
+        """Running jobs whose lease expired, oldest lease first (projected)."""
+        found: list[Doc] = await (
+            self.jobs.find(q.expired_filter(now, saturated, names), q.CANDIDATE_PROJECTION)
+            .sort("lockUntil", 1)
+            .limit(want)
+            .to_list()
+        )
+        return found
 
     async def _candidates(self, flt: Doc, skip: int, limit: int) -> list[Doc]:
         """Claimable-looking jobs in claim order: ``limit`` of them after the first ``skip``,
@@ -251,16 +303,23 @@ class MongoJobStore(JobStore):
         found: list[Doc] = await cursor.limit(limit).batch_size(limit).to_list()
         return found
 
-    async def next_due(self, names: Sequence[str] | None, within: timedelta) -> float | None:
+    async def next_due(
+        self, names: Sequence[str] | None, within: timedelta, since: datetime | None = None
+    ) -> float | None:
         now = await self.now()
-        flt = q.upcoming_filter(now, now + within, await self._paused_now(), names)
-        found = await (
-            self.jobs.find(flt, {"_id": 0, "nextRunAt": 1}).sort("nextRunAt", 1).limit(1).to_list()
-        )
-        if not found:
+        after = now if since is None else min(as_aware_utc(since), now)
+        paused = await self._paused_now()
+        upcoming = q.upcoming_filter(after, now + within, paused, names)
+        expiring = q.expiring_filter(after, now + within, paused, names)
+        moments: list[datetime] = []
+        for flt, field in ((upcoming, "nextRunAt"), (expiring, "lockUntil")):
+            found = await (
+                self.jobs.find(flt, {"_id": 0, field: 1}).sort(field, 1).limit(1).to_list()
+            )
+            moments += [as_aware_utc(doc[field]) for doc in found]
+        if not moments:
             return None
-        due = as_aware_utc(found[0]["nextRunAt"])
-        return max((due - now).total_seconds(), 0.0)
+        return max((min(moments) - now).total_seconds(), 0.0)
 
     async def _claim_batch(
         self,
@@ -453,39 +512,16 @@ class MongoJobStore(JobStore):
         return q.shows_outcome(doc, fence, finish)
 
     async def watch(
-        self, notify: Callable[[float], None], ready: Callable[[], None] | None = None
+        self,
+        notify: Callable[[float], None],
+        ready: Callable[[], None] | None = None,
+        health: Callable[[bool], None] | None = None,
     ) -> bool:
-        """Follow a change stream of jobs becoming pending (replica sets and sharded clusters);
-        resume after transient errors; return ``False`` at once on a standalone server."""
-        resume_token: Any = None
-        backoff = 0.1
-        while True:
-            try:
-                async with await self.jobs.watch(
-                    q.PENDING_CHANGES, resume_after=resume_token
-                ) as stream:
-                    backoff = 0.1
-                    # Resume from the stream's start even before any event, so a job that
-                    # becomes pending while the stream is reopened is not missed.
-                    resume_token = stream.resume_token
-                    if ready is not None:
-                        ready()
-                    async for change in stream:
-                        resume_token = stream.resume_token
-                        due = q.due_time_of_change(change)
-                        delay = 0.0 if due is None else (due - self._clock.now()).total_seconds()
-                        notify(max(0.0, delay))
-            except OperationFailure as exc:
-                if exc.code in q.NO_CHANGE_STREAMS:
-                    logger.info("no change streams on this server; workers poll for due jobs")
-                    return False
-                if exc.code in q.RESUME_TOKEN_LOST:
-                    resume_token = None
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except PyMongoError:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        """Follow a change stream of jobs becoming pending (replica sets and sharded clusters)
+        until cancelled: one stream per process for every store on this client and collection
+        (:mod:`._mongo_watch`), reopened from its resume token after errors and stalls; return
+        ``False`` at once on a standalone server."""
+        return await watch_pending(self.jobs, self._clock, notify, ready, health)
 
     async def release(self, fence: Fence) -> bool:
         result = await self.jobs.update_one(q.fence_filter(fence), q.release_update())
@@ -545,9 +581,13 @@ class MongoJobStore(JobStore):
         in another process takes effect within that time; one made here, at once)."""
         cached = self._paused_cache
         if cached is None or time.monotonic() - cached[0] > PAUSED_REFRESH:
-            cached = (time.monotonic(), await self.paused_names())
-            self._paused_cache = cached
+            return await self._read_paused()
         return list(cached[1])
+
+    async def _read_paused(self) -> list[str]:
+        names = await self.paused_names()
+        self._paused_cache = (time.monotonic(), names)
+        return list(names)
 
     # -- jobs that wait for other jobs -------------------------------------------------------
 
@@ -616,7 +656,10 @@ class MongoJobStore(JobStore):
         return q.due_counts(rows)
 
     async def register_worker(self, worker_id: str, fields: Mapping[str, Any]) -> None:
-        await self.workers.update_one(
+        # Acknowledged by the primary alone: a registration lost in a failover is written
+        # again within REGISTER_EVERY, and the journal flush that majority asks for costs the
+        # server more than the write itself, once per idle process every 10 s.
+        await self._registrations.update_one(
             {"_id": worker_id},
             {"$set": dict(fields), "$currentDate": {"lastSeen": True}},
             upsert=True,
@@ -624,6 +667,9 @@ class MongoJobStore(JobStore):
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self.workers.delete_one({"_id": worker_id})
+
+    async def live_worker_count(self, since: datetime) -> int:
+        return int(await self.workers.count_documents({"lastSeen": {"$gte": since}}))
 
     async def live_workers(self, since: datetime) -> list[Doc]:
         found: list[Doc] = await self.workers.find(q.live_filter(since)).sort(q.LIVE_SORT).to_list()

@@ -16,6 +16,7 @@ from ..events import EventEmitter
 from ..job import StopReason
 from ..stores.base import Fence, JobStore, Ownership
 from ._running import Execution
+from ._ticks import until_tick
 
 __all__ = ["LeaseKeeper"]
 
@@ -56,8 +57,10 @@ class LeaseKeeper:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _heartbeat_loop(self) -> None:
+        """Renew at every wall-clock tick of ``heartbeat_interval`` (the same instants in
+        every process: see :mod:`._ticks`); renewals stay at most one interval apart."""
         while True:
-            await asyncio.sleep(self.config.heartbeat_interval)
+            await asyncio.sleep(until_tick(self.config.heartbeat_interval))
             await self.heartbeat()
 
     async def _guard_loop(self) -> None:

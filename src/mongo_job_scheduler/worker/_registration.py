@@ -1,7 +1,8 @@
-"""A running worker's upkeep every ``REGISTER_EVERY`` seconds: its entry in the fleet view
-(registered at start, renewed with how busy it is, removed at stop), the sweep of finished jobs
-whose dependants were not settled, and the warning, at most once in a while per name, about due
-jobs that no live worker handles."""
+"""A running worker's upkeep every ``REGISTER_EVERY`` seconds, at the wall-clock ticks every
+process shares (see :mod:`._ticks`): its entry in the fleet view (registered at start, renewed
+with how busy it is, removed at stop), the sweep of finished jobs whose dependants were not
+settled, and the warning, at most once in a while per name, about due jobs that no live worker
+handles."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .._version import __version__
 from ..fleet import LIVE_FOR, REGISTER_EVERY, WorkerInfo, unhandled
 from ..stores.base import JobStore
 from ..tasks import TaskRegistry
+from ._ticks import until_tick
 
 __all__ = ["Registration"]
 
@@ -28,7 +30,8 @@ UNREGISTER_WITHIN = 2.0
 """Seconds a stopping worker spends at most removing its registration (the database may be
 gone; a registration left behind stops counting as live after ``LIVE_FOR``)."""
 UNHANDLED_CHECK_EVERY = 60.0
-"""Seconds between two looks for due jobs that no live worker handles."""
+"""Seconds between two looks for due jobs that no live worker handles (and two counts of the
+live workers)."""
 UNHANDLED_HEAD = 1_000
 """The look covers this many due jobs at the head of the queue (bounded work)."""
 WARN_AGAIN_AFTER = 600.0
@@ -48,8 +51,10 @@ class Registration:
         executions: Sized,
         report: ErrorReporter,
         sweep: Callable[[], Awaitable[None]] | None = None,
+        on_fleet: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_fleet = on_fleet
         self.owner = owner
         self.tasks = tasks
         self.executions = executions
@@ -66,6 +71,7 @@ class Registration:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._next_check = 0.0
+        self._since = time.monotonic()
         self._warned: dict[str, float] = {}
 
     def start(self) -> None:
@@ -92,10 +98,13 @@ class Registration:
                     await self.sweep()
                 if time.monotonic() >= self._next_check:
                     self._next_check = time.monotonic() + UNHANDLED_CHECK_EVERY
+                    await self.count_fleet()
                     await self.warn_unhandled()
+                elif time.monotonic() - self._since < UNHANDLED_CHECK_EVERY:
+                    await self.count_fleet()  # a fleet starting together: count as it grows
             except Exception as exc:
                 self.report(exc, "fleet registration failed; retrying")
-            await asyncio.sleep(REGISTER_EVERY)
+            await asyncio.sleep(until_tick(REGISTER_EVERY))
 
     async def register(self) -> None:
         """Write this worker's registration (what it handles, how busy it is)."""
@@ -111,6 +120,12 @@ class Registration:
                 "startedAt": self._started,
             },
         )
+
+    async def count_fleet(self) -> None:
+        """Tell ``on_fleet`` how many workers are live on this store (this one included)."""
+        if self.on_fleet is not None:
+            now = await self.store.now()
+            self.on_fleet(await self.store.live_worker_count(now - LIVE_FOR))
 
     async def warn_unhandled(self) -> None:
         """Log a WARNING for due jobs at the head of the queue whose name no live worker

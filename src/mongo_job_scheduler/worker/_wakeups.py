@@ -1,14 +1,17 @@
 """When an idle worker claims again: at once when woken, at timers for jobs due soon, on the
-store's change notifications, and otherwise after its poll interval."""
+store's change notifications, and otherwise after its poll interval, or after the longer
+``SAFETY_POLL`` while the notifications are healthy."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import heapq
+import inspect
+import random
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ..stores.base import JobStore
 
@@ -21,9 +24,25 @@ MAX_WAKE_AHEAD = 3600.0
 MAX_WAKE_TIMES = 10_000
 """At most this many armed wake-up times per worker (later ones are left to polling)."""
 WAKE_RECHECK = 0.05
-"""Seconds after a wake-up for a due job at which the worker claims once more: the job's due
-time and the worker's estimate of the server clock come from estimates that may differ by a
-few milliseconds, so the first claim may find the job not quite due yet on the server."""
+"""Seconds after a claim that lost the last due jobs at which the worker claims once more: the
+server may have refused a job that the worker's estimate of its clock took for due, by a few
+milliseconds."""
+TIMER_LATE = 0.002
+"""Seconds a timer fires after the due time it was armed for, so that by the worker's clock
+estimate the job is due when the claim reads it (a loop timer may fire a little early)."""
+SPREAD_PER_PEER = 0.002
+"""Seconds by which a notification's claims are spread per other live worker: each idle
+worker waits a random time up to this times the other workers (at most ``MAX_SPREAD``) before
+the claim a notification (or the timer it armed) causes, so the first claim of a fleet's
+workers reaches the server alone rather than with every other worker's, and starts the job
+about as soon as a lone worker would. A worker's own writes wake it without delay."""
+MAX_SPREAD = 0.2
+"""Seconds: the longest spread, whatever the size of the fleet."""
+
+SAFETY_POLL = 30.0
+"""Seconds between the claims of an idle worker (or ``poll_interval``, if longer) while the
+store's change notifications are healthy and its last claim held nothing back: a check for
+what no notification announces (see :attr:`~..stores.base.ClaimResult.held_back`)."""
 
 ErrorReporter = Callable[[BaseException, str], None]
 
@@ -43,54 +62,114 @@ class Wakeups:
         self._watch_task: asyncio.Task[None] | None = None
         self._watch_supported = True
         self._busy_since: float | None = None
+        self.healthy = False
+        """The store's notifications are open and arrive promptly (``watch``'s ``health``)."""
+        self.held_back = False
+        """The last claim said due jobs may wait that no notification will announce."""
+        self._ahead_until = 0.0  # time.monotonic() up to which the last look-ahead looked
+        self._ahead_at: float | None = None  # the instant it armed a timer for, if any
+        self._health_reported = _takes_health(store.watch)
+        self._peers = 0  # other live workers on the store, as last counted
+        self._spread_wake: asyncio.TimerHandle | None = None
 
     @property
     def notified(self) -> bool:
         """Whether the store pushes notifications (otherwise the worker relies on polling)."""
         return self._watch_supported
 
+    def idle_interval(self) -> float:
+        """Seconds between two claims of an idle worker: ``poll_interval``, or ``SAFETY_POLL``
+        (if longer) while notifications are healthy and the last claim held nothing back."""
+        if self.healthy and not self.held_back:
+            return max(self.poll_interval, SAFETY_POLL)
+        return self.poll_interval
+
     def wake(self) -> None:
         """A job may have become due now: claim at once."""
         self.event.set()
 
-    def wake_in(self, seconds: float) -> None:
-        """A job becomes due in ``seconds``: claim then (sooner than the next idle poll), and
-        once more ``WAKE_RECHECK`` later in case the server's clock is a little behind."""
-        if seconds <= 0.001:
+    def wake_in(self, seconds: float, spread: bool = False) -> None:
+        """A job becomes due in ``seconds`` (≤ 0: it is due) by the store's clock estimate:
+        claim then, sooner than the next idle poll. ``spread``: the news came to every idle
+        worker of the fleet (a notification), so claim a random moment later (see
+        ``SPREAD_PER_PEER``)."""
+        delay = self._spread() if spread else 0.0
+        if seconds <= 0 and not delay:
             self.wake()
-            self._recheck_soon()
             return
         if seconds >= self.poll_interval and seconds > MAX_WAKE_AHEAD:
             return  # polling finds it in time; keep the heap small
-        if len(self._times) >= MAX_WAKE_TIMES - 1:
+        loop = asyncio.get_running_loop()
+        if seconds <= 0:
+            # One pending spread wake-up serves a burst of notifications.
+            if self._spread_wake is None or self._spread_wake.when() > loop.time() + delay:
+                if self._spread_wake is not None:
+                    self._spread_wake.cancel()
+                self._spread_wake = loop.call_later(delay, self._on_spread_wake)
             return
-        at = asyncio.get_running_loop().time() + seconds
-        heapq.heappush(self._times, at)
-        if self.poll_interval > WAKE_RECHECK:
-            heapq.heappush(self._times, at + WAKE_RECHECK)
+        if len(self._times) >= MAX_WAKE_TIMES:
+            return
+        heapq.heappush(self._times, loop.time() + seconds + TIMER_LATE + delay)
         self._arm_timer()
+
+    def set_fleet_size(self, live: int) -> None:
+        """How many workers are live on the store, this one included (counted by the fleet
+        registration every minute)."""
+        self._peers = max(live - 1, 0)
+
+    def _spread(self) -> float:
+        spread = min(SPREAD_PER_PEER * self._peers, MAX_SPREAD)
+        return random.uniform(0.0, spread) if spread > 0 else 0.0
+
+    def _notified(self, seconds: float) -> None:
+        self.wake_in(seconds, spread=True)
+
+    def _on_spread_wake(self) -> None:
+        self._spread_wake = None
+        self.wake()
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds``, or until woken."""
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.event.wait(), timeout=seconds)
 
-    async def look_ahead(self, names: Sequence[str] | None) -> None:
-        """Without change notifications, an idle worker asks after each empty claim when the
-        next job becomes due before the next poll, and arms a timer for that instant."""
+    async def look_ahead(self, names: Sequence[str] | None, until: float, since: datetime) -> None:
+        """After an empty claim, an idle worker that will sleep until ``until``
+        (``time.monotonic()``) asks when the next job becomes claimable before then (and two
+        idle intervals beyond), and arms a timer for that instant: a job stored long before
+        its due time, which no notification will announce again, starts on time.
+
+        While notifications are healthy, the answer stays good until its window ends or its
+        timer fires (jobs written since are announced), so the claims that notifications
+        cause do not look again; without them, every empty claim looks. ``since`` is the
+        store's clock from just before the claim: a job that became claimable after the claim
+        looked is reported at once."""
+        now = time.monotonic()
+        if (
+            self.healthy
+            and until <= self._ahead_until
+            and (self._ahead_at is None or now < self._ahead_at)
+        ):
+            return
+        within = max(until - now, 0.0) + 2 * self.idle_interval()
         try:
-            seconds = await self.store.next_due(names, timedelta(seconds=self.poll_interval))
+            seconds = await self.store.next_due(names, timedelta(seconds=within), since)
         except Exception as exc:
+            self._ahead_until = 0.0
             self.report(exc, "look-ahead for the next due job failed; polling")
             return
+        self._ahead_until = now + within
+        self._ahead_at = None if seconds is None else now + seconds
         if seconds is not None:
-            self.wake_in(seconds)
+            self.wake_in(seconds, spread=True)  # every idle worker of the fleet sees it
 
-    def note_claim(self, claimed: int, wanted: int, lost_races: bool) -> None:
-        """Follow notifications again when a claim came back short because the queue is
-        drained (idle); stop after WATCH_PAUSE_AFTER seconds of claims that came back full, or
-        short only because other workers took jobs first (busy): a busy worker claims again as
-        soon as a place frees, and not watching spares the server the change stream's work."""
+    def note_claim(self, claimed: int, wanted: int, lost_races: bool, held_back: bool) -> None:
+        """Remember whether the claim held jobs back (see ``idle_interval``). Follow
+        notifications again when a claim came back short because the queue is drained (idle);
+        stop after WATCH_PAUSE_AFTER seconds of claims that came back full, or short only
+        because other workers took jobs first (busy): a busy worker claims again as soon as a
+        place frees, and not watching spares the server the change stream's work."""
+        self.held_back = held_back
         if claimed < wanted and not lost_races:
             self._busy_since = None
             self.set_watching(True)
@@ -109,11 +188,12 @@ class Wakeups:
         elif not on and self._watch_task is not None:
             self._watch_task.cancel()
             self._watch_task = None
+            self._on_health(False)
 
     async def close(self) -> None:
         """Stop the timers and the notifications."""
         self.closed = True
-        for timer in (self._timer, self._recheck):
+        for timer in (self._timer, self._recheck, self._spread_wake):
             if timer is not None:
                 timer.cancel()
         if self._watch_task is not None:
@@ -122,20 +202,44 @@ class Wakeups:
 
     async def _watch(self) -> None:
         try:
-            supported = await self.store.watch(self.wake_in, self.wake)
+            if self._health_reported:
+                watching = self.store.watch(self._notified, self._on_ready, health=self._on_health)
+            else:  # a store written before ``health``: never trusted, the worker polls
+                watching = self.store.watch(self._notified, self._on_ready)
+            supported = await watching
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            self._on_health(False)
             self.report(exc, "change notifications stopped; relying on polling")
             return
+        self._on_health(False)
         if not supported:
             self._watch_supported = False
 
-    def _recheck_soon(self) -> None:
-        """Wake once more about ``WAKE_RECHECK`` from now. One timer serves a burst of
-        immediate wake-ups (a bulk insert notifies once per job): it is moved only when it
-        would fire less than half of ``WAKE_RECHECK`` after this wake-up."""
-        if self.poll_interval <= WAKE_RECHECK or self.closed:
+    def _on_ready(self) -> None:
+        """Notifications (re)started: changes made before may have been missed, so claim now,
+        and look ahead again after that claim."""
+        self._ahead_until = 0.0
+        self.wake()
+
+    def _on_health(self, healthy: bool) -> None:
+        """Notifications became healthy (idle claims may be rare again), or not: claim now,
+        look ahead again, and poll every ``poll_interval`` until they are healthy again."""
+        if healthy == self.healthy:
+            return
+        self.healthy = healthy
+        if not healthy:
+            self._ahead_until = 0.0
+            if not self.closed:
+                self.wake()
+
+    def recheck_soon(self) -> None:
+        """Claim once more about ``WAKE_RECHECK`` from now (after a claim that lost the last
+        due jobs). One timer serves a burst of such claims: it is moved only when it would
+        fire less than half of ``WAKE_RECHECK`` from now. Not needed when the worker polls at
+        least that often."""
+        if self.idle_interval() <= WAKE_RECHECK or self.closed:
             return
         loop = asyncio.get_running_loop()
         timer = self._recheck
@@ -162,7 +266,17 @@ class Wakeups:
     def _on_timer(self) -> None:
         self._timer = None
         now = asyncio.get_running_loop().time()
-        while self._times and self._times[0] <= now + 0.001:
+        while self._times and self._times[0] <= now + 0.001:  # (TIMER_LATE covers it)
             heapq.heappop(self._times)
         self.wake()
         self._arm_timer()
+
+
+def _takes_health(watch: Callable[..., object]) -> bool:
+    """Whether a store's ``watch`` takes the ``health`` callback (stores written against the
+    contract before it do not: their notifications are followed, never trusted)."""
+    try:
+        parameters = inspect.signature(watch).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "health" or p.kind is p.VAR_KEYWORD for p in parameters)

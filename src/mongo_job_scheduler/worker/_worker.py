@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 from .. import _outcomes
@@ -79,6 +80,7 @@ class Worker:
             self.executions,
             self._report,
             sweep=self.outcomes.sweep,
+            on_fleet=self.wakeups.set_fleet_size,
         )
         self._claim_state = ClaimState()
         self._stopping = False
@@ -108,6 +110,7 @@ class Worker:
         self.leases.start()
         self.registration.start()
         self.wakeups.set_watching(True)
+        self.tasks.changed = self.wakeups.wake  # new handlers: claim with the new names now
         self.events.emit("worker:start", self.owner)
 
     def wake(self) -> None:
@@ -131,6 +134,8 @@ class Worker:
         stop their handlers and give their jobs back so other workers take them at once."""
         self._stopping = True
         self.processes.warm(0)  # no new jobs: children that end are not replaced
+        if self.tasks.changed == self.wakeups.wake:
+            self.tasks.changed = None
         self.wakeups.wake()
         self._slot_freed.set()
         if self._claim_task is not None:
@@ -169,6 +174,7 @@ class Worker:
                 free = self.config.workers - self._busy
             self.wakeups.event.clear()
             sent = time.monotonic()  # the server starts each lease after this instant
+            as_of = self.store.clock()  # what became claimable after this, the claim may miss
             try:
                 result = await self.store.claim(
                     self.owner,
@@ -187,12 +193,17 @@ class Worker:
                 continue
             backoff = 0.1
             await self._take(result.jobs, sent)
-            self.wakeups.note_claim(len(result.jobs), free, result.lost_races)
             # Sleep only when nothing was claimed: a short claim may have lost races to other
             # workers while more jobs are due, so claim again at once (it comes back empty
-            # when the queue is really drained).
-            if not result.jobs and not result.lost_races and not self._stopping:
-                await self._idle(sent)
+            # when the queue is really drained). Races lost for the last due jobs (a drained
+            # queue) say nothing more is due: other workers took them, or the server refused
+            # a job not quite due yet by its clock, which a claim a moment later takes.
+            more = result.lost_races and not result.drained
+            if result.lost_races and result.drained:
+                self.wakeups.recheck_soon()
+            self.wakeups.note_claim(len(result.jobs), free, more, result.held_back)
+            if not result.jobs and not more and not self._stopping:
+                await self._idle(sent, as_of)
 
     async def _take(self, claimed: list[Claimed], sent: float) -> None:
         """Run what a claim took, or give it straight back if the worker stopped meanwhile."""
@@ -202,15 +213,15 @@ class Worker:
             else:
                 self._launch(item, sent)
 
-    async def _idle(self, sent: float) -> None:
+    async def _idle(self, sent: float, as_of: datetime) -> None:
         """Wait after a claim that found nothing: until woken, or until the next poll. Polls
-        start one poll interval apart (the claim's round trip is part of the interval), so a
-        job that becomes due waits at most one interval plus a round trip even without change
-        notifications; a polling worker also arms a timer for a job due before then."""
-        if not self.wakeups.notified:
-            await self.wakeups.look_ahead(self.tasks.claimable_names())
-        elapsed = time.monotonic() - sent
-        await self.wakeups.sleep(max(self.config.poll_interval - elapsed, 0.0))
+        start one idle interval apart (the claim's round trip is part of the interval):
+        ``poll_interval``, or the longer safety poll while change notifications are healthy
+        (they wake the worker for every job that becomes pending). A timer is armed for a job
+        that becomes claimable before the next poll (the look-ahead)."""
+        until = sent + self.wakeups.idle_interval()
+        await self.wakeups.look_ahead(self.tasks.claimable_names(), until, as_of)
+        await self.wakeups.sleep(max(until - time.monotonic(), 0.0))
 
     async def _give_back(self, claimed: Claimed) -> None:
         try:
