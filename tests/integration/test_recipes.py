@@ -1,0 +1,163 @@
+"""The framework recipes under ``examples/`` (docs/recipes.md) work as shipped: each runs for
+real against the real mongod, web servers and workers as subprocesses, stopped with SIGTERM
+(and killed, whatever happens, at the end of the test)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+from bson import ObjectId
+from tests.helpers import NotMetInTime, eventually
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+FINISHED = {"completed", "failed", "cancelled"}
+
+
+@pytest.fixture
+def recipe_uri(mongodb_uri: str, db_name: str, sync_db: Any) -> str:
+    """The test server's URI naming this test's fresh database (``sync_db``, dropped
+    afterwards): the examples keep their jobs in the database their MONGODB_URI names."""
+    return urlunsplit(urlsplit(mongodb_uri)._replace(path=f"/{db_name}"))
+
+
+def environment(uri: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MONGODB_URI": uri,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+@dataclass
+class Process:
+    """A subprocess whose stdout and stderr go to ``log``."""
+
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        """The first match of ``pattern`` (a multi-line regex) in the output, once it appears;
+        fail if the process exits first or ``timeout`` seconds pass."""
+
+        def found() -> re.Match[str] | None:
+            match = re.search(pattern, self.output, re.MULTILINE)
+            code = self.popen.poll()
+            assert match or code is None, f"exited ({code}) before {pattern!r}:\n{self.output}"
+            return match
+
+        try:
+            return eventually(found, timeout)
+        except NotMetInTime as exc:
+            raise AssertionError(f"{exc}\n{pattern!r} did not appear in:\n{self.output}") from None
+
+    def terminate(self, timeout: float = 30) -> int:
+        """Send SIGTERM and return the exit code (fail if it takes over ``timeout`` s)."""
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running {timeout}s after SIGTERM:\n{self.output}"
+            ) from None
+
+
+@contextlib.contextmanager
+def started(argv: list[str], *, uri: str, cwd: Path, log: Path) -> Iterator[Process]:
+    """Run ``argv`` with MONGODB_URI=``uri``; kill it on the way out if it still runs."""
+    with log.open("wb") as out:
+        popen = subprocess.Popen(
+            argv,
+            env=environment(uri),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield Process(popen, log)
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+            popen.wait(timeout=30)
+
+
+def finished_job(read: Callable[[str], Any], path: str, timeout: float = 30) -> dict[str, Any]:
+    """Read ``path`` (a job's status, as JSON) with ``read`` until the job has finished."""
+
+    def finished() -> dict[str, Any] | None:
+        body: dict[str, Any] = read(path)
+        return body if body["status"] in FINISHED else None
+
+    return eventually(finished, timeout)
+
+
+def read_json(http: httpx.Client) -> Callable[[str], Any]:
+    def read(path: str) -> Any:
+        response = http.get(path)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    return read
+
+
+def serving(http: httpx.Client, path: str, server: Process, timeout: float = 30) -> None:
+    """Return once ``path`` answers at all (a server binds its port after its start line)."""
+
+    def answers() -> bool:
+        assert server.popen.poll() is None, f"the server exited:\n{server.output}"
+        try:
+            http.get(path)
+        except httpx.TransportError:
+            return False
+        return True
+
+    eventually(answers, timeout)
+
+
+# -- FastAPI ----------------------------------------------------------------------------------
+
+
+def test_fastapi_app_runs_jobs_in_its_lifespan(
+    recipe_uri: str, sync_db: Any, tmp_path: Path
+) -> None:
+    argv = [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--app-dir", str(EXAMPLES)]
+    argv += ["--host", "127.0.0.1", "--port", "0"]
+    with started(argv, uri=recipe_uri, cwd=tmp_path, log=tmp_path / "uvicorn.log") as server:
+        port = server.wait_for(r"Uvicorn running on http://127\.0\.0\.1:(\d+)").group(1)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            response = http.post("/documents", json={"text": "to be or not to be"})
+            assert response.status_code == 202, response.text
+            job_id = response.json()["id"]
+
+            assert finished_job(read_json(http), f"/jobs/{job_id}") == {
+                "id": job_id,
+                "status": "completed",
+                "result": {"words": 6},
+                "error": None,
+            }
+            assert http.get(f"/jobs/{ObjectId()}").status_code == 404
+            assert http.get("/jobs/not-an-id").status_code == 404
+
+        # uvicorn shuts down (the lifespan's graceful stop included), then re-raises SIGTERM.
+        assert server.terminate() in (0, -signal.SIGTERM), server.output
+    assert "Application shutdown complete" in server.output
+    assert "Traceback" not in server.output
+    doc = sync_db.scheduler_jobs.find_one({"_id": ObjectId(job_id)})
+    assert doc["name"] == "count-words" and doc["status"] == "completed"
