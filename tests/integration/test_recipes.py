@@ -21,6 +21,8 @@ import pytest
 from bson import ObjectId
 from tests.helpers import NotMetInTime, eventually
 
+from mongo_job_scheduler._mongod import _free_port
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FINISHED = {"completed", "failed", "cancelled"}
 
@@ -161,3 +163,43 @@ def test_fastapi_app_runs_jobs_in_its_lifespan(
     assert "Traceback" not in server.output
     doc = sync_db.scheduler_jobs.find_one({"_id": ObjectId(job_id)})
     assert doc["name"] == "count-words" and doc["status"] == "completed"
+
+
+# -- Django -----------------------------------------------------------------------------------
+
+
+def test_django_view_enqueues_and_runworker_runs_then_stops_on_sigterm(
+    recipe_uri: str, sync_db: Any, tmp_path: Path
+) -> None:
+    site = EXAMPLES / "django_site"
+    port = _free_port()
+    web_argv = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+    worker_argv = [sys.executable, "manage.py", "runworker", "--workers", "2"]
+    with (
+        started(web_argv, uri=recipe_uri, cwd=site, log=tmp_path / "web.log") as web,
+        started(worker_argv, uri=recipe_uri, cwd=site, log=tmp_path / "worker.log") as worker,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+    ):
+        serving(http, "/jobs/nothing/", web)
+        order = {"order": 17, "email": "ada@example.com", "total": "42.00"}
+        response = http.post("/orders/", json=order)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        again = http.post("/orders/", json=order)  # the same order: the same job (dedupe key)
+        assert again.json()["id"] == job_id
+
+        worker.wait_for(r"^worker started: names=send-receipt$")
+        assert finished_job(read_json(http), f"/jobs/{job_id}/") == {
+            "status": "completed",
+            "result": {"sent_to": "ada@example.com", "sent_from": "shop@example.com"},
+            "error": None,
+        }
+        assert http.get(f"/jobs/{ObjectId()}/").status_code == 404
+        assert http.get("/jobs/not-an-id/").status_code == 404
+
+        assert worker.terminate() == 0, worker.output
+    lines = worker.output.splitlines()
+    assert lines[-2:] == ["stopping gracefully", "stopped"], worker.output
+    assert "Subject: Your receipt for order 17" in lines  # sent by the handler, in the worker
+    assert "From: shop@example.com" in lines
+    assert sync_db.scheduler_jobs.count_documents({}) == 1
