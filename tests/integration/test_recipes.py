@@ -203,3 +203,43 @@ def test_django_view_enqueues_and_runworker_runs_then_stops_on_sigterm(
     assert "Subject: Your receipt for order 17" in lines  # sent by the handler, in the worker
     assert "From: shop@example.com" in lines
     assert sync_db.scheduler_jobs.count_documents({}) == 1
+
+
+# -- Flask ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def flask_app(recipe_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    from flask_app import create_app
+
+    app = create_app(recipe_uri)
+    yield app
+    # Before the test server stops (the app closes its client only when the process exits).
+    app.extensions["job_scheduler"].store.database.client.close()
+
+
+def test_flask_app_enqueues_and_the_cli_worker_runs_the_job(
+    flask_app: Any, recipe_uri: str, sync_db: Any, tmp_path: Path
+) -> None:
+    http = flask_app.test_client()
+    response = http.post("/signups", json={"email": "ada@example.com"})
+    assert response.status_code == 202, response.text
+    job_id = response.json["id"]
+    assert http.get(f"/jobs/{job_id}").json["status"] == "pending"  # no worker yet
+
+    argv = [sys.executable, "-m", "mongo_job_scheduler", "worker", "flask_app.tasks:scheduler"]
+    with started(argv, uri=recipe_uri, cwd=EXAMPLES, log=tmp_path / "worker.log") as worker:
+        worker.wait_for(r"^worker started: .* names=send-welcome-email$")
+
+        assert finished_job(lambda path: http.get(path).json, f"/jobs/{job_id}") == {
+            "status": "completed",
+            "result": {"sent_to": "ada@example.com", "subject": "Welcome!"},
+            "error": None,
+        }
+        assert worker.terminate() == 0, worker.output
+    assert worker.output.splitlines()[-1] == "stopped"
+    assert http.get(f"/jobs/{ObjectId()}").status_code == 404
+    assert sync_db.scheduler_jobs.find_one({"_id": ObjectId(job_id)})["dedupeKey"] == (
+        "welcome:ada@example.com"
+    )
