@@ -243,3 +243,42 @@ def test_flask_app_enqueues_and_the_cli_worker_runs_the_job(
     assert sync_db.scheduler_jobs.find_one({"_id": ObjectId(job_id)})["dedupeKey"] == (
         "welcome:ada@example.com"
     )
+
+
+# -- a plain script -----------------------------------------------------------------------------
+
+
+def test_sync_script_schedules_lists_cancels_and_counts(recipe_uri: str, sync_db: Any) -> None:
+    script = str(EXAMPLES / "sync_script.py")
+    runs = [
+        subprocess.run(
+            [sys.executable, script],
+            env=environment(recipe_uri),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        assert "daily-report scheduled once: True" in run.stdout
+        assert re.search(r"^cancelled [0-9a-f]{24}: True$", run.stdout, re.MULTILINE), run.stdout
+    first, second = (run.stdout.splitlines() for run in runs)
+    listed = [line.split()[1:3] for line in first if re.match(r"[0-9a-f]{24}  ", line)]
+    assert listed == [
+        ["send-email", "pending"],
+        ["send-email", "pending"],
+        ["daily-report", "pending"],
+    ]
+    assert first[-1] == "jobs by status: {'pending': 2, 'cancelled': 1}"
+    # Run again: two more emails (one cancelled), and the same daily report.
+    assert second[-1] == "jobs by status: {'pending': 3, 'cancelled': 2}"
+
+    [report] = sync_db.scheduler_jobs.find({"name": "daily-report"})
+    assert report["repeat"]["cron"] == "0 9 * * 1-5"
+    assert report["repeat"]["timezone"] == "Europe/Paris"
+    assert report["dedupeKey"] == "daily-report"
+    assert report["nextRunAt"].hour in (7, 8) and report["nextRunAt"].weekday() < 5  # 9:00 Paris
+    cancelled = list(sync_db.scheduler_jobs.find({"status": "cancelled"}))
+    assert [job["data"]["to"] for job in cancelled] == ["grace@example.com"] * 2
