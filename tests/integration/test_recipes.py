@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -282,3 +283,38 @@ def test_sync_script_schedules_lists_cancels_and_counts(recipe_uri: str, sync_db
     assert report["nextRunAt"].hour in (7, 8) and report["nextRunAt"].weekday() < 5  # 9:00 Paris
     cancelled = list(sync_db.scheduler_jobs.find({"status": "cancelled"}))
     assert [job["data"]["to"] for job in cancelled] == ["grace@example.com"] * 2
+
+
+# -- a pytest suite using the plugin --------------------------------------------------------------
+
+
+def run_suite(suite: Path, mongodb_uri: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(suite)],
+        env=environment(mongodb_uri),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_pytest_suite_passes_and_fails_when_the_app_breaks(
+    mongodb_uri: str, tmp_path: Path
+) -> None:
+    shipped = run_suite(EXAMPLES / "pytest_suite", mongodb_uri, tmp_path)
+    assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+    assert "2 passed" in shipped.stdout
+
+    # The same suite on an app whose welcome email is no longer retried: one test fails.
+    broken = tmp_path / "broken"
+    shutil.copytree(EXAMPLES / "pytest_suite", broken)
+    signup = broken / "signup.py"
+    retried = '@scheduler.task("welcome-email", retry={"maxAttempts": 3, "delay": 60})'
+    assert retried in signup.read_text()
+    signup.write_text(signup.read_text().replace(retried, '@scheduler.task("welcome-email")'))
+    result = run_suite(broken, mongodb_uri, tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 failed, 1 passed" in result.stdout
+    failed = r"^FAILED \S*test_signup\.py::test_welcome_is_retried_while_the_mail_server_is_down$"
+    assert re.search(failed, result.stdout, re.MULTILINE), result.stdout
