@@ -7,9 +7,10 @@ ending in ``::``). Before mkdocstrings renders them as Markdown, this rewrites:
   docstring's object. The reference is *optional*: it links when the object is on a page of the
   API reference and stays plain code when it is not (a private module, say), so the strict
   build fails only on the references written in the pages themselves;
-- each reST code block into a fenced ``python`` block.
+- each reST code block into a fenced ``python`` block;
 
-The source is left alone.
+and leaves private members and parameters (a leading underscore, such as a dataclass's internal
+fields) out of the classes and signatures shown. The source is left alone.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ class DocstringsForMarkdown(griffe.Extension):
         for obj in _objects(pkg):
             if obj.docstring is not None:
                 obj.docstring.value = markdown_docstring(obj, obj.docstring.value)
+            if obj.is_class:  # before Griffe makes the __init__ of dataclasses from their fields
+                for name in [n for n in obj.members if n.startswith("_") and not n.endswith("__")]:
+                    obj.del_member(name)
+                init = obj.members.get("__init__")
+                if isinstance(init, griffe.Function):
+                    public = [p for p in init.parameters if not p.name.startswith("_")]
+                    init.parameters = griffe.Parameters(*public)
 
 
 def _objects(obj: griffe.Object) -> list[griffe.Object]:
