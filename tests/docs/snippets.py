@@ -158,11 +158,14 @@ def check_include(line: str) -> tuple[Path, str | None]:
     assert relative.parts[0] in {"examples", "tests"}, f"{relative}: not a tested file"
     if not (relative.parts[0] == "tests" and path.name.startswith("test_")):
         here = Path(__file__).resolve()
+        # The file's name, or the folder under examples/ that holds it (a recipe's project,
+        # run as a whole by its test), must appear in a test module.
+        names = "|".join(re.escape(name) for name in (path.stem, *relative.parts[1:-1]))
         mentioned = [
             test
             for test in (ROOT / "tests").rglob("test_*.py")
             if test.resolve() != here.parent / "test_snippets.py"
-            and re.search(rf"\b{re.escape(path.stem)}\b", test.read_text(encoding="utf-8"))
+            and re.search(rf"\b({names})\b", test.read_text(encoding="utf-8"))
         ]
         assert mentioned, f"{relative}: no test under tests/ runs it"
     section = match["section"]
