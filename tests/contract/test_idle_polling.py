@@ -246,7 +246,16 @@ async def test_idle_worker_on_a_healthy_stream_sends_no_claim_queries(
         assert worker.poll_interval == 0.5
         async with worker:
             await wait_for(lambda: change_streams(store.database.client, db_name, app), 10)
-            await asyncio.sleep(1.0)  # the claim and look-ahead that follow the opening
+            # The claim and look-ahead that follow the opening: wait until the jobs
+            # collection has had no query for a second (a polling worker never gets there).
+            opened = time.monotonic()
+            await wait_for(
+                lambda: (
+                    time.monotonic() - opened >= 1.0
+                    and commands.since(time.monotonic() - 1.0, "find", "scheduler_jobs") == 0
+                ),
+                20,
+            )
             since = time.monotonic()
             await asyncio.sleep(4.0)
             assert commands.since(since, "find", "scheduler_jobs") == 0  # polling: ~16 claims
@@ -287,8 +296,11 @@ async def test_schedulers_on_one_client_share_one_change_stream(
         await schedulers[1].stop()
         assert await change_streams(store.database.client, db_name, app) == 1
         await schedulers[2].stop()
+        # A getMore in flight when the stream closes may stay on the server until its
+        # maxAwaitTimeMS runs out.
         await wait_for(
-            lambda: _none(change_streams(store.database.client, db_name, app)), timeout=10
+            lambda: _none(change_streams(store.database.client, db_name, app)),
+            timeout=WATCH_AWAIT + 10,
         )
     finally:
         for scheduler in schedulers:

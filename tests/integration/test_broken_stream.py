@@ -35,7 +35,7 @@ from mongo_job_scheduler._mongod import LocalMongod
 from mongo_job_scheduler.stores._mongo_watch import STALL_AFTER, WATCH_AWAIT
 
 POLL = 0.5  # the default poll interval
-STALL_BOUND = 10.0  # the documented STALL_AFTER
+STALL_BOUND = 25.0  # the documented STALL_AFTER
 SLACK = 3.0  # 2 cores shared with other test runs
 
 
