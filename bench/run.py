@@ -1736,7 +1736,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--executor-jobs", type=int, help="jobs per run of section 8 (default 2000)")
     add("--fleet-sizes", type=ints, help="idle Python worker processes (default 10,50,100)")
     add("--fleet-compare", type=int, help="idle processes compared with Node (default 50)")
-    add("--fleet-settle", type=float, help="seconds before each CPU window (default 15)")
+    add("--fleet-settle", type=float, help="seconds before each CPU window (default 70)")
     add("--fleet-window", type=float, help="seconds of each CPU window (default 30)")
     add("--fleet-probes", type=int, help="latency probes of each kind, fleet idle (50)")
     for key, title, _ in SECTIONS:
@@ -1757,7 +1757,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "repeat": 3,
         "fleet_sizes": [10, 50, 100],
         "fleet_compare": 50,
-        "fleet_settle": 15.0,
+        "fleet_settle": 70.0,
         "fleet_window": 30.0,
         "fleet_probes": 50,
     }
