@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import NotMetInTime, eventually
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FULL = os.environ.get("MJS_CHAOS_SIZE") == "full"
 REPORT_DIR = Path(os.environ.get("MJS_CHAOS_REPORT_DIR", REPO_ROOT / "tests/chaos/.results"))
@@ -47,17 +49,19 @@ def poll_until(
     """Call ``predicate`` until it returns something truthy and return that. After
     ``timeout`` seconds fail naming ``what`` (plus ``detail()``, e.g. the workers' logs), or,
     with ``fail=False``, return the last value for the caller to explain."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            if not fail:
-                return value
-            extra = f"\n{detail()}" if detail is not None else ""
-            raise AssertionError(f"{what}: not within {timeout}s{extra}")
-        time.sleep(interval)
+    last: list[Any] = [None]
+
+    def check() -> Any:
+        last[0] = predicate()
+        return last[0]
+
+    try:
+        return eventually(check, timeout, interval)
+    except NotMetInTime:
+        if not fail:
+            return last[0]
+        extra = f"\n{detail()}" if detail is not None else ""
+        raise AssertionError(f"{what}: not within {timeout}s{extra}") from None
 
 
 def size(ci: Any, full: Any) -> Any:

@@ -9,7 +9,6 @@ import contextlib
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -43,18 +42,6 @@ TOKEN = "test-dashboard-token-" + uuid.uuid4().hex
 REFRESH_SECONDS = 0.5
 
 T = TypeVar("T")
-
-
-def eventually(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
-    """Poll ``predicate`` until it returns a truthy value, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 @dataclass

@@ -19,8 +19,9 @@ from bson import ObjectId
 
 from mongo_job_scheduler import ConfigurationError, InMemoryJobStore, Scheduler
 from mongo_job_scheduler.dashboard import create_app
+from tests.helpers import eventually
 
-from .conftest import DashboardServer, eventually, serving_client
+from .conftest import DashboardServer, serving_client
 
 expect: Any
 try:
