@@ -34,12 +34,15 @@ async def main(uri: str, database: str = "fan-out-fan-in-example") -> int:
     async def count_words(job: Job) -> int:
         return len(job.data["text"].split())
 
+    # --8<-- [start:add-up]
     @scheduler.task("add-up")
     async def add_up(job: Job) -> int:
         # The results of every job it waited for, in one round trip.
         chapters = await scheduler.get_jobs(ids=job.depends_on)
         return sum(chapter.result for chapter in chapters)
 
+    # --8<-- [end:add-up]
+    # --8<-- [start:split]
     @scheduler.task("split")
     async def split(job: Job) -> str:
         async with client.start_session() as session, await session.start_transaction():
@@ -48,6 +51,8 @@ async def main(uri: str, database: str = "fan-out-fan-in-example") -> int:
             )
             total = await add_up.schedule(depends_on=chapters, session=session)
         return str(total.id)
+
+    # --8<-- [end:split]
 
     try:
         async with scheduler:

@@ -1,20 +1,24 @@
-"""Least privilege: the library needs nothing but ``readWrite`` on
-its own database.
+"""Least privilege: the library needs nothing but ``readWrite`` on its own database, and of
+that only the six actions of the custom role ``docs/deploying.md`` shows.
 
 One ``mongod`` for the module, started with ``--keyFile`` (a single-node replica set with
 authorization on, so change streams and transactions are covered too). The first user
 (``root``) is created through the localhost exception; it then creates, in the application
 database:
 
-- ``app``: only ``readWrite`` on that database. Everything runs as this user: index creation,
+- ``app``: only ``readWrite`` on that database, and ``minimal``: only the custom role, read from
+  the page (its ``db.createRole`` call). Everything runs as each of them: index creation,
   every producer option (dedupe keys, concurrency and rate limits, pause/resume, transactional
-  enqueue), workers running jobs to completion (a retry, a cron job, heartbeats, progress,
-  retention), a change-stream wake-up, the operator calls (``stats``, ``purge``,
-  ``retry_job``, ``get_jobs``), the sync facade and the CLI (``jobs list``, ``stats``,
-  ``pause``) as subprocesses.
+  enqueue, dependencies), workers running jobs to completion (a retry, a cron job, heartbeats,
+  progress, retention, a dependant released), a change-stream wake-up, the operator calls
+  (``stats``, ``purge``, ``retry_job``, ``delete_job``, ``get_jobs``, ``live_workers``), the
+  dashboard's record of signed-out sessions, the sync facade and the CLI (``jobs list``,
+  ``stats``, ``pause``) as subprocesses.
 - ``reader``: only ``read`` on that database, the negative control: every write is refused
   with a clear "not authorized" error (so the passing tests above prove the role is enough, not
   that the server ignores roles), while the read-only operator views still work.
+- For each action of the custom role, a user holding the role without it, refused the operation
+  that needs it: the role has no action to spare.
 
 Worker failures are reported as ``worker:error`` events rather than raised, so the worker tests
 collect them and require none: a refused write anywhere in the engine would show up there.
@@ -26,6 +30,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,15 +53,36 @@ from tests.conftest import wait_for
 from mongo_job_scheduler import Job, JobStatus, MongoJobStore, Scheduler
 from mongo_job_scheduler import sync as mjs_sync
 from mongo_job_scheduler._mongod import LocalMongod
+from mongo_job_scheduler.dashboard._sessions import revocations_for
+from mongo_job_scheduler.stores import _mongo_common as q
 
 APP_DB = "mjs_least_privilege"
 ROOT = ("root", "root-" + uuid.uuid4().hex)
 APP = ("app", "app-" + uuid.uuid4().hex)
 READER = ("reader", "reader-" + uuid.uuid4().hex)
+MINIMAL = ("minimal", "minimal-" + uuid.uuid4().hex)
+DEPLOYING = Path(__file__).resolve().parents[2] / "docs" / "deploying.md"
 UNAUTHORIZED = 13  # the server's error code for a refused action
 IDLE_POLL = 30.0  # the wake-up test's poll interval: only the change stream can be that quick
 WAKE_WITHIN = 10.0  # wide: 2 cores shared with other test runs
 CLI_TIMEOUT = 60
+
+
+def documented_role() -> tuple[str, list[str]]:
+    """The name and actions of the custom role of ``docs/deploying.md`` (its mongosh block)."""
+    page = DEPLOYING.read_text(encoding="utf-8")
+    [block] = [b for b in re.findall(r"```js\n(.*?)```", page, re.DOTALL) if "createRole" in b]
+    [name] = re.findall(r'role:\s*"(\w+)"', block)
+    [actions] = re.findall(r"actions:\s*\[([^\]]*)\]", block)
+    assert '"my-app"' in block and 'collection: ""' in block  # the whole app database
+    return name, re.findall(r'"(\w+)"', actions)
+
+
+ROLE, ACTIONS = documented_role()
+
+
+def privileges(actions: Sequence[str]) -> list[dict[str, Any]]:
+    return [{"resource": {"db": APP_DB, "collection": ""}, "actions": list(actions)}]
 
 
 @dataclass(frozen=True)
@@ -85,6 +111,10 @@ class Secured:
         return self.uri(READER)
 
     @property
+    def minimal(self) -> str:
+        return self.uri(MINIMAL)
+
+    @property
     def root(self) -> str:
         return self.uri(ROOT, "admin")
 
@@ -109,7 +139,12 @@ def secured() -> Iterator[Secured]:
         made = Secured(server.port)
         root: MongoClient[dict[str, Any]] = MongoClient(made.root)
         try:
-            for (name, password), role in ((APP, "readWrite"), (READER, "read")):
+            root[APP_DB].command("createRole", ROLE, privileges=privileges(ACTIONS), roles=[])
+            for (name, password), role in (
+                (APP, "readWrite"),
+                (READER, "read"),
+                (MINIMAL, ROLE),
+            ):
                 root[APP_DB].command(
                     "createUser", name, pwd=password, roles=[{"role": role, "db": APP_DB}]
                 )
@@ -119,6 +154,20 @@ def secured() -> Iterator[Secured]:
     finally:
         server.stop()
         shutil.rmtree(keydir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class User:
+    uri: str
+    password: str
+
+
+@pytest.fixture(params=["readWrite", "custom-role"])
+def user(request: pytest.FixtureRequest, secured: Secured) -> User:
+    """Each test that needs a user runs as both: ``readWrite``, and the documented role."""
+    if request.param == "readWrite":
+        return User(secured.app, APP[1])
+    return User(secured.minimal, MINIMAL[1])
 
 
 def fresh_collection(prefix: str) -> str:
@@ -170,7 +219,7 @@ def run_cli_many(uri: str, collection: str, runs: Sequence[Sequence[str]]) -> li
 # -- the server really enforces roles -----------------------------------------------------------
 
 
-def test_authorization_is_on_and_the_app_user_holds_only_readwrite(secured: Secured) -> None:
+def test_authorization_is_on_and_the_users_hold_only_their_roles(secured: Secured) -> None:
     anonymous: MongoClient[dict[str, Any]] = MongoClient(secured.anonymous)
     root: MongoClient[dict[str, Any]] = MongoClient(secured.root)
     try:
@@ -178,8 +227,15 @@ def test_authorization_is_on_and_the_app_user_holds_only_readwrite(secured: Secu
             anonymous[APP_DB]["anything"].find_one()
         assert refused.value.code == UNAUTHORIZED
         info = root[APP_DB].command("usersInfo", APP[0])
-        [user] = info["users"]
-        assert user["roles"] == [{"role": "readWrite", "db": APP_DB}]
+        [app] = info["users"]
+        assert app["roles"] == [{"role": "readWrite", "db": APP_DB}]
+        [minimal] = root[APP_DB].command("usersInfo", MINIMAL[0])["users"]
+        assert minimal["roles"] == [{"role": ROLE, "db": APP_DB}]
+        [role] = root[APP_DB].command("rolesInfo", ROLE, showPrivileges=True)["roles"]
+        assert role["roles"] == [] and role["inheritedRoles"] == []
+        [granted] = role["privileges"]
+        assert granted["resource"] == {"db": APP_DB, "collection": ""}
+        assert sorted(granted["actions"]) == sorted(ACTIONS)
         hello = root.admin.command("hello")
         assert hello["isWritablePrimary"] and hello["setName"] == "rs0"
     finally:
@@ -187,11 +243,13 @@ def test_authorization_is_on_and_the_app_user_holds_only_readwrite(secured: Secu
         root.close()
 
 
-# -- everything works with readWrite -------------------------------------------------------------
+# -- everything works with readWrite, and with the documented role ------------------------------
 
 
-async def test_workers_producers_and_operators_need_only_readwrite(secured: Secured) -> None:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(secured.app)
+async def test_workers_producers_and_operators_need_only_the_role(
+    secured: Secured, user: User
+) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(user.uri)
     db = client[APP_DB]
     coll = fresh_collection("jobs")
     store = MongoJobStore(db, coll)
@@ -264,11 +322,15 @@ async def test_workers_producers_and_operators_need_only_readwrite(secured: Secu
 
     try:
         await scheduler.start()  # createIndexes, hello for the clock
-        indexes = await store.jobs.index_information()
+        root: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(secured.root)
+        try:  # listing indexes is no privilege the library needs: root looks
+            indexes = await root[APP_DB][coll].index_information()
+        finally:
+            await root.close()
         assert {"claim_order", "lease_expiry", "retention", "by_name"} <= set(indexes)
 
         # Transactional enqueue, committed and aborted, with a dedupe key inside.
-        orders = db["orders"]
+        orders = db[fresh_collection("orders")]
         await orders.insert_one({"_id": "warm-up"})  # the collection exists outside the txn
         async with client.start_session() as session:
             await session.start_transaction()
@@ -361,6 +423,22 @@ async def test_workers_producers_and_operators_need_only_readwrite(secured: Secu
         assert (await scheduler.wait(waiting.id, timeout=20)).status is JobStatus.COMPLETED
         assert await scheduler.cancel(third.id) is True
 
+        # Workflows: a dependant is released when its dependency completes (the edges in
+        # <collection>_deps); an operator deletes a job; the fleet view; a dashboard sign-out.
+        step_one = await scheduler.schedule("plain", "step 1", delay=3600)
+        step_two = await scheduler.schedule("plain", "step 2", depends_on=[step_one])
+        assert step_two.status is JobStatus.WAITING
+        await scheduler.update_job(step_one.id, run_at=await store.now())
+        assert (await scheduler.wait(step_two.id, timeout=20)).status is JobStatus.COMPLETED
+        assert [job.id for job in await scheduler.dependants(step_one.id)] == [step_two.id]
+        spare = await scheduler.schedule("plain", "spare", delay=3600)
+        assert await scheduler.delete_job(spare.id) is True
+        [me] = await wait_for(scheduler.live_workers, timeout=20)
+        assert me.scheduler_id == scheduler.id and list(me.names or ()) == scheduler.handled_names()
+        signed_out = revocations_for(store)
+        await signed_out.revoke("a-session", int(time.time()) + 3600)
+        assert await revocations_for(MongoJobStore(db, coll)).is_revoked("a-session")
+
         # Reads and operator calls.
         oldest = await scheduler.get_jobs(
             name="plain", status=["completed"], sort=("createdAt", "asc"), limit=2
@@ -370,10 +448,10 @@ async def test_workers_producers_and_operators_need_only_readwrite(secured: Secu
         assert [job.id for job in await scheduler.get_jobs(name="flaky")] == [flaky_job.id]
         snapshot = await scheduler.stats()
         assert snapshot.by_status["pending"] == 0 and snapshot.by_status["running"] == 0
-        assert snapshot.total == 15
+        assert snapshot.total == 17
         # A cutoff in the future: every finished job goes (the default statuses).
         tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
-        assert await scheduler.purge(tomorrow) == 15
+        assert await scheduler.purge(tomorrow) == 17
         assert await scheduler.purge(timedelta(seconds=0)) == 0
         assert await scheduler.get_jobs() == []
         assert (await scheduler.stats()).total == 0
@@ -383,9 +461,9 @@ async def test_workers_producers_and_operators_need_only_readwrite(secured: Secu
     assert errors == []
 
 
-async def test_change_stream_wakes_an_idle_worker_with_readwrite_only(secured: Secured) -> None:
-    worker_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(secured.app)
-    producer_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(secured.app)
+async def test_change_stream_wakes_an_idle_worker_with_only_the_role(user: User) -> None:
+    worker_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(user.uri)
+    producer_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(user.uri)
     coll = fresh_collection("wake")
     store = MongoJobStore(worker_client[APP_DB], coll)
     stream_open = asyncio.Event()
@@ -432,8 +510,8 @@ async def test_change_stream_wakes_an_idle_worker_with_readwrite_only(secured: S
     assert errors == []
 
 
-def test_sync_facade_and_cli_need_only_readwrite(secured: Secured) -> None:
-    client: MongoClient[dict[str, Any]] = MongoClient(secured.app, tz_aware=True)
+def test_sync_facade_and_cli_need_only_the_role(user: User) -> None:
+    client: MongoClient[dict[str, Any]] = MongoClient(user.uri, tz_aware=True)
     coll = fresh_collection("cli")
     try:
         producer = mjs_sync.Scheduler(mjs_sync.MongoJobStore(client[APP_DB], coll))
@@ -456,7 +534,7 @@ def test_sync_facade_and_cli_need_only_readwrite(secured: Secured) -> None:
         assert {job.id for job in listed} == {first.id, bulk[0].id, in_txn.id}
 
         listing, stats, paused = run_cli_many(
-            secured.app,
+            user.uri,
             coll,
             [
                 ["jobs", "list", "--json", "--name", "report"],
@@ -466,7 +544,7 @@ def test_sync_facade_and_cli_need_only_readwrite(secured: Secured) -> None:
         )
         for result in (listing, stats, paused):
             assert result.code == 0, result
-            assert APP[1] not in result.out + result.err
+            assert user.password not in result.out + result.err
         listed_ids = {json.loads(line)["_id"] for line in listing.out.splitlines() if line.strip()}
         assert listed_ids == {str(first.id), str(bulk[0].id), str(in_txn.id)}
         counts = json.loads(stats.out)
@@ -475,6 +553,81 @@ def test_sync_facade_and_cli_need_only_readwrite(secured: Secured) -> None:
         assert client[APP_DB][f"{coll}_paused"].count_documents({"_id": "nightly"}) == 1
     finally:
         client.close()
+
+
+# -- the custom role has no action to spare ------------------------------------------------------
+
+
+async def needs_find(scheduler: Scheduler, store: MongoJobStore) -> None:
+    await scheduler.get_jobs()
+
+
+async def needs_insert(scheduler: Scheduler, store: MongoJobStore) -> None:
+    await scheduler.schedule("inserted")
+
+
+async def needs_update(scheduler: Scheduler, store: MongoJobStore) -> None:
+    await scheduler.pause("paused-name")
+
+
+async def needs_remove(scheduler: Scheduler, store: MongoJobStore) -> None:
+    await scheduler.purge(timedelta(seconds=0))
+
+
+async def needs_create_index(scheduler: Scheduler, store: MongoJobStore) -> None:
+    await scheduler.start()  # index creation comes first
+    await scheduler.stop()
+
+
+async def needs_change_stream(scheduler: Scheduler, store: MongoJobStore) -> None:
+    stream = await store.jobs.watch(q.PENDING_CHANGES)  # what MongoJobStore.watch follows
+    await stream.close()
+
+
+NEEDS = {
+    "find": needs_find,
+    "insert": needs_insert,
+    "update": needs_update,
+    "remove": needs_remove,
+    "createIndex": needs_create_index,
+    "changeStream": needs_change_stream,
+}
+
+
+def test_each_action_of_the_role_has_an_operation_that_needs_it() -> None:
+    assert sorted(NEEDS) == sorted(ACTIONS)
+
+
+@pytest.mark.parametrize("action", sorted(NEEDS))
+async def test_without_any_one_action_of_the_role_the_library_is_refused(
+    secured: Secured, action: str
+) -> None:
+    name = f"without_{action}"
+    password = uuid.uuid4().hex
+    root: MongoClient[dict[str, Any]] = MongoClient(secured.root)
+    try:
+        less = [a for a in ACTIONS if a != action]
+        root[APP_DB].command("createRole", name, privileges=privileges(less), roles=[])
+        root[APP_DB].command("createUser", name, pwd=password, roles=[name])
+    finally:
+        root.close()
+    coll = fresh_collection("needs")
+    operation = NEEDS[action]
+    full: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(secured.minimal)
+    lacking: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(secured.uri((name, password)))
+    try:
+        full_store = MongoJobStore(full[APP_DB], coll)
+        await full_store.setup()  # the collections exist: only the action is missing below
+        await operation(Scheduler(full_store, lambda job: None), full_store)  # the role: fine
+        store = MongoJobStore(lacking[APP_DB], coll)
+        scheduler = Scheduler(store, lambda job: None)
+        with pytest.raises(OperationFailure) as refused:
+            await operation(scheduler, store)
+        assert refused.value.code == UNAUTHORIZED and "not authorized" in str(refused.value)
+        assert not scheduler.is_running
+    finally:
+        await full.close()
+        await lacking.close()
 
 
 # -- the negative control: read only ------------------------------------------------------------

@@ -333,17 +333,3 @@ def test_plugin_without_pytest_asyncio(
     )
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*mjs_scheduler fixture*needs pytest-asyncio*"])
-
-
-def test_docs_example_passes(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mongodb_uri: str
-) -> None:
-    """The complete example of docs/testing.md runs as written."""
-    doc = (Path(__file__).parents[2] / "docs" / "testing.md").read_text()
-    section = doc.split("## A complete example", 1)[1]
-    example = section.split("```python\n", 1)[1].split("```", 1)[0]
-    assert "drain(mjs_scheduler)" in example
-    monkeypatch.setenv("MONGODB_URI", mongodb_uri)
-    pytester.makepyfile(test_signup_jobs=example)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)

@@ -41,8 +41,8 @@ T = TypeVar("T")
 class MongoJobStore:
     """Jobs in one MongoDB collection (default ``scheduler_jobs``) of a sync pymongo
     ``Database``, with the side collections ``<collection>_dedupe`` (the dedupe registry),
-    ``_paused`` (paused names) and ``_workers`` (registrations of running async workers, read
-    only here) beside it.
+    ``_paused`` (paused names), ``_deps`` (the edges of jobs that wait for others) and
+    ``_workers`` (registrations of running async workers, read only here) beside it.
 
     The layout is the asyncio ``MongoJobStore``'s: point both at the same database and
     collection to produce jobs from blocking code and run them with async workers. Indexes are

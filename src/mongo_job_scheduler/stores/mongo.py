@@ -70,9 +70,10 @@ class MongoJobStore(JobStore):
 
     Small side collections sit beside it, each keyed by ``_id``: ``<collection>_dedupe`` (one
     document per taken dedupe key), ``_slots`` (one per concurrency-limited name), ``_rates``
-    (one rate-limit window per name), ``_paused`` (one per paused name) and ``_workers`` (one
-    registration per running worker). Indexes are created by :meth:`setup`, which
-    ``Scheduler.start()`` and the first ``schedule()`` call run.
+    (one rate-limit window per name), ``_paused`` (one per paused name), ``_deps`` (one edge per
+    job a waiting job depends on) and ``_workers`` (one registration per running worker).
+    Indexes are created by :meth:`setup`, which ``Scheduler.start()`` and the first
+    ``schedule()`` call run.
     """
 
     def __init__(
