@@ -18,7 +18,7 @@ from ._errors import (
 from ._version import __version__
 from .events import EVENTS
 from .fleet import WorkerInfo
-from .job import Job, JobStatus, Progress, StopReason
+from .job import AttemptOutcome, AttemptRecord, Job, JobStatus, Progress, StopReason
 from .rate_limit import RateLimit
 from .repeat import Repeat, RunPlan
 from .retry import Retry
@@ -28,6 +28,8 @@ from .stores import InMemoryJobStore, JobStore, MongoJobStore
 
 __all__ = [
     "EVENTS",
+    "AttemptOutcome",
+    "AttemptRecord",
     "ConfigurationError",
     "HandlerCrashed",
     "HandlerError",

@@ -20,8 +20,9 @@ from typing import Any, NamedTuple
 
 from ._dedupe import released_on_finish
 from ._documents import validate_bson_value, validate_job_document
-from ._errors import HandlerError, PoisonJob, ValidationError
-from .job import Job, StopReason
+from ._errors import HandlerError, JobTimeout, PoisonJob, ValidationError
+from ._history import Ending
+from .job import AttemptOutcome, Job, StopReason
 from .repeat import Repeat
 from .retry import Retry
 from .stores.base import Finish
@@ -92,6 +93,8 @@ class Plan(NamedTuple):
 
 RUN = Start()
 """Run a one-off job's handler."""
+DONE = Ending(AttemptOutcome.COMPLETED)
+SKIPPED_SLOTS = Ending(AttemptOutcome.SKIPPED)
 SUCCEEDED = ("job:success", "job:complete")
 COMPLETED = ("job:complete",)
 RETRIED = ("job:retry",)
@@ -159,19 +162,19 @@ def before_run(job: Job, *, poisoned: bool, now: Clock, policy: Policy) -> Plan 
         "lastScheduledAt": decided.slot,
         "missedRuns": 0,
     }
-    return Plan(Finish(set=skip))
+    return Plan(Finish(set=skip, attempt=SKIPPED_SLOTS))
 
 
 def after_success(job: Job, result: Any, start: Start, *, now: Clock, policy: Policy) -> Plan:
     """A handler returned ``result``: a one-off job completes (``job:success``, then
     ``job:complete``); a repeating job moves to its next slot (``job:complete``)."""
     if job.repeat is not None and start.slot is not None:
-        finish = _next_occurrence(job, job.repeat, start, policy, {"result": result})
+        finish = _next_occurrence(job, job.repeat, start, policy, {"result": result}, DONE)
         return Plan(finish, COMPLETED, start=start)
     fields = {"status": "completed", "leaseExpiries": 0, "result": result}
     if policy.retention:
         fields.update(_expiry("completed", now, policy))
-    finish = Finish(set=fields, release_dedupe_key=released_on_finish(job.document))
+    finish = Finish(set=fields, release_dedupe_key=released_on_finish(job.document), attempt=DONE)
     return Plan(finish, SUCCEEDED)
 
 
@@ -196,25 +199,33 @@ def after_failure(
     errors = {"lastError": message, "lastErrorType": kind, "lastErrorTrace": trace}
     slot = start.slot if start is not None else None
     retry = (task.retry if task is not None else None) or job.retry
+    timed_out = isinstance(error, JobTimeout)
     if not final and retry is not None and retry.allows_another(attempts):
-        due = now() + max(_retry_delay(task, retry, attempts), timedelta(0))
+        at = now()
+        due = at + max(_retry_delay(task, retry, attempts), timedelta(0))
         if job.repeat is not None and slot is not None:
             due = min(due, job.repeat.next_after(slot, policy.default_timezone))
         fields: dict[str, Any] = {"status": "pending", "nextRunAt": due, "attempts": attempts}
         if slot is not None:
             fields["lastScheduledAt"] = slot
-        return Plan(Finish(set={**fields, **errors}), RETRIED)
+        outcome = AttemptOutcome.TIMED_OUT if timed_out else AttemptOutcome.RETRIED
+        ending = Ending.of(outcome, message, kind, due - at)
+        return Plan(Finish(set={**fields, **errors}, attempt=ending), RETRIED)
+    ending = Ending.of(
+        AttemptOutcome.TIMED_OUT if timed_out else AttemptOutcome.FAILED, message, kind
+    )
     repeat = None if drop_repeat else job.repeat
     if slot is None:
         slot = job.last_scheduled_at or job.next_run_at
     if repeat is not None and slot is not None:
         following = Start(slot)
-        finish = _next_occurrence(job, repeat, following, policy, errors)
+        finish = _next_occurrence(job, repeat, following, policy, errors, ending)
         return Plan(finish, FAILED, error, start=following)
     fields = {"status": "failed", "attempts": attempts, **errors}
     finish = Finish(
         set={**fields, **_expiry("failed", now, policy)},
         release_dedupe_key=released_on_finish(job.document),
+        attempt=ending,
     )
     return Plan(finish, FAILED, error)
 
@@ -254,10 +265,12 @@ def after_schedule_change(current: Job, plan: Plan, policy: Policy) -> Plan:
     occurrence computed from the new schedule, or completed if the schedule was removed."""
     start = plan.start or Start(current.last_scheduled_at or current.next_run_at)
     extra = {k: v for k, v in plan.finish.set.items() if k in CARRIED_OVER}
+    ending = plan.finish.attempt
     if current.repeat is None or start.slot is None:
-        finish = Finish(set={"status": "completed", **extra}, expect={"repeat": None})
+        completed = {"status": "completed", **extra}
+        finish = Finish(set=completed, expect={"repeat": None}, attempt=ending)
     else:
-        finish = _next_occurrence(current, current.repeat, start, policy, extra)
+        finish = _next_occurrence(current, current.repeat, start, policy, extra, ending)
     return plan._replace(finish=finish)
 
 
@@ -284,10 +297,15 @@ def unstorable_result(job: Job, result: Any) -> TypeError | None:
 
 
 def _next_occurrence(
-    job: Job, repeat: Repeat, start: Start, policy: Policy, extra: Mapping[str, Any]
+    job: Job,
+    repeat: Repeat,
+    start: Start,
+    policy: Policy,
+    extra: Mapping[str, Any],
+    ending: Ending | None,
 ) -> Finish:
     """The write that moves a repeating job to the slot after ``start.slot`` (guarded by the
-    schedule it was computed from)."""
+    schedule it was computed from), recording the attempt's ``ending``."""
     assert start.slot is not None
     following = repeat.next_after(start.slot, policy.default_timezone)
     fields = {
@@ -299,7 +317,7 @@ def _next_occurrence(
         "missedRuns": job.missed_runs + 1 if start.caught_up else 0,
         **extra,
     }
-    return Finish(set=fields, expect={"repeat": job.document.get("repeat")})
+    return Finish(set=fields, expect={"repeat": job.document.get("repeat")}, attempt=ending)
 
 
 def _retry_delay(task: TaskSpec | None, retry: Retry, attempts: int) -> timedelta:

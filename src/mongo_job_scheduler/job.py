@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from ._errors import InvalidJobState, ValidationError
 from .repeat import Repeat
 from .retry import Retry
 
-__all__ = ["Job", "JobStatus", "StopReason"]
+__all__ = ["AttemptOutcome", "AttemptRecord", "Job", "JobStatus", "StopReason"]
 
 
 class JobStatus(str, Enum):
@@ -75,6 +76,88 @@ class Progress:
         )
 
 
+class AttemptOutcome(str, Enum):
+    """How one attempt (one claim of a job) ended, as its :class:`AttemptRecord` says."""
+
+    COMPLETED = "completed"
+    """The handler returned (a one-off job completed, or a repeating run succeeded)."""
+    RETRIED = "retried"
+    """The handler failed and another attempt follows after ``retry_delay``."""
+    FAILED = "failed"
+    """The handler failed (or the job was failed as poison, or its schedule was unusable) and
+    no attempt of this run follows: a one-off job failed, a repeating job moved on to its
+    next slot."""
+    TIMED_OUT = "timed_out"
+    """The handler passed its timeout (a failure, ``JobTimeout``); another attempt follows
+    when ``retry_delay`` is set."""
+    LEASE_LOST = "lease_lost"
+    """The lease ran out without an outcome (the worker died, hung or stalled) and another
+    claim took the job over; ``ended_at`` is when the lease ran out."""
+    CANCELLED = "cancelled"
+    """The job was cancelled while the attempt ran."""
+    STOPPED = "stopped"
+    """The worker stopped and gave the job back (pending, due now, attempts unchanged)."""
+    SKIPPED = "skipped"
+    """A repeating job's missed slots were skipped under ``misfire="skip"``: no handler ran."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_OUTCOMES = {outcome.value: outcome for outcome in AttemptOutcome}
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One entry of :attr:`Job.history`: an attempt, from its claim to its end. Datetimes are
+    aware UTC (the server's clock, for MongoDB). Fields the stored entry lacks are ``None``."""
+
+    outcome: AttemptOutcome
+    started_at: datetime | None
+    """When the attempt was claimed (the job's ``lastRunAt`` then)."""
+    ended_at: datetime | None
+    duration: timedelta | None
+    worker: str | None
+    """The owner that ran it (``lockedBy``)."""
+    token: int | None
+    """Its fencing token (``lockVersion``)."""
+    error: str | None = None
+    """The failure's message (at most 500 characters)."""
+    error_type: str | None = None
+    """The failure's exception type name, e.g. ``ValueError`` or ``JobTimeout``."""
+    retry_delay: timedelta | None = None
+    """The wait before the next attempt, when one follows (retried and timed-out attempts)."""
+
+    @property
+    def retried(self) -> bool:
+        """Whether another attempt follows this one after :attr:`retry_delay`."""
+        return self.retry_delay is not None
+
+    @classmethod
+    def from_document(cls, value: Any) -> AttemptRecord | None:
+        """The record of one stored ``history`` entry; ``None`` if it cannot be read (not a
+        document, or an outcome this version does not know)."""
+        if not isinstance(value, Mapping):
+            return None
+        stored = value.get("outcome")
+        outcome = _OUTCOMES.get(stored) if isinstance(stored, str) else None
+        if outcome is None:
+            return None
+        worker, token = value.get("lockedBy"), value.get("lockVersion")
+        error, error_type = value.get("error"), value.get("errorType")
+        return cls(
+            outcome,
+            _dt(value.get("startedAt")),
+            _dt(value.get("endedAt")),
+            _span(value.get("durationMs")),
+            worker if isinstance(worker, str) else None,
+            token if isinstance(token, int) and not isinstance(token, bool) else None,
+            error if isinstance(error, str) else None,
+            error_type if isinstance(error_type, str) else None,
+            _span(value.get("retryDelayMs")),
+        )
+
+
 ProgressSink = Callable[[Any, float, "str | None"], None]
 
 
@@ -129,6 +212,15 @@ def _dt(value: Any) -> datetime | None:
 def _ms(value: Any) -> timedelta | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         return timedelta(milliseconds=value)
+    return None
+
+
+def _span(value: Any) -> timedelta | None:
+    """A stored count of milliseconds (0 included) as a duration; ``None`` for anything else
+    (negative, not a number, beyond ``timedelta``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        with contextlib.suppress(OverflowError, ValueError):
+            return timedelta(milliseconds=value)
     return None
 
 
@@ -244,6 +336,16 @@ class Job:
     def result(self) -> Any:
         """What the handler of the last successful run returned (``None`` before that)."""
         return self.document.get("result")
+
+    @property
+    def history(self) -> tuple[AttemptRecord, ...]:
+        """The job's last attempts, oldest first (at most 20: ``history`` in docs/schema.md);
+        empty for a job that never ran, or whose attempts were all run by a Node worker."""
+        stored = self.document.get("history")
+        if not isinstance(stored, list):
+            return ()
+        records = (AttemptRecord.from_document(entry) for entry in stored)
+        return tuple(record for record in records if record is not None)
 
     @property
     def progress(self) -> Progress | None:

@@ -22,13 +22,16 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from mongo_job_scheduler import (
+    AttemptOutcome,
     ConfigurationError,
     InMemoryJobStore,
     JobStore,
     MongoJobStore,
     Scheduler,
 )
+from mongo_job_scheduler._history import Ending
 from mongo_job_scheduler.dashboard import create_api, create_app
+from mongo_job_scheduler.stores.base import Fence, Finish
 
 from .conftest import DashboardServer
 from .openapi_check import OpenApi, checked_client, protected_requests
@@ -437,6 +440,30 @@ def test_one_job_by_id(dashboard: DashboardServer, api: httpx.Client) -> None:
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
     invalid = api.get("/jobs/not-an-id")
     assert invalid.status_code == 400 and invalid.json()["field"] == "id"
+
+
+def test_a_job_shows_its_attempt_history(dashboard: DashboardServer, api: httpx.Client) -> None:
+    """``history`` is in the job as the API returns it, each entry in the documented schema
+    (``Attempt``: the checked client validates every response)."""
+    store = dashboard.scheduler.store
+    assert store is not None
+    job = dashboard.jobs.schedule("tried")
+    assert "history" not in api.get(f"/jobs/{job.id}").json()
+    [claimed] = _claim(dashboard)
+    again = {"status": "pending", "nextRunAt": datetime.now(timezone.utc) - timedelta(seconds=1)}
+    ending = Ending.of(AttemptOutcome.RETRIED, "$boom", "ValueError", timedelta(seconds=2))
+    fence = Fence(claimed, "api-test-worker", 1)
+    assert dashboard.run(lambda s: store.finish(fence, Finish(again, attempt=ending)))
+    assert _claim(dashboard) == [job.id]
+    cancelled = api.post(f"/jobs/{job.id}/cancel").json()["job"]
+    retried, stopped = cancelled["history"]
+    assert retried["outcome"] == "retried" and stopped["outcome"] == "cancelled"
+    assert (retried["error"], retried["errorType"]) == ("$boom", "ValueError")
+    assert retried["retryDelayMs"] == 2000
+    assert (retried["lockVersion"], stopped["lockVersion"]) == (1, 2)
+    assert retried["lockedBy"] == stopped["lockedBy"] == "api-test-worker"
+    assert retried["endedAt"].endswith("Z") and retried["startedAt"].endswith("Z")
+    assert api.get(f"/jobs/{job.id}").json()["history"] == cancelled["history"]
 
 
 def test_stats_are_exact_beyond_ten_thousand_jobs(

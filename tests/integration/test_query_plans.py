@@ -22,8 +22,9 @@ import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient, MongoClient
 
-from mongo_job_scheduler import MongoJobStore, Scheduler
+from mongo_job_scheduler import AttemptOutcome, MongoJobStore, Scheduler
 from mongo_job_scheduler._documents import build_query
+from mongo_job_scheduler._history import Ending
 from mongo_job_scheduler.stores import _mongo_common as q
 from mongo_job_scheduler.stores.base import Fence
 
@@ -36,6 +37,7 @@ RUNNING_LIVE = 12
 RUNNING_EXPIRED = 6
 NAMES = ["email", "report", "cleanup", "sync", "billing"]
 OWNER = "plan-owner"
+DONE = Ending(AttemptOutcome.COMPLETED)
 
 # Stages that read an index (classic engine names; EXPRESS_* and IDHACK are the _id fast paths).
 INDEX_STAGES = {"IXSCAN", "IDHACK", "EXPRESS_IXSCAN", "EXPRESS_CLUSTERED_IXSCAN"}
@@ -467,7 +469,7 @@ def test_fenced_finish_and_release_use_id_index(
     populated: Collection, expect: dict[str, Any] | None
 ) -> None:
     fence = Fence(populated.live_ids[0], OWNER, 3)
-    for update in (q.finish_update({"status": "completed"}, []), q.release_update()):
+    for update in (q.finish_update({"status": "completed"}, [], DONE), q.release_update()):
         explained = populated.explain(
             {
                 "update": populated.name,
@@ -491,7 +493,7 @@ def test_grouped_finish_reads_only_its_ids(populated: Collection) -> None:
             "updates": [
                 {
                     "q": q.fences_filter(ids, fence),
-                    "u": q.finish_update({"status": "completed"}, []),
+                    "u": q.finish_update({"status": "completed"}, [], DONE),
                     "multi": True,
                 }
             ],

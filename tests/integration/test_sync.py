@@ -6,6 +6,7 @@ across both, jobs produced by one and run or administered through the other)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -17,6 +18,7 @@ from pymongo import MongoClient
 from tests.conftest import wait_for
 
 from mongo_job_scheduler import (
+    AttemptOutcome,
     ConfigurationError,
     Job,
     JobStatus,
@@ -357,6 +359,41 @@ async def test_a_job_scheduled_with_the_sync_api_is_run_by_an_async_worker(
     assert done is not None and done.attempts == 1
     assert done.last_error is not None and "first attempt fails" in done.last_error
     assert done.last_run_at is not None and done.lock_until is None
+    # The attempt history reads the same through the blocking API.
+    retried_first, completed = done.history
+    assert (retried_first.outcome, completed.outcome) == (
+        AttemptOutcome.RETRIED,
+        AttemptOutcome.COMPLETED,
+    )
+    assert retried_first.error == "first attempt fails"
+    assert retried_first.retry_delay == timedelta(milliseconds=50)
+    assert (retried_first.token, completed.token) == (1, 2)
+    assert completed.started_at == done.last_run_at
+    greeted = producer.get_job(job.id)
+    assert greeted is not None
+    assert [r.outcome for r in greeted.history] == [AttemptOutcome.COMPLETED]
+
+
+async def test_a_cancel_from_the_sync_api_records_the_running_attempt(
+    sync_db: Any, mongo_db: Any
+) -> None:
+    admin = Scheduler(MongoJobStore(sync_db))
+    started = threading.Event()
+    async with _async_scheduler(mongo_db) as worker:
+
+        @worker.task("long")
+        async def long(job: Job) -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        job = admin.schedule("long")
+        await wait_for(started.is_set)
+        assert admin.cancel(job.id) is True
+    cancelled = admin.get_job(job.id)
+    assert cancelled is not None and cancelled.status is JobStatus.CANCELLED
+    [record] = cancelled.history
+    assert record.outcome is AttemptOutcome.CANCELLED
+    assert record.token == 1 and record.worker is not None
 
 
 async def test_an_async_job_is_visible_and_cancellable_from_the_sync_api(

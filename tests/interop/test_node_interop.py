@@ -21,6 +21,7 @@ import pytest
 from bson import ObjectId
 
 from mongo_job_scheduler import (
+    AttemptOutcome,
     InvalidJobState,
     Job,
     JobStatus,
@@ -32,6 +33,7 @@ from mongo_job_scheduler import (
 from mongo_job_scheduler.sync import MongoJobStore as SyncMongoJobStore
 from mongo_job_scheduler.sync import Scheduler as SyncScheduler
 from tests.conftest import wait_for
+from tests.interop.conftest import TZ_AWARE
 
 UTC = timezone.utc
 PAST = {"$nowPlusMs": -1000}
@@ -537,3 +539,77 @@ async def test_node_workers_never_run_a_waiting_job(
     assert done.status is JobStatus.COMPLETED
     [run] = await runs_of(executions, waiting.id)
     assert run["by"] == "python"
+
+
+async def test_node_workers_run_jobs_that_carry_a_history_and_leave_it_alone(
+    node: Any, mongo_db: Any, executions: Any
+) -> None:
+    """``history`` is Python's field: a Node worker runs and completes a job that carries one
+    (a retry after a Python attempt failed; an interval job Python ran before) and leaves it as
+    it was; a job Node wrote, without the field, reads as an empty history and gets one when
+    Python runs it."""
+    producer = Scheduler(MongoJobStore(mongo_db))
+    retried = await producer.schedule(
+        "mixed.retry", {"failTimes": 1}, retry={"maxAttempts": 3, "delayMs": 3000}
+    )  # the retry is due once the Python workers below have stopped
+    every = await producer.schedule("mixed.every", repeat={"everyMs": 500})
+
+    jobs = mongo_db.get_collection("scheduler_jobs", codec_options=TZ_AWARE)
+
+    async def with_history(job_id: ObjectId, n: int) -> dict[str, Any] | None:
+        doc = await jobs.find_one({"_id": job_id, "status": "pending"})
+        return doc if doc is not None and len(doc.get("history", [])) >= n else None
+
+    python = Scheduler(
+        MongoJobStore(mongo_db), handler=recording_handler(executions), poll_interval=0.02
+    )
+    async with python:
+        await wait_for(reached(executions, {retried.id: 1, every.id: 2}), timeout=15)
+        await wait_for(lambda: with_history(retried.id, 1), timeout=10)
+        await wait_for(lambda: with_history(every.id, 2), timeout=10)
+    before = {
+        job_id: (await jobs.find_one({"_id": job_id}))["history"]
+        for job_id in (retried.id, every.id)
+    }
+    ran_on_python = await execution_counts(executions)
+
+    worker = await node.start(
+        "worker.js",
+        {
+            "workers": 2,
+            "pollIntervalMs": 50,
+            "until": {str(retried.id): 2, str(every.id): ran_on_python[every.id] + 2},
+            "deadlineMs": 20000,
+        },
+    )
+    summary = (await worker.finish(timeout=40))[-1]
+    assert summary["done"] is True and summary["errors"] == [], summary
+
+    done = await producer.get_job(retried.id)
+    assert done is not None
+    assert (done.status, done.attempts, done.locked_by) == (JobStatus.COMPLETED, 1, None)
+    assert done.document["history"] == before[retried.id]  # Node left it as it was
+    [failed] = done.history
+    assert (failed.outcome, failed.error, failed.token) == (
+        AttemptOutcome.RETRIED,
+        "planned failure 1",
+        1,
+    )
+    assert failed.retry_delay == timedelta(seconds=3)
+    assert [run["by"] for run in await runs_of(executions, retried.id)] == ["python", "node"]
+    repeating = await producer.get_job(every.id)
+    assert repeating is not None and repeating.status is JobStatus.PENDING
+    assert repeating.document["history"] == before[every.id]
+    node_runs = [run for run in await runs_of(executions, every.id) if run["by"] == "node"]
+    assert len(node_runs) >= 2
+
+    # A job Node wrote has no history: it reads as empty, and Python's run starts one.
+    [written] = await node.schedule({"schedule": {"name": "mixed.node", "runAt": PAST}})
+    fresh = await producer.get_job(oid(written))
+    assert fresh is not None and "history" not in fresh.document
+    assert fresh.history == ()
+    async with python:
+        ran = await python.wait(oid(written), timeout=15)
+    [record] = ran.history
+    assert (record.outcome, record.token) == (AttemptOutcome.COMPLETED, 1)
+    assert record.worker is not None and record.worker.startswith(python.id)

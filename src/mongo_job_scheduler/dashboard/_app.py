@@ -35,6 +35,7 @@ from .._format import (
     document_for_display,
     fmt_datetime,
     fmt_duration,
+    fmt_iso,
     inert,
     parse_data_value,
     pretty_json,
@@ -50,6 +51,7 @@ from ._guards import BodyLimit, HttpMiddleware
 from ._params import int_param
 from ._sessions import revocations_for
 from ._throttle import FailureThrottle, check_failures_per_minute, client_key
+from ._timeline import HISTORY_LIMIT, OUTCOME_LABELS, history_cut, job_timeline
 
 __all__ = ["create_app"]
 
@@ -239,6 +241,7 @@ class _Dashboard:
         )
         self.templates.filters.update(
             dt=fmt_datetime,
+            iso=fmt_iso,
             duration=fmt_duration,
             compact_json=compact_json,
             pretty_json=pretty_json,
@@ -589,6 +592,8 @@ class _Dashboard:
             return context, 404
         raw_base = f"{self._base(request)}/jobs/{quote(str(job.id), safe='')}/raw/"
         document, cut = _cut_for_display(job.document, raw_base)
+        waits_for = await self.scheduler.get_jobs(ids=job.depends_on) if job.depends_on else []
+        dependants = await self.scheduler.dependants(job.id, limit=SHOWN_DEPENDANTS)
         context.update(
             row=self._job_row(job),
             document=document,
@@ -596,8 +601,12 @@ class _Dashboard:
             raw_base=raw_base,
             cut=cut,
             shown_characters=SHOWN_CHARACTERS,
-            waits_for=await self.scheduler.get_jobs(ids=job.depends_on) if job.depends_on else [],
-            dependants=await self.scheduler.dependants(job.id, limit=SHOWN_DEPENDANTS),
+            waits_for=waits_for,
+            dependants=dependants,
+            timeline=job_timeline(job, waits_for, dependants),
+            outcome_labels=OUTCOME_LABELS,
+            history_cut=history_cut(job),
+            history_limit=HISTORY_LIMIT,
         )
         for key, field_name in (
             ("last_error", "lastError"),

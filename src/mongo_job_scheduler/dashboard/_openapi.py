@@ -7,8 +7,9 @@ from typing import Any
 
 from .._authoring import MAX_BULK
 from .._documents import MAX_DEDUPE_KEY_LENGTH, MAX_NAME_LENGTH, SORT_FIELDS
+from .._history import HISTORY_LIMIT, MAX_HISTORY_ERROR_LENGTH, MAX_HISTORY_ERROR_TYPE_LENGTH
 from .._version import __version__
-from ..job import JobStatus
+from ..job import AttemptOutcome, JobStatus
 
 __all__ = ["openapi_document"]
 
@@ -81,6 +82,27 @@ SCHEMAS: dict[str, Any] = {
         },
         "additionalProperties": False,
     },
+    "Attempt": {
+        "type": "object",
+        "description": "One attempt of a job (one claim), written by the write that ended it "
+        "(docs/schema.md, History entries). Fields the job document lacked are left out.",
+        "required": ["outcome", "endedAt"],
+        "properties": {
+            "outcome": {"enum": [outcome.value for outcome in AttemptOutcome]},
+            "startedAt": DATE_TIME,
+            "endedAt": DATE_TIME,
+            "durationMs": {**COUNT, "description": "Milliseconds."},
+            "lockedBy": {**TEXT, "description": "The worker that ran it."},
+            "lockVersion": {**COUNT, "description": "Its fencing token."},
+            "error": {**TEXT, "maxLength": MAX_HISTORY_ERROR_LENGTH},
+            "errorType": {**TEXT, "maxLength": MAX_HISTORY_ERROR_TYPE_LENGTH},
+            "retryDelayMs": {
+                **COUNT,
+                "description": "Milliseconds before the next attempt, when one follows.",
+            },
+        },
+        "additionalProperties": False,
+    },
     "Job": {
         "type": "object",
         "description": "The stored document (docs/schema.md): camelCase, durations in "
@@ -123,6 +145,12 @@ SCHEMAS: dict[str, Any] = {
                     "message": {"type": ["string", "null"]},
                     "updatedAt": DATE_TIME,
                 },
+            },
+            "history": {
+                "type": "array",
+                "description": "The last attempts, oldest first.",
+                "items": _ref("Attempt"),
+                "maxItems": HISTORY_LIMIT,
             },
             "expireAt": DATE_TIME,
             "dependsOn": {"type": "array", "items": JOB_ID},

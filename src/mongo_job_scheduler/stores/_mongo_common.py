@@ -48,8 +48,10 @@ from .._dedupe import (
     released_on_finish,
 )
 from .._documents import JobQuery
+from .._history import HISTORY_LIMIT, Ending
 from .._workflows import DEPENDANTS_OPEN, DEPENDANTS_SETTLED, FINISHED
 from ..fleet import FORGET_AFTER
+from ..job import AttemptOutcome
 from .base import LOCK_FIELDS, Fence, Finish
 
 DEFAULT_COLLECTION = "scheduler_jobs"
@@ -337,7 +339,8 @@ def _claimable(ids: dict[str, Any]) -> dict[str, Any]:
 
 def claim_update(owner: str, lease: timedelta, claim_id: Any = None) -> list[dict[str, Any]]:
     """Take the job for ``owner`` until ``$$NOW + lease``, bumping the fencing token;
-    ``claim_id`` marks the documents of one batch claim so they can be read back."""
+    ``claim_id`` marks the documents of one batch claim so they can be read back. Taking over
+    a running job (its lease expired) records the lost attempt in its ``history``."""
     lease_ms = int(lease.total_seconds() * 1000)
     return [
         {
@@ -355,6 +358,7 @@ def claim_update(owner: str, lease: timedelta, claim_id: Any = None) -> list[dic
                 "lockVersion": {"$add": [{"$ifNull": ["$lockVersion", 0]}, 1]},
                 "lastRunAt": "$$NOW",
                 "updatedAt": "$$NOW",
+                "history": _if_running(_appended(LEASE_LOST_ENTRY)),
                 **({} if claim_id is None else {"claimId": claim_id}),
             }
         }
@@ -625,31 +629,99 @@ def slot_renew_update(fences: Sequence[Fence], lease: timedelta) -> list[dict[st
     ]
 
 
-def finish_update(set_fields: Mapping[str, Any], unset: Sequence[str]) -> dict[str, Any]:
-    update: dict[str, Any] = {
-        "$unset": {key: "" for key in (*LOCK_FIELDS, *unset)},
-        "$currentDate": {"updatedAt": True},
+# -- the attempt history (see _history): each entry built on the server from the document ----
+
+
+def _present(path: str) -> dict[str, Any]:
+    """The field's value, or no field at all when it is missing or null."""
+    return {"$ifNull": [path, "$$REMOVE"]}
+
+
+def _is_date(expr: Any) -> dict[str, Any]:
+    return {"$eq": [{"$type": expr}, "date"]}
+
+
+def history_entry(ending: Ending, ended: Any = "$$NOW") -> dict[str, Any]:
+    """The expression of the ``history`` entry of the attempt the document is running, ended
+    at ``ended`` (what :func:`.._history.entry` builds in Python): its values from the document
+    as it is before the write, the ending's as literals."""
+    given = {key: {"$literal": value} for key, value in ending.fields().items()}
+    duration = {
+        "$cond": [
+            {"$and": [_is_date("$lastRunAt"), _is_date(ended)]},
+            {"$subtract": [ended, "$lastRunAt"]},
+            "$$REMOVE",
+        ]
     }
-    if set_fields:
-        update["$set"] = dict(set_fields)
-    return update
-
-
-def cancel_update() -> dict[str, Any]:
     return {
-        "$set": {"status": "cancelled"},
-        "$unset": {key: "" for key in LOCK_FIELDS},
-        "$currentDate": {"updatedAt": True},
+        "outcome": given.pop("outcome"),
+        "startedAt": _present("$lastRunAt"),
+        "endedAt": ended,
+        "durationMs": duration,
+        "lockedBy": _present("$lockedBy"),
+        "lockVersion": _present("$lockVersion"),
+        **given,
     }
+
+
+def _appended(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """``history`` with ``entry`` at its end, cut to the last HISTORY_LIMIT (a stored value
+    that is not an array counts as empty)."""
+    kept = {"$cond": [{"$isArray": "$history"}, "$history", []]}
+    return {"$slice": [{"$concatArrays": [kept, [dict(entry)]]}, -HISTORY_LIMIT]}
+
+
+def _if_running(then: Any) -> dict[str, Any]:
+    """``then`` for a running job; the stored ``history`` (or none) for any other."""
+    return {"$cond": [{"$eq": ["$status", "running"]}, then, "$history"]}
+
+
+LEASE_LOST_ENTRY = history_entry(
+    Ending(AttemptOutcome.LEASE_LOST), ended={"$ifNull": ["$lockUntil", "$$NOW"]}
+)
+"""The entry a takeover records for the attempt whose lease ran out (ended when it ran out)."""
+STOPPED_ENTRY = history_entry(Ending(AttemptOutcome.STOPPED))
+CANCELLED_ENTRY = history_entry(Ending(AttemptOutcome.CANCELLED))
+
+
+def finish_update(
+    set_fields: Mapping[str, Any], unset: Sequence[str], ending: Ending | None = None
+) -> list[dict[str, Any]]:
+    """An outcome write: set the fields (as literals: no value is read as an expression) and
+    stamp ``updatedAt``; append the attempt's entry to ``history`` if ``ending`` is given
+    (from the document's own fields, so identical outcomes of many jobs are still one update);
+    then clear the lock and unset ``unset``."""
+    fields: dict[str, Any] = {key: {"$literal": value} for key, value in set_fields.items()}
+    fields["updatedAt"] = "$$NOW"
+    if ending is not None:
+        fields["history"] = _appended(history_entry(ending))
+    return [{"$set": fields}, {"$unset": [*LOCK_FIELDS, *unset]}]
+
+
+def cancel_update() -> list[dict[str, Any]]:
+    """Cancel: a running job's attempt is recorded as cancelled, then the lock cleared."""
+    return [
+        {
+            "$set": {
+                "status": "cancelled",
+                "updatedAt": "$$NOW",
+                "history": _if_running(_appended(CANCELLED_ENTRY)),
+            }
+        },
+        {"$unset": list(LOCK_FIELDS)},
+    ]
 
 
 def release_update() -> list[dict[str, Any]]:
+    """Give a claimed job back (the worker stops): pending, due now, the attempt recorded as
+    stopped."""
     return [
         {
             "$set": {
                 "status": "pending",
                 "nextRunAt": {"$min": ["$nextRunAt", "$$NOW"]},
                 "updatedAt": "$$NOW",
+                "history": _appended(STOPPED_ENTRY),
             }
         },
         {"$unset": list(LOCK_FIELDS)},

@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from .._documents import JobQuery, NewJob
+from .._history import Ending
 from ..job import Job, RunContext
 from ..rate_limit import RateLimit
 
@@ -166,6 +167,9 @@ class Finish:
     """Extra equality conditions (e.g. the ``repeat`` the worker computed from)."""
     release_dedupe_key: str | None = None
     """Free this dedupe key (the job reached a terminal state and its scope is "active")."""
+    attempt: Ending | None = None
+    """How the attempt ended: the store appends its entry to the job's ``history`` (built from
+    the document's ``lastRunAt``, ``lockedBy`` and ``lockVersion`` before the write)."""
 
 
 class JobStore(ABC):

@@ -16,8 +16,9 @@ from bson import ObjectId
 from .._dedupe import DedupeDecision, decide_dedupe, released_on_finish
 from .._documents import JobQuery, NewJob
 from .._durations import utcnow
+from .._history import Ending, appended, entry
 from .._workflows import DEPENDANTS_OPEN, DEPENDANTS_SETTLED, FINISHED
-from ..job import ACTIVE_STATUSES
+from ..job import ACTIVE_STATUSES, AttemptOutcome
 from ..rate_limit import RateLimit, rate_limit_for
 from .base import (
     LOCK_FIELDS,
@@ -31,6 +32,16 @@ from .base import (
 )
 
 __all__ = ["InMemoryJobStore"]
+
+LEASE_LOST = Ending(AttemptOutcome.LEASE_LOST)
+STOPPED = Ending(AttemptOutcome.STOPPED)
+CANCELLED = Ending(AttemptOutcome.CANCELLED)
+
+
+def _record(doc: dict[str, Any], ending: Ending, ended_at: datetime) -> None:
+    """Append the entry of the attempt ``doc`` is running to its ``history`` (before the write
+    that ends it changes the lock fields)."""
+    doc["history"] = appended(doc.get("history"), entry(doc, ending, ended_at))
 
 
 def _sort_key(doc: Mapping[str, Any]) -> tuple[int, datetime, ObjectId]:
@@ -240,6 +251,8 @@ class InMemoryJobStore(JobStore):
                 continue
             if doc["status"] == "running":
                 doc["leaseExpiries"] = int(doc.get("leaseExpiries") or 0) + 1
+                ran_out = doc.get("lockUntil")
+                _record(doc, LEASE_LOST, ran_out if isinstance(ran_out, datetime) else now)
             doc.update(
                 status="running",
                 lockedBy=owner,
@@ -316,10 +329,13 @@ class InMemoryJobStore(JobStore):
             return False
         if finish.expect and any(doc.get(k) != v for k, v in finish.expect.items()):
             return False
+        now = utcnow()
+        if finish.attempt is not None:
+            _record(doc, finish.attempt, now)
         for key in (*LOCK_FIELDS, *finish.unset):
             doc.pop(key, None)
         doc.update(copy.deepcopy(finish.set))
-        doc["updatedAt"] = utcnow()
+        doc["updatedAt"] = now
         released = finish.release_dedupe_key
         if released is not None and self._dedupe.get(released, (None,))[0] == fence.job_id:
             del self._dedupe[released]
@@ -330,9 +346,10 @@ class InMemoryJobStore(JobStore):
         self._free_slot(fence)
         if doc is None:
             return shows_release(self._jobs.get(fence.job_id), fence)
+        now = utcnow()
+        _record(doc, STOPPED, now)
         for key in LOCK_FIELDS:
             doc.pop(key, None)
-        now = utcnow()
         doc.update(status="pending", nextRunAt=min(doc["nextRunAt"], now), updatedAt=now)
         return True
 
@@ -344,9 +361,12 @@ class InMemoryJobStore(JobStore):
             return None, False
         if doc["status"] not in ACTIVE_STATUSES:
             return copy.deepcopy(doc), False
+        now = utcnow()
+        if doc["status"] == "running":
+            _record(doc, CANCELLED, now)
         for key in LOCK_FIELDS:
             doc.pop(key, None)
-        doc.update(status="cancelled", updatedAt=utcnow())
+        doc.update(status="cancelled", updatedAt=now)
         self._release_key(doc)
         return copy.deepcopy(doc), True
 

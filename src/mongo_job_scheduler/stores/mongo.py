@@ -468,7 +468,8 @@ class MongoJobStore(JobStore):
 
     async def finish(self, fence: Fence, finish: Finish) -> bool:
         result = await self.jobs.update_one(
-            q.fence_filter(fence, finish.expect), q.finish_update(finish.set, finish.unset)
+            q.fence_filter(fence, finish.expect),
+            q.finish_update(finish.set, finish.unset, finish.attempt),
         )
         await self.free_slot(fence)
         if result.matched_count and finish.release_dedupe_key is not None:
@@ -707,12 +708,14 @@ def _grouped_finishes(items: Sequence[tuple[Fence, Finish]]) -> list[UpdateOne |
     burn-down of plain jobs acknowledges a whole batch in one statement."""
     groups: dict[tuple[bytes, str, int], list[int]] = {}
     for index, (fence, finish) in enumerate(items):
-        shape = encode({"s": finish.set, "u": list(finish.unset), "e": dict(finish.expect or {})})
+        attempt = None if finish.attempt is None else finish.attempt.fields()
+        outcome = {"s": finish.set, "u": list(finish.unset), "e": dict(finish.expect or {})}
+        shape = encode({**outcome, "a": attempt})
         groups.setdefault((shape, fence.owner, fence.token), []).append(index)
     writes: list[UpdateOne | UpdateMany] = []
     for members in groups.values():
         fence, finish = items[members[0]]
-        update = q.finish_update(finish.set, finish.unset)
+        update = q.finish_update(finish.set, finish.unset, finish.attempt)
         if len(members) == 1:
             writes.append(UpdateOne(q.fence_filter(fence, finish.expect), update))
         else:

@@ -9,10 +9,10 @@ import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from .. import _outcomes
+from .. import _history, _outcomes
 from .._errors import LeaseLost
 from .._procedures import run_async, settle_dependants
 from .._workflows import DEPENDANTS_OPEN, FINISHED
@@ -109,13 +109,15 @@ class Acks:
 
 class Written:
     """A job document as an outcome write left it (the claimed document with the outcome
-    applied); the document and the ``Job`` view are built on demand."""
+    applied, its ``history`` entry ended at ``ended_at``, the store's clock as the write was
+    acknowledged); the document and the ``Job`` view are built on demand."""
 
-    __slots__ = ("_claimed", "_document", "_finish", "_job")
+    __slots__ = ("_claimed", "_document", "_ended_at", "_finish", "_job")
 
-    def __init__(self, claimed: dict[str, Any], finish: Finish) -> None:
+    def __init__(self, claimed: dict[str, Any], finish: Finish, ended_at: datetime) -> None:
         self._claimed = claimed
         self._finish = finish
+        self._ended_at = ended_at
         self._document: dict[str, Any] | None = None
         self._job: Job | None = None
 
@@ -131,6 +133,10 @@ class Written:
             for key in self._finish.unset:
                 doc.pop(key, None)
             doc.update(self._finish.set)
+            ending = self._finish.attempt
+            if ending is not None:
+                new = _history.entry(self._claimed, ending, self._ended_at)
+                doc["history"] = _history.appended(self._claimed.get("history"), new)
             self._document = doc
         return self._document
 
@@ -266,7 +272,7 @@ class Outcomes:
         if progress is not None:
             finish.set.setdefault("progress", progress)
         if await self.acks.submit(execution, finish):
-            return Written(execution.claimed.document, finish)
+            return Written(execution.claimed.document, finish, self.store.clock())
         if not quiet:
             await self._refused(execution)
         return None
