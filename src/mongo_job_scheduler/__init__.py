@@ -23,7 +23,7 @@ from .rate_limit import RateLimit
 from .repeat import Repeat, RunPlan
 from .retry import Retry
 from .scheduler import Scheduler
-from .stats import SchedulerStats
+from .stats import SchedulerStats, Throughput, ThroughputMinute
 from .stores import InMemoryJobStore, JobStore, MongoJobStore
 
 __all__ = [
@@ -52,6 +52,8 @@ __all__ = [
     "SchedulerError",
     "SchedulerStats",
     "StopReason",
+    "Throughput",
+    "ThroughputMinute",
     "ValidationError",
     "WorkerInfo",
     "__version__",

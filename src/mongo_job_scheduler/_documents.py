@@ -34,7 +34,12 @@ DEFAULT_LIMIT = 100
 MAX_FIELDS = 64
 """The most fields a ``get_jobs(fields=...)`` projection names."""
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-SORT_FIELDS = {"nextRunAt", "createdAt", "updatedAt", "lastRunAt", "priority", "name", "status"}
+SORT_FIELDS = {
+    "nextRunAt", "createdAt", "updatedAt", "lastRunAt", "priority", "name", "status", "_id",
+}  # fmt: skip
+SORT_TIES = {"name": ("createdAt",), "priority": ("nextRunAt",)}
+"""What orders jobs with equal values of a sort field, before ``_id``: the next keys of the
+index that keeps that order (``by_name``; ``claim_order``, for pending jobs)."""
 DedupeScope = Literal["active", "forever"]
 
 
@@ -400,6 +405,12 @@ class JobQuery:
             if limit is None or len(bson.encode({"v": value})) <= limit:
                 projected[name] = value
         return projected
+
+    def order(self) -> list[tuple[str, int]]:
+        """The sort keys: the requested field, its ties (:data:`SORT_TIES`), then ``_id``
+        (stable pages), all in the requested direction."""
+        keys = dict.fromkeys([self.sort_field, *SORT_TIES.get(self.sort_field, ()), "_id"])
+        return [(key, self.sort_direction) for key in keys]
 
     def to_filter(self) -> dict[str, Any]:
         """The MongoDB filter (equality and ``$in`` on plain values only)."""

@@ -37,7 +37,7 @@ from ._workflows import (
 )
 from .fleet import LIVE_FOR, WorkerInfo, unhandled
 from .job import FINISHED_STATUSES, Job, JobStatus
-from .stats import SchedulerStats
+from .stats import THROUGHPUT_READ_LIMIT, SchedulerStats, Throughput, throughput_from_rows
 
 __all__ = [
     "DELETABLE",
@@ -52,11 +52,13 @@ __all__ = [
     "delete_job",
     "insert_jobs",
     "list_dependants",
+    "list_job_names",
     "list_live_workers",
     "list_paused",
     "pause_name",
     "purge_finished",
     "read_stats",
+    "read_throughput",
     "resume_name",
     "retry",
     "rewait",
@@ -72,6 +74,11 @@ FIRST_POLL = 0.01
 """Seconds ``wait`` sleeps after its first look at an unfinished job; each pause doubles..."""
 LONGEST_POLL = 0.25
 """...up to this many seconds."""
+
+MAX_THROUGHPUT_MINUTES = 1440
+"""The longest window ``throughput`` covers: a day."""
+MAX_JOB_NAMES = 10_000
+"""The most names one ``job_names`` call returns."""
 
 PURGEABLE = ("completed", "failed", "cancelled")
 """The statuses ``purge`` deletes by default, and the only ones it accepts."""
@@ -273,6 +280,28 @@ def read_stats() -> Procedure[SchedulerStats]:
         paused=(yield Call("paused_names")),
         unhandled=unhandled((yield Call("due_by_name", (now,))), live),
     )
+
+
+def read_throughput(minutes: Any) -> Procedure[Throughput]:
+    """``throughput``: the jobs that finished in each of the last ``minutes`` wall-clock
+    minutes (the current one included), by outcome, with the wait before their starts."""
+    count = _bounded_int("minutes", minutes, MAX_THROUGHPUT_MINUTES)
+    now = yield Call("now")
+    first = now.replace(second=0, microsecond=0) - timedelta(minutes=count - 1)
+    rows = yield Call("finished_per_minute", (first, THROUGHPUT_READ_LIMIT))
+    return throughput_from_rows(now, first, count, rows, THROUGHPUT_READ_LIMIT)
+
+
+def list_job_names(limit: Any) -> Procedure[list[str]]:
+    """``job_names``: the first ``limit`` distinct names of the stored jobs, sorted."""
+    names: list[str] = yield Call("job_names", (_bounded_int("limit", limit, MAX_JOB_NAMES),))
+    return names
+
+
+def _bounded_int(field_name: str, value: Any, highest: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= highest:
+        raise ValidationError(field_name, f"must be an integer from 1 to {highest}, got {value!r}")
+    return value
 
 
 def list_live_workers() -> Procedure[list[WorkerInfo]]:

@@ -28,11 +28,13 @@ from ._procedures import (
     delete_job,
     insert_jobs,
     list_dependants,
+    list_job_names,
     list_live_workers,
     list_paused,
     pause_name,
     purge_finished,
     read_stats,
+    read_throughput,
     resume_name,
     retry,
     run_async,
@@ -47,7 +49,7 @@ from .job import Job, JobStatus, StopReason
 from .rate_limit import RateLimit
 from .repeat import Misfire, Repeat
 from .retry import Retry
-from .stats import SchedulerStats
+from .stats import SchedulerStats, Throughput
 from .stores.base import JobStore
 from .tasks import BackoffFn, Executor, Handler, P, R, TaskHandle, TaskRegistry
 from .worker import Worker
@@ -684,6 +686,19 @@ class Scheduler:
         """Counts by status and name, the due backlog and its lag, failures in the last hour,
         and the due jobs whose name no live worker handles."""
         return await run_async(read_stats(), self._need_store())
+
+    async def throughput(self, *, minutes: int = 60) -> Throughput:
+        """The jobs that finished (completed, failed, cancelled) in each of the last
+        ``minutes`` wall-clock minutes (1 to 1440; the current minute included, so far), by
+        outcome, with how long their runs waited between due time and start. Repeating jobs,
+        which go back to pending after a run, are not counted. It reads an index only, at
+        most the newest 100,000 finished jobs (``truncated`` says when there were more)."""
+        return await run_async(read_throughput(minutes), self._need_store())
+
+    async def job_names(self, *, limit: int = 1000) -> list[str]:
+        """The distinct names of the stored jobs, sorted, the first ``limit`` (1 to 10,000);
+        one index key per distinct name is read."""
+        return await run_async(list_job_names(limit), self._need_store())
 
     async def live_workers(self) -> list[WorkerInfo]:
         """The workers running now, in every process on this store (each registers itself

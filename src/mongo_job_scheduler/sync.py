@@ -40,11 +40,13 @@ from ._procedures import (
     delete_job,
     insert_jobs,
     list_dependants,
+    list_job_names,
     list_live_workers,
     list_paused,
     pause_name,
     purge_finished,
     read_stats,
+    read_throughput,
     resume_name,
     retry,
     run_sync,
@@ -59,7 +61,7 @@ from .job import Job, JobStatus
 from .rate_limit import RateLimit
 from .repeat import Repeat, _zone
 from .retry import Retry
-from .stats import SchedulerStats
+from .stats import SchedulerStats, Throughput
 from .stores._mongo_sync import MongoJobStore
 from .stores.base import SyncJobStore
 
@@ -343,6 +345,15 @@ class Scheduler:
         """Counts by status and name, the due backlog and its lag, failures in the last hour,
         and the due jobs whose name no live worker handles."""
         return run_sync(read_stats(), self.store)
+
+    def throughput(self, *, minutes: int = 60) -> Throughput:
+        """The jobs that finished in each of the last ``minutes`` minutes, by outcome, with the
+        wait before their starts (see the asyncio ``Scheduler.throughput``)."""
+        return run_sync(read_throughput(minutes), self.store)
+
+    def job_names(self, *, limit: int = 1000) -> list[str]:
+        """The distinct names of the stored jobs, sorted, the first ``limit`` (1 to 10,000)."""
+        return run_sync(list_job_names(limit), self.store)
 
     def live_workers(self) -> list[WorkerInfo]:
         """The asyncio workers running now, in every process on this database and collection

@@ -178,6 +178,26 @@ async def test_get_jobs_sort_and_paging(store: JobStore, catalogue: dict[str, Jo
     assert await s.get_jobs(sort=("priority", "asc"), skip=6) == []
     updated = await s.get_jobs(sort=("updatedAt", "desc"), limit=1)
     assert len(updated) == 1
+    # The job id orders by creation too (it starts with its creation second).
+    assert keys(await s.get_jobs(sort=("_id", "desc")), catalogue) == created[::-1]
+    assert keys(await s.get_jobs(sort=("_id", "asc"), limit=2), catalogue) == created[:2]
+
+
+async def test_get_jobs_breaks_ties_in_the_order_of_the_index_behind_the_sort(
+    store: JobStore,
+) -> None:
+    """Equal priorities go by due time (the claim order), then id; equal names by creation."""
+    s = make(store)
+    now = await store.now()
+    later = await s.schedule("b", priority=2, run_at=now + timedelta(hours=2))
+    sooner = await s.schedule("a", priority=2, run_at=now + timedelta(hours=1))
+    first = await s.schedule("c", priority=1, run_at=now + timedelta(hours=3))
+    by_priority = [job.id for job in await s.get_jobs(sort=("priority", "asc"))]
+    assert by_priority == [first.id, sooner.id, later.id]
+    assert [job.id for job in await s.get_jobs(sort=("priority", "desc"))] == by_priority[::-1]
+    again = await s.schedule("a", priority=9, run_at=now)
+    by_name = [job.id for job in await s.get_jobs(sort=("name", "asc"))]
+    assert by_name == [sooner.id, again.id, later.id, first.id]
 
 
 async def test_get_jobs_default_limit_is_100(store: JobStore) -> None:

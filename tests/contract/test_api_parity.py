@@ -32,6 +32,7 @@ from mongo_job_scheduler import (
     MongoJobStore,
     Scheduler,
     SchedulerStats,
+    Throughput,
     ValidationError,
     WorkerInfo,
     sync,
@@ -54,6 +55,8 @@ API_METHODS = (
     "resume",
     "paused_names",
     "stats",
+    "throughput",
+    "job_names",
     "purge",
     "live_workers",
     "dependants",
@@ -649,6 +652,32 @@ async def test_stats_count_by_status_and_name_with_the_backlog_failures_and_paus
     assert after.due == 0 and after.oldest_due_at is None and after.lag is None
     assert after.by_name["a"] == {"failed": 2}
     assert after.unhandled == {}
+
+
+async def test_throughput_and_job_names_read_the_same_on_both_schedulers(
+    api: Any, run_jobs: RunJobs
+) -> None:
+    ok = await api.schedule("ok")
+    cancelled = await api.schedule("later", run_at=later())
+    assert await api.cancel(cancelled.id)
+    async with run_jobs(lambda job: None):
+        await wait_for(lambda: _completed(api, ok.id), timeout=10)
+    seen = await api.throughput(minutes=5)
+    assert isinstance(seen, Throughput) and len(seen.minutes) == 5
+    assert (seen.completed, seen.failed, seen.cancelled) == (1, 0, 1)
+    assert abs((seen.at - datetime.now(timezone.utc)).total_seconds()) < 5
+    assert seen.minutes[-1].start == seen.at.replace(second=0, microsecond=0)
+    assert await api.job_names() == ["later", "ok"]
+    assert await api.job_names(limit=1) == ["later"]
+    with pytest.raises(ValidationError):
+        await api.throughput(minutes=0)
+    with pytest.raises(ValidationError):
+        await api.job_names(limit=0)
+
+
+async def _completed(api: Any, job_id: Any) -> bool:
+    job = await api.get_job(job_id)
+    return job is not None and job.status is JobStatus.COMPLETED
 
 
 async def _failed_last_hour(api: Any, count: int) -> bool:

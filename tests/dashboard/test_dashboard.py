@@ -287,6 +287,12 @@ def test_failed_bearer_tokens_are_throttled_per_client(dashboard: DashboardServe
         ("data=novalue", "expected key=value"),
         ("status=bogus", "unknown status"),
         ("sort=$natural", "cannot sort on"),
+        ("sort=nextRunAt", "no index keeps jobs in that order"),
+        ("sort=status&dir=asc", "no index keeps jobs in that order"),
+        ("sort=priority", "needs the status filter pending alone"),
+        ("sort=priority&status=pending&status=failed", "needs the status filter pending alone"),
+        ("sort=updatedAt", "needs a status filter of finished statuses only"),
+        ("sort=updatedAt&status=failed&status=running", "finished statuses only"),
         ("dir=sideways", "must be 'asc' or 'desc'"),
         ("limit=abc", "expected an integer"),
         ("limit=0", "must be from 1"),
@@ -306,6 +312,8 @@ def test_invalid_filters_render_an_error_not_a_traceback(
         assert message in response.text.replace("&#39;", "'")
         assert "Traceback" not in response.text
         assert 'data-job-id="' not in response.text
+        # A refused order offers the same jobs newest first; other mistakes must be fixed.
+        assert ('id="fallback"' in response.text) == query.startswith("sort=")
         assert client.get(f"/partials/jobs?{query}").status_code == 400
 
 
@@ -456,6 +464,7 @@ def test_resume_button(signed_in: Any, dashboard: DashboardServer) -> None:
 def test_script_in_job_fields_renders_inert(signed_in: Any, dashboard: DashboardServer) -> None:
     page = signed_in
     job = dashboard.jobs.schedule(XSS, {"note": XSS, XSS_IMG: XSS_IMG}, delay=60)
+    dashboard.jobs.schedule(XSS)  # due, and no worker handles it: named on the workers page
     dashboard.sync_db["scheduler_jobs"].update_one(
         {"_id": job.id},
         {"$set": {"status": "failed", "lastError": XSS, "lastErrorTrace": XSS_IMG + XSS}},
@@ -486,7 +495,14 @@ def test_script_in_job_fields_renders_inert(signed_in: Any, dashboard: Dashboard
     expect(page.locator("#last-error-trace")).to_have_text(XSS_IMG + XSS)
     expect(page.locator("#job-name")).to_have_text(XSS)
     with dashboard.client(headers={"Authorization": f"Bearer {dashboard.token}"}) as client:
-        for path in (f"/jobs/{job.id}", "/jobs", "/", "/partials/jobs", "/partials/overview"):
+        for path in (
+            f"/jobs/{job.id}",
+            "/jobs",
+            "/",
+            "/partials/jobs",
+            "/partials/overview",
+            "/workers",
+        ):
             html = client.get(path).text
             assert "<script>window" not in html and "<img" not in html, path
             assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in html, path
@@ -509,15 +525,18 @@ def test_filters_sort_and_pagination_over_many_jobs(
         cells = page.locator("#jobs tbody tr td.data").all_inner_texts()
         return [int(re.search(r'"i":(\d+)', text).group(1)) for text in cells]  # type: ignore[union-attr]
 
-    # Filter by name and sort by data-independent field through the form.
+    # Filter by name through the form: newest first by default.
     page.goto("/jobs")
     page.fill("#f-name", "bulk")
-    page.select_option("#f-sort", "createdAt")
-    page.select_option("#f-dir", "asc")
     page.fill("#f-limit", "50")
     page.click("#apply-filters")
     page.wait_for_url(re.compile(r"name=bulk"))
     expect(page.locator("#page-range")).to_have_text("Jobs 1 to 50")
+    assert shown_i() == list(range(119, 69, -1))
+    # The current order's header sorts the other way round.
+    page.click("#jobs th a[data-sort=createdAt]")
+    page.wait_for_url(re.compile(r"sort=createdAt&dir=asc"))
+    expect(page.locator("#jobs th[aria-sort=ascending]")).to_contain_text("Created")
     assert shown_i() == list(range(50))
     page.click("#next-page")
     expect(page.locator("#page-range")).to_have_text("Jobs 51 to 100")
@@ -529,15 +548,14 @@ def test_filters_sort_and_pagination_over_many_jobs(
     page.click("#prev-page")
     expect(page.locator("#page-range")).to_have_text("Jobs 51 to 100")
 
-    # Descending order.
-    page.select_option("#f-dir", "desc")
-    page.click("#apply-filters")
-    expect(page.locator("#page-range")).to_have_text("Jobs 1 to 50")
-    assert shown_i() == list(range(119, 69, -1))
-
-    # Status multi-select and a data filter (JSON values: "even" is a string, i=3 a number).
+    # Status chips apply as they are toggled; a data filter (JSON values: "even" is a string,
+    # i=3 a number) with the form.
     page.goto("/jobs?name=bulk&limit=100&sort=createdAt&dir=asc")
-    page.select_option("#f-status", ["cancelled", "completed"])
+    page.click("label.chip-cancelled")
+    page.wait_for_url(re.compile(r"status=cancelled"))
+    page.click("label.chip-completed")
+    page.wait_for_url(re.compile(r"status=completed&status=cancelled"))
+    expect(page.locator("#f-status-cancelled")).to_be_checked()
     page.fill("#f-data", "group=even")
     page.click("#apply-filters")
     expect(page.locator("#page-range")).to_have_text("Jobs 1 to 5")
@@ -547,7 +565,7 @@ def test_filters_sort_and_pagination_over_many_jobs(
     ) == {"cancelled"}
     page.goto("/jobs?data=i=3&sort=name&dir=asc")
     expect(page.locator("#page-range")).to_have_text("Jobs 1 to 2")
-    assert page.locator("#jobs tbody tr td:nth-child(2)").all_inner_texts() == ["bulk", "other"]
+    assert page.locator("#jobs tbody th .name").all_inner_texts() == ["bulk", "other"]
     page.goto("/jobs?data=group=odd&status=pending&limit=500")
     expect(page.locator("#page-range")).to_have_text("Jobs 1 to 55")
 
@@ -616,8 +634,12 @@ def test_overview_shows_counts_lag_failures_and_throughput(
         "3"
     )
     expect(page.locator("#by-name tr[data-name='due'] td[data-status=pending]")).to_have_text("3")
-    expect(page.locator("#throughput tbody tr").first).to_contain_text("3")
-    expect(page.locator("#throughput-rate")).to_have_text("0.3")
+    expect(page.locator("#total-completed")).to_have_text("3")
+    expect(page.locator("#total-failed")).to_have_text("1")
+    expect(
+        page.locator("#throughput tbody tr").first.locator("[data-outcome=completed]")
+    ).to_have_text("3")
+    expect(page.locator("#throughput-rate")).to_have_text("0.1")  # 3 in 60 minutes
     page.click("#by-status td[data-status=pending] a")
     page.wait_for_url(re.compile(r"/jobs\?status=pending"))
     expect(page.locator("#page-range")).to_have_text("Jobs 1 to 3")
@@ -888,7 +910,7 @@ def test_the_overview_lists_live_workers_and_names_nobody_handles(
 ) -> None:
     headers = {"Authorization": f"Bearer {dashboard.token}"}
     with dashboard.client(headers=headers) as client:
-        assert 'id="no-workers"' in client.get("/").text
+        assert 'id="no-workers"' in client.get("/workers").text
     dashboard.jobs.schedule("orphan-name")
 
     async def start_worker(scheduler: Scheduler) -> Scheduler:
@@ -903,11 +925,15 @@ def test_the_overview_lists_live_workers_and_names_nobody_handles(
     worker = dashboard.run(start_worker)
     try:
         with dashboard.client(headers=headers) as client:
-            page = client.get("/").text
+            overview = client.get("/").text
+            page = client.get("/workers").text
+        assert re.search(r'id="worker-count"><a href="/workers">1</a>', overview)
         table = re.search(r'<table class="grid" id="live-workers">(.*?)</table>', page, re.S)
         assert table is not None
-        assert "overview-worker-" in table.group(1) and "<td>resize</td>" in table.group(1)
-        unhandled = re.search(r'<p class="error" id="unhandled">(.*?)</p>', page, re.S)
-        assert unhandled is not None and "orphan-name</a> (1)" in unhandled.group(1)
+        assert "overview-worker-" in table.group(1)
+        assert 'href="/jobs?name=resize">resize</a>' in table.group(1)
+        for text in (overview, page):
+            unhandled = re.search(r'<p class="error" id="unhandled">(.*?)</p>', text, re.S)
+            assert unhandled is not None and "orphan-name</a> (1)" in unhandled.group(1)
     finally:
         dashboard.run(lambda _: worker.stop(graceful=False))

@@ -5,9 +5,14 @@ the candidate query of a routed scheduler (``name $in``), the batch claim's ``up
 (about one ``_id`` key per job of the batch) and the read-backs of batch claims and bulk
 outcome writes.
 
-The collection holds ~5,000 finished jobs, ~5,000 future jobs, a handful of running jobs (some
-with expired leases) and 20 due jobs; each test asks the server to ``explain`` the exact filter
-the store builds (``stores/_mongo_common.py``) and walks the plan.
+The operator reads are bounded the same way: throughput reads the ``finished`` index only
+(never a document) within its window, the failures of the last hour and purge read the same
+index, and the job names one ``by_name`` key per name.
+
+The collection holds ~5,000 finished jobs (100 of them finished ten minutes ago, the others a
+day ago), ~5,000 future jobs, a handful of running jobs (some with expired leases) and 20 due
+jobs; each test asks the server to ``explain`` the exact filter the store builds
+(``stores/_mongo_common.py``) and walks the plan.
 """
 
 from __future__ import annotations
@@ -20,17 +25,22 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from bson.codec_options import CodecOptions, DatetimeConversion
 from pymongo import AsyncMongoClient, MongoClient
 
 from mongo_job_scheduler import AttemptOutcome, MongoJobStore, Scheduler
 from mongo_job_scheduler._documents import build_query
 from mongo_job_scheduler._history import Ending
+from mongo_job_scheduler.dashboard._sorting import LIST_SORTS, list_sort
+from mongo_job_scheduler.stats import THROUGHPUT_READ_LIMIT
 from mongo_job_scheduler.stores import _mongo_common as q
 from mongo_job_scheduler.stores.base import Fence
 
 pytestmark = pytest.mark.mongo_only
 
 FINISHED = 5_000
+RECENT = 100
+"""Finished jobs (every other one failed) that finished ten minutes ago; the others a day ago."""
 FUTURE = 5_000
 DUE = 20
 RUNNING_LIVE = 12
@@ -39,8 +49,11 @@ NAMES = ["email", "report", "cleanup", "sync", "billing"]
 OWNER = "plan-owner"
 DONE = Ending(AttemptOutcome.COMPLETED)
 
-# Stages that read an index (classic engine names; EXPRESS_* and IDHACK are the _id fast paths).
-INDEX_STAGES = {"IXSCAN", "IDHACK", "EXPRESS_IXSCAN", "EXPRESS_CLUSTERED_IXSCAN"}
+# Stages that read an index (classic engine names; EXPRESS_* and IDHACK are the _id fast paths;
+# COUNT_SCAN and DISTINCT_SCAN count keys or skip from one value to the next).
+INDEX_STAGES = {
+    "IXSCAN", "IDHACK", "EXPRESS_IXSCAN", "EXPRESS_CLUSTERED_IXSCAN", "COUNT_SCAN", "DISTINCT_SCAN",
+}  # fmt: skip
 
 
 # -- plan walking -----------------------------------------------------------------------------
@@ -98,12 +111,17 @@ def assert_index_backed(
     used = index_names(stages)
     assert used & wanted, f"expected index {wanted}, plan reads {used}: {plan}"
     if not allow_sort:
-        sorts = [n for n in names if n == "SORT" or n.startswith("SORT_")]
+        # SORT_MERGE streams index-ordered inputs together (one per status): no buffering.
+        sorts = [n for n in names if n == "SORT" or (n.startswith("SORT_") and n != "SORT_MERGE")]
         assert not sorts, f"in-memory sort in plan {names}: {plan}"
     return stages
 
 
 def stats(explained: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The execution statistics of the query part (of the ``$cursor`` stage of a pipeline that
+    the server runs partly outside the query engine)."""
+    if "executionStats" not in explained:
+        explained = explained["stages"][0]["$cursor"]
     return dict(explained["executionStats"])
 
 
@@ -123,7 +141,11 @@ class Collection:
         self.completed_ids: list[ObjectId] = []
 
     def explain(self, command: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.db.command("explain", command, verbosity="executionStats"))
+        # Index bounds may hold the largest BSON date, beyond Python's datetime.
+        codec = CodecOptions(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+        return dict(
+            self.db.command("explain", command, verbosity="executionStats", codec_options=codec)
+        )
 
     def explain_find(
         self,
@@ -210,6 +232,19 @@ def populated(mongodb_uri: str) -> Iterator[Collection]:
         jobs.update_many(
             {"_id": {"$in": finished[1::2]}},
             {"$set": {"status": "failed", "attempts": 1, "lastError": "boom"}},
+        )
+        jobs.update_many(
+            {"_id": {"$in": finished}},
+            {"$set": {"updatedAt": now - timedelta(days=1), "lastRunAt": now - timedelta(days=1)}},
+        )
+        jobs.update_many(
+            {"_id": {"$in": finished[:RECENT]}},
+            {
+                "$set": {
+                    "updatedAt": now - timedelta(minutes=10),
+                    "lastRunAt": now - timedelta(minutes=11),
+                }
+            },
         )
         running = RUNNING_LIVE + RUNNING_EXPIRED
         rest = ids[FINISHED + FUTURE :]
@@ -578,3 +613,116 @@ def test_due_by_name_reads_only_due_jobs_from_claim_order(
     assert "COLLSCAN" not in stage_names(list(walk(explained)))
     keys = stats(explained)["totalKeysExamined"]
     assert (head or DUE) <= keys <= (head or DUE) + 10 + 2, explained
+
+
+# -- operator reads ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("limit", "read"), [(THROUGHPUT_READ_LIMIT, RECENT), (10, 10)])
+def test_throughput_reads_the_finished_index_within_its_window_only(
+    populated: Collection, limit: int, read: int
+) -> None:
+    """The jobs finished in the last hour, by minute and status: index keys only (no document
+    is fetched), one per job in the window (at most ``limit``), none for the 4,900 jobs that
+    finished a day ago or the active ones."""
+    since = populated.now - timedelta(hours=1)
+    explained = populated.explain(
+        {
+            "aggregate": populated.name,
+            "pipeline": q.finished_per_minute_pipeline(since, limit),
+            "cursor": {},
+        }
+    )
+    stages = list(walk(explained))
+    assert "finished" in index_names(stages), explained
+    assert not {"COLLSCAN", "FETCH", "SORT"} & set(stage_names(stages)), stage_names(stages)
+    st = stats(explained)
+    assert st["totalDocsExamined"] == 0, st
+    # One key per job read, plus at most a boundary key per finished status.
+    assert read <= st["totalKeysExamined"] <= read + 3, st
+    rows = populated.db[populated.name].aggregate(q.finished_per_minute_pipeline(since, limit))
+    assert sum(row["n"] for row in rows) == read
+
+
+def test_failures_of_the_last_hour_are_counted_from_the_finished_index(
+    populated: Collection,
+) -> None:
+    explained = populated.explain(
+        {"count": populated.name, "query": q.failed_since_filter(populated.now)}
+    )
+    stages = winning_stages(explained)
+    assert "finished" in index_names(stages), stage_names(stages)
+    assert "COLLSCAN" not in stage_names(stages)
+    st = stats(explained)
+    assert st["totalDocsExamined"] == 0, st
+    assert st["totalKeysExamined"] <= RECENT // 2 + 1, st
+
+
+def test_purge_reads_the_finished_index(populated: Collection) -> None:
+    before = populated.now - timedelta(hours=1)
+    explained = populated.explain(
+        {
+            "delete": populated.name,
+            "deletes": [{"q": q.finished_before_filter(before, ["completed"]), "limit": 0}],
+        }
+    )
+    stages = winning_stages(explained)
+    assert "finished" in index_names(stages), stage_names(stages)
+    assert "COLLSCAN" not in stage_names(stages)
+    st = stats(explained)
+    old_completed = (FINISHED - RECENT) // 2
+    assert old_completed <= st["totalKeysExamined"] <= old_completed + 1, st
+    assert populated.db[populated.name].count_documents({}) == FINISHED + FUTURE + 38  # untouched
+
+
+def test_job_names_read_one_key_per_name(populated: Collection) -> None:
+    explained = populated.explain(
+        {"aggregate": populated.name, "pipeline": q.job_names_pipeline(1000), "cursor": {}}
+    )
+    stages = list(walk(explained))
+    assert "DISTINCT_SCAN" in stage_names(stages), stage_names(stages)
+    assert index_names(stages) == {"by_name"}
+    assert "COLLSCAN" not in stage_names(stages) and "FETCH" not in stage_names(stages)
+    st = stats(explained)
+    assert st["totalDocsExamined"] == 0, st
+    assert st["totalKeysExamined"] <= len(NAMES) + 1, st
+
+
+# -- the dashboard's job list ---------------------------------------------------------------------
+
+LIST_ORDERS = [
+    (None, [], "createdAt", "_id_"),
+    ("report", [], "createdAt", "by_name"),
+    (None, [], "name", "by_name"),
+    (None, ["pending"], "priority", "claim_order"),
+    (None, ["failed"], "updatedAt", "finished"),
+    (None, ["completed", "failed", "cancelled"], "updatedAt", "finished"),
+]
+"""Each order the dashboard's job list offers, with the filter it needs and the index that
+keeps it."""
+
+
+def test_the_list_orders_cover_every_sortable_column() -> None:
+    assert {key for _, _, key, _ in LIST_ORDERS} == {column.key for column in LIST_SORTS}
+
+
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+@pytest.mark.parametrize(("name", "statuses", "key", "index"), LIST_ORDERS)
+def test_every_order_the_job_list_offers_is_kept_by_an_index(
+    populated: Collection,
+    name: str | None,
+    statuses: list[str],
+    key: str,
+    index: str,
+    direction: str,
+) -> None:
+    """A page of the list (51 jobs: 50 and one to know there is a next page) reads about 51
+    keys and documents in the index's order, never sorting the matching jobs in memory."""
+    sort = list_sort(key, direction, name, statuses)
+    query = build_query(name=name, status=statuses or None, sort=sort, limit=51)
+    explained = populated.explain_find(query.to_filter(), sort=q.find_sort(query), limit=51)
+    assert_index_backed(explained, index=index)
+    st = stats(explained)
+    assert st["nReturned"] == 51
+    assert st["totalKeysExamined"] <= 51 + 3, st
+    assert st["totalDocsExamined"] <= 51, st

@@ -7,7 +7,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -41,15 +41,25 @@ from .._format import (
     pretty_json,
     pretty_json_preview,
 )
+from ..fleet import WorkerInfo
 from ..job import Job, JobStatus
 from ..scheduler import Scheduler
 from ..stats import MAX_NAMES_SHOWN, SchedulerStats, busiest_names
 from ._api import create_api
 from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer, check_token
 from ._authoring import authoring_routes
+from ._charts import (
+    CHART_HEIGHT,
+    OUTCOMES,
+    axis_duration,
+    finished_chart,
+    mix_segments,
+    wait_chart,
+)
 from ._guards import BodyLimit, HttpMiddleware
 from ._params import int_param
 from ._sessions import revocations_for
+from ._sorting import LIST_SORTS, UNINDEXED, list_sort, sort_refusal
 from ._throttle import FailureThrottle, check_failures_per_minute, client_key
 from ._timeline import HISTORY_LIMIT, OUTCOME_LABELS, history_cut, job_timeline
 
@@ -57,14 +67,10 @@ __all__ = ["create_app"]
 
 logger = logging.getLogger("mongo_job_scheduler.dashboard")
 
-SORT_FIELDS = ("createdAt", "updatedAt", "nextRunAt", "lastRunAt", "priority", "name", "status")
-"""Fields the job list sorts on (``Scheduler.get_jobs`` validates them again)."""
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-THROUGHPUT_SAMPLE = 1000
-"""How many recently completed jobs the throughput estimate reads (their ``updatedAt`` only)."""
 LIST_FIELDS = (
-    "name", "status", "priority", "attempts", "nextRunAt", "lastRunAt", "updatedAt", "data",
+    "name", "status", "priority", "createdAt", "nextRunAt", "lastRunAt", "updatedAt", "data",
     "lastError",
 )  # fmt: skip
 """The fields the job list shows, the only ones it reads."""
@@ -74,6 +80,10 @@ LIST_VALUE_BYTES = 8 * 1024
 """A listed value larger than this (BSON bytes) is not read; the job's page shows it."""
 SHOWN_DEPENDANTS = 100
 """The most jobs waiting for a job that its page lists."""
+SUGGESTED_NAMES = 1000
+"""The most job names the list's name field suggests."""
+DESCENDING_FIRST = frozenset({"createdAt", "updatedAt"})
+"""Columns whose header sorts newest first on the first click."""
 JOB_LIST_PARAMS = frozenset({"name", "status", "data", "sort", "dir", "limit", "skip"})
 STATUSES = tuple(status.value for status in JobStatus)
 
@@ -127,14 +137,18 @@ class JobsFilter:
     limit: int = DEFAULT_PAGE_SIZE
     skip: int = 0
 
-    def query_string(self, *, skip: int | None = None) -> str:
-        """This filter as a query string (with another ``skip`` for page links)."""
+    def query_string(
+        self, *, skip: int | None = None, sort: str | None = None, direction: str | None = None
+    ) -> str:
+        """This filter as a query string (with another ``skip`` for page links, another
+        order for the column headers)."""
         pairs: list[tuple[str, str]] = []
         if self.name is not None:
             pairs.append(("name", self.name))
         pairs += [("status", status) for status in self.statuses]
         pairs += [("data", item) for item in self.data_items]
-        pairs += [("sort", self.sort), ("dir", self.direction), ("limit", str(self.limit))]
+        pairs += [("sort", sort or self.sort), ("dir", direction or self.direction)]
+        pairs.append(("limit", str(self.limit)))
         pairs.append(("skip", str(self.skip if skip is None else skip)))
         return urlencode(pairs)
 
@@ -171,13 +185,12 @@ def parse_jobs_filter(params: QueryParams) -> JobsFilter:
     result.data_items = [item for item in params.getlist("data") if item.strip()]
     result.data = parse_data_filter(result.data_items)
     result.sort = params.get("sort") or "createdAt"
-    if result.sort not in SORT_FIELDS:
-        raise ValidationError("sort", f"cannot sort on {result.sort!r}; one of {list(SORT_FIELDS)}")
     result.direction = params.get("dir") or "desc"
     if result.direction not in ("asc", "desc"):
         raise ValidationError("dir", f"must be 'asc' or 'desc', got {result.direction!r}")
     result.limit = int_param(params, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     result.skip = int_param(params, "skip", 0, 0, 10**12)
+    list_sort(result.sort, result.direction, result.name, result.statuses)
     return result
 
 
@@ -243,6 +256,7 @@ class _Dashboard:
             dt=fmt_datetime,
             iso=fmt_iso,
             duration=fmt_duration,
+            axis_duration=axis_duration,
             compact_json=compact_json,
             pretty_json=pretty_json,
         )
@@ -426,40 +440,20 @@ class _Dashboard:
             getattr(self.scheduler, "resume", None)
         )
 
-    async def _throughput(self, now: datetime) -> dict[str, Any]:
-        """Completions per minute over the last minutes, from recently completed jobs."""
+    async def _charts(self) -> dict[str, Any]:
+        """The last ``throughput_minutes`` minutes as charts and as the table of their
+        numbers (the minutes in which jobs finished)."""
+        throughput = await self.scheduler.throughput(minutes=self.throughput_minutes)
         minutes = self.throughput_minutes
-        recent = await self.scheduler.get_jobs(
-            status="completed",
-            sort=("updatedAt", "desc"),
-            limit=THROUGHPUT_SAMPLE,
-            fields=["updatedAt"],
-        )
-        counts = [0] * minutes
-        for job in recent:
-            if job.updated_at is None:
-                continue
-            age = (now - job.updated_at).total_seconds()
-            index = max(0, math.floor(age / 60))
-            if index < minutes:
-                counts[index] += 1
-        oldest = recent[-1].updated_at if recent else None
-        truncated = (
-            len(recent) >= THROUGHPUT_SAMPLE
-            and oldest is not None
-            and now - oldest < timedelta(minutes=minutes)
-        )
-        rows = [
-            {"label": "last minute" if i == 0 else f"{i}-{i + 1} min ago", "count": n}
-            for i, n in enumerate(counts)
-        ]
         return {
-            "rows": rows,
-            "max": max([1, *counts]),
-            "per_minute": sum(counts) / minutes,
+            "throughput": throughput,
+            "finished": finished_chart(throughput),
+            "waits": wait_chart(throughput),
+            "height": CHART_HEIGHT,
+            "outcomes": OUTCOMES,
             "minutes": minutes,
-            "truncated": truncated,
-            "sample": THROUGHPUT_SAMPLE,
+            "rate": throughput.completed / minutes,
+            "rows": [m for m in reversed(throughput.minutes) if m.finished],
         }
 
     async def _overview_context(
@@ -475,6 +469,7 @@ class _Dashboard:
             {
                 "name": name,
                 "counts": {s: stats.by_name.get(name, {}).get(s, 0) for s in STATUSES},
+                "mix": mix_segments(stats.by_name.get(name, {}), STATUSES),
                 "total": totals[name],
                 "paused": name in paused_set,
                 "link": "/jobs?" + urlencode([("name", name)]),
@@ -495,9 +490,9 @@ class _Dashboard:
             "paused": None if paused is None else paused[:MAX_NAMES_SHOWN],
             "paused_more": max(0, len(paused or []) - MAX_NAMES_SHOWN),
             "can_pause": self._can_pause(),
-            "throughput": await self._throughput(stats.at),
+            "charts": await self._charts(),
             "status_links": {s: "/jobs?" + urlencode([("status", s)]) for s in STATUSES},
-            "workers": (await self.scheduler.live_workers())[:MAX_NAMES_SHOWN],
+            "fleet": _fleet(await self.scheduler.live_workers()),
             "unhandled": sorted(stats.unhandled.items())[:MAX_NAMES_SHOWN],
         }
         return context, 200
@@ -510,6 +505,27 @@ class _Dashboard:
             request, "_overview_body.html", self._overview_context, partial=True
         )
 
+    # -- workers ----------------------------------------------------------------------------
+
+    async def _workers_context(
+        self, request: Request, session: Session
+    ) -> tuple[dict[str, Any], int]:
+        stats = await self.scheduler.stats()
+        context = {
+            "page": "workers",
+            "page_path": "/workers",
+            "fleet": _fleet(await self.scheduler.live_workers()),
+            "unhandled": sorted(stats.unhandled.items())[:MAX_NAMES_SHOWN],
+            "at": stats.at,
+        }
+        return context, 200
+
+    async def workers(self, request: Request) -> Response:
+        return await self._page(request, "workers.html", self._workers_context, partial=False)
+
+    async def workers_partial(self, request: Request) -> Response:
+        return await self._page(request, "_workers_body.html", self._workers_context, partial=True)
+
     # -- job list ---------------------------------------------------------------------------
 
     async def _jobs_context(self, request: Request, session: Session) -> tuple[dict[str, Any], int]:
@@ -517,13 +533,16 @@ class _Dashboard:
         context: dict[str, Any] = {
             "page": "jobs",
             "page_path": page_path,
-            "sort_fields": SORT_FIELDS,
             "jobs": [],
             "error": None,
             "prev_link": None,
             "next_link": None,
             "query": "",
+            "names": [],
+            "columns": {},
         }
+        if not self._local_path(request).startswith("/partials/"):
+            context["names"] = await self.scheduler.job_names(limit=SUGGESTED_NAMES)
         try:
             flt = parse_jobs_filter(request.query_params)
             context["filter"] = flt
@@ -531,7 +550,7 @@ class _Dashboard:
                 name=flt.name,
                 status=flt.statuses or None,
                 data=flt.data or None,
-                sort=(flt.sort, flt.direction),
+                sort=list_sort(flt.sort, flt.direction, flt.name, flt.statuses),
                 limit=flt.limit + 1,
                 skip=flt.skip,
                 fields=LIST_FIELDS,
@@ -539,8 +558,11 @@ class _Dashboard:
             )
         except ValidationError as exc:
             context["error"] = str(exc)
-            context.setdefault("filter", _lenient_filter(request.query_params))
+            shown = context.setdefault("filter", _lenient_filter(request.query_params))
+            if exc.field == "sort":  # the same jobs in an order that is offered
+                context["query"] = shown.query_string(skip=0, sort="createdAt", direction="desc")
             return context, 400
+        context["columns"] = _sort_columns(flt)
         jobs = found[: flt.limit]
         context["jobs"] = [self._job_row(job) for job in jobs]
         context["query"] = flt.query_string()
@@ -838,14 +860,52 @@ def _cut_text(text: str, field_name: str, cut: dict[str, str]) -> str:
     return cut[field_name]
 
 
+def _sort_columns(flt: JobsFilter) -> dict[str, dict[str, Any]]:
+    """Each column header of the list: a link that sorts on it (the other way round when it
+    is the current order), or why it cannot sort with these filters."""
+    columns: dict[str, dict[str, Any]] = {}
+    for column in LIST_SORTS:
+        refusal = sort_refusal(column.key, flt.name, flt.statuses)
+        active = column.key == flt.sort
+        if active:
+            direction = "asc" if flt.direction == "desc" else "desc"
+        else:
+            direction = "desc" if column.key in DESCENDING_FIRST else "asc"
+        columns[column.key] = {
+            "label": column.label,
+            "active": active,
+            "aria_sort": ("ascending" if flt.direction == "asc" else "descending")
+            if active
+            else None,
+            "link": None
+            if refusal
+            else "/jobs?" + flt.query_string(skip=0, sort=column.key, direction=direction),
+            "why_not": refusal,
+        }
+    for key in UNINDEXED:
+        columns[key] = {"why_not": sort_refusal(key, flt.name, flt.statuses)}
+    return columns
+
+
+def _fleet(workers: Sequence[WorkerInfo]) -> dict[str, Any]:
+    """The live workers (at most :data:`MAX_NAMES_SHOWN`) and their totals."""
+    return {
+        "workers": list(workers[:MAX_NAMES_SHOWN]),
+        "count": len(workers),
+        "running": sum(w.running for w in workers),
+        "capacity": sum(w.workers for w in workers),
+        "hosts": len({w.host for w in workers}),
+    }
+
+
 def _lenient_filter(params: QueryParams) -> JobsFilter:
     """What the filter form shows after a validation error: the values as typed."""
     result = JobsFilter()
     result.name = params.get("name") or None
     result.statuses = [s for s in params.getlist("status") if s in STATUSES]
     result.data_items = [item for item in params.getlist("data") if item.strip()]
-    sort = params.get("sort")
-    result.sort = sort if sort in SORT_FIELDS else "createdAt"
+    sort = params.get("sort") or "createdAt"
+    result.sort = sort if sort_refusal(sort, result.name, result.statuses) is None else "createdAt"
     result.direction = "asc" if params.get("dir") == "asc" else "desc"
     return result
 
@@ -857,7 +917,7 @@ def create_app(
     refresh_seconds: float = 3,
     title: str = "mongo-job-scheduler",
     metrics_registry: Any = None,
-    throughput_minutes: int = 10,
+    throughput_minutes: int = 60,
     session_max_age: int = 12 * 3600,
     failures_per_minute: int = 10,
     allowed_hosts: Sequence[str] | None = None,
@@ -924,6 +984,7 @@ def create_app(
         Route("/login", dashboard.login, methods=["POST"]),
         Route("/logout", dashboard.logout, methods=["POST"]),
         Route("/jobs", dashboard.jobs, methods=["GET"]),
+        Route("/workers", dashboard.workers, methods=["GET"]),
         Route("/jobs/{job_id}", dashboard.job, methods=["GET"]),
         Route("/jobs/{job_id}/raw/{field}", dashboard.raw_field, methods=["GET"]),
         Route("/jobs/{job_id}/cancel", dashboard.cancel, methods=["POST"]),
@@ -934,6 +995,7 @@ def create_app(
         Route("/partials/overview", dashboard.overview_partial, methods=["GET"]),
         Route("/partials/jobs", dashboard.jobs_partial, methods=["GET"]),
         Route("/partials/jobs/{job_id}", dashboard.job_partial, methods=["GET"]),
+        Route("/partials/workers", dashboard.workers_partial, methods=["GET"]),
         Mount(
             "/static",
             app=StaticFiles(packages=[("mongo_job_scheduler.dashboard", "static")]),

@@ -61,6 +61,11 @@ CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo
 
 CLAIM_SORT = [("priority", ASCENDING), ("nextRunAt", ASCENDING), ("_id", ASCENDING)]
 
+FINISHED_RANGE = {"$gte": "cancelled", "$lte": "failed"}
+"""The finished statuses (``cancelled``, ``completed``, ``failed``) are exactly the statuses
+between these two in string order: a partial filter every MongoDB version accepts (``$in``
+there needs 7.0). A query on ``status`` ``$in`` finished statuses is inside it."""
+
 JOB_INDEXES = [
     # Claim: the global order of pending jobs. Partial, so finished and running jobs cost
     # nothing here; nextRunAt bounds skip future jobs within each priority.
@@ -85,8 +90,24 @@ JOB_INDEXES = [
         name="unsettled_dependants",
         partialFilterExpression={"dependants": DEPENDANTS_OPEN},
     ),
-    # Listing by name, oldest first (dashboard, CLI, get_jobs(name=...)).
+    # Listing by name, oldest first (dashboard, CLI, get_jobs(name=...)); the job names
+    # (one key per distinct name).
     IndexModel([("name", ASCENDING), ("createdAt", ASCENDING), ("_id", ASCENDING)], name="by_name"),
+    # Finished jobs by status and finish time: throughput, failures in the last hour, purge,
+    # and lists of finished jobs by updatedAt. Partial, so only the write that finishes a job
+    # (and the purge or revival that ends it) touches it; lastRunAt and nextRunAt make the
+    # throughput read index-only (the wait before each start).
+    IndexModel(
+        [
+            ("status", ASCENDING),
+            ("updatedAt", ASCENDING),
+            ("_id", ASCENDING),
+            ("lastRunAt", ASCENDING),
+            ("nextRunAt", ASCENDING),
+        ],
+        name="finished",
+        partialFilterExpression={"status": FINISHED_RANGE},
+    ),
 ]
 
 
@@ -456,6 +477,60 @@ def stats_counts(
         "oldest_due": None if oldest is None else oldest["nextRunAt"],
         "failed_since_hour": failed,
     }
+
+
+def finished_per_minute_pipeline(since: datetime, limit: int) -> list[dict[str, Any]]:
+    """``throughput``: the jobs that finished at or after ``since`` (the newest ``limit`` of
+    them), counted by minute of ``updatedAt`` and status, with the longest and summed wait
+    between due time and start (``lastRunAt - nextRunAt``, ms; when both are known and the
+    start was not early). It reads the ``finished`` index only, never a document."""
+    wait = {
+        "$let": {
+            "vars": {"w": {"$subtract": ["$lastRunAt", "$nextRunAt"]}},
+            "in": {"$cond": [{"$gte": ["$$w", 0]}, "$$w", None]},
+        }
+    }
+    minute = {"$subtract": ["$updatedAt", {"$mod": [{"$toLong": "$updatedAt"}, 60_000]}]}
+    return [
+        {"$match": {"status": {"$in": list(FINISHED)}, "updatedAt": {"$gte": since}}},
+        {"$sort": {"updatedAt": -1}},
+        {"$limit": limit},
+        {"$project": {"_id": 0, "status": 1, "minute": minute, "wait": wait}},
+        {
+            "$group": {
+                "_id": {"minute": "$minute", "status": "$status"},
+                "n": {"$sum": 1},
+                "waitMax": {"$max": "$wait"},
+                "waitSum": {"$sum": "$wait"},
+                "waitN": {"$sum": {"$cond": [{"$eq": ["$wait", None]}, 0, 1]}},
+            }
+        },
+    ]
+
+
+def minute_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of :func:`finished_per_minute_pipeline` as the stores answer them."""
+    return [
+        {
+            "minute": row["_id"]["minute"],
+            "status": str(row["_id"]["status"]),
+            "n": int(row["n"]),
+            "waitMax": None if row.get("waitMax") is None else int(row["waitMax"]),
+            "waitSum": int(row.get("waitSum") or 0),
+            "waitN": int(row.get("waitN") or 0),
+        }
+        for row in rows
+    ]
+
+
+def job_names_pipeline(limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` distinct job names in order: one ``by_name`` key per name."""
+    return [
+        {"$sort": {"name": 1}},
+        {"$group": {"_id": "$name"}},
+        {"$sort": {"_id": 1}},
+        {"$limit": limit},
+    ]
 
 
 def finished_before_filter(before: datetime, statuses: Sequence[str]) -> dict[str, Any]:
@@ -872,8 +947,8 @@ def find_projection(query: JobQuery) -> dict[str, Any] | None:
 
 
 def find_sort(query: JobQuery) -> list[tuple[str, int]]:
-    """The ``get_jobs`` order: the requested field, then ``_id`` the same way (stable pages)."""
-    return [(query.sort_field, query.sort_direction), ("_id", query.sort_direction)]
+    """The ``get_jobs`` order (:meth:`JobQuery.order`)."""
+    return query.order()
 
 
 # -- jobs that wait for other jobs: each store operation once, for both PyMongo APIs ---------

@@ -213,6 +213,14 @@ class MongoJobStore:
         failed = self.jobs.count_documents(q.failed_since_filter(now))
         return q.stats_counts(rows, due, oldest, failed)
 
+    def finished_per_minute(self, since: datetime, limit: int) -> list[Doc]:
+        """Finished jobs by minute and status (see :meth:`~.base.JobStore.finished_per_minute`)."""
+        return q.minute_rows(self.jobs.aggregate(q.finished_per_minute_pipeline(since, limit)))
+
+    def job_names(self, limit: int) -> list[str]:
+        """The first ``limit`` distinct job names, sorted."""
+        return [str(row["_id"]) for row in self.jobs.aggregate(q.job_names_pipeline(limit))]
+
     def due_by_name(self, now: datetime, head: int | None = None) -> dict[str, int]:
         """How many pending jobs are due by ``now``, by name (among the first ``head`` in the
         claim order if given)."""

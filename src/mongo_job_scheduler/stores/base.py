@@ -343,6 +343,18 @@ class JobStore(ABC):
         by ``now``), ``oldest_due`` (the earliest ``nextRunAt`` among them, or ``None``) and
         ``failed_since_hour`` (jobs failed in the hour before ``now``)."""
 
+    @abstractmethod
+    async def finished_per_minute(self, since: datetime, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` jobs that finished (completed, failed, cancelled) at or after
+        ``since``, counted by minute of ``updatedAt`` and status: one row per minute and
+        status, ``{minute, status, n, waitMax, waitSum, waitN}``, where the waits are
+        ``lastRunAt - nextRunAt`` in milliseconds over the ``waitN`` jobs that have both and
+        did not start early (``waitMax`` ``None`` when there are none)."""
+
+    @abstractmethod
+    async def job_names(self, limit: int) -> list[str]:
+        """The first ``limit`` distinct job names, sorted."""
+
     # -- jobs that wait for other jobs (depends_on; rules in _workflows) -----------------------
 
     @abstractmethod
@@ -496,6 +508,12 @@ class SyncJobStore(Protocol):
     def due_by_name(self, now: datetime, head: int | None = None) -> dict[str, int]:
         """How many pending jobs are due by ``now``, by name: all of them, or only among the
         first ``head`` in the claim order."""
+
+    def finished_per_minute(self, since: datetime, limit: int) -> list[dict[str, Any]]:
+        """As :meth:`JobStore.finished_per_minute`."""
+
+    def job_names(self, limit: int) -> list[str]:
+        """As :meth:`JobStore.job_names`."""
 
     def live_workers(self, since: datetime) -> list[dict[str, Any]]:
         """The worker registrations seen at or after ``since``, oldest start first (the

@@ -169,12 +169,13 @@ class InMemoryJobStore(JobStore):
 
         found = [d for d in self._jobs.values() if matches(d)]
         missing_last = query.sort_direction == 1
+        fields = [name for name, _ in query.order()]
 
-        def key(doc: Mapping[str, Any]) -> tuple[int, Any, ObjectId]:
-            value = doc.get(query.sort_field)
-            if value is None:
-                return (1 if missing_last else -1, 0, doc["_id"])
-            return (0, value, doc["_id"])
+        def key(doc: Mapping[str, Any]) -> tuple[tuple[int, Any], ...]:
+            return tuple(
+                (1 if missing_last else -1, 0) if doc.get(name) is None else (0, doc[name])
+                for name in fields
+            )
 
         found.sort(key=key, reverse=query.sort_direction == -1)
         page = found[query.skip : query.skip + query.limit]
@@ -530,6 +531,35 @@ class InMemoryJobStore(JobStore):
             "oldest_due": min(due) if due else None,
             "failed_since_hour": failed,
         }
+
+    async def finished_per_minute(self, since: datetime, limit: int) -> list[dict[str, Any]]:
+        self._expire()
+        done = [
+            d
+            for d in self._jobs.values()
+            if d.get("status") in FINISHED and d.get("updatedAt") is not None
+            if d["updatedAt"] >= since
+        ]
+        done.sort(key=lambda d: d["updatedAt"], reverse=True)
+        rows: dict[tuple[datetime, str], dict[str, Any]] = {}
+        for doc in done[:limit]:
+            minute = doc["updatedAt"].replace(second=0, microsecond=0)
+            row = rows.setdefault(
+                (minute, doc["status"]),
+                {"minute": minute, "status": doc["status"], "n": 0, "waitMax": None},
+            )
+            row["n"] += 1
+            started, due = doc.get("lastRunAt"), doc.get("nextRunAt")
+            if started is None or due is None or started < due:
+                continue
+            wait = (started - due) // timedelta(milliseconds=1)
+            row["waitMax"] = max(wait, row["waitMax"] or 0)
+            row["waitSum"] = row.get("waitSum", 0) + wait
+            row["waitN"] = row.get("waitN", 0) + 1
+        return [{"waitSum": 0, "waitN": 0, **row} for row in rows.values()]
+
+    async def job_names(self, limit: int) -> list[str]:
+        return sorted({str(d.get("name")) for d in self._jobs.values()})[:limit]
 
     async def update(
         self,

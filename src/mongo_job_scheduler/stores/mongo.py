@@ -686,6 +686,14 @@ class MongoJobStore(JobStore):
         failed = await self.jobs.count_documents(q.failed_since_filter(now))
         return q.stats_counts(rows, due, oldest, failed)
 
+    async def finished_per_minute(self, since: datetime, limit: int) -> list[Doc]:
+        pipeline = q.finished_per_minute_pipeline(since, limit)
+        return q.minute_rows(await (await self.jobs.aggregate(pipeline)).to_list())
+
+    async def job_names(self, limit: int) -> list[str]:
+        rows = await (await self.jobs.aggregate(q.job_names_pipeline(limit))).to_list()
+        return [str(row["_id"]) for row in rows]
+
     async def update(
         self,
         job_id: Any,
