@@ -17,8 +17,9 @@ from bson import ObjectId
 
 from mongo_job_scheduler import Scheduler
 from mongo_job_scheduler._format import fmt_iso
+from tests.helpers import eventually
 
-from .conftest import DashboardServer, eventually
+from .conftest import DashboardServer
 
 expect: Any
 try:
