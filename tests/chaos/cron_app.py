@@ -42,11 +42,13 @@ def scheduler() -> Scheduler:
         declared += 1
         record: dict[str, Any] = {"pid": os.getpid(), "owner": owner}
         try:
+            # --8<-- [start:declare]
             job = await sched.schedule(
                 CRON_NAME,
                 repeat={"cron": cron["expression"], "misfire": cron["misfire"]},
                 dedupe_key=cron["dedupe_key"],
             )
+            # --8<-- [end:declare]
             record["job"] = str(job.id)
         except Exception as exc:  # reported to the driver, which fails the test
             record["error"] = repr(exc)
