@@ -50,13 +50,18 @@ def test_commands_uri() -> Iterator[str]:
 
 
 class Finds(monitoring.CommandListener):
-    """When the client sent each ``find`` on the jobs collection (the claims' queries)."""
+    """When the client sent each claim query (a ``find`` on the jobs collection)."""
 
     def __init__(self) -> None:
         self.at: list[float] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "find" and event.command.get("find") == "scheduler_jobs":
+        if (
+            event.command_name == "find"
+            and event.command.get("find") == "scheduler_jobs"
+            # not the registration's sweep for unsettled dependants (every 10 s)
+            and "dependants" not in event.command.get("filter", {})
+        ):
             self.at.append(time.monotonic())
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
