@@ -660,7 +660,7 @@ class MongoJobStore(JobStore):
     async def register_worker(self, worker_id: str, fields: Mapping[str, Any]) -> None:
         # Acknowledged by the primary alone: a registration lost in a failover is written
         # again within REGISTER_EVERY, and the journal flush that majority asks for costs the
-        # server more than the write itself, once per idle process every 10 s.
+        # server more than the write itself, once per idle process every REGISTER_EVERY.
         await self._registrations.update_one(
             {"_id": worker_id},
             {"$set": dict(fields), "$currentDate": {"lastSeen": True}},

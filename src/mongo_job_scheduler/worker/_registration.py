@@ -1,8 +1,8 @@
-"""A running worker's upkeep every ``REGISTER_EVERY`` seconds, at the wall-clock ticks every
+"""A running worker's upkeep every ``UPKEEP_EVERY`` seconds, at the wall-clock ticks every
 process shares (see :mod:`._ticks`): its entry in the fleet view (registered at start, renewed
-with how busy it is, removed at stop), the sweep of finished jobs whose dependants were not
-settled, and the warning, at most once in a while per name, about due jobs that no live worker
-handles."""
+every ``REGISTER_EVERY`` seconds with how busy it is, removed at stop), the sweep of finished
+jobs whose dependants were not settled, and the warning, at most once in a while per name,
+about due jobs that no live worker handles."""
 
 from __future__ import annotations
 
@@ -29,6 +29,11 @@ ErrorReporter = Callable[[BaseException, str], None]
 UNREGISTER_WITHIN = 2.0
 """Seconds a stopping worker spends at most removing its registration (the database may be
 gone; a registration left behind stops counting as live after ``LIVE_FOR``)."""
+UPKEEP_EVERY = 10.0
+"""Seconds between two rounds of upkeep (the sweep of unsettled dependants; a registration
+when one is due, every ``REGISTER_EVERY``), at the wall-clock ticks every process shares."""
+REGISTER_SLACK = 0.5
+"""A round this close before a registration's tick counts as on it (timers may fire early)."""
 UNHANDLED_CHECK_EVERY = 60.0
 """Seconds between two looks for due jobs that no live worker handles (and two counts of the
 live workers)."""
@@ -91,9 +96,12 @@ class Registration:
             self.report(exc, "could not remove this worker from the fleet view")
 
     async def _loop(self) -> None:
+        register_at = 0.0  # wall clock: now
         while not self._closing:
             try:
-                await self.register()
+                if time.time() >= register_at - REGISTER_SLACK:
+                    await self.register()
+                    register_at = time.time() + until_tick(REGISTER_EVERY)
                 if self.sweep is not None:
                     await self.sweep()
                 if time.monotonic() >= self._next_check:
@@ -104,7 +112,7 @@ class Registration:
                     await self.count_fleet()  # a fleet starting together: count as it grows
             except Exception as exc:
                 self.report(exc, "fleet registration failed; retrying")
-            await asyncio.sleep(until_tick(REGISTER_EVERY))
+            await asyncio.sleep(until_tick(min(UPKEEP_EVERY, REGISTER_EVERY)))
 
     async def register(self) -> None:
         """Write this worker's registration (what it handles, how busy it is)."""
