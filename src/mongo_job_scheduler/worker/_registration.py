@@ -101,7 +101,9 @@ class Registration:
             try:
                 if time.time() >= register_at - REGISTER_SLACK:
                     await self.register()
-                    register_at = time.time() + until_tick(REGISTER_EVERY)
+                    # The next tick after this one, even when this round woke a moment early.
+                    ahead = time.time() + REGISTER_SLACK
+                    register_at = ahead + until_tick(REGISTER_EVERY, ahead)
                 if self.sweep is not None:
                     await self.sweep()
                 if time.monotonic() >= self._next_check:
