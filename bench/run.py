@@ -1737,7 +1737,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--fleet-sizes", type=ints, help="idle Python worker processes (default 10,50,100)")
     add("--fleet-compare", type=int, help="idle processes compared with Node (default 50)")
     add("--fleet-settle", type=float, help="seconds before each CPU window (default 70)")
-    add("--fleet-window", type=float, help="seconds of each CPU window (default 30)")
+    add("--fleet-window", type=float, help="seconds of each CPU window (default 60)")
     add("--fleet-probes", type=int, help="latency probes of each kind, fleet idle (50)")
     for key, title, _ in SECTIONS:
         add(f"--skip-{key}", action="store_true", help=f"skip section {title}")
@@ -1758,7 +1758,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "fleet_sizes": [10, 50, 100],
         "fleet_compare": 50,
         "fleet_settle": 70.0,
-        "fleet_window": 30.0,
+        "fleet_window": 60.0,
         "fleet_probes": 50,
     }
     quick = {

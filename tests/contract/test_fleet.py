@@ -14,7 +14,7 @@ import pytest
 
 from mongo_job_scheduler import InMemoryJobStore, Job, JobStore, MongoJobStore, Scheduler
 from mongo_job_scheduler.fleet import LIVE_FOR, WorkerInfo, handled_names, unhandled
-from mongo_job_scheduler.worker import _registration
+from mongo_job_scheduler.worker import _acks, _registration
 from tests.conftest import wait_for
 from tests.contract.helpers import make, running, running_all, sibling
 
@@ -139,6 +139,55 @@ async def test_the_registration_follows_how_busy_the_worker_is(
             return [w.running for w in await scheduler.live_workers()] == [0]
 
         await wait_for(idle, timeout=10)
+
+
+async def test_a_registration_is_written_again_only_when_what_it_shows_changed(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rounds every 50 ms, periodic registrations once an hour: every write below comes from
+    # a change of how busy the worker is (or from its start).
+    monkeypatch.setattr(_registration, "UPKEEP_EVERY", 0.05)
+    monkeypatch.setattr(_registration, "REGISTER_EVERY", 3600.0)
+    writes: list[int] = []
+    rounds: list[None] = []
+    register, sweep = _registration.Registration.register, _acks.Outcomes.sweep
+
+    async def counted_register(self: Any) -> None:
+        writes.append(len(self.executions))
+        await register(self)
+
+    async def counted_sweep(self: Any) -> None:
+        rounds.append(None)  # a fleet of one sweeps in every round
+        await sweep(self)
+
+    monkeypatch.setattr(_registration.Registration, "register", counted_register)
+    monkeypatch.setattr(_acks.Outcomes, "sweep", counted_sweep)
+    release = asyncio.Event()
+    scheduler = make(store, workers=4)
+
+    @scheduler.task("slow")
+    async def slow(job: Job) -> None:
+        await release.wait()
+
+    async with running(scheduler):
+        await wait_for(lambda: len(rounds) >= 8, timeout=10)
+        assert writes == [0]  # idle: nothing changed, nothing written after the start
+
+        await scheduler.schedule("slow")
+
+        async def busy() -> bool:
+            return [w.running for w in await scheduler.live_workers()] == [1]
+
+        await wait_for(busy, timeout=10)
+        release.set()
+
+        async def idle() -> bool:
+            return [w.running for w in await scheduler.live_workers()] == [0]
+
+        await wait_for(idle, timeout=10)
+        settled = len(rounds)
+        await wait_for(lambda: len(rounds) >= settled + 8, timeout=10)
+    assert writes == [0, 1, 0]
 
 
 async def test_a_registration_not_renewed_is_no_longer_live(store: JobStore) -> None:

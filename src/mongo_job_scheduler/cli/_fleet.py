@@ -23,8 +23,8 @@ WORKERS_HELP = f"""List the workers running now on --database / --collection, in
 and on every machine: id, host, pid, the job names each claims ("any" for a catch-all
 handler), jobs running out of how many at once, when it started and when it last registered.
 
-A running worker registers itself every {REGISTER_EVERY:g} s; one not seen for
-{LIVE_FOR.total_seconds():g} s is not listed.
+A running worker registers itself every {REGISTER_EVERY:g} s (and within 10 s when
+what it shows changes); one not seen for {LIVE_FOR.total_seconds():g} s is not listed.
 """
 
 

@@ -1,21 +1,30 @@
 """A running worker's upkeep every ``UPKEEP_EVERY`` seconds, at the wall-clock ticks every
 process shares (see :mod:`._ticks`): its entry in the fleet view (registered at start, renewed
-every ``REGISTER_EVERY`` seconds with how busy it is, removed at stop), the sweep of finished
-jobs whose dependants were not settled, and the warning, at most once in a while per name,
-about due jobs that no live worker handles."""
+every ``REGISTER_EVERY`` seconds, or at the next round when the names it claims or the number
+of jobs it runs changed; removed at stop), the sweep of finished jobs whose dependants were not
+settled (by about ``SWEEPERS_PER_ROUND`` workers of the fleet in each round), and the warning,
+at most once in a while per name, about due jobs that no live worker handles."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sized
 from datetime import datetime
 
 from .._version import __version__
-from ..fleet import LIVE_FOR, REGISTER_EVERY, WorkerInfo, unhandled
+from ..fleet import (
+    LIVE_FOR,
+    REGISTER_EVERY,
+    WorkerInfo,
+    registration_due,
+    sweeps_this_round,
+    unhandled,
+)
 from ..stores.base import JobStore
 from ..tasks import TaskRegistry
 from ._ticks import until_tick
@@ -30,8 +39,8 @@ UNREGISTER_WITHIN = 2.0
 """Seconds a stopping worker spends at most removing its registration (the database may be
 gone; a registration left behind stops counting as live after ``LIVE_FOR``)."""
 UPKEEP_EVERY = 10.0
-"""Seconds between two rounds of upkeep (the sweep of unsettled dependants; a registration
-when one is due, every ``REGISTER_EVERY``), at the wall-clock ticks every process shares."""
+"""Seconds between two rounds of upkeep (the sweep of unsettled dependants when this worker's
+turn; a registration when one is due), at the wall-clock ticks every process shares."""
 REGISTER_SLACK = 0.5
 """A round this close before a registration's tick counts as on it (timers may fire early)."""
 UNHANDLED_CHECK_EVERY = 60.0
@@ -78,6 +87,9 @@ class Registration:
         self._next_check = 0.0
         self._since = time.monotonic()
         self._warned: dict[str, float] = {}
+        self._live = 1  # workers live on the store, as last counted (this one included)
+        self._sweep_offset = random.randrange(1 << 30)
+        self._written: tuple[tuple[str, ...] | None, int] | None = None
 
     def start(self) -> None:
         """Register now and keep the registration current."""
@@ -99,12 +111,18 @@ class Registration:
         register_at = 0.0  # wall clock: now
         while not self._closing:
             try:
-                if time.time() >= register_at - REGISTER_SLACK:
+                moment = time.time()
+                if registration_due(
+                    moment + REGISTER_SLACK, register_at, self._written, self._shown()
+                ):
                     await self.register()
                     # The next tick after this one, even when this round woke a moment early.
                     ahead = time.time() + REGISTER_SLACK
                     register_at = ahead + until_tick(REGISTER_EVERY, ahead)
-                if self.sweep is not None:
+                round_index = round(moment / UPKEEP_EVERY)
+                if self.sweep is not None and sweeps_this_round(
+                    round_index, self._sweep_offset, self._live
+                ):
                     await self.sweep()
                 if time.monotonic() >= self._next_check:
                     self._next_check = time.monotonic() + UNHANDLED_CHECK_EVERY
@@ -116,26 +134,35 @@ class Registration:
                 self.report(exc, "fleet registration failed; retrying")
             await asyncio.sleep(until_tick(min(UPKEEP_EVERY, REGISTER_EVERY)))
 
+    def _shown(self) -> tuple[tuple[str, ...] | None, int]:
+        """What a registration says that changes while the worker runs: the names it
+        claims and how many jobs it runs."""
+        names = self.tasks.claimable_names()
+        return (None if names is None else tuple(names), len(self.executions))
+
     async def register(self) -> None:
         """Write this worker's registration (what it handles, how busy it is)."""
         if self._started is None:
             self._started = await self.store.now()
-        names = self.tasks.claimable_names()
+        shown = self._shown()
+        names, running = shown
         await self.store.register_worker(
             self.owner,
             {
                 **self._fixed,
-                "names": names,
-                "running": len(self.executions),
+                "names": None if names is None else list(names),
+                "running": running,
                 "startedAt": self._started,
             },
         )
+        self._written = shown
 
     async def count_fleet(self) -> None:
         """Tell ``on_fleet`` how many workers are live on this store (this one included)."""
+        now = await self.store.now()
+        self._live = max(1, await self.store.live_worker_count(now - LIVE_FOR))
         if self.on_fleet is not None:
-            now = await self.store.now()
-            self.on_fleet(await self.store.live_worker_count(now - LIVE_FOR))
+            self.on_fleet(self._live)
 
     async def warn_unhandled(self) -> None:
         """Log a WARNING for due jobs at the head of the queue whose name no live worker
