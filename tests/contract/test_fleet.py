@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,15 @@ from mongo_job_scheduler.fleet import LIVE_FOR, WorkerInfo, handled_names, unhan
 from mongo_job_scheduler.worker import _acks, _registration
 from tests.conftest import wait_for
 from tests.contract.helpers import make, running, running_all, sibling
+
+
+def shows_running(scheduler: Scheduler, n: int) -> Callable[[], Awaitable[bool]]:
+    """Whether the scheduler's one registration says it runs ``n`` jobs."""
+
+    async def check() -> bool:
+        return [w.running for w in await scheduler.live_workers()] == [n]
+
+    return check
 
 
 def _names_of(workers: list[WorkerInfo]) -> list[tuple[str, ...] | None]:
@@ -128,17 +138,10 @@ async def test_the_registration_follows_how_busy_the_worker_is(
 
     await scheduler.schedule_bulk([{"name": "slow"}, {"name": "slow"}])
     async with running(scheduler):
-
-        async def busy() -> bool:
-            return [w.running for w in await scheduler.live_workers()] == [2]
-
-        await wait_for(busy, timeout=10)
+        await wait_for(shows_running(scheduler, 2), timeout=10)
         release.set()
 
-        async def idle() -> bool:
-            return [w.running for w in await scheduler.live_workers()] == [0]
-
-        await wait_for(idle, timeout=10)
+        await wait_for(shows_running(scheduler, 0), timeout=10)
 
 
 async def test_a_registration_is_written_again_only_when_what_it_shows_changed(
@@ -175,16 +178,10 @@ async def test_a_registration_is_written_again_only_when_what_it_shows_changed(
 
         await scheduler.schedule("slow")
 
-        async def busy() -> bool:
-            return [w.running for w in await scheduler.live_workers()] == [1]
-
-        await wait_for(busy, timeout=10)
+        await wait_for(shows_running(scheduler, 1), timeout=10)
         release.set()
 
-        async def idle() -> bool:
-            return [w.running for w in await scheduler.live_workers()] == [0]
-
-        await wait_for(idle, timeout=10)
+        await wait_for(shows_running(scheduler, 0), timeout=10)
         settled = len(rounds)
         await wait_for(lambda: len(rounds) >= settled + 8, timeout=10)
     assert writes == [0, 1, 0]
