@@ -407,6 +407,8 @@ def test_due_query_for_routed_names_stays_on_claim_order(populated: Collection) 
     st = stats(explained)
     assert 0 < st["nReturned"] < DUE
     assert st["totalKeysExamined"] <= DUE + 10 + 2, st
+    # name is a key of claim_order: only the jobs of those names are fetched.
+    assert st["totalDocsExamined"] == st["nReturned"], st
 
 
 def _batch_claim_filters(populated: Collection, ids: list[ObjectId]) -> list[dict[str, Any]]:
@@ -610,9 +612,29 @@ def test_due_by_name_reads_only_due_jobs_from_claim_order(
         }
     )
     assert "claim_order" in index_names(list(walk(explained))), explained
-    assert "COLLSCAN" not in stage_names(list(walk(explained)))
+    assert not {"COLLSCAN", "FETCH"} & set(stage_names(list(walk(explained))))
     keys = stats(explained)["totalKeysExamined"]
     assert (head or DUE) <= keys <= (head or DUE) + 10 + 2, explained
+    assert stats(explained)["totalDocsExamined"] == 0, explained
+
+
+def test_the_due_count_and_the_oldest_due_job_read_claim_order_keys_only(
+    populated: Collection,
+) -> None:
+    """``stats()``' due count and oldest due job: ``status`` and ``name`` are keys of
+    ``claim_order``, so no document is fetched (one key per due job)."""
+    flt = q.due_filter(populated.now)
+    count = populated.explain({"count": populated.name, "query": flt})
+    oldest = populated.explain_find(
+        flt, sort=q.OLDEST_DUE_SORT, limit=1, projection=q.OLDEST_DUE_PROJECTION
+    )
+    for explained in (count, oldest):
+        stages = winning_stages(explained)
+        assert index_names(stages) == {"claim_order"}, stage_names(stages)
+        assert not {"COLLSCAN", "FETCH"} & set(stage_names(stages)), stage_names(stages)
+        st = stats(explained)
+        assert st["totalDocsExamined"] == 0, st
+        assert DUE <= st["totalKeysExamined"] <= DUE + 10 + 2, st
 
 
 # -- operator reads ---------------------------------------------------------------------------

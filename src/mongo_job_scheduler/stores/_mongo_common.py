@@ -68,9 +68,18 @@ there needs 7.0). A query on ``status`` ``$in`` finished statuses is inside it."
 
 JOB_INDEXES = [
     # Claim: the global order of pending jobs. Partial, so finished and running jobs cost
-    # nothing here; nextRunAt bounds skip future jobs within each priority.
+    # nothing here; nextRunAt bounds skip future jobs within each priority. status (always
+    # "pending" here: the planner checks a query's status on the keys instead of fetching each
+    # document) and name close the key, so counts of pending and due jobs by name are read
+    # from the keys alone. Neither changes while a job is pending: no write touches it more.
     IndexModel(
-        [("priority", ASCENDING), ("nextRunAt", ASCENDING), ("_id", ASCENDING)],
+        [
+            ("priority", ASCENDING),
+            ("nextRunAt", ASCENDING),
+            ("_id", ASCENDING),
+            ("status", ASCENDING),
+            ("name", ASCENDING),
+        ],
         name="claim_order",
         partialFilterExpression={"status": "pending"},
     ),
