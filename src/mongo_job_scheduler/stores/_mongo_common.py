@@ -102,10 +102,11 @@ JOB_INDEXES = [
     # Listing by name, oldest first (dashboard, CLI, get_jobs(name=...)); the job names
     # (one key per distinct name).
     IndexModel([("name", ASCENDING), ("createdAt", ASCENDING), ("_id", ASCENDING)], name="by_name"),
-    # Finished jobs by status and finish time: throughput, failures in the last hour, purge,
-    # and lists of finished jobs by updatedAt. Partial, so only the write that finishes a job
-    # (and the purge or revival that ends it) touches it; lastRunAt and nextRunAt make the
-    # throughput read index-only (the wait before each start).
+    # Finished jobs by status and finish time: throughput, activity by name, failures in the
+    # last hour, purge, and lists of finished jobs by updatedAt. Partial, so only the write
+    # that finishes a job (and the purge or revival that ends it) touches it; lastRunAt and
+    # nextRunAt make the throughput read index-only (the wait before each start), name the
+    # count by name of the jobs finished in a window.
     IndexModel(
         [
             ("status", ASCENDING),
@@ -113,9 +114,17 @@ JOB_INDEXES = [
             ("_id", ASCENDING),
             ("lastRunAt", ASCENDING),
             ("nextRunAt", ASCENDING),
+            ("name", ASCENDING),
         ],
         name="finished",
         partialFilterExpression={"status": FINISHED_RANGE},
+    ),
+    # Jobs waiting for their dependencies, by name (activity by name). Partial: only a
+    # workflow job's creation, release or cancellation while waiting touches it.
+    IndexModel(
+        [("status", ASCENDING), ("name", ASCENDING)],
+        name="waiting",
+        partialFilterExpression={"status": "waiting"},
     ),
 ]
 
@@ -236,12 +245,14 @@ WORKER_INDEXES = [
 
 
 def due_by_name_pipeline(now: datetime, head: int | None) -> list[dict[str, Any]]:
-    """Counts of due pending jobs by name (among the first ``head`` in claim order if given:
-    bounded by the ``claim_order`` index)."""
+    """Counts of due pending jobs by name, with the earliest due time of each (among the
+    first ``head`` in claim order if given: bounded); read from the ``claim_order`` keys
+    alone."""
     stages: list[dict[str, Any]] = [{"$match": due_filter(now)}]
     if head is not None:
         stages += [{"$sort": dict(CLAIM_SORT)}, {"$limit": head}]
-    return [*stages, {"$group": {"_id": "$name", "n": {"$sum": 1}}}]
+    group = {"_id": "$name", "n": {"$sum": 1}, "oldest": {"$min": "$nextRunAt"}}
+    return [*stages, {"$group": group}]
 
 
 def due_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -501,9 +512,7 @@ def finished_per_minute_pipeline(since: datetime, limit: int) -> list[dict[str, 
     }
     minute = {"$subtract": ["$updatedAt", {"$mod": [{"$toLong": "$updatedAt"}, 60_000]}]}
     return [
-        {"$match": {"status": {"$in": list(FINISHED)}, "updatedAt": {"$gte": since}}},
-        {"$sort": {"updatedAt": -1}},
-        {"$limit": limit},
+        *_newest_finished(since, limit),
         {"$project": {"_id": 0, "status": 1, "minute": minute, "wait": wait}},
         {
             "$group": {
@@ -530,6 +539,52 @@ def minute_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+ACTIVE_READS: dict[str, tuple[dict[str, Any], list[tuple[str, int]], str]] = {
+    "pending": ({"status": "pending", "priority": {"$gte": MinKey()}}, CLAIM_SORT, "claim_order"),
+    "running": (
+        {"status": "running", "lockUntil": {"$gte": MinKey()}},
+        [("lockUntil", ASCENDING)],
+        "lease_expiry",
+    ),
+    "waiting": ({"status": "waiting"}, [("name", ASCENDING)], "waiting"),
+}
+"""``activity``'s read of each active status: its filter, the order in which its first jobs
+are counted (the order of the index named third, so a capped read stops early): pending jobs
+in the claim order, running ones by lease deadline, waiting ones by name. The always-true
+conditions make the index's leading field part of the query, as in :func:`due_filter`."""
+
+
+def active_by_name_pipeline(status: str, limit: int) -> list[dict[str, Any]]:
+    """Counts by name of the first ``limit`` jobs in the active ``status`` (pending, running
+    or waiting), in the order of :data:`ACTIVE_READS`. Pending and waiting jobs are counted
+    from the keys of ``claim_order`` and ``waiting`` alone; running ones are fetched (at most
+    ``limit``: running jobs are bounded by the fleet's capacity anyway)."""
+    flt, order, _ = ACTIVE_READS[status]
+    return [
+        {"$match": flt},
+        {"$sort": dict(order)},
+        {"$limit": limit},
+        {"$group": {"_id": "$name", "n": {"$sum": 1}}},
+    ]
+
+
+def _newest_finished(since: datetime, limit: int) -> list[dict[str, Any]]:
+    """The stages that read the newest ``limit`` jobs finished at or after ``since`` from
+    the ``finished`` index (one backward scan per finished status, merged)."""
+    return [
+        {"$match": {"status": {"$in": list(FINISHED)}, "updatedAt": {"$gte": since}}},
+        {"$sort": {"updatedAt": -1}},
+        {"$limit": limit},
+    ]
+
+
+def finished_by_name_pipeline(since: datetime, limit: int) -> list[dict[str, Any]]:
+    """``activity``: the newest ``limit`` jobs finished at or after ``since`` (the jobs
+    ``throughput`` reads), counted by name and status from the ``finished`` keys alone."""
+    group = {"_id": {"name": "$name", "status": "$status"}, "n": {"$sum": 1}}
+    return [*_newest_finished(since, limit), {"$group": group}]
 
 
 def job_names_pipeline(limit: int) -> list[dict[str, Any]]:
@@ -1087,3 +1142,31 @@ def dependants(deps: AnyCollection, job_id: Any, limit: int) -> Calls:
 def _to_list(cursor: Any) -> Any:
     """All of a cursor's documents (a list, or an awaitable of one on the asyncio API)."""
     return cursor.to_list()
+
+
+# -- the operator read made of several calls, once for both PyMongo APIs ------------------------
+
+
+def activity(
+    jobs: AnyCollection, now: datetime, since: datetime, limit: int, active_limit: int
+) -> Calls:
+    """``activity``: what :meth:`~.base.JobStore.activity` answers, in five bounded reads
+    (one per active status, the finished jobs, the due jobs)."""
+    rows: list[dict[str, Any]] = []
+    for status in ACTIVE_READS:
+        found = yield from _aggregated(jobs, active_by_name_pipeline(status, active_limit))
+        rows += [{"name": str(r["_id"]), "status": status, "n": int(r["n"])} for r in found]
+    found = yield from _aggregated(jobs, finished_by_name_pipeline(since, limit))
+    rows += [
+        {"name": str(r["_id"]["name"]), "status": str(r["_id"]["status"]), "n": int(r["n"])}
+        for r in found
+    ]
+    due = yield from _aggregated(jobs, due_by_name_pipeline(now, active_limit))
+    oldest = min((r["oldest"] for r in due if r.get("oldest") is not None), default=None)
+    return {"counts": rows, "due": due_counts(due), "oldest_due": oldest}
+
+
+def _aggregated(jobs: AnyCollection, pipeline: list[dict[str, Any]]) -> Calls:
+    """The documents ``pipeline`` answers on ``jobs``."""
+    cursor = yield partial(jobs.aggregate, pipeline)
+    return (yield partial(_to_list, cursor))
