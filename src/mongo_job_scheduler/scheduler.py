@@ -707,7 +707,7 @@ class Scheduler:
         of :meth:`throughput`), by status; the due jobs and the lag, the paused names and the
         due jobs no live worker handles. Unlike :meth:`stats`, it never reads every job: a
         few index reads, each of at most 10,000 jobs of an active status (or due), or the
-        newest 100,000 finished ones (``capped`` says which counts stopped there). Cheap
+        newest 100,000 of a finished status (``capped`` says which counts stopped there). Cheap
         enough for a page that refreshes every few seconds over millions of jobs."""
         return await run_async(read_activity(minutes), self._need_store())
 

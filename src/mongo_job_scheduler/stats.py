@@ -201,7 +201,7 @@ class Activity:
     ``cancelled``) at or after ``since``, the start of the last ``minutes`` wall-clock
     minutes as of ``at`` (the window of :meth:`Scheduler.throughput`). Each active status is
     read up to :data:`ACTIVITY_READ_LIMIT` jobs (pending ones first in the claim order,
-    running ones by lease deadline, waiting ones by name) and the finished jobs up to the
+    running ones by lease deadline, waiting ones by name) and each finished status up to its
     newest :data:`THROUGHPUT_READ_LIMIT`: ``capped`` holds the statuses whose read stopped at
     its limit, whose counts are then lower bounds (show them as "10000+").
 
@@ -252,7 +252,7 @@ def activity_from_counts(
     unhandled: dict[str, int],
 ) -> Activity:
     """The :class:`Activity` of a store's ``activity`` answer ``raw``, read with ``limits``:
-    the most finished jobs and the most jobs of each active status (and due jobs) read."""
+    the most jobs of each finished status, and of each active status (and due jobs), read."""
     finished_limit, active_limit = limits
     by_name: dict[str, dict[str, int]] = {}
     read: dict[str, int] = {}
@@ -261,9 +261,9 @@ def activity_from_counts(
         counts = by_name.setdefault(str(row["name"]), {})
         counts[status] = counts.get(status, 0) + n
         read[status] = read.get(status, 0) + n
-    capped = {status for status in ACTIVE_STATUSES if read.get(status, 0) >= active_limit}
-    if sum(read.get(status, 0) for status in FINISHED_STATUSES) >= finished_limit:
-        capped.update(FINISHED_STATUSES)  # the oldest part of the window was not read
+    each = dict.fromkeys(ACTIVE_STATUSES, active_limit)
+    each.update(dict.fromkeys(FINISHED_STATUSES, finished_limit))
+    capped = {status for status, limit in each.items() if read.get(status, 0) >= limit}
     due = {str(name): int(n) for name, n in raw["due"].items()}
     if sum(due.values()) >= active_limit:
         capped.add("due")

@@ -281,9 +281,9 @@ SCHEMAS: dict[str, Any] = {
         "description": "What each name is doing, in bounded index reads (never every job): "
         "pending, running and waiting jobs now, and jobs finished at or after since (the "
         "last minutes wall-clock minutes). Each active status, and the due jobs, is read up "
-        f"to {ACTIVITY_READ_LIMIT} jobs (pending and due ones in the claim order), the "
-        f"finished ones up to the newest {THROUGHPUT_READ_LIMIT}; capped lists what stopped "
-        "at its limit (a lower bound).",
+        f"to {ACTIVITY_READ_LIMIT} jobs (pending and due ones in the claim order), each "
+        f"finished status up to its newest {THROUGHPUT_READ_LIMIT}; capped lists what "
+        "stopped at its limit (a lower bound).",
         "required": ["at", "since", "minutes", "byStatus", "byName", "capped", "due", "lagMs"],
         "properties": {
             "at": DATE_TIME,

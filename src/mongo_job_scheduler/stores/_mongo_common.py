@@ -512,7 +512,9 @@ def finished_per_minute_pipeline(since: datetime, limit: int) -> list[dict[str, 
     }
     minute = {"$subtract": ["$updatedAt", {"$mod": [{"$toLong": "$updatedAt"}, 60_000]}]}
     return [
-        *_newest_finished(since, limit),
+        {"$match": {"status": {"$in": list(FINISHED)}, "updatedAt": {"$gte": since}}},
+        {"$sort": {"updatedAt": -1}},
+        {"$limit": limit},
         {"$project": {"_id": 0, "status": 1, "minute": minute, "wait": wait}},
         {
             "$group": {
@@ -570,21 +572,17 @@ def active_by_name_pipeline(status: str, limit: int) -> list[dict[str, Any]]:
     ]
 
 
-def _newest_finished(since: datetime, limit: int) -> list[dict[str, Any]]:
-    """The stages that read the newest ``limit`` jobs finished at or after ``since`` from
-    the ``finished`` index (one backward scan per finished status, merged)."""
+def finished_by_name_pipeline(status: str, since: datetime, limit: int) -> list[dict[str, Any]]:
+    """``activity``: the newest ``limit`` jobs that finished in ``status`` at or after
+    ``since``, counted by name from the ``finished`` keys alone. One backward scan of that
+    status's range: about twice as fast as one read of the three statuses merged by
+    ``updatedAt``, which the server cannot run in its faster engine."""
     return [
-        {"$match": {"status": {"$in": list(FINISHED)}, "updatedAt": {"$gte": since}}},
+        {"$match": {"status": status, "updatedAt": {"$gte": since}}},
         {"$sort": {"updatedAt": -1}},
         {"$limit": limit},
+        {"$group": {"_id": "$name", "n": {"$sum": 1}}},
     ]
-
-
-def finished_by_name_pipeline(since: datetime, limit: int) -> list[dict[str, Any]]:
-    """``activity``: the newest ``limit`` jobs finished at or after ``since`` (the jobs
-    ``throughput`` reads), counted by name and status from the ``finished`` keys alone."""
-    group = {"_id": {"name": "$name", "status": "$status"}, "n": {"$sum": 1}}
-    return [*_newest_finished(since, limit), {"$group": group}]
 
 
 def job_names_pipeline(limit: int) -> list[dict[str, Any]]:
@@ -1150,17 +1148,14 @@ def _to_list(cursor: Any) -> Any:
 def activity(
     jobs: AnyCollection, now: datetime, since: datetime, limit: int, active_limit: int
 ) -> Calls:
-    """``activity``: what :meth:`~.base.JobStore.activity` answers, in five bounded reads
-    (one per active status, the finished jobs, the due jobs)."""
+    """``activity``: what :meth:`~.base.JobStore.activity` answers, in seven bounded reads
+    (one per status, then the due jobs)."""
+    pipelines = [(s, active_by_name_pipeline(s, active_limit)) for s in ACTIVE_READS]
+    pipelines += [(s, finished_by_name_pipeline(s, since, limit)) for s in FINISHED]
     rows: list[dict[str, Any]] = []
-    for status in ACTIVE_READS:
-        found = yield from _aggregated(jobs, active_by_name_pipeline(status, active_limit))
+    for status, pipeline in pipelines:
+        found = yield from _aggregated(jobs, pipeline)
         rows += [{"name": str(r["_id"]), "status": status, "n": int(r["n"])} for r in found]
-    found = yield from _aggregated(jobs, finished_by_name_pipeline(since, limit))
-    rows += [
-        {"name": str(r["_id"]["name"]), "status": str(r["_id"]["status"]), "n": int(r["n"])}
-        for r in found
-    ]
     due = yield from _aggregated(jobs, due_by_name_pipeline(now, active_limit))
     oldest = min((r["oldest"] for r in due if r.get("oldest") is not None), default=None)
     return {"counts": rows, "due": due_counts(due), "oldest_due": oldest}

@@ -362,10 +362,10 @@ class JobStore(ABC):
         """What each job name is doing, in reads bounded by the limits: ``counts``, rows
         ``{name, status, n}`` of the first ``active_limit`` jobs of each active status
         (pending ones in the claim order, running ones by ``lockUntil``, waiting ones by
-        name) and of the newest ``limit`` jobs that finished at or after ``since`` (by
-        ``updatedAt``); ``due``, ``{name: n}`` of the first ``active_limit`` pending jobs due
-        by ``now`` in the claim order, and ``oldest_due``, the earliest ``nextRunAt`` among
-        them (``None`` when none is due)."""
+        name) and of the newest ``limit`` jobs of each finished status that finished at or
+        after ``since`` (by ``updatedAt``); ``due``, ``{name: n}`` of the first
+        ``active_limit`` pending jobs due by ``now`` in the claim order, and ``oldest_due``,
+        the earliest ``nextRunAt`` among them (``None`` when none is due)."""
 
     # -- jobs that wait for other jobs (depends_on; rules in _workflows) -----------------------
 

@@ -592,7 +592,7 @@ class InMemoryJobStore(JobStore):
         ]
         done.sort(key=lambda d: d["updatedAt"], reverse=True)
         for status in FINISHED:
-            newest = [d for d in done[:limit] if d["status"] == status]
+            newest = [d for d in done if d["status"] == status][:limit]
             for name, n in _by_name(newest).items():
                 counts.append({"name": name, "status": status, "n": n})
         due = sorted(
