@@ -543,19 +543,16 @@ def minute_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-ACTIVE_READS: dict[str, tuple[dict[str, Any], list[tuple[str, int]], str]] = {
-    "pending": ({"status": "pending", "priority": {"$gte": MinKey()}}, CLAIM_SORT, "claim_order"),
-    "running": (
-        {"status": "running", "lockUntil": {"$gte": MinKey()}},
-        [("lockUntil", ASCENDING)],
-        "lease_expiry",
-    ),
-    "waiting": ({"status": "waiting"}, [("name", ASCENDING)], "waiting"),
+ACTIVE_READS: dict[str, tuple[dict[str, Any], list[tuple[str, int]]]] = {
+    "pending": ({"status": "pending", "priority": {"$gte": MinKey()}}, CLAIM_SORT),
+    "running": ({"status": "running", "lockUntil": {"$gte": MinKey()}}, [("lockUntil", ASCENDING)]),
+    "waiting": ({"status": "waiting"}, [("name", ASCENDING)]),
 }
-"""``activity``'s read of each active status: its filter, the order in which its first jobs
-are counted (the order of the index named third, so a capped read stops early): pending jobs
-in the claim order, running ones by lease deadline, waiting ones by name. The always-true
-conditions make the index's leading field part of the query, as in :func:`due_filter`."""
+"""``activity``'s read of each active status: its filter, and the order in which its first
+jobs are counted, that of its partial index (so a capped read stops early): pending jobs in
+the claim order (``claim_order``), running ones by lease deadline (``lease_expiry``), waiting
+ones by name (``waiting``). The always-true conditions make the index's leading field part of
+the query, as in :func:`due_filter`."""
 
 
 def active_by_name_pipeline(status: str, limit: int) -> list[dict[str, Any]]:
@@ -563,7 +560,7 @@ def active_by_name_pipeline(status: str, limit: int) -> list[dict[str, Any]]:
     or waiting), in the order of :data:`ACTIVE_READS`. Pending and waiting jobs are counted
     from the keys of ``claim_order`` and ``waiting`` alone; running ones are fetched (at most
     ``limit``: running jobs are bounded by the fleet's capacity anyway)."""
-    flt, order, _ = ACTIVE_READS[status]
+    flt, order = ACTIVE_READS[status]
     return [
         {"$match": flt},
         {"$sort": dict(order)},
