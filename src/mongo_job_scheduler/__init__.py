@@ -23,11 +23,12 @@ from .rate_limit import RateLimit
 from .repeat import Repeat, RunPlan
 from .retry import Retry
 from .scheduler import Scheduler
-from .stats import SchedulerStats, Throughput, ThroughputMinute
+from .stats import Activity, SchedulerStats, Throughput, ThroughputMinute
 from .stores import InMemoryJobStore, JobStore, MongoJobStore
 
 __all__ = [
     "EVENTS",
+    "Activity",
     "AttemptOutcome",
     "AttemptRecord",
     "ConfigurationError",

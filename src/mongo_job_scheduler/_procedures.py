@@ -37,7 +37,15 @@ from ._workflows import (
 )
 from .fleet import LIVE_FOR, WorkerInfo, unhandled
 from .job import FINISHED_STATUSES, Job, JobStatus
-from .stats import THROUGHPUT_READ_LIMIT, SchedulerStats, Throughput, throughput_from_rows
+from .stats import (
+    ACTIVITY_READ_LIMIT,
+    THROUGHPUT_READ_LIMIT,
+    Activity,
+    SchedulerStats,
+    Throughput,
+    activity_from_counts,
+    throughput_from_rows,
+)
 
 __all__ = [
     "DELETABLE",
@@ -57,6 +65,7 @@ __all__ = [
     "list_paused",
     "pause_name",
     "purge_finished",
+    "read_activity",
     "read_stats",
     "read_throughput",
     "resume_name",
@@ -287,9 +296,31 @@ def read_throughput(minutes: Any) -> Procedure[Throughput]:
     minutes (the current one included), by outcome, with the wait before their starts."""
     count = _bounded_int("minutes", minutes, MAX_THROUGHPUT_MINUTES)
     now = yield Call("now")
-    first = now.replace(second=0, microsecond=0) - timedelta(minutes=count - 1)
+    first = _window_start(now, count)
     rows = yield Call("finished_per_minute", (first, THROUGHPUT_READ_LIMIT))
     return throughput_from_rows(now, first, count, rows, THROUGHPUT_READ_LIMIT)
+
+
+def read_activity(minutes: Any) -> Procedure[Activity]:
+    """``activity``: each name's active jobs now and its jobs finished in the last
+    ``minutes`` wall-clock minutes (the window of ``throughput``), by status, the due jobs
+    and the lag, each read bounded by its limit; the paused names, and the due jobs whose
+    name no live worker handles."""
+    count = _bounded_int("minutes", minutes, MAX_THROUGHPUT_MINUTES)
+    now = yield Call("now")
+    since = _window_start(now, count)
+    limits = (THROUGHPUT_READ_LIMIT, ACTIVITY_READ_LIMIT)
+    raw = yield Call("activity", (now, since, *limits))
+    live = yield from _live_at(now)
+    paused = yield Call("paused_names")
+    unhandled_due = unhandled(raw["due"], live)
+    return activity_from_counts(now, since, count, raw, limits, paused, unhandled_due)
+
+
+def _window_start(now: datetime, minutes: int) -> datetime:
+    """The start of the last ``minutes`` wall-clock minutes as of ``now`` (the current minute
+    is the last of them)."""
+    return now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
 
 
 def list_job_names(limit: Any) -> Procedure[list[str]]:

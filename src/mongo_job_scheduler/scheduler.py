@@ -33,6 +33,7 @@ from ._procedures import (
     list_paused,
     pause_name,
     purge_finished,
+    read_activity,
     read_stats,
     read_throughput,
     resume_name,
@@ -49,7 +50,7 @@ from .job import Job, JobStatus, StopReason
 from .rate_limit import RateLimit
 from .repeat import Misfire, Repeat
 from .retry import Retry
-from .stats import SchedulerStats, Throughput
+from .stats import Activity, SchedulerStats, Throughput
 from .stores.base import JobStore
 from .tasks import BackoffFn, Executor, Handler, P, R, TaskHandle, TaskRegistry
 from .worker import Worker
@@ -699,6 +700,16 @@ class Scheduler:
         """The distinct names of the stored jobs, sorted, the first ``limit`` (1 to 10,000);
         one index key per distinct name is read."""
         return await run_async(list_job_names(limit), self._need_store())
+
+    async def activity(self, *, minutes: int = 60) -> Activity:
+        """What each job name is doing: its pending, running and waiting jobs now, and its
+        jobs that finished in the last ``minutes`` wall-clock minutes (1 to 1440; the window
+        of :meth:`throughput`), by status; the due jobs and the lag, the paused names and the
+        due jobs no live worker handles. Unlike :meth:`stats`, it never reads every job: a
+        few index reads, each of at most 10,000 jobs of an active status (or due), or the
+        newest 100,000 of a finished status (``capped`` says which counts stopped there). Cheap
+        enough for a page that refreshes every few seconds over millions of jobs."""
+        return await run_async(read_activity(minutes), self._need_store())
 
     async def live_workers(self) -> list[WorkerInfo]:
         """The workers running now, in every process on this store (each registers itself

@@ -1,5 +1,5 @@
-"""Counts an operator looks at: jobs by status and name, due backlog, recent failures, and
-jobs finished per minute."""
+"""Counts an operator looks at: jobs by status and name, due backlog, recent failures, jobs
+finished per minute, and what each job name is doing now."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .job import JobStatus
+from .job import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus
 
 __all__ = [
+    "ACTIVITY_READ_LIMIT",
     "MAX_NAMES_SHOWN",
     "THROUGHPUT_READ_LIMIT",
+    "Activity",
     "SchedulerStats",
     "Throughput",
     "ThroughputMinute",
+    "activity_from_counts",
     "busiest_names",
     "throughput_from_rows",
 ]
@@ -58,11 +61,7 @@ class SchedulerStats:
     @property
     def by_status(self) -> dict[str, int]:
         """Counts by status over all names (every status present, zeros included)."""
-        totals = {status.value: 0 for status in JobStatus}
-        for counts in self.by_name.values():
-            for status, n in counts.items():
-                totals[status] = totals.get(status, 0) + n
-        return totals
+        return _by_status(self.by_name)
 
     @property
     def total(self) -> int:
@@ -72,9 +71,23 @@ class SchedulerStats:
     @property
     def lag(self) -> timedelta | None:
         """How long the oldest due job has waited (``None`` when nothing is due)."""
-        if self.oldest_due_at is None:
-            return None
-        return max(timedelta(0), self.at - self.oldest_due_at)
+        return _lag(self.at, self.oldest_due_at)
+
+
+def _by_status(by_name: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
+    """The counts of every name summed by status (every status present, zeros included)."""
+    totals = {status.value: 0 for status in JobStatus}
+    for counts in by_name.values():
+        for status, n in counts.items():
+            totals[status] = totals.get(status, 0) + n
+    return totals
+
+
+def _lag(at: datetime, oldest_due_at: datetime | None) -> timedelta | None:
+    """How long a job due at ``oldest_due_at`` has waited at ``at``."""
+    if oldest_due_at is None:
+        return None
+    return max(timedelta(0), at - oldest_due_at)
 
 
 THROUGHPUT_READ_LIMIT = 100_000
@@ -170,3 +183,98 @@ def throughput_from_rows(
 
 def _ms(value: float) -> timedelta:
     return timedelta(milliseconds=value)
+
+
+ACTIVITY_READ_LIMIT = 10_000
+"""The most jobs of each active status (pending, running, waiting), and the most due jobs,
+that one :meth:`Scheduler.activity` reads: its cost stays bounded however many jobs wait."""
+
+
+@dataclass(frozen=True)
+class Activity:
+    """A snapshot from :meth:`Scheduler.activity`: what each job name is doing, read in a few
+    index reads of bounded size, cheap enough for a page that refreshes every few seconds
+    over any number of jobs (:meth:`Scheduler.stats` counts every job instead).
+
+    ``by_name`` maps each name to its counts by status: its ``pending``, ``running`` and
+    ``waiting`` jobs now, and its jobs that finished (``completed``, ``failed``,
+    ``cancelled``) at or after ``since``, the start of the last ``minutes`` wall-clock
+    minutes as of ``at`` (the window of :meth:`Scheduler.throughput`). Each active status is
+    read up to :data:`ACTIVITY_READ_LIMIT` jobs (pending ones first in the claim order,
+    running ones by lease deadline, waiting ones by name) and each finished status up to its
+    newest :data:`THROUGHPUT_READ_LIMIT`: ``capped`` holds the statuses whose read stopped at
+    its limit, whose counts are then lower bounds (show them as "10000+").
+
+    ``due_by_name`` counts the pending jobs due by ``at`` among the first
+    :data:`ACTIVITY_READ_LIMIT` of them in the claim order (``"due"`` is in ``capped`` when
+    that many were read), ``oldest_due_at`` is the earliest due time among them; ``paused``
+    and ``unhandled`` are as in :class:`SchedulerStats` (``unhandled`` from those due jobs).
+    """
+
+    at: datetime
+    since: datetime
+    minutes: int
+    by_name: dict[str, dict[str, int]]
+    due_by_name: dict[str, int] = field(default_factory=dict)
+    oldest_due_at: datetime | None = None
+    capped: frozenset[str] = frozenset()
+    """The statuses (and ``"due"``) whose counts stopped at the read limit."""
+    paused: list[str] = field(default_factory=list)
+    """Job names paused with :meth:`Scheduler.pause`."""
+    unhandled: dict[str, int] = field(default_factory=dict)
+    """Due jobs, by name, that no live worker handles."""
+
+    @property
+    def by_status(self) -> dict[str, int]:
+        """Counts by status over all names (every status present, zeros included): the
+        active statuses now, the finished ones within the window."""
+        return _by_status(self.by_name)
+
+    @property
+    def due(self) -> int:
+        """How many pending jobs are due but not started (a lower bound if ``"due"`` is in
+        ``capped``)."""
+        return sum(self.due_by_name.values())
+
+    @property
+    def lag(self) -> timedelta | None:
+        """How long the oldest due job read has waited (``None`` when nothing is due)."""
+        return _lag(self.at, self.oldest_due_at)
+
+
+def activity_from_counts(
+    at: datetime,
+    since: datetime,
+    minutes: int,
+    raw: Mapping[str, Any],
+    limits: tuple[int, int],
+    paused: list[str],
+    unhandled: dict[str, int],
+) -> Activity:
+    """The :class:`Activity` of a store's ``activity`` answer ``raw``, read with ``limits``:
+    the most jobs of each finished status, and of each active status (and due jobs), read."""
+    finished_limit, active_limit = limits
+    by_name: dict[str, dict[str, int]] = {}
+    read: dict[str, int] = {}
+    for row in raw["counts"]:
+        status, n = str(row["status"]), int(row["n"])
+        counts = by_name.setdefault(str(row["name"]), {})
+        counts[status] = counts.get(status, 0) + n
+        read[status] = read.get(status, 0) + n
+    each = dict.fromkeys(ACTIVE_STATUSES, active_limit)
+    each.update(dict.fromkeys(FINISHED_STATUSES, finished_limit))
+    capped = {status for status, limit in each.items() if read.get(status, 0) >= limit}
+    due = {str(name): int(n) for name, n in raw["due"].items()}
+    if sum(due.values()) >= active_limit:
+        capped.add("due")
+    return Activity(
+        at=at,
+        since=since,
+        minutes=minutes,
+        by_name=by_name,
+        due_by_name=due,
+        oldest_due_at=raw.get("oldest_due"),
+        capped=frozenset(capped),
+        paused=paused,
+        unhandled=unhandled,
+    )

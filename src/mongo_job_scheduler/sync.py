@@ -45,6 +45,7 @@ from ._procedures import (
     list_paused,
     pause_name,
     purge_finished,
+    read_activity,
     read_stats,
     read_throughput,
     resume_name,
@@ -61,7 +62,7 @@ from .job import Job, JobStatus
 from .rate_limit import RateLimit
 from .repeat import Repeat, _zone
 from .retry import Retry
-from .stats import SchedulerStats, Throughput
+from .stats import Activity, SchedulerStats, Throughput
 from .stores._mongo_sync import MongoJobStore
 from .stores.base import SyncJobStore
 
@@ -354,6 +355,11 @@ class Scheduler:
     def job_names(self, *, limit: int = 1000) -> list[str]:
         """The distinct names of the stored jobs, sorted, the first ``limit`` (1 to 10,000)."""
         return run_sync(list_job_names(limit), self.store)
+
+    def activity(self, *, minutes: int = 60) -> Activity:
+        """What each job name is doing now and did in the last ``minutes`` minutes, in
+        bounded index reads (see the asyncio ``Scheduler.activity``)."""
+        return run_sync(read_activity(minutes), self.store)
 
     def live_workers(self) -> list[WorkerInfo]:
         """The asyncio workers running now, in every process on this database and collection

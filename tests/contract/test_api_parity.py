@@ -25,6 +25,7 @@ import pytest
 from bson import ObjectId
 
 from mongo_job_scheduler import (
+    Activity,
     InvalidJobState,
     Job,
     JobNotFound,
@@ -57,6 +58,7 @@ API_METHODS = (
     "stats",
     "throughput",
     "job_names",
+    "activity",
     "purge",
     "live_workers",
     "dependants",
@@ -673,6 +675,32 @@ async def test_throughput_and_job_names_read_the_same_on_both_schedulers(
         await api.throughput(minutes=0)
     with pytest.raises(ValidationError):
         await api.job_names(limit=0)
+
+
+async def test_activity_reads_the_same_on_both_schedulers(api: Any, run_jobs: RunJobs) -> None:
+    ok = await api.schedule("ok")
+    await api.schedule("later", run_at=later())
+    overdue = await api.schedule("late", run_at=datetime.now(timezone.utc) - timedelta(minutes=1))
+    await api.schedule("join", depends_on=[overdue.id])
+    await api.pause("late")
+    async with run_jobs(lambda job: None):
+        await wait_for(lambda: _completed(api, ok.id), timeout=10)
+    seen = await api.activity(minutes=5)
+    assert isinstance(seen, Activity) and seen.minutes == 5
+    assert seen.since == seen.at.replace(second=0, microsecond=0) - timedelta(minutes=4)
+    assert seen.by_name == {
+        "ok": {"completed": 1},
+        "later": {"pending": 1},
+        "late": {"pending": 1},
+        "join": {"waiting": 1},
+    }
+    assert seen.due_by_name == {"late": 1} and seen.due == 1
+    assert seen.lag is not None and seen.lag >= timedelta(minutes=1)
+    assert seen.paused == ["late"] and seen.unhandled == {"late": 1}  # no worker is running
+    assert seen.capped == frozenset()
+    assert (await api.activity()).minutes == 60
+    with pytest.raises(ValidationError):
+        await api.activity(minutes=0)
 
 
 async def _completed(api: Any, job_id: Any) -> bool:

@@ -126,6 +126,7 @@ def protected_requests(job_id: Any, name: str = "x") -> list[tuple[str, str, Any
         ("POST", "/jobs", {"name": name}),
         ("POST", "/jobs/bulk", {"jobs": [{"name": name}]}),
         ("GET", "/jobs/stats", None),
+        ("GET", "/jobs/activity", None),
         ("GET", f"/jobs/{job_id}", None),
         ("PATCH", f"/jobs/{job_id}", {"data": 1}),
         ("DELETE", f"/jobs/{job_id}", None),

@@ -466,7 +466,7 @@ def test_a_job_shows_its_attempt_history(dashboard: DashboardServer, api: httpx.
     assert api.get(f"/jobs/{job.id}").json()["history"] == cancelled["history"]
 
 
-def test_stats_are_exact_beyond_ten_thousand_jobs(
+def test_stats_are_exact_and_activity_capped_beyond_ten_thousand_jobs(
     dashboard: DashboardServer, api: httpx.Client
 ) -> None:
     for start in range(0, 10_500, 1000):
@@ -487,6 +487,21 @@ def test_stats_are_exact_beyond_ten_thousand_jobs(
     assert stats["due"] == 1 and stats["lagMs"] >= 5 * 60 * 1000
     assert stats["failedLastHour"] == 1 and stats["paused"] == ["bulk"]
     assert stats["unhandled"] == {"due-now": 1}
+    # The bounded read: at most 10,000 pending jobs, so pending is capped.
+    response = api.get("/jobs/activity", params={"minutes": 5})
+    assert response.status_code == 200
+    activity = response.json()
+    assert activity["minutes"] == 5 and activity["capped"] == ["pending"]
+    assert activity["byName"]["bulk"]["pending"] + activity["byName"]["due-now"]["pending"] == (
+        10_000
+    )
+    assert activity["byName"]["broken"] == {"failed": 1}
+    assert activity["byStatus"]["pending"] == 10_000 and activity["byStatus"]["failed"] == 1
+    assert activity["due"] == 1 and activity["dueByName"] == {"due-now": 1}
+    assert activity["lagMs"] >= 5 * 60 * 1000
+    assert activity["paused"] == ["bulk"] and activity["unhandled"] == {"due-now": 1}
+    refused = api.get("/jobs/activity", params={"minutes": "1441"})
+    assert refused.status_code == 400 and refused.json()["field"] == "minutes"
 
 
 # -- change ---------------------------------------------------------------------------------------
@@ -779,6 +794,9 @@ def test_every_documented_response_is_what_a_real_request_gets(
             ("POST", "/jobs/bulk", {"jobs": [{"name": "held", "dedupeKey": "held"}]}),
             ("POST", "/jobs/bulk", {"jobs": [{"name": 1}]}),
             ("GET", "/jobs/stats", None),
+            ("GET", "/jobs/activity?minutes=5", None),
+            ("GET", "/jobs/activity?minutes=0", None),
+            ("GET", "/jobs/activity?hours=1", None),
             ("GET", f"/jobs/{held.id}", None),
             ("GET", f"/jobs/{bad}", None),
             ("GET", f"/jobs/{unknown}", None),

@@ -85,9 +85,9 @@ def test_a_token_shorter_than_16_characters_is_refused_with_a_suggestion(short: 
 
 
 class _BrokenStore(InMemoryJobStore):
-    """A store whose statistics fail, as when the database is unreachable."""
+    """A store whose counts fail, as when the database is unreachable."""
 
-    async def stats(self, now: datetime) -> dict[str, Any]:
+    async def activity(self, *args: Any) -> dict[str, Any]:
         raise RuntimeError("database unreachable")
 
 
@@ -626,10 +626,10 @@ def test_overview_shows_counts_lag_failures_and_throughput(
         {"$set": {"status": "failed", "lastError": "x", "updatedAt": datetime.now(timezone.utc)}},
     )
     page.goto("/")
-    expect(page.locator("#total")).to_have_text("7")
+    expect(page.locator("#active")).to_have_text("3")  # the due ones; the others finished
     expect(page.locator("#due")).to_have_text("3")
     expect(page.locator("#lag")).to_have_text(re.compile(r"^[4-6] min \d+ s$"))
-    expect(page.locator("#failed-last-hour")).to_have_text("1")
+    expect(page.locator("#failed-recently")).to_have_text("1")
     expect(page.locator("#by-name tr[data-name='done'] td[data-status=completed]")).to_have_text(
         "3"
     )
@@ -652,7 +652,8 @@ BLOB = "x" * (5 * 1024 * 1024)
 
 
 def _profiled_reads(dashboard: DashboardServer, requests: Any) -> list[dict[str, Any]]:
-    """The reads of the jobs collection MongoDB's profiler saw while ``requests()`` ran."""
+    """The reads of the jobs collection (finds and aggregations) MongoDB's profiler saw while
+    ``requests()`` ran."""
     db = dashboard.sync_db
     db.command("profile", 2)
     try:
@@ -662,7 +663,7 @@ def _profiled_reads(dashboard: DashboardServer, requests: Any) -> list[dict[str,
     try:
         return list(
             db["system.profile"].find(
-                {"ns": f"{db.name}.scheduler_jobs", "op": {"$in": ["query", "getmore"]}}
+                {"ns": f"{db.name}.scheduler_jobs", "op": {"$in": ["query", "getmore", "command"]}}
             )
         )
     finally:
@@ -702,6 +703,73 @@ def test_lists_and_the_overview_read_only_the_fields_they_show(
     assert len(reads) >= 5
     for read in reads:
         assert read["responseLength"] < 256 * 1024, (read["responseLength"], read["command"])
+
+
+def test_the_overview_and_the_workers_page_never_scan_the_jobs(
+    dashboard: DashboardServer,
+) -> None:
+    """Every read of the jobs collection the overview and the workers page make (MongoDB's
+    profiler, aggregations included) goes through an index, and only the running jobs are
+    fetched: no count of every job, whatever the collection holds."""
+    now = datetime.now(timezone.utc)
+    future = dashboard.jobs.schedule_bulk([{"name": f"n{i % 7}", "delay": 600} for i in range(40)])
+    due = dashboard.jobs.schedule_bulk([{"name": "due"} for _ in range(5)])
+    dashboard.jobs.schedule("join", depends_on=[future[0].id])  # waiting
+    collection = dashboard.sync_db["scheduler_jobs"]
+    collection.update_many(
+        {"_id": {"$in": [j.id for j in future[:20]]}},
+        {"$set": {"status": "completed", "updatedAt": now - timedelta(days=1)}},
+    )
+    collection.update_many(
+        {"_id": {"$in": [j.id for j in future[20:24]]}},
+        {"$set": {"status": "failed", "updatedAt": now}},
+    )
+    running = [j.id for j in due[:2]]
+    collection.update_many(
+        {"_id": {"$in": running}},
+        {"$set": {"status": "running", "lockUntil": now + timedelta(minutes=1)}},
+    )
+
+    def requests() -> None:
+        with dashboard.client(headers={"Authorization": f"Bearer {dashboard.token}"}) as client:
+            for path in ("/", "/partials/overview", "/workers", "/partials/workers"):
+                assert client.get(path).status_code == 200, path
+
+    reads = _profiled_reads(dashboard, requests)
+    aggregations = [r for r in reads if "aggregate" in r.get("command", {})]
+    assert len(aggregations) >= 4 * 7, [r["command"] for r in reads]  # activity: seven each
+    for read in reads:
+        plan = read.get("planSummary", "")
+        assert "COLLSCAN" not in plan and plan, (plan, read["command"])
+        assert read.get("docsExamined", 0) <= len(running), (read["docsExamined"], plan)
+
+
+def test_counts_that_stopped_at_their_read_limit_show_a_plus(
+    dashboard: DashboardServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mongo_job_scheduler import _procedures
+    from mongo_job_scheduler.dashboard import _app
+
+    monkeypatch.setattr(_procedures, "ACTIVITY_READ_LIMIT", 3)
+    monkeypatch.setattr(_app, "ACTIVITY_READ_LIMIT", 3)
+    jobs = dashboard.jobs.schedule_bulk([{"name": "busy"} for _ in range(4)])
+    dashboard.sync_db["scheduler_jobs"].update_many(
+        {"_id": {"$in": [j.id for j in jobs]}},
+        {"$set": {"nextRunAt": datetime.now(timezone.utc) - timedelta(minutes=1)}},
+    )
+    dashboard.jobs.schedule("quiet", delay=600)
+    with dashboard.client(headers={"Authorization": f"Bearer {dashboard.token}"}) as client:
+        page = client.get("/partials/overview").text
+    assert re.search(r'id="active">3\+<', page)
+    assert re.search(r'id="due">3\+<', page)
+    assert "at least (of the first 3 due)" in page
+    busy = re.search(r'<tr data-name="busy">(.*?)</tr>', page, re.S)
+    assert busy is not None
+    assert '<td data-status="pending">3+</td>' in busy.group(1)
+    assert '<td data-status="completed">0</td>' in busy.group(1)  # not capped
+    assert "<td>3+</td>" in busy.group(1)  # the total
+    assert 'data-name="quiet"' not in page  # beyond the first 3 pending in the claim order
+    assert "reads at most 3 jobs of each active status" in page
 
 
 def test_a_job_page_cuts_large_values_and_links_to_each_whole_value(

@@ -220,20 +220,38 @@ def test_the_overview_charts_show_the_seeded_numbers(
     assert page.locator("#throughput tbody tr").count() == 2
     # The table stays open across live refreshes.
     page.wait_for_selector("#overview[data-refreshed-at]", state="attached")
+    expect(page.locator("#active")).to_have_text("4")  # alpha's pending jobs
     dashboard.jobs.schedule("gamma", delay=60)
-    expect(page.locator("#total")).to_have_text("12", timeout=10_000)
+    expect(page.locator("#active")).to_have_text("5", timeout=10_000)
     expect(page.locator("#throughput")).to_be_visible()
-    # A bar per name with its status mix, beside the counts.
-    alpha = page.locator("#by-name tr[data-name='alpha'] svg.mix rect")
-    mix = alpha.evaluate_all(
-        "rs => rs.map(r => [r.getAttribute('class'), r.dataset.value, r.getAttribute('width')])"
-    )
-    assert mix == [
+
+    # A bar per name with its status mix, beside the counts: its jobs pending, running or
+    # waiting now, and those that finished in the charts' window.
+    def mix(name: str) -> list[list[str]]:
+        bar = page.locator(f"#by-name tr[data-name='{name}'] svg.mix rect")
+        found: list[list[str]] = bar.evaluate_all(
+            "rs => rs.map(r => [r.getAttribute('class'), r.dataset.value, r.getAttribute('width')])"
+        )
+        return found
+
+    assert mix("alpha") == [
         ["seg seg-pending", "4", "50.000"],
         ["seg seg-completed", "3", "37.500"],
         ["seg seg-failed", "1", "12.500"],
     ]
     expect(page.locator("#by-name tr[data-name='alpha'] td[data-status=pending]")).to_have_text("4")
+    # beta's job that completed 90 minutes ago is outside the window: not in its mix.
+    assert mix("beta") == [
+        ["seg seg-completed", "1", "50.000"],
+        ["seg seg-cancelled", "1", "50.000"],
+    ]
+    beta = page.locator("#by-name tr[data-name='beta']")
+    expect(beta.locator("td[data-status=completed]")).to_have_text("1")
+    expect(beta.locator("td").last).not_to_contain_text("+")
+    headers = page.locator("#by-name thead th[scope=colgroup]").all_inner_texts()
+    assert headers == ["Now", "Finished in the last 60 min"]
+    expect(page.locator("#by-status td[data-status=completed]")).to_have_text("4")
+    expect(page.locator("#failed-recently")).to_have_text("1")
 
 
 def test_the_overview_says_when_nothing_finished(

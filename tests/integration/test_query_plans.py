@@ -7,12 +7,14 @@ outcome writes.
 
 The operator reads are bounded the same way: throughput reads the ``finished`` index only
 (never a document) within its window, the failures of the last hour and purge read the same
-index, and the job names one ``by_name`` key per name.
+index, and the job names one ``by_name`` key per name. The activity by name reads at most its
+limit of each status, from index keys alone but for the running jobs, and the due count and
+the oldest due job read ``claim_order`` keys only.
 
 The collection holds ~5,000 finished jobs (100 of them finished ten minutes ago, the others a
-day ago), ~5,000 future jobs, a handful of running jobs (some with expired leases) and 20 due
-jobs; each test asks the server to ``explain`` the exact filter the store builds
-(``stores/_mongo_common.py``) and walks the plan.
+day ago), ~5,000 future jobs, a handful of running jobs (some with expired leases), 20 due
+jobs and 30 jobs waiting for a dependency; each test asks the server to ``explain`` the exact
+filter the store builds (``stores/_mongo_common.py``) and walks the plan.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from mongo_job_scheduler import AttemptOutcome, MongoJobStore, Scheduler
 from mongo_job_scheduler._documents import build_query
 from mongo_job_scheduler._history import Ending
 from mongo_job_scheduler.dashboard._sorting import LIST_SORTS, list_sort
+from mongo_job_scheduler.job import FINISHED_STATUSES
 from mongo_job_scheduler.stats import THROUGHPUT_READ_LIMIT
 from mongo_job_scheduler.stores import _mongo_common as q
 from mongo_job_scheduler.stores.base import Fence
@@ -45,6 +48,7 @@ FUTURE = 5_000
 DUE = 20
 RUNNING_LIVE = 12
 RUNNING_EXPIRED = 6
+WAITING = 30
 NAMES = ["email", "report", "cleanup", "sync", "billing"]
 OWNER = "plan-owner"
 DONE = Ending(AttemptOutcome.COMPLETED)
@@ -208,6 +212,9 @@ async def _populate(uri: str, db_name: str) -> tuple[datetime, list[ObjectId]]:
                     "priority": 1 + (i * 3) % 10,
                 }
             )
+        # Jobs that become waiting below (as if they waited for a dependency).
+        for i in range(WAITING):
+            items.append({"name": NAMES[i % len(NAMES)], "data": {"i": i}, "delay": 3600})
         ids: list[ObjectId] = []
         for start in range(0, len(items), 2_000):
             ids += [j.id for j in await scheduler.schedule_bulk(items[start : start + 2_000])]
@@ -247,10 +254,11 @@ def populated(mongodb_uri: str) -> Iterator[Collection]:
             },
         )
         running = RUNNING_LIVE + RUNNING_EXPIRED
-        rest = ids[FINISHED + FUTURE :]
+        rest = ids[FINISHED + FUTURE : len(ids) - WAITING]
         coll.live_ids = rest[:RUNNING_LIVE]
         coll.expired_ids = rest[RUNNING_LIVE:running]
         coll.due_ids = rest[running:]
+        jobs.update_many({"_id": {"$in": ids[-WAITING:]}}, {"$set": {"status": "waiting"}})
         for group, lock_until, owner in (
             (coll.live_ids, now + timedelta(minutes=10), "other-owner"),
             (coll.expired_ids, now - timedelta(minutes=1), "dead-owner"),
@@ -271,7 +279,7 @@ def populated(mongodb_uri: str) -> Iterator[Collection]:
         jobs.update_many(
             {"_id": {"$in": coll.live_ids[:4]}}, {"$set": {"lockedBy": OWNER, "lockVersion": 3}}
         )
-        assert jobs.count_documents({}) == FINISHED + FUTURE + running + DUE
+        assert jobs.count_documents({}) == FINISHED + FUTURE + running + DUE + WAITING
         yield coll
     finally:
         client.drop_database(db_name)
@@ -407,6 +415,8 @@ def test_due_query_for_routed_names_stays_on_claim_order(populated: Collection) 
     st = stats(explained)
     assert 0 < st["nReturned"] < DUE
     assert st["totalKeysExamined"] <= DUE + 10 + 2, st
+    # name is a key of claim_order: only the jobs of those names are fetched.
+    assert st["totalDocsExamined"] == st["nReturned"], st
 
 
 def _batch_claim_filters(populated: Collection, ids: list[ObjectId]) -> list[dict[str, Any]]:
@@ -610,9 +620,29 @@ def test_due_by_name_reads_only_due_jobs_from_claim_order(
         }
     )
     assert "claim_order" in index_names(list(walk(explained))), explained
-    assert "COLLSCAN" not in stage_names(list(walk(explained)))
+    assert not {"COLLSCAN", "FETCH"} & set(stage_names(list(walk(explained))))
     keys = stats(explained)["totalKeysExamined"]
     assert (head or DUE) <= keys <= (head or DUE) + 10 + 2, explained
+    assert stats(explained)["totalDocsExamined"] == 0, explained
+
+
+def test_the_due_count_and_the_oldest_due_job_read_claim_order_keys_only(
+    populated: Collection,
+) -> None:
+    """``stats()``' due count and oldest due job: ``status`` and ``name`` are keys of
+    ``claim_order``, so no document is fetched (one key per due job)."""
+    flt = q.due_filter(populated.now)
+    count = populated.explain({"count": populated.name, "query": flt})
+    oldest = populated.explain_find(
+        flt, sort=q.OLDEST_DUE_SORT, limit=1, projection=q.OLDEST_DUE_PROJECTION
+    )
+    for explained in (count, oldest):
+        stages = winning_stages(explained)
+        assert index_names(stages) == {"claim_order"}, stage_names(stages)
+        assert not {"COLLSCAN", "FETCH"} & set(stage_names(stages)), stage_names(stages)
+        st = stats(explained)
+        assert st["totalDocsExamined"] == 0, st
+        assert DUE <= st["totalKeysExamined"] <= DUE + 10 + 2, st
 
 
 # -- operator reads ---------------------------------------------------------------------------
@@ -672,7 +702,8 @@ def test_purge_reads_the_finished_index(populated: Collection) -> None:
     st = stats(explained)
     old_completed = (FINISHED - RECENT) // 2
     assert old_completed <= st["totalKeysExamined"] <= old_completed + 1, st
-    assert populated.db[populated.name].count_documents({}) == FINISHED + FUTURE + 38  # untouched
+    untouched = FINISHED + FUTURE + RUNNING_LIVE + RUNNING_EXPIRED + DUE + WAITING
+    assert populated.db[populated.name].count_documents({}) == untouched
 
 
 def test_job_names_read_one_key_per_name(populated: Collection) -> None:
@@ -686,6 +717,90 @@ def test_job_names_read_one_key_per_name(populated: Collection) -> None:
     st = stats(explained)
     assert st["totalDocsExamined"] == 0, st
     assert st["totalKeysExamined"] <= len(NAMES) + 1, st
+
+
+@pytest.mark.parametrize(
+    ("status", "index", "present"),
+    [
+        ("pending", "claim_order", FUTURE + DUE),
+        ("running", "lease_expiry", RUNNING_LIVE + RUNNING_EXPIRED),
+        ("waiting", "waiting", WAITING),
+    ],
+)
+@pytest.mark.parametrize("limit", [10, 10_000])
+def test_activity_reads_at_most_its_limit_of_each_active_status(
+    populated: Collection, status: str, index: str, present: int, limit: int
+) -> None:
+    """The count by name of the first ``limit`` jobs of an active status walks that status's
+    partial index in its order and stops at the limit, never scanning the collection or
+    sorting; pending and waiting jobs are counted from the keys alone (no document)."""
+    explained = populated.explain(
+        {
+            "aggregate": populated.name,
+            "pipeline": q.active_by_name_pipeline(status, limit),
+            "cursor": {},
+        }
+    )
+    stages = list(walk(explained))
+    names = set(stage_names(stages))
+    assert index_names(stages) == {index}, stage_names(stages)
+    assert not {"COLLSCAN", "SORT"} & names, stage_names(stages)
+    read = min(limit, present)
+    st = stats(explained)
+    assert read <= st["totalKeysExamined"] <= read + 1, st
+    if status == "running":  # fetched, one document per key: running jobs are few
+        assert st["totalDocsExamined"] <= read, st
+    else:
+        assert "FETCH" not in names and st["totalDocsExamined"] == 0, stage_names(stages)
+    rows = populated.db[populated.name].aggregate(q.active_by_name_pipeline(status, limit))
+    assert sum(row["n"] for row in rows) == read
+
+
+@pytest.mark.parametrize("status", ["completed", "failed"])
+@pytest.mark.parametrize(("limit", "read"), [(THROUGHPUT_READ_LIMIT, RECENT // 2), (10, 10)])
+def test_activity_counts_the_finished_jobs_of_its_window_from_the_finished_keys(
+    populated: Collection, status: str, limit: int, read: int
+) -> None:
+    """The jobs of a finished status in the window, by name: one backward scan of that
+    status's range of ``finished`` keys, one key per job in the window (at most ``limit``,
+    the newest), no document, none of the jobs that finished a day ago."""
+    since = populated.now - timedelta(hours=1)
+    pipeline = q.finished_by_name_pipeline(status, since, limit)
+    explained = populated.explain({"aggregate": populated.name, "pipeline": pipeline, "cursor": {}})
+    stages = list(walk(explained))
+    assert index_names(stages) == {"finished"}, stage_names(stages)
+    names = set(stage_names(stages))
+    assert not {"COLLSCAN", "FETCH", "SORT", "SORT_MERGE"} & names, stage_names(stages)
+    st = stats(explained)
+    assert st["totalDocsExamined"] == 0, st
+    assert read <= st["totalKeysExamined"] <= read + 1, st
+    rows = list(populated.db[populated.name].aggregate(pipeline))
+    assert sum(row["n"] for row in rows) == read
+    assert {row["_id"] for row in rows} <= set(NAMES)
+
+
+def test_activity_examines_a_bounded_number_of_keys_in_all(populated: Collection) -> None:
+    """The whole activity read with small limits examines about seven limits' worth of keys
+    (one per status, and the due jobs) and the running jobs' documents, whatever else the
+    collection holds."""
+    limit = 7
+    since = populated.now - timedelta(hours=1)
+    pipelines = [q.active_by_name_pipeline(status, limit) for status in q.ACTIVE_READS]
+    pipelines += [q.finished_by_name_pipeline(s, since, limit) for s in FINISHED_STATUSES]
+    pipelines.append(q.due_by_name_pipeline(populated.now, limit))
+    keys = docs = 0
+    for pipeline in pipelines:
+        explained = populated.explain(
+            {"aggregate": populated.name, "pipeline": pipeline, "cursor": {}}
+        )
+        assert "COLLSCAN" not in stage_names(list(walk(explained)))
+        st = stats(explained)
+        keys += st["totalKeysExamined"]
+        docs += st["totalDocsExamined"]
+    # Seven reads of at most the limit and a boundary key each, and the due read's boundary
+    # keys of each priority.
+    assert keys <= 7 * (limit + 1) + 10 + 2, keys
+    assert docs <= limit, docs  # the running jobs' documents only
 
 
 # -- the dashboard's job list ---------------------------------------------------------------------

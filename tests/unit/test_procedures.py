@@ -24,6 +24,7 @@ from mongo_job_scheduler._procedures import (
     list_paused,
     pause_name,
     purge_finished,
+    read_activity,
     read_stats,
     resume_name,
     retry,
@@ -33,6 +34,7 @@ from mongo_job_scheduler._procedures import (
 )
 from mongo_job_scheduler._updates import UPDATE_ATTEMPTS, UpdatePlan
 from mongo_job_scheduler.fleet import LIVE_FOR
+from mongo_job_scheduler.stats import ACTIVITY_READ_LIMIT, THROUGHPUT_READ_LIMIT
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -340,6 +342,39 @@ def test_stats_combine_the_store_counts_the_paused_names_and_the_live_workers() 
     assert stats.unhandled == {"c": 1}
     _, catch_all = script(read_stats(), [NOW, raw, [_registration("w-2", None)], [], {"c": 1}])
     assert catch_all.unhandled == {}
+
+
+def test_activity_reads_its_window_with_bounded_limits_and_finds_unhandled_due_jobs() -> None:
+    raw = {
+        "counts": [
+            {"name": "a", "status": "pending", "n": 2},
+            {"name": "c", "status": "completed", "n": 4},
+        ],
+        "due": {"a": 2, "c": 1},
+        "oldest_due": NOW - timedelta(minutes=2),
+    }
+    live = [_registration("w-1", ["a"])]
+    at = NOW + timedelta(seconds=30)
+    steps, activity = script(read_activity(5), [at, raw, live, ["b"]])
+    since = NOW - timedelta(minutes=4)  # five wall-clock minutes, the current one included
+    assert steps == [
+        Call("now"),
+        Call("activity", (at, since, THROUGHPUT_READ_LIMIT, ACTIVITY_READ_LIMIT)),
+        Call("live_workers", (at - LIVE_FOR,)),
+        Call("paused_names"),
+    ]
+    assert (activity.at, activity.since, activity.minutes) == (at, since, 5)
+    assert activity.by_name == {"a": {"pending": 2}, "c": {"completed": 4}}
+    assert activity.due == 3 and activity.lag == timedelta(minutes=2, seconds=30)
+    assert activity.paused == ["b"] and activity.unhandled == {"c": 1}
+    assert activity.capped == frozenset()
+
+
+@pytest.mark.parametrize("bad", [0, 1441, 2.5, "60", None, True])
+def test_activity_refuses_a_bad_window_before_any_call(bad: Any) -> None:
+    with pytest.raises(ValidationError) as info:
+        script(read_activity(bad), [])
+    assert info.value.field == "minutes"
 
 
 def test_live_workers_are_the_registrations_seen_lately() -> None:

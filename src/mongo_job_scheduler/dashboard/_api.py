@@ -37,9 +37,10 @@ from .._authoring import (
 )
 from .._errors import ConfigurationError, InvalidJobState, JobNotFound, ValidationError
 from .._format import document_for_display, parse_data_value, to_plain
+from .._procedures import MAX_THROUGHPUT_MINUTES
 from ..job import Job
 from ..scheduler import Scheduler
-from ..stats import SchedulerStats
+from ..stats import Activity, SchedulerStats
 from ._auth import Signer, check_token
 from ._guards import BodyLimit
 from ._openapi import openapi_document
@@ -115,6 +116,25 @@ def stats_json(stats: SchedulerStats) -> dict[str, Any]:
         "failedLastHour": stats.failed_last_hour,
         "paused": list(stats.paused),
         "unhandled": dict(stats.unhandled),
+    }
+
+
+def activity_json(activity: Activity) -> dict[str, Any]:
+    """An :class:`Activity` in the API's shape (camelCase, milliseconds; ``capped`` sorted)."""
+    lag, oldest = activity.lag, activity.oldest_due_at
+    return {
+        "at": to_plain(activity.at),
+        "since": to_plain(activity.since),
+        "minutes": activity.minutes,
+        "byStatus": activity.by_status,
+        "byName": activity.by_name,
+        "capped": sorted(activity.capped),
+        "due": activity.due,
+        "dueByName": dict(activity.due_by_name),
+        "oldestDueAt": None if oldest is None else to_plain(oldest),
+        "lagMs": None if lag is None else round(lag.total_seconds() * 1000),
+        "paused": list(activity.paused),
+        "unhandled": dict(activity.unhandled),
     }
 
 
@@ -262,6 +282,14 @@ class _Api:
 
     async def stats(self, request: Request) -> Response:
         return _json(stats_json(await self.scheduler.stats()))
+
+    async def activity(self, request: Request) -> Response:
+        params = request.query_params
+        for key in params:
+            if key != "minutes":
+                raise ValidationError(key, "unknown query parameter; only minutes")
+        minutes = int_param(params, "minutes", 60, 1, MAX_THROUGHPUT_MINUTES)
+        return _json(activity_json(await self.scheduler.activity(minutes=minutes)))
 
     async def get(self, request: Request) -> Response:
         return _json(job_json(await self._job(request.path_params["job_id"])))
@@ -424,6 +452,7 @@ def create_api(
         "/jobs": {"GET": api.endpoint(api.list_jobs), "POST": api.endpoint(api.create)},
         "/jobs/bulk": {"POST": api.endpoint(api.create_many)},
         "/jobs/stats": {"GET": api.endpoint(api.stats)},
+        "/jobs/activity": {"GET": api.endpoint(api.activity)},
         "/jobs/{job_id}": {
             "GET": api.endpoint(api.get),
             "PATCH": api.endpoint(api.update),

@@ -42,9 +42,9 @@ from .._format import (
     pretty_json_preview,
 )
 from ..fleet import WorkerInfo
-from ..job import Job, JobStatus
+from ..job import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus
 from ..scheduler import Scheduler
-from ..stats import MAX_NAMES_SHOWN, SchedulerStats, busiest_names
+from ..stats import ACTIVITY_READ_LIMIT, MAX_NAMES_SHOWN, THROUGHPUT_READ_LIMIT, busiest_names
 from ._api import create_api
 from ._auth import FLASH_COOKIE, SESSION_COOKIE, Session, Signer, check_token
 from ._authoring import authoring_routes
@@ -420,11 +420,12 @@ class _Dashboard:
 
     # -- overview ---------------------------------------------------------------------------
 
-    async def _paused_names(self, stats: SchedulerStats) -> list[str] | None:
-        """Paused names, or ``None`` when this scheduler cannot pause."""
+    async def _paused_names(self, snapshot: Any) -> list[str] | None:
+        """Paused names (a snapshot's ``paused``, else read), or ``None`` when this scheduler
+        cannot pause."""
         if not self._can_pause():
             return None
-        paused = getattr(stats, "paused", None)
+        paused = getattr(snapshot, "paused", None)
         if isinstance(paused, list):
             return sorted(str(name) for name in paused)
         reader = getattr(self.scheduler, "paused_names", None)
@@ -459,17 +460,19 @@ class _Dashboard:
     async def _overview_context(
         self, request: Request, session: Session
     ) -> tuple[dict[str, Any], int]:
-        stats = await self.scheduler.stats()
-        paused = await self._paused_names(stats)
+        # Bounded reads only (activity, throughput, live workers): never a count of every job.
+        activity = await self.scheduler.activity(minutes=self.throughput_minutes)
+        paused = await self._paused_names(activity)
         paused_set = set(paused or [])
-        totals = {name: sum(stats.by_name.get(name, {}).values()) for name in paused_set}
-        totals.update({name: sum(counts.values()) for name, counts in stats.by_name.items()})
+        by_name_counts = activity.by_name
+        totals = dict.fromkeys(paused_set, 0)
+        totals.update({name: sum(counts.values()) for name, counts in by_name_counts.items()})
         names, others = busiest_names(totals)
         by_name = [
             {
                 "name": name,
-                "counts": {s: stats.by_name.get(name, {}).get(s, 0) for s in STATUSES},
-                "mix": mix_segments(stats.by_name.get(name, {}), STATUSES),
+                "counts": {s: by_name_counts.get(name, {}).get(s, 0) for s in STATUSES},
+                "mix": mix_segments(by_name_counts.get(name, {}), STATUSES),
                 "total": totals[name],
                 "paused": name in paused_set,
                 "link": "/jobs?" + urlencode([("name", name)]),
@@ -478,13 +481,19 @@ class _Dashboard:
         ]
         other = None
         if others:
-            counts = {s: sum(stats.by_name.get(n, {}).get(s, 0) for n in others) for s in STATUSES}
+            counts = {s: sum(by_name_counts.get(n, {}).get(s, 0) for n in others) for s in STATUSES}
             other = {"names": len(others), "counts": counts, "total": sum(counts.values())}
+        by_status = activity.by_status
         context = {
             "page": "overview",
             "page_path": "/",
-            "stats": stats,
-            "by_status": stats.by_status,
+            "activity": activity,
+            "capped": activity.capped,
+            "active_statuses": ACTIVE_STATUSES,
+            "finished_statuses": FINISHED_STATUSES,
+            "active_total": sum(by_status[s] for s in ACTIVE_STATUSES),
+            "limits": {"active": ACTIVITY_READ_LIMIT, "finished": THROUGHPUT_READ_LIMIT},
+            "by_status": by_status,
             "by_name": by_name,
             "other_names": other,
             "paused": None if paused is None else paused[:MAX_NAMES_SHOWN],
@@ -493,7 +502,7 @@ class _Dashboard:
             "charts": await self._charts(),
             "status_links": {s: "/jobs?" + urlencode([("status", s)]) for s in STATUSES},
             "fleet": _fleet(await self.scheduler.live_workers()),
-            "unhandled": sorted(stats.unhandled.items())[:MAX_NAMES_SHOWN],
+            "unhandled": sorted(activity.unhandled.items())[:MAX_NAMES_SHOWN],
         }
         return context, 200
 
@@ -510,13 +519,14 @@ class _Dashboard:
     async def _workers_context(
         self, request: Request, session: Session
     ) -> tuple[dict[str, Any], int]:
-        stats = await self.scheduler.stats()
+        activity = await self.scheduler.activity(minutes=1)  # bounded, unlike stats()
         context = {
             "page": "workers",
             "page_path": "/workers",
             "fleet": _fleet(await self.scheduler.live_workers()),
-            "unhandled": sorted(stats.unhandled.items())[:MAX_NAMES_SHOWN],
-            "at": stats.at,
+            "unhandled": sorted(activity.unhandled.items())[:MAX_NAMES_SHOWN],
+            "due_capped": "due" in activity.capped,
+            "at": activity.at,
         }
         return context, 200
 

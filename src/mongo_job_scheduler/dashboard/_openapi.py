@@ -8,8 +8,10 @@ from typing import Any
 from .._authoring import MAX_BULK
 from .._documents import MAX_DEDUPE_KEY_LENGTH, MAX_NAME_LENGTH, SORT_FIELDS
 from .._history import HISTORY_LIMIT, MAX_HISTORY_ERROR_LENGTH, MAX_HISTORY_ERROR_TYPE_LENGTH
+from .._procedures import MAX_THROUGHPUT_MINUTES
 from .._version import __version__
 from ..job import AttemptOutcome, JobStatus
+from ..stats import ACTIVITY_READ_LIMIT, THROUGHPUT_READ_LIMIT
 
 __all__ = ["openapi_document"]
 
@@ -274,6 +276,38 @@ SCHEMAS: dict[str, Any] = {
         },
         "additionalProperties": False,
     },
+    "Activity": {
+        "type": "object",
+        "description": "What each name is doing, in bounded index reads (never every job): "
+        "pending, running and waiting jobs now, and jobs finished at or after since (the "
+        "last minutes wall-clock minutes). Each active status, and the due jobs, is read up "
+        f"to {ACTIVITY_READ_LIMIT} jobs (pending and due ones in the claim order), each "
+        f"finished status up to its newest {THROUGHPUT_READ_LIMIT}; capped lists what "
+        "stopped at its limit (a lower bound).",
+        "required": ["at", "since", "minutes", "byStatus", "byName", "capped", "due", "lagMs"],
+        "properties": {
+            "at": DATE_TIME,
+            "since": DATE_TIME,
+            "minutes": {"type": "integer", "minimum": 1, "maximum": MAX_THROUGHPUT_MINUTES},
+            "byStatus": {"type": "object", "additionalProperties": COUNT},
+            "byName": {
+                "type": "object",
+                "additionalProperties": {"type": "object", "additionalProperties": COUNT},
+            },
+            "capped": {
+                "type": "array",
+                "items": {"enum": [*STATUSES, "due"]},
+                "description": "The statuses (and due) whose counts stopped at the read limit.",
+            },
+            "due": {**COUNT, "description": "Pending jobs due but not started."},
+            "dueByName": {"type": "object", "additionalProperties": COUNT},
+            "oldestDueAt": {"anyOf": [DATE_TIME, {"type": "null"}]},
+            "lagMs": {"type": ["integer", "null"], "minimum": 0},
+            "paused": {"type": "array", "items": TEXT},
+            "unhandled": {"type": "object", "additionalProperties": COUNT},
+        },
+        "additionalProperties": False,
+    },
     "Cancelled": {
         "type": "object",
         "required": ["cancelled", "job"],
@@ -448,6 +482,25 @@ def _paths() -> dict[str, Any]:
         "/jobs/stats": {
             "get": _operation(
                 "Counts by status and name, due backlog and lag", {"200": ("Stats.", "Stats")}
+            )
+        },
+        "/jobs/activity": {
+            "get": _operation(
+                "What each name is doing now and in the last minutes, in bounded reads",
+                {"200": ("Activity.", "Activity")},
+                ("400",),
+                parameters=[
+                    _query(
+                        "minutes",
+                        "The window of finished jobs, in wall-clock minutes.",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_THROUGHPUT_MINUTES,
+                            "default": 60,
+                        },
+                    )
+                ],
             )
         },
         "/jobs/{id}": {

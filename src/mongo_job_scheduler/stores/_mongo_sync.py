@@ -221,6 +221,16 @@ class MongoJobStore:
         """The first ``limit`` distinct job names, sorted."""
         return [str(row["_id"]) for row in self.jobs.aggregate(q.job_names_pipeline(limit))]
 
+    def activity(
+        self, now: datetime, since: datetime, limit: int, active_limit: int
+    ) -> dict[str, Any]:
+        """Counts by name and status of active and recently finished jobs, and the due jobs
+        by name, in bounded reads (see :meth:`~.base.JobStore.activity`)."""
+        found: dict[str, Any] = self._perform(
+            q.activity(self.jobs, now, since, limit, active_limit)
+        )
+        return found
+
     def due_by_name(self, now: datetime, head: int | None = None) -> dict[str, int]:
         """How many pending jobs are due by ``now``, by name (among the first ``head`` in the
         claim order if given)."""

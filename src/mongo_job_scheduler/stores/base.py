@@ -355,6 +355,18 @@ class JobStore(ABC):
     async def job_names(self, limit: int) -> list[str]:
         """The first ``limit`` distinct job names, sorted."""
 
+    @abstractmethod
+    async def activity(
+        self, now: datetime, since: datetime, limit: int, active_limit: int
+    ) -> dict[str, Any]:
+        """What each job name is doing, in reads bounded by the limits: ``counts``, rows
+        ``{name, status, n}`` of the first ``active_limit`` jobs of each active status
+        (pending ones in the claim order, running ones by ``lockUntil``, waiting ones by
+        name) and of the newest ``limit`` jobs of each finished status that finished at or
+        after ``since`` (by ``updatedAt``); ``due``, ``{name: n}`` of the first
+        ``active_limit`` pending jobs due by ``now`` in the claim order, and ``oldest_due``,
+        the earliest ``nextRunAt`` among them (``None`` when none is due)."""
+
     # -- jobs that wait for other jobs (depends_on; rules in _workflows) -----------------------
 
     @abstractmethod
@@ -514,6 +526,11 @@ class SyncJobStore(Protocol):
 
     def job_names(self, limit: int) -> list[str]:
         """As :meth:`JobStore.job_names`."""
+
+    def activity(
+        self, now: datetime, since: datetime, limit: int, active_limit: int
+    ) -> dict[str, Any]:
+        """As :meth:`JobStore.activity`."""
 
     def live_workers(self, since: datetime) -> list[dict[str, Any]]:
         """The worker registrations seen at or after ``since``, oldest start first (the

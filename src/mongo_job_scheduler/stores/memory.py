@@ -48,6 +48,14 @@ def _sort_key(doc: Mapping[str, Any]) -> tuple[int, datetime, ObjectId]:
     return (int(doc.get("priority") or 5), doc["nextRunAt"], doc["_id"])
 
 
+def _by_name(docs: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many of ``docs`` each name has."""
+    counts: dict[str, int] = {}
+    for doc in docs:
+        counts[str(doc.get("name"))] = counts.get(str(doc.get("name")), 0) + 1
+    return counts
+
+
 _MISSING = object()
 
 
@@ -560,6 +568,39 @@ class InMemoryJobStore(JobStore):
 
     async def job_names(self, limit: int) -> list[str]:
         return sorted({str(d.get("name")) for d in self._jobs.values()})[:limit]
+
+    async def activity(
+        self, now: datetime, since: datetime, limit: int, active_limit: int
+    ) -> dict[str, Any]:
+        self._expire()
+        jobs = list(self._jobs.values())
+        orders: dict[str, Any] = {  # the orders of MongoDB's indexes (see ACTIVE_READS)
+            "pending": _sort_key,
+            "running": lambda d: (d.get("lockUntil") is not None, d.get("lockUntil") or now),
+            "waiting": lambda d: str(d.get("name")),
+        }
+        counts: list[dict[str, Any]] = []
+        for status, order in orders.items():
+            first = sorted((d for d in jobs if d.get("status") == status), key=order)
+            for name, n in _by_name(first[:active_limit]).items():
+                counts.append({"name": name, "status": status, "n": n})
+        done = [
+            d
+            for d in jobs
+            if d.get("status") in FINISHED and d.get("updatedAt") is not None
+            if d["updatedAt"] >= since
+        ]
+        done.sort(key=lambda d: d["updatedAt"], reverse=True)
+        for status in FINISHED:
+            newest = [d for d in done if d["status"] == status][:limit]
+            for name, n in _by_name(newest).items():
+                counts.append({"name": name, "status": status, "n": n})
+        due = sorted(
+            (d for d in jobs if d.get("status") == "pending" and d["nextRunAt"] <= now),
+            key=_sort_key,
+        )[:active_limit]
+        oldest = min((d["nextRunAt"] for d in due), default=None)
+        return {"counts": counts, "due": _by_name(due), "oldest_due": oldest}
 
     async def update(
         self,

@@ -694,6 +694,14 @@ class MongoJobStore(JobStore):
         rows = await (await self.jobs.aggregate(q.job_names_pipeline(limit))).to_list()
         return [str(row["_id"]) for row in rows]
 
+    async def activity(
+        self, now: datetime, since: datetime, limit: int, active_limit: int
+    ) -> dict[str, Any]:
+        found: dict[str, Any] = await self._perform(
+            q.activity(self.jobs, now, since, limit, active_limit)
+        )
+        return found
+
     async def update(
         self,
         job_id: Any,
