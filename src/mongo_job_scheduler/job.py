@@ -96,7 +96,9 @@ class AttemptOutcome(str, Enum):
     CANCELLED = "cancelled"
     """The job was cancelled while the attempt ran."""
     STOPPED = "stopped"
-    """The worker stopped and gave the job back (pending, due now, attempts unchanged)."""
+    """The worker gave the job back without running it to an outcome (pending, due now,
+    attempts unchanged): it was stopping, or the claim's answer came later than the lease
+    lasts."""
     SKIPPED = "skipped"
     """A repeating job's missed slots were skipped under ``misfire="skip"``: no handler ran."""
 

@@ -8,7 +8,10 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+
 from mongo_job_scheduler import (
+    AttemptOutcome,
     Job,
     JobStatus,
     JobStore,
@@ -184,6 +187,44 @@ async def test_heartbeats_keep_a_long_handler_leased(store: JobStore) -> None:
     doc = await stored(store, job.id)
     assert doc["lockVersion"] == 1
     assert doc.get("leaseExpiries", 0) == 0
+
+
+async def test_a_claim_answered_later_than_the_lease_hands_its_jobs_back(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim whose answer takes longer than the lease (a failover, a stuck server
+    selection) may hold a lease that has run out already: its jobs are given back at once,
+    due now, and run from the next claim, instead of being started, stopped by the lease guard
+    and left locked until the lease ends."""
+    runs: list[Any] = []
+
+    async def handler(job: Job) -> None:
+        runs.append(job.id)
+
+    scheduler = make(store, handler, lock_timeout=0.3, heartbeat_interval=0.1)
+    claim = store.claim
+    delayed: list[Any] = []
+
+    async def late_answer(*args: Any, **kwargs: Any) -> Any:
+        result = await claim(*args, **kwargs)
+        if result.jobs and not delayed:
+            delayed.extend(c.job_id for c in result.jobs)
+            await asyncio.sleep(0.5)  # the answer arrives after the 0.3 s lease
+        return result
+
+    monkeypatch.setattr(store, "claim", late_answer)
+    job = await scheduler.schedule("late")
+    async with running_all(scheduler):
+
+        async def completed() -> bool:
+            return await status_of(store, job.id) == "completed"
+
+        await wait_for(completed, timeout=10)
+    assert delayed == [job.id]
+    assert runs == [job.id]  # the late claim ran nothing; the next one ran it once
+    done = await scheduler.get_job(job.id)
+    assert done is not None
+    assert [a.outcome for a in done.history] == [AttemptOutcome.STOPPED, AttemptOutcome.COMPLETED]
 
 
 # -- 8. timeout and max_execution -----------------------------------------------------------

@@ -206,9 +206,22 @@ class Worker:
                 await self._idle(sent, as_of)
 
     async def _take(self, claimed: list[Claimed], sent: float) -> None:
-        """Run what a claim took, or give it straight back if the worker stopped meanwhile."""
+        """Run what a claim took, or give it straight back if the worker stopped meanwhile,
+        or if the claim's answer came so late (a failover, a stuck server selection) that the
+        lease it granted may have run out already: such a run would be stopped at once by the
+        lease guard and leave its job locked until the lease ends; handed back, the job is due
+        again at once."""
+        late = bool(claimed) and time.monotonic() >= sent + self.config.lease.total_seconds()
+        if late and not self._stopping:
+            logger.warning(
+                "a claim took %.1f s to answer, longer than the lease (%.1f s): handing its "
+                "%d job(s) back",
+                time.monotonic() - sent,
+                self.config.lease.total_seconds(),
+                len(claimed),
+            )
         for item in claimed:
-            if self._stopping:
+            if self._stopping or late:
                 await self._give_back(item)
             else:
                 self._launch(item, sent)
@@ -227,7 +240,7 @@ class Worker:
         try:
             await self.store.release(self._fence(claimed, claimed.token))
         except Exception as exc:
-            self._report(exc, "could not release a job claimed during stop")
+            self._report(exc, "could not hand a claimed job back")
 
     def _fence(self, claimed: Claimed, token: int) -> Fence:
         return Fence(claimed.job_id, self.owner, token, claimed.slot_name)
