@@ -496,14 +496,15 @@ class InMemoryJobStore(JobStore):
             raise TypeError("InMemoryJobStore does not support sessions")
 
     async def due_by_name(self, now: datetime, head: int | None = None) -> dict[str, int]:
+        return _by_name(self._due_in_claim_order(now, head))
+
+    def _due_in_claim_order(self, now: datetime, head: int | None) -> list[dict[str, Any]]:
+        """The pending jobs due by ``now`` in the claim order (the first ``head`` if given)."""
         due = sorted(
             (d for d in self._jobs.values() if d["status"] == "pending" and d["nextRunAt"] <= now),
             key=_sort_key,
         )
-        counts: dict[str, int] = {}
-        for doc in due[:head] if head is not None else due:
-            counts[str(doc["name"])] = counts.get(str(doc["name"]), 0) + 1
-        return counts
+        return due if head is None else due[:head]
 
     async def register_worker(self, worker_id: str, fields: Mapping[str, Any]) -> None:
         entry = self._workers.setdefault(worker_id, {"_id": worker_id})
@@ -595,10 +596,7 @@ class InMemoryJobStore(JobStore):
             newest = [d for d in done if d["status"] == status][:limit]
             for name, n in _by_name(newest).items():
                 counts.append({"name": name, "status": status, "n": n})
-        due = sorted(
-            (d for d in jobs if d.get("status") == "pending" and d["nextRunAt"] <= now),
-            key=_sort_key,
-        )[:active_limit]
+        due = self._due_in_claim_order(now, active_limit)
         oldest = min((d["nextRunAt"] for d in due), default=None)
         return {"counts": counts, "due": _by_name(due), "oldest_due": oldest}
 
