@@ -330,6 +330,14 @@ class Scheduler:
         """Whether :meth:`start` ran and :meth:`stop` has not."""
         return self._running
 
+    @property
+    def in_progress(self) -> int:
+        """How many jobs this scheduler's workers are still busy with: claimed and running,
+        finished with their outcome still being written or their events still being emitted,
+        or finished with the jobs waiting for them still being released or cancelled. ``0``
+        once :meth:`stop` has returned."""
+        return sum(w.in_progress for w in (self._worker, self._stopping) if w is not None)
+
     async def start(self) -> None:
         """Create indexes, make sure each :meth:`periodic` declaration has its job, and start
         the workers (a no-op if already started). Without a store the scheduler starts in

@@ -779,8 +779,16 @@ async def test_worker_serves_prometheus_metrics(ctx: Ctx, start_worker: Any) -> 
         with urllib.request.urlopen(url, timeout=5) as reply:
             return str(reply.read().decode())
 
-    body = await asyncio.to_thread(scrape)
-    assert 'mongo_job_scheduler_jobs_total{name="record",outcome="success"} 1.0' in body
+    # The job's outcome is stored before its event reaches the metrics: scrape until it shows.
+    success = 'mongo_job_scheduler_jobs_total{name="record",outcome="success"} 1.0'
+    scraped: list[str] = []
+
+    async def counted() -> bool:
+        scraped.append(await asyncio.to_thread(scrape))
+        return success in scraped[-1]
+
+    await wait_for(counted, timeout=10)
+    body = scraped[-1]
     assert "mongo_job_scheduler_job_run_seconds_bucket" in body
     worker.process.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(worker.process.wait, 20) == 0

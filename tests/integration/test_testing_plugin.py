@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 from pymongo.errors import ServerSelectionTimeoutError
+from tests.conftest import wait_for
 
 from mongo_job_scheduler import Job, JobStatus, JobStore, MongoJobStore, Scheduler
 from mongo_job_scheduler.testing import drain
@@ -205,6 +206,57 @@ async def test_drain_keeps_a_running_scheduler_running(scheduler: Scheduler) -> 
     assert [j.status for j in finished] == [JobStatus.COMPLETED, JobStatus.COMPLETED]
     assert scheduler.is_running
     assert await drain(scheduler, timeout=5) == []  # nothing due: returns at once
+
+
+async def test_drain_waits_for_the_events_of_outcomes_already_stored(
+    scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The outcome is stored a while before its job:complete is emitted (a slow reply): drain
+    # must not take the stored outcome for the end and return without the job.
+    store = scheduler.store
+    assert store is not None
+    finish_many = store.finish_many
+
+    async def slow_reply(items: Any) -> list[bool]:
+        applied = await finish_many(items)
+        await asyncio.sleep(0.5)
+        return applied
+
+    monkeypatch.setattr(store, "finish_many", slow_reply)
+
+    @scheduler.task("tick")
+    async def tick(job: Job) -> None:
+        return None
+
+    await scheduler.start()
+    jobs = [await scheduler.schedule("tick"), await scheduler.schedule("tick")]
+    finished = await drain(scheduler, timeout=20)
+    assert sorted(str(j.id) for j in finished) == sorted(str(j.id) for j in jobs)
+    assert scheduler.in_progress == 0
+
+
+async def test_in_progress_counts_a_job_until_its_events_are_emitted(
+    scheduler: Scheduler,
+) -> None:
+    gate = asyncio.Event()
+    seen: dict[str, int] = {}
+
+    @scheduler.task("tick")
+    async def tick(job: Job) -> None:
+        seen["running"] = scheduler.in_progress
+        await gate.wait()
+
+    scheduler.on("job:complete", lambda job: seen.setdefault("announced", scheduler.in_progress))
+    assert scheduler.in_progress == 0
+    await scheduler.start()
+    job = await scheduler.schedule("tick")
+    await wait_for(lambda: "running" in seen, timeout=10)
+    gate.set()
+    assert (await scheduler.wait(job.id, timeout=10)).status is JobStatus.COMPLETED
+    await wait_for(lambda: scheduler.in_progress == 0, timeout=10)
+    assert seen == {"running": 1, "announced": 1}
+    await scheduler.stop()
+    assert scheduler.in_progress == 0
 
 
 async def test_drain_rejects_bad_timeout(scheduler: Scheduler) -> None:

@@ -35,7 +35,8 @@ async def drain(
     """Run every due job of ``scheduler`` to completion and return the jobs that finished.
 
     Starts ``scheduler`` if it is not running (and stops it gracefully at the end), then waits
-    until no pending job is due and none is running: jobs that become due meanwhile (a retry
+    until no pending job is due and none is running (a job this scheduler runs counts until its
+    events are emitted: :attr:`Scheduler.in_progress`): jobs that become due meanwhile (a retry
     with no delay, a job scheduled by a handler to run now) run too. With ``include_future``,
     pending one-off jobs due later (including retries waiting out a back-off) are moved to now
     with :meth:`Scheduler.update_job`; repeating jobs keep their schedule either way.
@@ -79,7 +80,9 @@ async def drain(
             changed.clear()
             if include_future:
                 await _bring_forward(scheduler)
-            busy = await _busy_jobs(scheduler, limit=1)
+            # The scheduler's own jobs count until their events are emitted: a job's outcome
+            # is stored before its event, and drain must not end in between.
+            busy = scheduler.in_progress > 0 or bool(await _busy_jobs(scheduler, limit=1))
             # Two consecutive quiet looks with no job event in between: a job changing state
             # while one look was reading cannot hide from both.
             if not busy and generation == seen:

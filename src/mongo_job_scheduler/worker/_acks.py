@@ -169,7 +169,13 @@ class Outcomes:
         self.report = report
         self.acks = Acks(store, report)
         self._to_settle: list[dict[str, Any]] = []
+        self._settling = 0  # finished jobs in the batch being settled now
         self._settler: asyncio.Task[None] | None = None
+
+    @property
+    def settling(self) -> int:
+        """Finished jobs whose dependants are queued for settling or being settled."""
+        return len(self._to_settle) + self._settling
 
     async def carry_out(self, execution: Execution, plan: _outcomes.Plan) -> None:
         """Write the plan's outcome (computed again if a repeating job's schedule changed
@@ -204,7 +210,11 @@ class Outcomes:
             while self._to_settle:
                 batch = self._to_settle[: Acks.MAX_BATCH]
                 del self._to_settle[: Acks.MAX_BATCH]
-                await self.settle(batch)
+                self._settling = len(batch)
+                try:
+                    await self.settle(batch)
+                finally:
+                    self._settling = 0
         finally:
             self._settler = None
 

@@ -121,6 +121,12 @@ class Worker:
         """A job becomes due in ``seconds``: claim then."""
         self.wakeups.wake_in(seconds)
 
+    @property
+    def in_progress(self) -> int:
+        """Jobs claimed here and not yet done with: running, having their outcome written
+        and announced, or finished with their dependants being settled."""
+        return len(self.executions) + self.outcomes.settling
+
     def request_stop(self, job_id: Any, reason: StopReason) -> bool:
         """Ask the local execution of ``job_id`` (if any) to stop."""
         execution = self.executions.get(job_id)
