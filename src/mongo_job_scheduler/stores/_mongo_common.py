@@ -52,7 +52,7 @@ from .._history import HISTORY_LIMIT, Ending
 from .._workflows import DEPENDANTS_OPEN, DEPENDANTS_SETTLED, FINISHED
 from ..fleet import FORGET_AFTER
 from ..job import AttemptOutcome
-from .base import LOCK_FIELDS, Fence, Finish
+from .base import LOCK_FIELDS, Announced, Fence, Finish
 
 DEFAULT_COLLECTION = "scheduler_jobs"
 
@@ -616,6 +616,11 @@ PENDING_CHANGES: list[dict[str, Any]] = [
     },
     {
         "$project": {
+            "operationType": 1,
+            "documentKey": 1,
+            "fullDocument.name": 1,
+            "fullDocument.concurrency": 1,
+            "fullDocument.rateLimit": 1,
             "fullDocument.nextRunAt": 1,
             "fullDocument.status": 1,
             "updateDescription.updatedFields.nextRunAt": 1,
@@ -642,6 +647,38 @@ def due_time_of_change(change: Mapping[str, Any]) -> datetime | None:
         if isinstance(value, datetime):
             return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     return None
+
+
+def announced_of_change(change: Mapping[str, Any]) -> Announced | None:
+    """The job a change event announces as created pending with no concurrency or rate limit
+    of its own (:class:`~.base.Announced`), or ``None``."""
+    if change.get("operationType") != "insert":
+        return None
+    full = change.get("fullDocument") or {}
+    job_id = (change.get("documentKey") or {}).get("_id")
+    name = full.get("name")
+    if job_id is None or not isinstance(name, str) or full.get("status") != "pending":
+        return None
+    if _has_slot(full.get("concurrency")) or full.get("rateLimit") is not None:
+        return None
+    return Announced(job_id, name)
+
+
+def _has_slot(limit: Any) -> bool:
+    return isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit >= 1
+
+
+def announced_filter(announced: Announced) -> dict[str, Any]:
+    """The announced job, still pending and due by the server's clock, still of its name, and
+    still without a concurrency limit (from 1) or a rate limit of its own."""
+    return {
+        "_id": announced.job_id,
+        "name": announced.name,
+        "status": "pending",
+        "concurrency": {"$not": {"$gte": 1}},
+        "rateLimit": None,
+        "$expr": {"$lte": ["$nextRunAt", "$$NOW"]},
+    }
 
 
 OUTCOME_PROJECTION = {"lockVersion": 1, "lockedBy": 1, "status": 1}

@@ -6,6 +6,10 @@ A feed is keyed by the event loop, the ``AsyncMongoClient``, the database and th
 every ``MongoJobStore`` on that client and collection joins the same stream, however many
 schedulers a process runs. The first watcher opens it and the last one to leave closes it.
 
+After handing out an event, the stream waits ``REARM_DELAY`` before its next getMore, so
+that right after a job is created the fleet's claims of it reach the server before every
+process's next getMore does.
+
 Health: each getMore waits at most ``WATCH_AWAIT`` seconds on the server (``maxAwaitTimeMS``)
 and then returns, with events or without. The feed is *healthy* from the moment a stream
 opens (or, after a stall, from its first answered getMore) until a getMore fails or fails to
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -31,8 +36,9 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from .._clock import ServerClock
 from . import _mongo_common as q
+from .base import Announced
 
-__all__ = ["STALL_AFTER", "WATCH_AWAIT", "watch_pending"]
+__all__ = ["REARM_DELAY", "STALL_AFTER", "WATCH_AWAIT", "watch_pending"]
 
 logger = logging.getLogger("mongo_job_scheduler")
 
@@ -45,6 +51,12 @@ workers' 30 s safety poll."""
 STALL_AFTER = WATCH_AWAIT + 5.0
 """Seconds without an answer from the server (to the stream's opening or to a getMore) after
 which the stream counts as stalled: watchers are told it is unhealthy and it is reopened."""
+REARM_DELAY = 0.03
+"""Seconds between handing out an event and asking the server for the next ones (events
+that arrive meanwhile come together with the next getMore). An event reaches every idle
+process at once: with 50 processes on two cores, their getMores sent at once delayed the
+first claim of a job created due now (p50 36 ms against 21 ms with this wait, together with
+claiming an announced job by its id)."""
 CLOSE_WAIT = 5.0
 """Seconds the last watcher to leave waits for the stream to close on the server."""
 
@@ -57,7 +69,7 @@ class _Watcher:
     def __init__(
         self,
         clock: ServerClock,
-        notify: Callable[[float], None],
+        notify: Callable[..., None],
         ready: Callable[[], None] | None,
         health: Callable[[bool], None] | None,
     ) -> None:
@@ -65,10 +77,15 @@ class _Watcher:
         self.notify = notify
         self.ready = ready
         self.health = health
+        self.takes_announced = _takes_two(notify)
         self.done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
-    def changed(self, due: datetime | None) -> None:
-        self.notify(0.0 if due is None else (due - self.clock.now()).total_seconds())
+    def changed(self, due: datetime | None, announced: Announced | None = None) -> None:
+        seconds = 0.0 if due is None else (due - self.clock.now()).total_seconds()
+        if announced is not None and seconds <= 0 and self.takes_announced:
+            self.notify(seconds, announced)
+        else:
+            self.notify(seconds)
 
     def opened(self) -> None:
         if self.ready is not None:
@@ -239,6 +256,7 @@ class _Feed:
                 self._set_healthy(True)
             for watcher in list(self.watchers):
                 watcher.opened()
+            rearm_after = 0.0
             while stream.alive:
                 change = await asyncio.wait_for(stream.try_next(), STALL_AFTER)
                 self._token = stream.resume_token
@@ -247,8 +265,13 @@ class _Feed:
                 self._set_healthy(True)
                 if change is not None:
                     due = q.due_time_of_change(change)
+                    announced = q.announced_of_change(change)
                     for watcher in list(self.watchers):
-                        watcher.changed(due)
+                        watcher.changed(due, announced)
+                    loop = asyncio.get_running_loop()
+                    if loop.time() >= rearm_after:  # once per batch of events
+                        await asyncio.sleep(REARM_DELAY)
+                        rearm_after = loop.time() + REARM_DELAY
         finally:
             self._open = False
             with contextlib.suppress(Exception):
@@ -258,7 +281,7 @@ class _Feed:
 async def watch_pending(
     jobs: AsyncCollection[Doc],
     clock: ServerClock,
-    notify: Callable[[float], None],
+    notify: Callable[..., None],
     ready: Callable[[], None] | None,
     health: Callable[[bool], None] | None,
 ) -> bool:
@@ -274,3 +297,14 @@ async def watch_pending(
         return await watcher.done
     finally:
         await feed.leave(watcher)
+
+
+def _takes_two(notify: Callable[..., None]) -> bool:
+    """Whether ``notify`` accepts a second argument (the announced job)."""
+    try:
+        inspect.signature(notify).bind(0.0, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to inspect: call it as documented first
+        return False
+    return True

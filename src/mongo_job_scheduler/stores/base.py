@@ -25,6 +25,7 @@ from ..rate_limit import RateLimit
 
 __all__ = [
     "LOCK_FIELDS",
+    "Announced",
     "ClaimResult",
     "ClaimState",
     "Claimed",
@@ -38,6 +39,16 @@ __all__ = [
 
 LOCK_FIELDS = ("lockedBy", "lockedAt", "lockUntil")
 """The fields of a job's current lease, removed when the job is released or finished."""
+
+
+@dataclass(frozen=True)
+class Announced:
+    """A job that a change notification announced as just created and due, with no
+    concurrency or rate limit of its own: a worker with every place free may take it alone by
+    its id (:meth:`JobStore.claim_announced`), without first reading the queue."""
+
+    job_id: Any
+    name: str
 
 
 @dataclass(frozen=True)
@@ -226,6 +237,22 @@ class JobStore(ABC):
         ``rateLimit``): each start is recorded; a claim that then fails gives it back.
         ``state`` is the calling worker's memory between claims (none: a fresh one)."""
 
+    async def claim_announced(
+        self,
+        owner: str,
+        announced: Announced,
+        lease: timedelta,
+        max_lease_expiries: int,
+        names: Sequence[str] | None = None,
+        rate_limits: Mapping[str, RateLimit] | None = None,
+    ) -> Claimed | None:
+        """Take the one job ``announced`` for ``owner`` in a single round trip, exactly as
+        :meth:`claim` would take it, if it is still pending and due on the store's clock,
+        among ``names``, not paused, and without a concurrency or rate limit (its own, or its
+        name's in ``rate_limits``); otherwise write nothing and return ``None``, and the
+        worker claims as usual. Stores may always return ``None``."""
+        return None
+
     @abstractmethod
     async def renew(self, fences: Sequence[Fence], lease: timedelta) -> set[Any]:
         """Extend the leases (and concurrency slots) of these executions to now + ``lease`` in
@@ -239,12 +266,14 @@ class JobStore(ABC):
 
     async def watch(
         self,
-        notify: Callable[[float], None],
+        notify: Callable[..., None],
         ready: Callable[[], None] | None = None,
         health: Callable[[bool], None] | None = None,
     ) -> bool:
         """Call ``notify(seconds_until_due)`` whenever a job becomes pending (created,
-        retried, rescheduled or released), until cancelled; call ``ready()`` each time the
+        retried, rescheduled or released), until cancelled; for a job created due with no
+        limits, a store may call ``notify(seconds_until_due, announced)`` with an
+        :class:`Announced` (if ``notify`` takes it). Call ``ready()`` each time the
         notifications (re)start, since changes just before it may have been missed. Call
         ``health(True)`` while notifications arrive promptly, and ``health(False)`` as soon as
         they may be late or lost (an error, or no answer from the server in time): an idle

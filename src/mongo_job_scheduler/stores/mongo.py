@@ -26,6 +26,7 @@ from ..rate_limit import RateLimit, rate_limit_for
 from . import _mongo_common as q
 from ._mongo_watch import watch_pending
 from .base import (
+    Announced,
     Claimed,
     ClaimResult,
     ClaimState,
@@ -271,6 +272,42 @@ class MongoJobStore(JobStore):
         claimed.sort(key=lambda c: q.claim_order_key(c.document))
         return ClaimResult(claimed, state.lost_races, held_back, drained)
 
+    async def claim_announced(
+        self,
+        owner: str,
+        announced: Announced,
+        lease: timedelta,
+        max_lease_expiries: int,
+        names: Sequence[str] | None = None,
+        rate_limits: Mapping[str, RateLimit] | None = None,
+    ) -> Claimed | None:
+        # Like claim(): the cached paused names decide at once, and an old cache is read
+        # again beside the claim; a job whose name turns out paused is given straight back.
+        name = announced.name
+        paused = self._paused_cache
+        if paused is None or name in paused[1]:
+            return None
+        if (names is not None and name not in names) or (rate_limits and name in rate_limits):
+            return None
+        refresh: asyncio.Task[list[str]] | None = None
+        if time.monotonic() - paused[0] > PAUSED_REFRESH:
+            refresh = asyncio.create_task(self._read_paused())
+        try:
+            doc = await self.jobs.find_one_and_update(
+                q.announced_filter(announced),
+                q.claim_update(owner, lease),
+                return_document=ReturnDocument.AFTER,
+            )
+        finally:
+            fresh = await _outcome_of(refresh)
+        if doc is None:
+            return None
+        claimed = Claimed(doc, int(doc.get("leaseExpiries") or 0) >= max_lease_expiries)
+        if refresh is not None and (fresh is None or name in fresh):
+            await self.release(Fence(claimed.job_id, owner, claimed.token, None))
+            return None
+        return claimed
+
     def _estimate(self) -> datetime:
         """The clock estimate without a round trip; a stale one is measured again beside."""
         if self._clock.stale and (self._clock_task is None or self._clock_task.done()):
@@ -515,7 +552,7 @@ class MongoJobStore(JobStore):
 
     async def watch(
         self,
-        notify: Callable[[float], None],
+        notify: Callable[..., None],
         ready: Callable[[], None] | None = None,
         health: Callable[[bool], None] | None = None,
     ) -> bool:
@@ -762,3 +799,13 @@ def in_contention(
         return True
     state.lane = 0  # the next contention starts from the head
     return False
+
+
+async def _outcome_of(task: asyncio.Task[list[str]] | None) -> list[str] | None:
+    """The paused names a refresh read, or ``None`` (no refresh, or it failed)."""
+    if task is None:
+        return None
+    try:
+        return await task
+    except Exception:
+        return None

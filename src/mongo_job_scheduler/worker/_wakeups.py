@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from ..stores.base import JobStore
+from ..stores.base import Announced, JobStore
 
 __all__ = ["Wakeups"]
 
@@ -71,6 +71,7 @@ class Wakeups:
         self._health_reported = _takes_health(store.watch)
         self._peers = 0  # other live workers on the store, as last counted
         self._spread_wake: asyncio.TimerHandle | None = None
+        self._announced: list[Announced | None] = []  # due now, per notification (at most 2)
 
     @property
     def notified(self) -> bool:
@@ -121,8 +122,16 @@ class Wakeups:
         spread = min(SPREAD_PER_PEER * self._peers, MAX_SPREAD)
         return random.uniform(0.0, spread) if spread > 0 else 0.0
 
-    def _notified(self, seconds: float) -> None:
+    def _notified(self, seconds: float, announced: Announced | None = None) -> None:
+        if seconds <= 0 and len(self._announced) < 2:
+            self._announced.append(announced)
         self.wake_in(seconds, spread=True)
+
+    def take_announced(self) -> Announced | None:
+        """The job announced due by the only notification of a due job since the last call
+        (the next claim's), if there was exactly one and it was announced; else ``None``."""
+        heard, self._announced = self._announced, []
+        return heard[0] if len(heard) == 1 else None
 
     def _on_spread_wake(self) -> None:
         self._spread_wake = None

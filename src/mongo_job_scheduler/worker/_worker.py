@@ -23,7 +23,7 @@ from .._config import SchedulerConfig
 from .._errors import HandlerCrashed
 from ..events import EventEmitter
 from ..job import RunContext, StopReason
-from ..stores.base import Claimed, ClaimState, Fence, JobStore
+from ..stores.base import Announced, Claimed, ClaimState, Fence, JobStore
 from ..tasks import TaskRegistry, TaskSpec
 from ._acks import Outcomes
 from ._leases import LeaseKeeper
@@ -181,6 +181,10 @@ class Worker:
             self.wakeups.event.clear()
             sent = time.monotonic()  # the server starts each lease after this instant
             as_of = self.store.clock()  # what became claimable after this, the claim may miss
+            announced = self.wakeups.take_announced()
+            idle = free == self.config.workers
+            if announced is not None and idle and await self._claim_announced(announced, sent):
+                continue  # then claim as usual for whatever else is due
             try:
                 result = await self.store.claim(
                     self.owner,
@@ -210,6 +214,28 @@ class Worker:
             self.wakeups.note_claim(len(result.jobs), free, more, result.held_back)
             if not result.jobs and not more and not self._stopping:
                 await self._idle(sent, as_of)
+
+    async def _claim_announced(self, announced: Announced, sent: float) -> bool:
+        """An idle worker told of exactly one new job due now takes it by its id in one round
+        trip (not after reading the queue); whether it did. On a miss (another worker took
+        it, or it is not claimable alone) the usual claim follows."""
+        try:
+            claimed = await self.store.claim_announced(
+                self.owner,
+                announced,
+                self.config.lease,
+                self.config.max_lease_expiries,
+                self.tasks.claimable_names(),
+                self.tasks.rate_limits(),
+            )
+        except Exception as exc:
+            if not self.store.is_transient(exc):
+                self._report(exc, "claim of an announced job failed; claiming as usual")
+            return False
+        if claimed is None:
+            return False
+        await self._take([claimed], sent)
+        return True
 
     async def _take(self, claimed: list[Claimed], sent: float) -> None:
         """Run what a claim took, or give it straight back if the worker stopped meanwhile,
