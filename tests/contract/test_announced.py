@@ -78,6 +78,11 @@ async def test_an_announced_job_that_is_not_claimable_alone_is_left_alone(
         (await producer.schedule("task-rate"), {"rate_limits": {"task-rate": RateLimit(5, 60)}}),
         (await producer.schedule("later", run_at=later), {}),
     ]
+    undated = await producer.schedule("undated")  # as a foreign writer might leave it
+    await store.database[store.collection_name].update_one(
+        {"_id": undated.id}, {"$set": {"nextRunAt": None}}
+    )
+    cases.append((undated, {}))
     for job, kwargs in cases:
         before = await store.get(job.id)
         assert await _claim(store, job, **kwargs) is None, job.name
@@ -121,7 +126,8 @@ def test_which_changes_announce_a_job() -> None:
     job_id = object()
 
     def insert(**fields: Any) -> dict[str, Any]:
-        full = {"name": "email", "status": "pending", **fields}
+        due = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        full = {"name": "email", "status": "pending", "nextRunAt": due, **fields}
         return {"operationType": "insert", "documentKey": {"_id": job_id}, "fullDocument": full}
 
     assert q.announced_of_change(insert()) == Announced(job_id, "email")
@@ -131,6 +137,7 @@ def test_which_changes_announce_a_job() -> None:
     assert q.announced_of_change(insert(rateLimit={"limit": 1, "periodMs": 1000})) is None
     assert q.announced_of_change(insert(status="waiting")) is None
     assert q.announced_of_change(insert(name=7)) is None
+    assert q.announced_of_change(insert(nextRunAt=None)) is None
     update = {"operationType": "update", "documentKey": {"_id": job_id}}
     assert q.announced_of_change(update) is None
     assert q.announced_of_change({"operationType": "insert", "fullDocument": {}}) is None

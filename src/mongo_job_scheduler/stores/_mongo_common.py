@@ -659,6 +659,8 @@ def announced_of_change(change: Mapping[str, Any]) -> Announced | None:
     name = full.get("name")
     if job_id is None or not isinstance(name, str) or full.get("status") != "pending":
         return None
+    if not isinstance(full.get("nextRunAt"), datetime):
+        return None
     if _has_slot(full.get("concurrency")) or full.get("rateLimit") is not None:
         return None
     return Announced(job_id, name)
@@ -669,14 +671,16 @@ def _has_slot(limit: Any) -> bool:
 
 
 def announced_filter(announced: Announced) -> dict[str, Any]:
-    """The announced job, still pending and due by the server's clock, still of its name, and
-    still without a concurrency limit (from 1) or a rate limit of its own."""
+    """The announced job, still pending and due by the server's clock (a ``nextRunAt`` date
+    not after ``$$NOW``), still of its name, and still without a concurrency limit (from 1) or
+    a rate limit of its own."""
     return {
         "_id": announced.job_id,
         "name": announced.name,
         "status": "pending",
         "concurrency": {"$not": {"$gte": 1}},
         "rateLimit": None,
+        "nextRunAt": {"$type": "date"},
         "$expr": {"$lte": ["$nextRunAt", "$$NOW"]},
     }
 
