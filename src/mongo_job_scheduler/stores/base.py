@@ -59,6 +59,12 @@ class Claimed:
     document: dict[str, Any]
     poisoned: bool = False
 
+    @classmethod
+    def taken(cls, document: dict[str, Any], max_lease_expiries: int) -> Claimed:
+        """The claim of ``document`` as a claim wrote it: poisoned once its lease expired
+        ``max_lease_expiries`` times."""
+        return cls(document, int(document.get("leaseExpiries") or 0) >= max_lease_expiries)
+
     @property
     def token(self) -> int:
         """The claim's fencing token (the ``lockVersion`` it wrote)."""

@@ -271,8 +271,7 @@ class InMemoryJobStore(JobStore):
                 lastRunAt=now,
                 updatedAt=now,
             )
-            poisoned = int(doc.get("leaseExpiries") or 0) >= max_lease_expiries
-            claimed.append(Claimed(copy.deepcopy(doc), poisoned))
+            claimed.append(Claimed.taken(copy.deepcopy(doc), max_lease_expiries))
         return ClaimResult(claimed, held_back=held_back)  # atomic here: no races to lose
 
     async def next_due(

@@ -199,13 +199,13 @@ class MongoJobStore(JobStore):
         # refreshed beside it when they are old (an idle worker woken after a long sleep
         # claims in two round trips: the candidates, then the claim write).
         now = self._estimate()
-        paused = self._paused_cache
+        cached = self._cached_paused()
         refresh: asyncio.Task[list[str]] | None = None
-        if paused is None:
+        if cached is None:
             saturated = await self._paused_now()
         else:
-            saturated = list(paused[1])
-            if time.monotonic() - paused[0] > PAUSED_REFRESH:
+            saturated, stale = cached
+            if stale:
                 refresh = asyncio.create_task(self._read_paused())
         held_back = bool(saturated)  # paused names: a resume elsewhere notifies nobody
         claimed: list[Claimed] = []
@@ -284,13 +284,13 @@ class MongoJobStore(JobStore):
         # Like claim(): the cached paused names decide at once, and an old cache is read
         # again beside the claim; a job whose name turns out paused is given straight back.
         name = announced.name
-        paused = self._paused_cache
-        if paused is None or name in paused[1]:
+        cached = self._cached_paused()
+        if cached is None or name in cached[0]:
             return None
         if (names is not None and name not in names) or (rate_limits and name in rate_limits):
             return None
         refresh: asyncio.Task[list[str]] | None = None
-        if time.monotonic() - paused[0] > PAUSED_REFRESH:
+        if cached[1]:
             refresh = asyncio.create_task(self._read_paused())
         try:
             doc = await self.jobs.find_one_and_update(
@@ -302,7 +302,7 @@ class MongoJobStore(JobStore):
             fresh = await _outcome_of(refresh)
         if doc is None:
             return None
-        claimed = Claimed(doc, int(doc.get("leaseExpiries") or 0) >= max_lease_expiries)
+        claimed = Claimed.taken(doc, max_lease_expiries)
         if refresh is not None and (fresh is None or name in fresh):
             await self.release(Fence(claimed.job_id, owner, claimed.token, None))
             return None
@@ -408,9 +408,7 @@ class MongoJobStore(JobStore):
             docs = [q.claimed_as_read(c, owner, lease, claim_id, read_at) for c in candidates]
         else:
             docs = await self.jobs.find(taken).to_list()
-        return [
-            Claimed(doc, int(doc.get("leaseExpiries") or 0) >= max_lease_expiries) for doc in docs
-        ]
+        return [Claimed.taken(doc, max_lease_expiries) for doc in docs]
 
     async def _claim_one(
         self,
@@ -463,7 +461,7 @@ class MongoJobStore(JobStore):
                     {"_id": candidate["name"]}, {"$pull": {"starts": {"id": start_id}}}
                 )
             return None
-        return Claimed(doc, int(doc.get("leaseExpiries") or 0) >= max_lease_expiries)
+        return Claimed.taken(doc, max_lease_expiries)
 
     async def renew(self, fences: Sequence[Fence], lease: timedelta) -> set[Any]:
         if not fences:
@@ -618,10 +616,18 @@ class MongoJobStore(JobStore):
     async def _paused_now(self) -> list[str]:
         """Paused names for a claim, read at most every PAUSED_REFRESH seconds (a pause made
         in another process takes effect within that time; one made here, at once)."""
-        cached = self._paused_cache
-        if cached is None or time.monotonic() - cached[0] > PAUSED_REFRESH:
+        cached = self._cached_paused()
+        if cached is None or cached[1]:
             return await self._read_paused()
-        return list(cached[1])
+        return cached[0]
+
+    def _cached_paused(self) -> tuple[list[str], bool] | None:
+        """The paused names as last read (a copy), and whether that read is older than
+        PAUSED_REFRESH; ``None`` before the first read."""
+        cached = self._paused_cache
+        if cached is None:
+            return None
+        return list(cached[1]), time.monotonic() - cached[0] > PAUSED_REFRESH
 
     async def _read_paused(self) -> list[str]:
         names = await self.paused_names()
