@@ -836,6 +836,8 @@ class MultiResult:
     """Context switches of the worker processes' threads (summed) over the run."""
     server_switches: int = 0
     """Context switches of ``mongod``'s threads over the run."""
+    separate: bool = False
+    """Each process burned down its own database (shared nothing)."""
 
     @property
     def rate(self) -> float:
@@ -858,7 +860,9 @@ class MultiResult:
 
     def describe(self) -> str:
         return (
-            f"{self.processes} process(es): {fmt_int(self.jobs)} jobs in {self.seconds:.2f} s = "
+            f"{self.processes} process(es)"
+            + (", each its own queue" if self.separate else "")
+            + f": {fmt_int(self.jobs)} jobs in {self.seconds:.2f} s = "
             f"{fmt_rate(self.rate)}; per process {self.per_process}; {self.check.describe()}; "
             f"{fmt_int(self.completed_in_db)} `completed` in the collection; "
             f"worker processes {', '.join(f'{cpu:.2f}' for cpu in self.cpu)} s CPU; "
@@ -873,20 +877,35 @@ class MultiResult:
 
 
 async def multi_burn(
-    bench: Bench, processes: int, jobs: int, package_src: Path | None = None
+    bench: Bench,
+    processes: int,
+    jobs: int,
+    package_src: Path | None = None,
+    *,
+    separate: bool = False,
 ) -> MultiResult:
     """Burn-down of ``jobs`` by ``processes`` worker subprocesses, timed from the ``go`` sent
     to all of them until the last handler ran; the ids each ran are checked for duplicates.
     With ``package_src``, the workers import ``mongo_job_scheduler`` from that directory (see
-    :class:`benchlib.Child`); the jobs are written by this process's package either way."""
-    name = bench.database_name(f"multi{processes}")
-    db = bench.client[name]
-    ids = await insert_with_schedule_bulk(Scheduler(MongoJobStore(db)), jobs)
+    :class:`benchlib.Child`); the jobs are written by this process's package either way.
+
+    With ``separate``, the processes share nothing: each burns down its own database holding
+    its share of the jobs (the control for what running several processes costs on this
+    machine, apart from what sharing one queue costs)."""
+    label = f"multi{processes}" + ("sep" if separate else "")
+    if separate:
+        names = [bench.database_name(f"{label}-{index}") for index in range(processes)]
+    else:
+        names = [bench.database_name(label)] * processes
+    shares = [jobs // processes + (index < jobs % processes) for index in range(processes)]
+    ids: list[Any] = []
+    for name, share in zip(names, shares, strict=True) if separate else [(names[0], jobs)]:
+        ids += await insert_with_schedule_bulk(Scheduler(MongoJobStore(bench.client[name])), share)
     folder = Path(tempfile.mkdtemp(prefix="mjs-bench-ids-"))
     children = [
         Child(
             bench.uri,
-            name,
+            names[index],
             mode="burn",
             workers=bench.args.workers,
             poll_interval=0.05,
@@ -925,12 +944,16 @@ async def multi_burn(
             path = folder / f"{index}.ids"
             if path.exists():
                 runs.update(ObjectId(line) for line in path.read_text().split())
-        completed = await db[DEFAULT_COLLECTION].count_documents({"status": "completed"})
+        completed = 0
+        for name in sorted(set(names)):
+            jobs_of = bench.client[name][DEFAULT_COLLECTION]
+            completed += await jobs_of.count_documents({"status": "completed"})
     finally:
         for child in children:
             await child.stop()
         shutil.rmtree(folder, ignore_errors=True)
-        await bench.drop(name)
+        for name in sorted(set(names)):
+            await bench.drop(name)
     errors = [error for child in children for error in child.status.errors]
     return MultiResult(
         processes,
@@ -947,53 +970,75 @@ async def multi_burn(
         [child.status.package for child in children],
         switches,
         server_switches,
+        separate,
     )
 
 
 async def section_multi(bench: Bench) -> None:
-    """One worker process vs ``--processes`` of them, interleaved ``--repeat`` times."""
+    """One worker process vs ``--processes`` of them sharing one queue, and the same number
+    sharing nothing (each burns down its own queue: what running that many processes costs
+    on this machine, apart from what sharing a queue costs), interleaved ``--repeat`` times."""
     section = "6. Many processes"
     args = bench.args
-    jobs, workers = args.multi_jobs, args.workers
-    runs: dict[int, list[MultiResult]] = {1: [], args.processes: []}
+    jobs, workers, many = args.multi_jobs, args.workers, args.processes
+    kinds = [(1, False), (many, False), (many, True)]
+    runs: dict[tuple[int, bool], list[MultiResult]] = {kind: [] for kind in kinds}
     for index in range(args.repeat):
-        for processes in runs:
-            log(f"{section}: run {index + 1}: {jobs} jobs, {processes} process(es) x {workers}")
-            result = await multi_burn(bench, processes, jobs)
-            runs[processes].append(result)
+        for processes, separate in kinds:
+            alone = ", each its own queue" if separate else ""
+            log(
+                f"{section}: run {index + 1}: {jobs} jobs, "
+                f"{processes} process(es) x {workers}{alone}"
+            )
+            result = await multi_burn(bench, processes, jobs, separate=separate)
+            runs[processes, separate].append(result)
             bench.report.note(section, result.describe())
-    for processes, results in runs.items():
-        label = f"{processes} process{'es' if processes > 1 else ''} x {workers} workers"
-        bench.report.add(section, f"{fmt_int(jobs)} jobs, {label}", runs_value(results), "—", None)
-        add_once_row(bench, section, label, results)
-    one, many = median_rate(runs[1]), median_rate(runs[args.processes])
-    ratio = many / one if one else 0.0
+    labels = {
+        kind: f"{kind[0]} process{'es' if kind[0] > 1 else ''} x {workers} workers"
+        + (", each its own queue" if kind[1] else "")
+        for kind in kinds
+    }
+    for kind, results in runs.items():
+        bench.report.add(
+            section, f"{fmt_int(jobs)} jobs, {labels[kind]}", runs_value(results), "—", None
+        )
+        add_once_row(bench, section, labels[kind], results)
+    one, shared = median_rate(runs[1, False]), median_rate(runs[many, False])
+    ratio = shared / one if one else 0.0
     bench.report.add(
         section,
-        f"{args.processes} processes vs 1 (medians)",
+        f"{many} processes vs 1 (medians)",
         f"{ratio:.2f}x",
         f"≥ {TARGET_MULTI_RATIO}x",
         ratio >= TARGET_MULTI_RATIO,
     )
-    per_job: dict[int, float] = {}
-    for processes, results in runs.items():
-        per_job[processes] = statistics.median(r.total_cpu_per_job for r in results)
+    per_job: dict[tuple[int, bool], float] = {}
+    for kind, results in runs.items():
+        per_job[kind] = statistics.median(r.total_cpu_per_job for r in results)
         workers_part = statistics.median(r.cpu_per_job for r in results)
         bench.report.add(
             section,
-            f"CPU per job, {processes} process{'es' if processes > 1 else ''} "
-            "(workers + mongod, median)",
-            f"{per_job[processes] * 1e6:.0f} µs ({workers_part * 1e6:.0f} µs workers)",
+            f"CPU per job, {labels[kind]} (workers + mongod, median)",
+            f"{per_job[kind] * 1e6:.0f} µs ({workers_part * 1e6:.0f} µs workers)",
             "—",
             None,
         )
-    cpu_ratio = per_job[args.processes] / per_job[1] if per_job[1] else float("inf")
+    base = per_job[1, False]
+    cpu_ratio = per_job[many, False] / base if base else float("inf")
     bench.report.add(
         section,
-        f"CPU per job, {args.processes} processes vs 1 (medians)",
+        f"CPU per job, {many} processes vs 1 (medians)",
         f"{cpu_ratio:.2f}x",
         f"≤ {TARGET_MULTI_CPU_RATIO}x",
         cpu_ratio <= TARGET_MULTI_CPU_RATIO,
+    )
+    floor = per_job[many, True] / base if base else float("inf")
+    bench.report.add(
+        section,
+        f"CPU per job, {many} processes each with its own queue vs 1 (control, medians)",
+        f"{floor:.2f}x",
+        "—",
+        None,
     )
 
 
