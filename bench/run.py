@@ -981,7 +981,7 @@ async def section_multi(bench: Bench) -> None:
     section = "6. Many processes"
     args = bench.args
     jobs, workers, many = args.multi_jobs, args.workers, args.processes
-    kinds = [(1, False), (many, False), (many, True)]
+    kinds = list(dict.fromkeys([(1, False), (many, False), (many, True)]))
     runs: dict[tuple[int, bool], list[MultiResult]] = {kind: [] for kind in kinds}
     for index in range(args.repeat):
         for processes, separate in kinds:
