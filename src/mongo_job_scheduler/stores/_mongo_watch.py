@@ -303,8 +303,6 @@ def _takes_two(notify: Callable[..., None]) -> bool:
     """Whether ``notify`` accepts a second argument (the announced job)."""
     try:
         inspect.signature(notify).bind(0.0, None)
-    except TypeError:
-        return False
-    except ValueError:  # no signature to inspect: call it as documented first
+    except (TypeError, ValueError):  # one argument only, or no signature to inspect
         return False
     return True

@@ -33,12 +33,22 @@ __all__ = [
     "JobStore",
     "Ownership",
     "SyncJobStore",
+    "concurrency_limit",
     "ownership_of",
     "shows_release",
 ]
 
 LOCK_FIELDS = ("lockedBy", "lockedAt", "lockUntil")
 """The fields of a job's current lease, removed when the job is released or finished."""
+
+
+def concurrency_limit(document: Mapping[str, Any]) -> int | None:
+    """The job's ``concurrency`` limit when it has one (an integer from 1; a boolean is
+    none), else ``None``: such a job runs only with one of its name's slots."""
+    limit = document.get("concurrency")
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1:
+        return limit
+    return None
 
 
 @dataclass(frozen=True)
@@ -79,8 +89,7 @@ class Claimed:
     def slot_name(self) -> str | None:
         """The name whose concurrency slot the claim took (jobs with a ``concurrency``
         limit), else ``None``."""
-        limit = self.document.get("concurrency")
-        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1:
+        if concurrency_limit(self.document) is not None:
             return str(self.document["name"])
         return None
 

@@ -34,6 +34,7 @@ from .base import (
     Finish,
     JobStore,
     Ownership,
+    concurrency_limit,
     ownership_of,
     shows_release,
 )
@@ -422,12 +423,11 @@ class MongoJobStore(JobStore):
         """Claim one job: first its concurrency slot and its rate-limit start, if it has
         them, then the job itself; if the job was taken meanwhile, give both back."""
         job_id = candidate["_id"]
-        limit = candidate.get("concurrency")
-        slot = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
-        if slot and isinstance(limit, int):
+        limit = concurrency_limit(candidate)
+        if limit is not None:
             slots_doc = await self.slots.find_one_and_update(
                 {"_id": candidate["name"]},
-                q.slot_acquire_update(job_id, owner, int(limit), lease),
+                q.slot_acquire_update(job_id, owner, limit, lease),
                 upsert=True,
                 return_document=ReturnDocument.AFTER,
             )
@@ -444,7 +444,7 @@ class MongoJobStore(JobStore):
                 return_document=ReturnDocument.AFTER,
             )
             if not any(s.get("id") == start_id for s in (rates_doc or {}).get("starts", [])):
-                if slot:
+                if limit is not None:
                     await self.free_slot(Fence(job_id, owner, 0, candidate["name"]))
                 return None
         doc = await self.jobs.find_one_and_update(
@@ -454,7 +454,7 @@ class MongoJobStore(JobStore):
         )
         if doc is None:  # another worker took it first
             state.lost_races = True
-            if slot:
+            if limit is not None:
                 await self.free_slot(Fence(job_id, owner, 0, candidate["name"]))
             if start_id is not None:
                 await self.rates.update_one(
