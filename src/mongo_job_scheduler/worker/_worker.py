@@ -240,18 +240,16 @@ class Worker:
     async def _take(self, claimed: list[Claimed], sent: float) -> None:
         """Run what a claim took, or give it straight back if the worker stopped meanwhile,
         or if the claim's answer came so late (a failover, a stuck server selection) that the
-        lease it granted may run out before a renewal reaches it (less than one heartbeat
-        interval of it left, counted from when the claim was sent): such a run would be
-        stopped at once by the lease guard and leave its job locked until the lease ends;
-        handed back, the job is due again at once."""
-        lease = self.config.lease.total_seconds()
-        late = bool(claimed) and time.monotonic() >= sent + lease - self.config.heartbeat_interval
+        lease it granted may have run out already: such a run would be stopped at once by the
+        lease guard and leave its job locked until the lease ends; handed back, the job is due
+        again at once."""
+        late = bool(claimed) and time.monotonic() >= sent + self.config.lease.total_seconds()
         if late and not self._stopping:
             logger.warning(
-                "a claim took %.1f s to answer, too close to the lease (%.1f s) for a renewal "
-                "to keep it: handing its %d job(s) back",
+                "a claim took %.1f s to answer, longer than the lease (%.1f s): handing its "
+                "%d job(s) back",
                 time.monotonic() - sent,
-                lease,
+                self.config.lease.total_seconds(),
                 len(claimed),
             )
         for item in claimed:
