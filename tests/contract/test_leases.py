@@ -332,3 +332,59 @@ async def test_max_execution_emits_stalled_once_and_stops_renewing(store: JobSto
 
     assert len(stalled) == 1
     assert stalled[0].id == job.id
+
+
+async def test_a_renewal_answer_for_a_previous_run_leaves_the_jobs_newer_run_alone(
+    store: JobStore,
+) -> None:
+    """A heartbeat renews the fence of a run that has finished but whose outcome is not yet
+    written; while the renewal is held up (a failover), the job is claimed again and a new
+    run of it starts in the same worker. The renewal's answer (the old fence lost) concerns
+    the old run only: the new run, with a fence of its own, keeps running."""
+    from mongo_job_scheduler._config import SchedulerConfig
+    from mongo_job_scheduler.events import EventEmitter
+    from mongo_job_scheduler.job import RunContext
+    from mongo_job_scheduler.stores.base import Fence
+    from mongo_job_scheduler.worker._leases import LeaseKeeper
+    from mongo_job_scheduler.worker._running import Execution
+
+    scheduler = make(store)
+    job = await scheduler.schedule("renewed")
+    lease = timedelta(seconds=30)
+
+    async def run_of(owner: str) -> Execution:
+        [claimed] = (await store.claim(owner, 1, lease, 5)).jobs
+        fence = Fence(claimed.job_id, owner, claimed.token, claimed.slot_name)
+        context = RunContext(claimed.token, owner, claimed.job_id)
+        execution = Execution(fence, claimed, context, claimed.job(context))
+        execution.lease_deadline = asyncio.get_running_loop().time() + 3600
+        return execution
+
+    old = await run_of("w")
+    await store.release(old.fence)  # the old run's outcome made the job due again
+    executions: dict[Any, Execution] = {job.id: old}
+    errors: list[BaseException] = []
+    keeper = LeaseKeeper(
+        store,
+        SchedulerConfig.from_options(lock_timeout=30),
+        executions,
+        EventEmitter(),
+        lambda exc, _: errors.append(exc),
+    )
+    renew = store.renew
+    newer: list[Execution] = []
+
+    async def held_up(fences: Any, until: timedelta) -> set[Any]:
+        newer.append(await run_of("w"))  # claimed again meanwhile, by the same worker
+        executions[job.id] = newer[0]
+        return await renew(fences, until)
+
+    store.renew = held_up  # type: ignore[method-assign]
+    try:
+        await keeper.heartbeat()
+    finally:
+        del store.renew
+    [new] = newer
+    assert new.claimed.token > old.claimed.token
+    assert new.context.stop_reason is None
+    assert errors == []

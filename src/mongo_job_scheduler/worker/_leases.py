@@ -14,7 +14,7 @@ from typing import Any
 from .._config import SchedulerConfig
 from ..events import EventEmitter
 from ..job import StopReason
-from ..stores.base import Fence, JobStore, Ownership
+from ..stores.base import JobStore, Ownership
 from ._running import Execution
 from ._ticks import until_tick
 
@@ -85,7 +85,7 @@ class LeaseKeeper:
     async def heartbeat(self) -> None:
         """Renew every live lease in one write; stop the executions whose lease is lost."""
         now = time.monotonic()
-        fences: list[Fence] = []
+        renewing: list[Execution] = []
         stalled: list[Execution] = []
         for execution in list(self.executions.values()):
             if execution.context.stop_reason is not None:
@@ -97,25 +97,27 @@ class LeaseKeeper:
             elif now > execution.lease_deadline:
                 execution.request_stop(StopReason.LEASE_LOST)
             else:
-                fences.append(execution.fence)
+                renewing.append(execution)
         for execution in stalled:
             await self._check_owned(execution)
-        if not fences:
+        if not renewing:
             return
         try:
-            lost = await self.store.renew(fences, self.config.lease)
+            lost = await self.store.renew([e.fence for e in renewing], self.config.lease)
         except Exception as exc:
             self.report(exc, "lease renewal failed; retrying at the next heartbeat")
             return
         renewed_until = now + self.config.lease.total_seconds()
-        for fence in fences:
-            running = self.executions.get(fence.job_id)
-            if running is None:
-                continue
-            if fence.job_id in lost:
-                await self._stop_lost(running)
+        # The answer concerns the executions whose fences were sent, not whatever runs under
+        # the same job id now: a newer run of the job (claimed again while the renewal was
+        # held up) has a fence of its own.
+        for execution in renewing:
+            if self.executions.get(execution.fence.job_id) is not execution:
+                continue  # over meanwhile
+            if execution.fence.job_id in lost:
+                await self._stop_lost(execution)
             else:
-                running.lease_deadline = renewed_until
+                execution.lease_deadline = renewed_until
 
     def _stall(self, execution: Execution) -> None:
         """An execution passed ``max_execution``: its lease is no longer renewed
